@@ -15,3 +15,16 @@
 #![deny(unsafe_code)]
 
 pub mod proto;
+
+pub mod api;
+mod config;
+mod driver;
+
+pub use api::{
+    App, CloseInfo, ConnId, ConnKind, Message, Park, Reply, SlowPolicy, SseStream, TimerId,
+    WsAccept,
+};
+pub use config::Config;
+pub use driver::{Ctx, Handle, Server, Stats};
+pub use proto::http1::{Request, Response};
+pub use proto::topic::PublishError;

@@ -1,0 +1,284 @@
+//! The pushwire hub: one publish reaches WebSocket, Server-Sent Events, long-poll and
+//! webhook subscribers, side by side.
+//!
+//! ```text
+//! cargo run --release --example hub -- --addr 127.0.0.1:8080
+//! curl -d 'hello' 'http://127.0.0.1:8080/topics/demo?event=greeting'
+//! curl 'http://127.0.0.1:8080/topics/demo/events?since=0'
+//! curl -N 'http://127.0.0.1:8080/topics/demo/sse'
+//! curl 'http://127.0.0.1:8080/topics/demo/poll?since=1&timeout=30'
+//! ```
+//!
+//! Set `PUSHWIRE_LOG=debug` (or `trace`) to watch what crosses the wire.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use pushwire::proto::json;
+use pushwire::proto::topic::valid_topic;
+use pushwire::{
+    App, CloseInfo, Config, ConnId, Ctx, Message, Park, Reply, Request, Response, Server,
+    SseStream, WsAccept,
+};
+
+/// The largest text message a WebSocket client may publish (HUB-NOTES: 1 MiB, else 1009).
+const WS_MAX_MESSAGE: usize = 1 << 20;
+/// Default and largest long-poll wait.
+const POLL_DEFAULT: u64 = 30;
+const POLL_MAX: u64 = 120;
+
+struct Hub {
+    allow_origins: Vec<String>,
+    /// The topic each WebSocket connection publishes its messages to.
+    ws_topic: HashMap<ConnId, String>,
+}
+
+/// Where a request goes, decided from its path alone.
+enum Route<'a> {
+    Health,
+    Index,
+    Stats,
+    Topic(&'a str),
+    TopicEvents(&'a str),
+    TopicWs(&'a str),
+    TopicSse(&'a str),
+    TopicPoll(&'a str),
+    BadTopic,
+    NotFound,
+}
+
+fn route(path: &str) -> Route<'_> {
+    match path {
+        "/healthz" => return Route::Health,
+        "/" => return Route::Index,
+        "/stats" => return Route::Stats,
+        _ => {}
+    }
+    let Some(rest) = path.strip_prefix("/topics/") else { return Route::NotFound };
+    let (topic, tail) = match rest.split_once('/') {
+        Some((t, tail)) => (t, Some(tail)),
+        None => (rest, None),
+    };
+    let known_tail = matches!(tail, None | Some("events" | "ws" | "sse" | "poll"));
+    if !known_tail {
+        return Route::NotFound;
+    }
+    if !valid_topic(topic) {
+        return Route::BadTopic;
+    }
+    match tail {
+        None => Route::Topic(topic),
+        Some("events") => Route::TopicEvents(topic),
+        Some("ws") => Route::TopicWs(topic),
+        Some("sse") => Route::TopicSse(topic),
+        _ => Route::TopicPoll(topic),
+    }
+}
+
+fn method_not_allowed(allow: &str) -> Reply {
+    Response::text(405, "method not allowed\n").header("Allow", allow).into()
+}
+
+fn bad_request(msg: &str) -> Reply {
+    Response::text(400, format!("{msg}\n")).into()
+}
+
+/// `?name=N` as a number: missing means 0; anything but digits is a 400.
+fn number_param(req: &Request, name: &str) -> Result<Option<u64>, Reply> {
+    match req.query_param(name) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| bad_request(&format!("{name} must be a non-negative integer"))),
+    }
+}
+
+impl Hub {
+    fn publish(&mut self, cx: &mut Ctx<'_>, topic: &str, req: &Request) -> Reply {
+        let Ok(data) = std::str::from_utf8(&req.body) else {
+            return bad_request("the event data (request body) must be UTF-8 text");
+        };
+        let event = req.query_param("event");
+        let event = event.as_deref().filter(|e| !e.is_empty());
+        match cx.publish(topic, event, data) {
+            Ok(id) => {
+                let mut body = b"{\"topic\":".to_vec();
+                json::write_str(&mut body, topic);
+                body.extend_from_slice(format!(",\"id\":{id}}}").as_bytes());
+                Response::json(201, body).into()
+            }
+            Err(e) => bad_request(&e.to_string()),
+        }
+    }
+
+    fn events(&self, cx: &Ctx<'_>, topic: &str, req: &Request) -> Reply {
+        let since = match number_param(req, "since") {
+            Ok(s) => s.unwrap_or(0),
+            Err(r) => return r,
+        };
+        let mut body = Vec::new();
+        json::write_page(&mut body, &cx.events(topic, since, 100));
+        Response::json(200, body).header("Cache-Control", "no-store").into()
+    }
+
+    fn websocket(&mut self, conn: ConnId, topic: &str, req: &Request) -> Reply {
+        if !self.allow_origins.is_empty() {
+            let origin = req.header_str("origin").unwrap_or("");
+            if !self.allow_origins.iter().any(|o| o == origin) {
+                return Response::text(403, "origin not allowed\n").into();
+            }
+        }
+        let since = match number_param(req, "since") {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        self.ws_topic.insert(conn, topic.to_owned());
+        Reply::WebSocket(WsAccept::new().subscribe(topic, since).max_message(WS_MAX_MESSAGE))
+    }
+
+    fn sse(&self, topic: &str, req: &Request) -> Reply {
+        // Last-Event-ID wins over ?last_event_id=; a non-numeric value means "start live".
+        let last = match req.header_str("last-event-id") {
+            Some(h) => h.trim().parse::<u64>().ok(),
+            None => req.query_param("last_event_id").and_then(|v| v.parse::<u64>().ok()),
+        };
+        Reply::Sse(SseStream::new(topic).resume_after(last))
+    }
+
+    fn poll(&self, topic: &str, req: &Request) -> Reply {
+        let since = match number_param(req, "since") {
+            Ok(s) => s.unwrap_or(0),
+            Err(r) => return r,
+        };
+        let timeout = match number_param(req, "timeout") {
+            Ok(t) => t.unwrap_or(POLL_DEFAULT).min(POLL_MAX),
+            Err(r) => return r,
+        };
+        Reply::Park(Park::new(topic, since, Duration::from_secs(timeout)))
+    }
+
+    fn stats(&self, cx: &Ctx<'_>) -> Reply {
+        let s = cx.stats();
+        let body = format!(
+            concat!(
+                "{{\"connections\":{{\"http\":{},\"websocket\":{},\"sse\":{},\"parked\":{}}},",
+                "\"published\":{},",
+                "\"delivered\":{{\"websocket\":{},\"sse\":{},\"longpoll\":{},\"webhook\":{}}}}}"
+            ),
+            s.http,
+            s.websocket,
+            s.sse,
+            s.parked,
+            s.published,
+            s.delivered_websocket,
+            s.delivered_sse,
+            s.delivered_longpoll,
+            s.delivered_webhook,
+        );
+        Response::json(200, body).header("Cache-Control", "no-store").into()
+    }
+}
+
+impl App for Hub {
+    fn on_request(&mut self, cx: &mut Ctx<'_>, conn: ConnId, req: &Request) -> Reply {
+        let get = matches!(req.method.as_str(), "GET" | "HEAD");
+        match route(req.path()) {
+            Route::Health if get => Response::text(200, "ok").into(),
+            Route::Index if get => Response::html(200, INDEX_HTML).into(),
+            Route::Stats if get => self.stats(cx),
+            Route::Topic(t) if req.method == "POST" => self.publish(cx, t, req),
+            Route::Topic(_) => method_not_allowed("POST"),
+            Route::TopicEvents(t) if get => self.events(cx, t, req),
+            Route::TopicWs(t) if req.method == "GET" => self.websocket(conn, t, req),
+            Route::TopicWs(_) => method_not_allowed("GET"),
+            Route::TopicSse(t) if get => self.sse(t, req),
+            Route::TopicPoll(t) if get => self.poll(t, req),
+            Route::BadTopic => bad_request("topic names are 1-128 bytes of [A-Za-z0-9._-], not . or .."),
+            Route::NotFound => Response::text(404, "not found\n").into(),
+            _ => method_not_allowed("GET, HEAD"),
+        }
+    }
+
+    fn on_ws_message(&mut self, cx: &mut Ctx<'_>, conn: ConnId, msg: Message<'_>) {
+        match msg {
+            // A chat: what one client says reaches every subscriber of the topic, of any kind.
+            Message::Text(text) => {
+                if let Some(topic) = self.ws_topic.get(&conn) {
+                    if let Err(e) = cx.publish(topic, None, text) {
+                        cx.close_ws(conn, 1008, &e.to_string());
+                    }
+                }
+            }
+            Message::Binary(_) => {
+                cx.close_ws(conn, 1003, "only text messages are published");
+            }
+        }
+    }
+
+    fn on_close(&mut self, _cx: &mut Ctx<'_>, conn: ConnId, _info: &CloseInfo) {
+        self.ws_topic.remove(&conn);
+    }
+}
+
+const INDEX_HTML: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<title>pushwire hub</title></head><body><h1>pushwire hub</h1>\
+<p>POST /topics/{topic} publishes; GET /topics/{topic}/events, /ws, /sse and /poll \
+subscribe.</p></body></html>\n";
+
+/// A minimal logger for the example: `PUSHWIRE_LOG=debug` prints to stderr.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::max_level()
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            eprintln!("{:5} {}", r.level(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: hub [--addr HOST:PORT] [--history-events N] [--history-bytes N]\n\
+         \x20          [--header-timeout SECS] [--idle-timeout SECS] [--allow-origin ORIGIN]..."
+    );
+    std::process::exit(2)
+}
+
+fn main() -> std::io::Result<()> {
+    let level = match std::env::var("PUSHWIRE_LOG").as_deref() {
+        Ok("trace") => log::LevelFilter::Trace,
+        Ok("debug") => log::LevelFilter::Debug,
+        Ok("info") => log::LevelFilter::Info,
+        _ => log::LevelFilter::Warn,
+    };
+    static LOGGER: StderrLog = StderrLog;
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+
+    let mut addr = "127.0.0.1:8080".to_owned();
+    let mut config = Config::new();
+    let mut hub = Hub { allow_origins: Vec::new(), ws_topic: HashMap::new() };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| usage());
+        let mut num = |v: String| v.parse::<u64>().unwrap_or_else(|_| usage());
+        match flag.as_str() {
+            "--addr" => addr = value(),
+            "--history-events" => config = config.history_events(num(value()) as usize),
+            "--history-bytes" => config = config.history_bytes(num(value()) as usize),
+            "--header-timeout" => config = config.header_timeout(Duration::from_secs(num(value()))),
+            "--idle-timeout" => config = config.idle_timeout(Duration::from_secs(num(value()))),
+            "--allow-origin" => hub.allow_origins.push(value()),
+            _ => usage(),
+        }
+    }
+    let mut server = Server::bind(addr.as_str(), config, hub)?;
+    println!("pushwire hub listening on http://{}", server.local_addr());
+    server.run()
+}

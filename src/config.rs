@@ -1,0 +1,119 @@
+//! Server settings: every limit and timeout of the crate, documented in one place.
+
+use std::time::Duration;
+
+use crate::api::SlowPolicy;
+use crate::proto::http1::Limits;
+use crate::proto::topic::HistoryLimits;
+
+/// Settings for a [`Server`](crate::Server). Build with [`Config::new`] and the setters;
+/// every value has a safe default.
+///
+/// | setting | default | what happens at the limit |
+/// |---|---|---|
+/// | `max_head_bytes` | 16 KiB | 431 and close |
+/// | `max_headers` | 100 | 431 and close |
+/// | `max_body_bytes` | 1 MiB | 413 and close |
+/// | `header_timeout` | 10 s | a request (head and body) not complete in time: close |
+/// | `idle_timeout` | 60 s | an idle keep-alive connection: close |
+/// | `max_connections` | 10,000 | new connections are closed at once |
+/// | `history_events` / `history_bytes` | 1,000 / 1 MiB per topic | the oldest events are dropped |
+/// | `max_topics` | 10,000 | publishing to a new topic fails |
+/// | `ws_max_frame` / `ws_max_message` | 16 MiB / 16 MiB | close 1009 |
+/// | `high_water` | 1 MiB queued per connection | [`SlowPolicy`]; reading pauses for HTTP/WebSocket input |
+/// | `ws_close_timeout` | 5 s | after our close frame, wait this long for the peer's |
+/// | `sse_heartbeat` | 15 s | a `: heartbeat` comment on idle streams |
+/// | `sse_retry` | none | a `retry:` field at the start of each stream |
+/// | `poll_batch` | 100 events | per long-poll answer; the client follows `next` |
+/// | `stop_timeout` | 5 s | graceful stop: queued output is flushed for at most this long |
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) http: Limits,
+    pub(crate) header_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) max_connections: usize,
+    pub(crate) history: HistoryLimits,
+    pub(crate) ws_max_frame: usize,
+    pub(crate) ws_max_message: usize,
+    pub(crate) high_water: usize,
+    pub(crate) slow_policy: SlowPolicy,
+    pub(crate) ws_close_timeout: Duration,
+    pub(crate) sse_heartbeat: Duration,
+    pub(crate) sse_retry: Option<u64>,
+    pub(crate) poll_batch: usize,
+    pub(crate) stop_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: Limits::default(),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            history: HistoryLimits::default(),
+            ws_max_frame: 16 << 20,
+            ws_max_message: 16 << 20,
+            high_water: 1 << 20,
+            slow_policy: SlowPolicy::Disconnect,
+            ws_close_timeout: Duration::from_secs(5),
+            sse_heartbeat: Duration::from_secs(15),
+            sse_retry: None,
+            poll_batch: 100,
+            stop_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident : $ty:ty => $($field:ident).+) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$($field).+ = value;
+            self
+        }
+    };
+}
+
+impl Config {
+    /// The defaults listed above.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    setter!(/// Largest request head (request line and header fields) in bytes.
+        max_head_bytes: usize => http.max_head_bytes);
+    setter!(/// Most header fields in one request.
+        max_headers: usize => http.max_headers);
+    setter!(/// Largest request body in bytes.
+        max_body_bytes: usize => http.max_body_bytes);
+    setter!(/// Time a client has to send a whole request once it started one (slowloris guard).
+        header_timeout: Duration => header_timeout);
+    setter!(/// Time an idle keep-alive connection is kept.
+        idle_timeout: Duration => idle_timeout);
+    setter!(/// Most open connections; more are closed as soon as they are accepted.
+        max_connections: usize => max_connections);
+    setter!(/// Events kept per topic.
+        history_events: usize => history.max_events);
+    setter!(/// Bytes (data plus event name) kept per topic; the newest event is always kept.
+        history_bytes: usize => history.max_bytes);
+    setter!(/// Most topics.
+        max_topics: usize => history.max_topics);
+    setter!(/// Largest WebSocket frame payload accepted.
+        ws_max_frame: usize => ws_max_frame);
+    setter!(/// Largest WebSocket message accepted (after reassembly).
+        ws_max_message: usize => ws_max_message);
+    setter!(/// Output queued per connection beyond which it counts as a slow reader.
+        high_water: usize => high_water);
+    setter!(/// What to do with a slow WebSocket reader.
+        slow_policy: SlowPolicy => slow_policy);
+    setter!(/// How long to wait for the peer's close frame after sending ours.
+        ws_close_timeout: Duration => ws_close_timeout);
+    setter!(/// Interval of SSE heartbeat comments.
+        sse_heartbeat: Duration => sse_heartbeat);
+    setter!(/// `retry:` value (milliseconds) sent at the start of each SSE stream.
+        sse_retry: Option<u64> => sse_retry);
+    setter!(/// Most events in one long-poll answer.
+        poll_batch: usize => poll_batch);
+    setter!(/// How long a graceful stop waits for queued output to drain.
+        stop_timeout: Duration => stop_timeout);
+}
