@@ -6,6 +6,7 @@
 
 pub mod http1;
 pub mod json;
+pub mod longpoll;
 pub mod sse;
 pub mod timer;
 pub mod topic;

@@ -1,1 +1,581 @@
-//! (placeholder: being written)
+//! Named topics, each with a bounded history of published events.
+//!
+//! A publisher appends an [`Event`] to a topic; subscribers on every transport (WebSocket,
+//! Server-Sent Events, long-poll, webhooks) read it from there. Each topic keeps its most
+//! recent events in a ring buffer bounded both by count and by bytes ([`HistoryLimits`]),
+//! so a client that reconnects with a cursor (`since`, or SSE's `Last-Event-ID`) can catch
+//! up on what it missed.
+//!
+//! # Ids
+//!
+//! Event ids are per topic: the first event of a topic gets id 1 and every publish adds 1.
+//! Ids are never reused while the process lives, so the kept history of a topic is always a
+//! run of consecutive ids `oldest..=last`. (A restarted server starts again at 1: see the
+//! ahead cursor below.)
+//!
+//! # Eviction
+//!
+//! After each publish the oldest events are dropped while the topic holds more than
+//! `max_events` events or more than `max_bytes` bytes ([`Event::bytes`]: data plus event
+//! name), but the newest event is always kept, even when it alone exceeds the byte budget,
+//! so that a publish is never lost before anyone could read it.
+//!
+//! # Reading after a cursor, and gaps
+//!
+//! [`Topics::read_after`]`(topic, since, max)` answers "what came after id `since`?" with a
+//! [`Page`] of at most `max` events with ids greater than `since`, in id order:
+//!
+//! * `gap` is `true` when the client cannot get everything it asks for:
+//!   - events with ids greater than `since` were already evicted (`since < oldest - 1`):
+//!     the page starts at the oldest kept event;
+//!   - or `since` is **ahead** of the topic's last id. Ids only grow, so this cursor comes
+//!     from before a restart of the server, which lost its history. The page starts at the
+//!     oldest kept event; the caller must never wait for an id that will not come. For an
+//!     empty or unknown topic an ahead cursor (any `since > 0`) gives a gap, no events
+//!     and `next = 0`.
+//! * `next` is the id of the last event returned; when none is returned it is the
+//!   effective cursor: `since` itself, or for an ahead cursor `oldest - 1` (0 when the
+//!   topic is empty). The client sends `next` as its next `since`.
+//! * `oldest` is the oldest kept id (0 when none is kept), for the transports' gap notice.
+//! * `more` is `true` when kept events follow the returned ones (the page was cut at
+//!   `max`).
+//!
+//! Events are shared as [`Rc<Event>`]: the driver is single-threaded and hands the same
+//! event to the history and to many subscriber queues without copying it.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::rc::Rc;
+
+/// Bounds on the memory the topic log may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Events kept per topic (at least 1 is always kept). Default 1000.
+    pub max_events: usize,
+    /// Bytes of data plus event names kept per topic (the newest event is kept even when
+    /// it alone is larger). Default 1 MiB.
+    pub max_bytes: usize,
+    /// Number of distinct topics; publishing to a new topic beyond it fails with
+    /// [`PublishError::TooManyTopics`]. Default 10 000.
+    pub max_topics: usize,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        HistoryLimits {
+            max_events: 1000,
+            max_bytes: 1024 * 1024,
+            max_topics: 10_000,
+        }
+    }
+}
+
+/// One published event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Per-topic id, starting at 1.
+    pub id: u64,
+    /// Event name (SSE `event:` field); `None` for the default (`message`).
+    pub event: Option<Box<str>>,
+    /// The payload, any UTF-8 text.
+    pub data: Box<str>,
+}
+
+impl Event {
+    /// The bytes this event counts against [`HistoryLimits::max_bytes`]: data plus name.
+    pub fn bytes(&self) -> usize {
+        self.data.len() + self.event.as_deref().map_or(0, str::len)
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublishError {
+    /// The topic name is not 1-128 bytes of `[A-Za-z0-9._-]`, or is `.` or `..`.
+    BadTopic,
+    /// The event name is not 1-64 bytes of visible ASCII (0x21-0x7E).
+    BadEventName,
+    /// The topic is new and [`HistoryLimits::max_topics`] topics already exist.
+    TooManyTopics,
+}
+
+impl PublishError {
+    /// The HTTP status to answer a publish request with: 400 for a bad name (the client's
+    /// fault), 507 Insufficient Storage when the topic table is full.
+    pub fn status(self) -> u16 {
+        match self {
+            PublishError::BadTopic | PublishError::BadEventName => 400,
+            PublishError::TooManyTopics => 507,
+        }
+    }
+
+    /// A short static reason, suitable for a response body.
+    pub fn reason(self) -> &'static str {
+        match self {
+            PublishError::BadTopic => {
+                "bad topic name: use 1-128 characters of A-Z a-z 0-9 . _ - (not . or ..)"
+            }
+            PublishError::BadEventName => {
+                "bad event name: use 1-64 visible ASCII characters (0x21-0x7E)"
+            }
+            PublishError::TooManyTopics => "too many topics: the topic limit is reached",
+        }
+    }
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// Whether `name` is a valid topic name: 1-128 bytes of `[A-Za-z0-9._-]`, and neither `.`
+/// nor `..` (names appear as URL path segments, matched without percent-decoding).
+pub fn valid_topic(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Whether `name` is a valid event name: 1-64 bytes of visible ASCII (0x21-0x7E), so every
+/// transport can carry it (an SSE `event:` line cannot hold a line break).
+pub fn valid_event_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| (0x21..=0x7E).contains(&b))
+}
+
+/// One topic's state.
+#[derive(Default)]
+struct Topic {
+    /// Kept events, oldest first; ids are consecutive.
+    history: VecDeque<Rc<Event>>,
+    /// Sum of [`Event::bytes`] over `history`.
+    bytes: usize,
+    /// Id of the last event published (0 before the first).
+    last_id: u64,
+}
+
+impl Topic {
+    fn oldest_id(&self) -> Option<u64> {
+        self.history.front().map(|e| e.id)
+    }
+}
+
+/// A page of events answering [`Topics::read_after`]; see the module docs for the rules.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Page<'a> {
+    /// At most `max` events, ids ascending and consecutive.
+    pub events: Vec<&'a Rc<Event>>,
+    /// Events after the cursor were lost (evicted, or the cursor is ahead of the topic).
+    pub gap: bool,
+    /// The cursor to read after next time: the last returned id, or the effective cursor.
+    pub next: u64,
+    /// Oldest kept id, 0 if the topic keeps nothing.
+    pub oldest: u64,
+    /// More kept events follow the returned ones.
+    pub more: bool,
+}
+
+/// The table of topics and their histories.
+pub struct Topics {
+    limits: HistoryLimits,
+    topics: HashMap<Box<str>, Topic>,
+}
+
+impl Topics {
+    /// An empty table with the given limits.
+    pub fn new(limits: HistoryLimits) -> Self {
+        Topics {
+            limits,
+            topics: HashMap::new(),
+        }
+    }
+
+    /// The limits this table was made with.
+    pub fn limits(&self) -> HistoryLimits {
+        self.limits
+    }
+
+    /// Appends an event to `topic` (creating the topic) and returns it with its new id.
+    ///
+    /// `event` is the event name; pass `None` for the default (an empty `?event=` is no
+    /// name: map it to `None` before calling, `Some("")` is refused). Everything is
+    /// validated before anything changes.
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<Rc<Event>, PublishError> {
+        if !valid_topic(topic) {
+            return Err(PublishError::BadTopic);
+        }
+        if let Some(name) = event {
+            if !valid_event_name(name) {
+                return Err(PublishError::BadEventName);
+            }
+        }
+        if !self.topics.contains_key(topic) {
+            if self.topics.len() >= self.limits.max_topics {
+                return Err(PublishError::TooManyTopics);
+            }
+            self.topics.insert(topic.into(), Topic::default());
+        }
+        let Some(t) = self.topics.get_mut(topic) else {
+            return Err(PublishError::BadTopic); // unreachable: inserted just above
+        };
+        t.last_id += 1;
+        let ev = Rc::new(Event {
+            id: t.last_id,
+            event: event.map(Into::into),
+            data: data.into(),
+        });
+        t.bytes += ev.bytes();
+        t.history.push_back(Rc::clone(&ev));
+        while t.history.len() > 1
+            && (t.history.len() > self.limits.max_events || t.bytes > self.limits.max_bytes)
+        {
+            if let Some(old) = t.history.pop_front() {
+                t.bytes -= old.bytes();
+            }
+        }
+        log::trace!(
+            "topic {topic}: published id {} ({} bytes), keeping {} events / {} bytes",
+            ev.id,
+            ev.bytes(),
+            t.history.len(),
+            t.bytes
+        );
+        Ok(ev)
+    }
+
+    /// At most `max` kept events of `topic` with ids greater than `since`, with the gap
+    /// and cursor rules of the module docs. An unknown topic reads as an empty one.
+    pub fn read_after(&self, topic: &str, since: u64, max: usize) -> Page<'_> {
+        let Some(t) = self.topics.get(topic) else {
+            return Page {
+                events: Vec::new(),
+                gap: since > 0,
+                next: 0,
+                oldest: 0,
+                more: false,
+            };
+        };
+        let (Some(oldest), last) = (t.oldest_id(), t.last_id) else {
+            // A known topic always keeps its newest event; read it as empty anyway.
+            return Page {
+                events: Vec::new(),
+                gap: since > t.last_id,
+                next: if since > t.last_id { 0 } else { since },
+                oldest: 0,
+                more: false,
+            };
+        };
+        let (from, gap) = if since > last {
+            (oldest - 1, true) // ahead: the server lost its history
+        } else {
+            (since, since < oldest - 1)
+        };
+        // Ids are consecutive, so the first event after `from` sits at `from + 1 - oldest`.
+        let start = usize::try_from(from.saturating_sub(oldest - 1)).unwrap_or(usize::MAX);
+        let start = start.min(t.history.len());
+        let events: Vec<_> = t.history.range(start..).take(max).collect();
+        let more = start + events.len() < t.history.len();
+        let next = events.last().map_or(from, |e| e.id);
+        Page {
+            events,
+            gap,
+            next,
+            oldest,
+            more,
+        }
+    }
+
+    /// The id of the last event published to `topic` (0 for an unknown topic).
+    pub fn last_id(&self, topic: &str) -> u64 {
+        self.topics.get(topic).map_or(0, |t| t.last_id)
+    }
+
+    /// The oldest kept id of `topic`, `None` when it keeps nothing.
+    pub fn oldest_id(&self, topic: &str) -> Option<u64> {
+        self.topics.get(topic).and_then(Topic::oldest_id)
+    }
+
+    /// The number of topics.
+    pub fn len(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// Whether no topic exists yet.
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max_events: usize, max_bytes: usize, max_topics: usize) -> HistoryLimits {
+        HistoryLimits {
+            max_events,
+            max_bytes,
+            max_topics,
+        }
+    }
+
+    fn ids(page: &Page<'_>) -> Vec<u64> {
+        page.events.iter().map(|e| e.id).collect()
+    }
+
+    fn kept(t: &Topics, topic: &str) -> Vec<u64> {
+        ids(&t.read_after(topic, 0, usize::MAX))
+    }
+
+    #[test]
+    fn default_limits() {
+        assert_eq!(HistoryLimits::default(), limits(1000, 1_048_576, 10_000));
+    }
+
+    #[test]
+    fn topic_names() {
+        let long = "a".repeat(128);
+        let too_long = "a".repeat(129);
+        let table: &[(&str, bool)] = &[
+            ("a", true),
+            ("news", true),
+            ("A-z_0.9", true),
+            ("...", true),
+            (".a", true),
+            (&long, true),
+            ("", false),
+            (".", false),
+            ("..", false),
+            (&too_long, false),
+            ("a/b", false),
+            ("a b", false),
+            ("a%2F", false),
+            ("é", false),
+            ("a\0", false),
+            ("a?x", false),
+        ];
+        for (name, ok) in table {
+            assert_eq!(valid_topic(name), *ok, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn event_names() {
+        let max = "x".repeat(64);
+        let too_long = "x".repeat(65);
+        let table: &[(&str, bool)] = &[
+            ("update", true),
+            ("!", true),
+            ("~", true),
+            ("a:b", true),
+            (&max, true),
+            ("", false),
+            (&too_long, false),
+            ("a b", false),
+            ("a\n", false),
+            ("a\r", false),
+            ("\x7f", false),
+            ("é", false),
+            ("\0", false),
+        ];
+        for (name, ok) in table {
+            assert_eq!(valid_event_name(name), *ok, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn publish_refusals_change_nothing() {
+        let mut t = Topics::new(limits(10, 100, 2));
+        assert_eq!(t.publish("a/b", None, "x"), Err(PublishError::BadTopic));
+        assert_eq!(t.publish("..", None, "x"), Err(PublishError::BadTopic));
+        assert_eq!(
+            t.publish("a", Some(""), "x"),
+            Err(PublishError::BadEventName)
+        );
+        assert_eq!(
+            t.publish("a", Some("a b"), "x"),
+            Err(PublishError::BadEventName)
+        );
+        assert_eq!(t.len(), 0);
+        t.publish("a", None, "x").unwrap();
+        t.publish("b", None, "x").unwrap();
+        assert_eq!(t.publish("c", None, "x"), Err(PublishError::TooManyTopics));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.last_id("c"), 0);
+        // Existing topics still accept events at the limit.
+        assert_eq!(t.publish("a", Some("up"), "y").unwrap().id, 2);
+    }
+
+    #[test]
+    fn publish_error_status_and_display() {
+        assert_eq!(PublishError::BadTopic.status(), 400);
+        assert_eq!(PublishError::BadEventName.status(), 400);
+        assert_eq!(PublishError::TooManyTopics.status(), 507);
+        assert!(PublishError::BadTopic
+            .to_string()
+            .starts_with("bad topic name"));
+        assert!(PublishError::BadEventName
+            .to_string()
+            .starts_with("bad event name"));
+        assert!(PublishError::TooManyTopics
+            .to_string()
+            .starts_with("too many topics"));
+    }
+
+    #[test]
+    fn ids_start_at_one_per_topic_and_only_grow() {
+        let mut t = Topics::new(limits(2, 1000, 10));
+        for want in 1..=5 {
+            assert_eq!(t.publish("a", None, "x").unwrap().id, want);
+        }
+        assert_eq!(t.publish("b", Some("e"), "y").unwrap().id, 1);
+        assert_eq!(t.last_id("a"), 5);
+        assert_eq!(t.last_id("b"), 1);
+        assert_eq!(t.last_id("zzz"), 0);
+        assert_eq!(t.oldest_id("a"), Some(4));
+        assert_eq!(t.oldest_id("zzz"), None);
+        let ev = t.publish("a", Some("n"), "data").unwrap();
+        assert_eq!(
+            *ev,
+            Event {
+                id: 6,
+                event: Some("n".into()),
+                data: "data".into()
+            }
+        );
+    }
+
+    #[test]
+    fn eviction_by_count() {
+        let mut t = Topics::new(limits(3, 1 << 20, 10));
+        for i in 1..=3 {
+            t.publish("a", None, "x").unwrap();
+            assert_eq!(kept(&t, "a"), (1..=i).collect::<Vec<_>>());
+        }
+        t.publish("a", None, "x").unwrap();
+        assert_eq!(kept(&t, "a"), [2, 3, 4]);
+    }
+
+    #[test]
+    fn eviction_by_bytes_counts_data_and_name() {
+        // Budget 10 bytes. Each event: data 3 + name 1 = 4 bytes.
+        let mut t = Topics::new(limits(100, 10, 10));
+        t.publish("a", Some("e"), "abc").unwrap();
+        t.publish("a", Some("e"), "abc").unwrap();
+        assert_eq!(kept(&t, "a"), [1, 2]); // 8 bytes
+        t.publish("a", Some("e"), "abc").unwrap(); // 12 > 10
+        assert_eq!(kept(&t, "a"), [2, 3]);
+        t.publish("a", None, "ab").unwrap(); // 4 + 4 + 2 = 10, fits exactly
+        assert_eq!(kept(&t, "a"), [2, 3, 4]);
+        // Multi-byte characters count in bytes: "é" is 2 bytes.
+        t.publish("a", None, "é").unwrap(); // 12 -> drop 2 -> 8
+        assert_eq!(kept(&t, "a"), [3, 4, 5]);
+    }
+
+    #[test]
+    fn newest_is_always_kept() {
+        let mut t = Topics::new(limits(100, 10, 10));
+        t.publish("a", None, "abc").unwrap();
+        let big = "x".repeat(50);
+        t.publish("a", None, &big).unwrap();
+        assert_eq!(kept(&t, "a"), [2]);
+        t.publish("a", None, "abc").unwrap();
+        assert_eq!(kept(&t, "a"), [3]);
+        // max_events = 0 still keeps the newest.
+        let mut t = Topics::new(limits(0, 0, 10));
+        t.publish("a", None, "x").unwrap();
+        t.publish("a", None, "y").unwrap();
+        assert_eq!(kept(&t, "a"), [2]);
+        assert_eq!(&*t.read_after("a", 0, 10).events[0].data, "y");
+    }
+
+    /// Topic "a" keeping ids 3..=5 (1 and 2 evicted).
+    fn three_to_five() -> Topics {
+        let mut t = Topics::new(limits(3, 1 << 20, 10));
+        for _ in 0..5 {
+            t.publish("a", None, "x").unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn read_after_table() {
+        let t = three_to_five();
+        // (since, max) -> (ids, gap, next, oldest, more)
+        type Row = ((u64, usize), (&'static [u64], bool, u64, u64, bool));
+        let table: &[Row] = &[
+            ((0, 10), (&[3, 4, 5], true, 5, 3, false)), // 1, 2 lost
+            ((1, 10), (&[3, 4, 5], true, 5, 3, false)), // 2 lost
+            ((2, 10), (&[3, 4, 5], false, 5, 3, false)),
+            ((3, 10), (&[4, 5], false, 5, 3, false)),
+            ((4, 10), (&[5], false, 5, 3, false)),
+            ((5, 10), (&[], false, 5, 3, false)), // up to date: wait
+            ((2, 2), (&[3, 4], false, 4, 3, true)),
+            ((0, 1), (&[3], true, 3, 3, true)),
+            ((2, 0), (&[], false, 2, 3, true)),
+            ((0, 0), (&[], true, 0, 3, true)),
+            // Ahead of the last id: the server lost its history; read from the oldest.
+            ((6, 10), (&[3, 4, 5], true, 5, 3, false)),
+            ((u64::MAX, 10), (&[3, 4, 5], true, 5, 3, false)),
+            ((9, 1), (&[3], true, 3, 3, true)),
+            ((9, 0), (&[], true, 2, 3, true)),
+        ];
+        for &((since, max), (want_ids, gap, next, oldest, more)) in table {
+            let p = t.read_after("a", since, max);
+            let got = (ids(&p), p.gap, p.next, p.oldest, p.more);
+            assert_eq!(
+                got,
+                (want_ids.to_vec(), gap, next, oldest, more),
+                "since {since} max {max}"
+            );
+        }
+    }
+
+    #[test]
+    fn read_after_without_eviction() {
+        let mut t = Topics::new(HistoryLimits::default());
+        t.publish("a", None, "1").unwrap();
+        t.publish("a", None, "2").unwrap();
+        let p = t.read_after("a", 0, 100);
+        assert_eq!(
+            (ids(&p), p.gap, p.next, p.oldest, p.more),
+            (vec![1, 2], false, 2, 1, false)
+        );
+        let p = t.read_after("a", 2, 100);
+        assert_eq!((ids(&p), p.gap, p.next), (vec![], false, 2));
+        let p = t.read_after("a", 3, 100); // ahead by one
+        assert_eq!((ids(&p), p.gap, p.next), (vec![1, 2], true, 2));
+    }
+
+    #[test]
+    fn read_after_unknown_topic() {
+        let t = Topics::new(HistoryLimits::default());
+        let p = t.read_after("nope", 0, 10);
+        assert_eq!(
+            (ids(&p), p.gap, p.next, p.oldest, p.more),
+            (vec![], false, 0, 0, false)
+        );
+        let p = t.read_after("nope", 7, 10);
+        assert_eq!(
+            (ids(&p), p.gap, p.next, p.oldest, p.more),
+            (vec![], true, 0, 0, false)
+        );
+    }
+
+    #[test]
+    fn events_are_shared_not_copied() {
+        let mut t = Topics::new(HistoryLimits::default());
+        let ev = t.publish("a", None, "x").unwrap();
+        let p = t.read_after("a", 0, 1);
+        assert!(Rc::ptr_eq(&ev, p.events[0]));
+    }
+}
