@@ -109,7 +109,7 @@ impl Hub {
                 body.extend_from_slice(format!(",\"id\":{id}}}").as_bytes());
                 Response::json(201, body).into()
             }
-            Err(e) => bad_request(&e.to_string()),
+            Err(e) => Response::text(e.status(), format!("{e}\n")).into(),
         }
     }
 
