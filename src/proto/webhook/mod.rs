@@ -33,8 +33,8 @@ pub mod ssrf;
 pub mod url;
 
 pub use engine::{
-    Action, AttemptId, AttemptResult, EndpointId, EndpointInfo, Engine, EngineConfig,
-    EngineStats, MessageId, Outcome,
+    Action, AttemptId, AttemptResult, EndpointId, EndpointInfo, Engine, EngineConfig, EngineStats,
+    MessageId, Outcome,
 };
 pub use request::{encode_post, encode_webhook, RequestError, USER_AGENT};
 pub use schedule::{parse_retry_after, Schedule, ScheduleError, MAX_RETRY_AFTER};

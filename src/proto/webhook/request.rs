@@ -47,7 +47,10 @@ impl fmt::Display for RequestError {
         match self {
             RequestError::BadHeaderName(n) => write!(f, "invalid header name {n:?}"),
             RequestError::BadHeaderValue(n) => {
-                write!(f, "header {n} has a control character (CR, LF, NUL, ...) in its value")
+                write!(
+                    f,
+                    "header {n} has a control character (CR, LF, NUL, ...) in its value"
+                )
             }
             RequestError::ReservedHeader(n) => write!(f, "header {n} is set by the encoder"),
         }
@@ -156,7 +159,13 @@ mod tests {
     fn exact_bytes() {
         let url = Url::parse("http://Example.com:8080/hook?x=1#f").unwrap();
         let mut out = b"previous".to_vec();
-        encode_post(&mut out, &url, &[("webhook-id", "msg_1"), ("X-A", " b ")], b"{}").unwrap();
+        encode_post(
+            &mut out,
+            &url,
+            &[("webhook-id", "msg_1"), ("X-A", " b ")],
+            b"{}",
+        )
+        .unwrap();
         let want = format!(
             "previousPOST /hook?x=1 HTTP/1.1\r\nHost: example.com:8080\r\nUser-Agent: pushwire/{}\r\n\
              Content-Type: application/json\r\nContent-Length: 2\r\nwebhook-id: msg_1\r\nX-A: b\r\n\r\n{{}}",
@@ -175,20 +184,44 @@ mod tests {
     fn bad_headers_write_nothing() {
         let url = Url::parse("http://h/").unwrap();
         let table: &[(&str, &str, RequestError)] = &[
-            ("X-A", "a\r\nX-Evil: 1", RequestError::BadHeaderValue("X-A".into())),
+            (
+                "X-A",
+                "a\r\nX-Evil: 1",
+                RequestError::BadHeaderValue("X-A".into()),
+            ),
             ("X-A", "a\nb", RequestError::BadHeaderValue("X-A".into())),
             ("X-A", "a\rb", RequestError::BadHeaderValue("X-A".into())),
             ("X-A", "a\0b", RequestError::BadHeaderValue("X-A".into())),
             ("X-A", "a\x7fb", RequestError::BadHeaderValue("X-A".into())),
             ("X A", "v", RequestError::BadHeaderName("X A".into())),
-            ("X-A\r\n", "v", RequestError::BadHeaderName("X-A\\r\\n".into())),
+            (
+                "X-A\r\n",
+                "v",
+                RequestError::BadHeaderName("X-A\\r\\n".into()),
+            ),
             ("", "v", RequestError::BadHeaderName("".into())),
             ("X:A", "v", RequestError::BadHeaderName("X:A".into())),
-            ("Content-Length", "5", RequestError::ReservedHeader("Content-Length".into())),
-            ("transfer-encoding", "chunked", RequestError::ReservedHeader("transfer-encoding".into())),
+            (
+                "Content-Length",
+                "5",
+                RequestError::ReservedHeader("Content-Length".into()),
+            ),
+            (
+                "transfer-encoding",
+                "chunked",
+                RequestError::ReservedHeader("transfer-encoding".into()),
+            ),
             ("HOST", "x", RequestError::ReservedHeader("HOST".into())),
-            ("Content-Type", "x", RequestError::ReservedHeader("Content-Type".into())),
-            ("User-Agent", "x", RequestError::ReservedHeader("User-Agent".into())),
+            (
+                "Content-Type",
+                "x",
+                RequestError::ReservedHeader("Content-Type".into()),
+            ),
+            (
+                "User-Agent",
+                "x",
+                RequestError::ReservedHeader("User-Agent".into()),
+            ),
         ];
         for (name, value, want) in table {
             let mut out = b"keep".to_vec();
@@ -198,7 +231,13 @@ mod tests {
         }
         // tabs, obs-text and empty values are fine
         let mut out = Vec::new();
-        encode_post(&mut out, &url, &[("X-T", "a\tb"), ("X-U", "é"), ("X-E", "")], b"").unwrap();
+        encode_post(
+            &mut out,
+            &url,
+            &[("X-T", "a\tb"), ("X-U", "é"), ("X-E", "")],
+            b"",
+        )
+        .unwrap();
     }
 
     #[test]

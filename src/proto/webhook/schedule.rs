@@ -183,8 +183,7 @@ const DAY_NAMES_LONG: [&[u8]; 7] = [
     b"Sunday",
 ];
 const MONTHS: [&[u8]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
-    b"Dec",
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
 ];
 
 /// Parses an HTTP-date (RFC 9110 §5.6.7) into unix seconds. "HTTP-date is case
@@ -259,10 +258,7 @@ fn two_digits(a: u8, b: u8) -> Option<u32> {
 }
 
 fn month(name: &[u8; 3]) -> Option<u32> {
-    MONTHS
-        .iter()
-        .position(|m| *m == name)
-        .map(|i| i as u32 + 1)
+    MONTHS.iter().position(|m| *m == name).map(|i| i as u32 + 1)
 }
 
 /// `time-of-day = hour ":" minute ":" second` (second may be 60, a leap second).
@@ -332,7 +328,12 @@ mod tests {
         assert_eq!(s.max_attempts(), 8);
         let want = [0, 5, 300, 1800, 7200, 18000, 36000, 36000];
         for (i, w) in want.iter().enumerate() {
-            assert_eq!(s.delay_before(i as u32 + 1, 0.5), Some(S(*w)), "attempt {}", i + 1);
+            assert_eq!(
+                s.delay_before(i as u32 + 1, 0.5),
+                Some(S(*w)),
+                "attempt {}",
+                i + 1
+            );
         }
         assert_eq!(s.delay_before(9, 0.5), None);
         assert_eq!(s.delay_before(0, 0.5), None);
@@ -363,14 +364,32 @@ mod tests {
         let one = Schedule::from_secs(&[]).unwrap();
         assert_eq!(one.max_attempts(), 1);
         assert_eq!(one.delay_before(2, 0.5), None);
-        assert_eq!(Schedule::from_secs(&[0.0]).unwrap().delays(), &[Duration::ZERO; 2]);
-        assert_eq!(Schedule::from_secs(&[1.0, -1.0]), Err(ScheduleError::Negative(1)));
-        assert_eq!(Schedule::from_secs(&[f64::NAN]), Err(ScheduleError::NotFinite(0)));
-        assert_eq!(Schedule::from_secs(&[f64::INFINITY]), Err(ScheduleError::NotFinite(0)));
+        assert_eq!(
+            Schedule::from_secs(&[0.0]).unwrap().delays(),
+            &[Duration::ZERO; 2]
+        );
+        assert_eq!(
+            Schedule::from_secs(&[1.0, -1.0]),
+            Err(ScheduleError::Negative(1))
+        );
+        assert_eq!(
+            Schedule::from_secs(&[f64::NAN]),
+            Err(ScheduleError::NotFinite(0))
+        );
+        assert_eq!(
+            Schedule::from_secs(&[f64::INFINITY]),
+            Err(ScheduleError::NotFinite(0))
+        );
         assert_eq!(Schedule::from_secs(&[1e30]), Err(ScheduleError::TooLong(0)));
-        assert_eq!(Schedule::from_secs(&[604_801.0]), Err(ScheduleError::TooLong(0)));
+        assert_eq!(
+            Schedule::from_secs(&[604_801.0]),
+            Err(ScheduleError::TooLong(0))
+        );
         assert!(Schedule::from_secs(&[604_800.0]).is_ok());
-        assert_eq!(Schedule::from_secs(&[1.0; 100]), Err(ScheduleError::TooMany));
+        assert_eq!(
+            Schedule::from_secs(&[1.0; 100]),
+            Err(ScheduleError::TooMany)
+        );
         assert!(Schedule::from_secs(&[1.0; 99]).is_ok());
         assert_eq!(
             ScheduleError::Negative(1).to_string(),

@@ -109,9 +109,7 @@ impl Secret {
         if b64.len() > MAX_SECRET_B64_LEN {
             return Err(SecretError::TooLong(b64.len() / 4 * 3));
         }
-        let key = STANDARD
-            .decode(b64)
-            .map_err(|_| SecretError::BadBase64)?;
+        let key = STANDARD.decode(b64).map_err(|_| SecretError::BadBase64)?;
         Secret::from_bytes(&key)
     }
 
@@ -221,7 +219,10 @@ impl fmt::Display for VerifyError {
         match self {
             VerifyError::MissingHeader(name) => write!(f, "missing {name} header"),
             VerifyError::BadTimestamp => {
-                write!(f, "webhook-timestamp is not an integer number of unix seconds")
+                write!(
+                    f,
+                    "webhook-timestamp is not an integer number of unix seconds"
+                )
             }
             VerifyError::TooOld => write!(f, "webhook-timestamp is too old"),
             VerifyError::TooNew => write!(f, "webhook-timestamp is too far in the future"),
@@ -362,13 +363,25 @@ mod tests {
             (format!("whsec_{}", b64(32)), Ok(32)),
             (format!("whsec_{}", b64(23)), Err(SecretError::TooShort(23))),
             (format!("whsec_{}", b64(65)), Err(SecretError::TooLong(65))),
-            (format!("whsec_{}", b64(300)), Err(SecretError::TooLong(300))),
+            (
+                format!("whsec_{}", b64(300)),
+                Err(SecretError::TooLong(300)),
+            ),
             (b64(32), Err(SecretError::MissingPrefix)),
-            (format!("WHSEC_{}", b64(32)), Err(SecretError::MissingPrefix)),
+            (
+                format!("WHSEC_{}", b64(32)),
+                Err(SecretError::MissingPrefix),
+            ),
             ("whsec_not base64!!".into(), Err(SecretError::BadBase64)),
             // unpadded and URL-safe alphabets are not the standard form
-            ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS".into(), Err(SecretError::BadBase64)),
-            ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLa_w".into(), Err(SecretError::BadBase64)),
+            (
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS".into(),
+                Err(SecretError::BadBase64),
+            ),
+            (
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLa_w".into(),
+                Err(SecretError::BadBase64),
+            ),
             ("whsec_".into(), Err(SecretError::TooShort(0))),
         ];
         for (text, want) in table {
@@ -383,7 +396,13 @@ mod tests {
         );
     }
 
-    fn v(secrets: &[Secret], ts: &str, sig: &str, body: &[u8], now: u64) -> Result<(), VerifyError> {
+    fn v(
+        secrets: &[Secret],
+        ts: &str,
+        sig: &str,
+        body: &[u8],
+        now: u64,
+    ) -> Result<(), VerifyError> {
         verify(secrets, SPEC_ID, ts, sig, body, now, DEFAULT_TOLERANCE)
     }
 
@@ -394,39 +413,136 @@ mod tests {
         let ts = "1614265330";
         let now = SPEC_TS;
         let other_sig = other.sign(SPEC_ID, SPEC_TS, SPEC_BODY);
-        let table: Vec<(&str, String, &[u8], u64, Result<(), VerifyError>)> = vec![
+        type Row<'a> = (&'a str, String, &'a [u8], u64, Result<(), VerifyError>);
+        let table: Vec<Row> = vec![
             (ts, SPEC_SIG.into(), SPEC_BODY, now, Ok(())),
             (ts, SPEC_SIG.into(), SPEC_BODY, now + 300, Ok(())),
             (ts, SPEC_SIG.into(), SPEC_BODY, now - 300, Ok(())),
-            (ts, SPEC_SIG.into(), SPEC_BODY, now + 301, Err(VerifyError::TooOld)),
-            (ts, SPEC_SIG.into(), SPEC_BODY, now - 301, Err(VerifyError::TooNew)),
+            (
+                ts,
+                SPEC_SIG.into(),
+                SPEC_BODY,
+                now + 301,
+                Err(VerifyError::TooOld),
+            ),
+            (
+                ts,
+                SPEC_SIG.into(),
+                SPEC_BODY,
+                now - 301,
+                Err(VerifyError::TooNew),
+            ),
             // rotation: several entries, other versions skipped
-            (ts, format!("v1a,AAAA v1,bm9wZQ== {SPEC_SIG}"), SPEC_BODY, now, Ok(())),
-            (ts, format!("{other_sig} {SPEC_SIG}"), SPEC_BODY, now, Ok(())),
-            (ts, other_sig.clone(), SPEC_BODY, now, Err(VerifyError::NoMatchingSignature)),
+            (
+                ts,
+                format!("v1a,AAAA v1,bm9wZQ== {SPEC_SIG}"),
+                SPEC_BODY,
+                now,
+                Ok(()),
+            ),
+            (
+                ts,
+                format!("{other_sig} {SPEC_SIG}"),
+                SPEC_BODY,
+                now,
+                Ok(()),
+            ),
+            (
+                ts,
+                other_sig.clone(),
+                SPEC_BODY,
+                now,
+                Err(VerifyError::NoMatchingSignature),
+            ),
             // the right MAC under another version tag does not count
-            (ts, SPEC_SIG.replace("v1,", "v2,"), SPEC_BODY, now, Err(VerifyError::NoMatchingSignature)),
-            (ts, SPEC_SIG.into(), b"{\"test\": 2432232315}", now, Err(VerifyError::NoMatchingSignature)),
-            (ts, "garbage".into(), SPEC_BODY, now, Err(VerifyError::NoMatchingSignature)),
-            ("1614265330 ", SPEC_SIG.into(), SPEC_BODY, now, Err(VerifyError::BadTimestamp)),
-            ("+1614265330", SPEC_SIG.into(), SPEC_BODY, now, Err(VerifyError::BadTimestamp)),
-            ("99999999999999999999999", SPEC_SIG.into(), SPEC_BODY, now, Err(VerifyError::BadTimestamp)),
-            ("", SPEC_SIG.into(), SPEC_BODY, now, Err(VerifyError::MissingHeader("webhook-timestamp"))),
-            (ts, String::new(), SPEC_BODY, now, Err(VerifyError::MissingHeader("webhook-signature"))),
+            (
+                ts,
+                SPEC_SIG.replace("v1,", "v2,"),
+                SPEC_BODY,
+                now,
+                Err(VerifyError::NoMatchingSignature),
+            ),
+            (
+                ts,
+                SPEC_SIG.into(),
+                b"{\"test\": 2432232315}",
+                now,
+                Err(VerifyError::NoMatchingSignature),
+            ),
+            (
+                ts,
+                "garbage".into(),
+                SPEC_BODY,
+                now,
+                Err(VerifyError::NoMatchingSignature),
+            ),
+            (
+                "1614265330 ",
+                SPEC_SIG.into(),
+                SPEC_BODY,
+                now,
+                Err(VerifyError::BadTimestamp),
+            ),
+            (
+                "+1614265330",
+                SPEC_SIG.into(),
+                SPEC_BODY,
+                now,
+                Err(VerifyError::BadTimestamp),
+            ),
+            (
+                "99999999999999999999999",
+                SPEC_SIG.into(),
+                SPEC_BODY,
+                now,
+                Err(VerifyError::BadTimestamp),
+            ),
+            (
+                "",
+                SPEC_SIG.into(),
+                SPEC_BODY,
+                now,
+                Err(VerifyError::MissingHeader("webhook-timestamp")),
+            ),
+            (
+                ts,
+                String::new(),
+                SPEC_BODY,
+                now,
+                Err(VerifyError::MissingHeader("webhook-signature")),
+            ),
         ];
         for (ts, sig, body, now, want) in table {
-            assert_eq!(v(&s, ts, &sig, body, now), want, "ts={ts:?} sig={sig:?} now={now}");
+            assert_eq!(
+                v(&s, ts, &sig, body, now),
+                want,
+                "ts={ts:?} sig={sig:?} now={now}"
+            );
         }
         // the other secret alone matches its own signature; two secrets match either
-        assert_eq!(v(&[other.clone()], ts, &other_sig, SPEC_BODY, now), Ok(()));
-        assert_eq!(v(&[other, spec_secret()], ts, SPEC_SIG, SPEC_BODY, now), Ok(()));
+        assert_eq!(
+            v(std::slice::from_ref(&other), ts, &other_sig, SPEC_BODY, now),
+            Ok(())
+        );
+        assert_eq!(
+            v(&[other, spec_secret()], ts, SPEC_SIG, SPEC_BODY, now),
+            Ok(())
+        );
         assert_eq!(
             verify(&s, "", ts, SPEC_SIG, SPEC_BODY, now, DEFAULT_TOLERANCE),
             Err(VerifyError::MissingHeader("webhook-id"))
         );
         // the id is covered by the signature
         assert_eq!(
-            verify(&s, "msg_other", ts, SPEC_SIG, SPEC_BODY, now, DEFAULT_TOLERANCE),
+            verify(
+                &s,
+                "msg_other",
+                ts,
+                SPEC_SIG,
+                SPEC_BODY,
+                now,
+                DEFAULT_TOLERANCE
+            ),
             Err(VerifyError::NoMatchingSignature)
         );
         assert_eq!(
@@ -444,7 +560,10 @@ mod tests {
         let s = Secret::from_bytes(&[0xA5; 64]).unwrap();
         for body in [&b""[..], b"x", b"{\"a\":[1,2,3]}", &[0xFF; 1000]] {
             let sig = s.sign("msg_abc", 42, body);
-            assert_eq!(s.verify("msg_abc", "42", &sig, body, 42, DEFAULT_TOLERANCE), Ok(()));
+            assert_eq!(
+                s.verify("msg_abc", "42", &sig, body, 42, DEFAULT_TOLERANCE),
+                Ok(())
+            );
         }
     }
 

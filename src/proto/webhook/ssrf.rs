@@ -102,7 +102,7 @@ pub fn classify(ip: IpAddr) -> AddrClass {
 }
 
 fn classify_v4(ip: Ipv4Addr) -> AddrClass {
-    let [a, b, c, _] = ip.octets();
+    let [a, b, _, _] = ip.octets();
     if ip.is_unspecified() {
         AddrClass::Unspecified
     } else if ip.is_broadcast() {
@@ -117,20 +117,42 @@ fn classify_v4(ip: Ipv4Addr) -> AddrClass {
         AddrClass::LinkLocal
     } else if (224..240).contains(&a) {
         AddrClass::Multicast
-    } else if a == 0                                   // "this network" (RFC 791)
-        || a >= 240                                    // future use (RFC 1112)
-        || (a == 192 && b == 0 && c == 0)              // IETF protocol assignments
-        || (a == 192 && b == 0 && c == 2)              // TEST-NET-1
-        || (a == 198 && b == 51 && c == 100)           // TEST-NET-2
-        || (a == 203 && b == 0 && c == 113)            // TEST-NET-3
-        || (a == 198 && (b & 0xFE) == 18)              // benchmarking 198.18/15
-        || (a == 192 && b == 88 && c == 99)
-    // deprecated 6to4 relay anycast
-    {
+    } else if RESERVED_V4.iter().any(|&(net, len)| in_v4(ip, net, len)) {
         AddrClass::Reserved
     } else {
         AddrClass::Public
     }
+}
+
+/// IPv4 special-purpose blocks that are neither private nor deliverable.
+const RESERVED_V4: [(Ipv4Addr, u8); 8] = [
+    (Ipv4Addr::new(0, 0, 0, 0), 8),       // "this network" (RFC 791)
+    (Ipv4Addr::new(192, 0, 0, 0), 24),    // IETF protocol assignments (RFC 6890)
+    (Ipv4Addr::new(192, 0, 2, 0), 24),    // TEST-NET-1 (RFC 5737)
+    (Ipv4Addr::new(192, 88, 99, 0), 24),  // deprecated 6to4 relay anycast (RFC 7526)
+    (Ipv4Addr::new(198, 18, 0, 0), 15),   // benchmarking (RFC 2544)
+    (Ipv4Addr::new(198, 51, 100, 0), 24), // TEST-NET-2
+    (Ipv4Addr::new(203, 0, 113, 0), 24),  // TEST-NET-3
+    (Ipv4Addr::new(240, 0, 0, 0), 4),     // future use (RFC 1112)
+];
+
+/// IPv6 special-purpose blocks inside global unicast `2000::/3` that are not deliverable
+/// (everything outside `2000::/3` that is not classified otherwise is reserved too).
+const RESERVED_V6: [(Ipv6Addr, u8); 4] = [
+    (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 32), // Teredo (RFC 4380)
+    (Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 0, 0), 48), // benchmarking (RFC 5180)
+    (Ipv6Addr::new(0x2001, 0xDB8, 0, 0, 0, 0, 0, 0), 32), // documentation (RFC 3849)
+    (Ipv6Addr::new(0x3FFF, 0, 0, 0, 0, 0, 0, 0), 20), // documentation (RFC 9637)
+];
+
+fn in_v4(ip: Ipv4Addr, net: Ipv4Addr, len: u8) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net)
+}
+
+fn in_v6(ip: Ipv6Addr, net: Ipv6Addr, len: u8) -> bool {
+    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+    u128::from(ip) & mask == u128::from(net)
 }
 
 fn classify_v6(ip: Ipv6Addr) -> AddrClass {
@@ -144,9 +166,9 @@ fn classify_v6(ip: Ipv6Addr) -> AddrClass {
     }
     match s {
         // ::ffff:a.b.c.d (mapped), ::a.b.c.d (compatible), ::ffff:0:a.b.c.d (SIIT)
-        [0, 0, 0, 0, 0, 0xFFFF, _, _] | [0, 0, 0, 0, 0, 0, _, _] | [0, 0, 0, 0, 0xFFFF, 0, _, _] => {
-            return classify_v4(embedded())
-        }
+        [0, 0, 0, 0, 0, 0xFFFF, _, _]
+        | [0, 0, 0, 0, 0, 0, _, _]
+        | [0, 0, 0, 0, 0xFFFF, 0, _, _] => return classify_v4(embedded()),
         // NAT64 well-known prefix 64:ff9b::/96 (RFC 6052)
         [0x64, 0xFF9B, 0, 0, 0, 0, _, _] => return classify_v4(embedded()),
         // 6to4 2002:V4ADDR::/48 (RFC 3056): the relay sends it to the embedded address
@@ -162,16 +184,10 @@ fn classify_v6(ip: Ipv6Addr) -> AddrClass {
         AddrClass::LinkLocal
     } else if first & 0xFE00 == 0xFC00 {
         AddrClass::UniqueLocal
-    } else if first & 0xE000 != 0x2000                 // outside global unicast 2000::/3
-        || (s[0] == 0x2001 && s[1] == 0)               // Teredo 2001::/32
-        || (s[0] == 0x2001 && s[1] == 2 && s[2] == 0)  // benchmarking 2001:2::/48
-        || (s[0] == 0x2001 && s[1] == 0xDB8)           // documentation 2001:db8::/32
-        || (s[0] == 0x3FFF && s[1] < 0x1000)           // documentation 3fff::/20
-        || s[0] == 0x5F00
-    // SRv6 SIDs 5f00::/16
-    {
-        // (100::/64 discard-only, fec0::/10 site-local and 64:ff9b:1::/48 local-use NAT64
-        // fall outside 2000::/3 and land here too.)
+    } else if first & 0xE000 != 0x2000 || RESERVED_V6.iter().any(|&(n, l)| in_v6(ip, n, l)) {
+        // Outside 2000::/3 this covers 100::/64 (discard-only), fec0::/10 (deprecated
+        // site-local), 64:ff9b:1::/48 (local-use NAT64), 5f00::/16 (SRv6) and the
+        // unallocated space.
         AddrClass::Reserved
     } else {
         AddrClass::Public
@@ -343,10 +359,10 @@ mod tests {
             ("64:ff9b::169.254.169.254", LinkLocal),
             ("64:ff9b::127.0.0.1", Loopback),
             ("64:ff9b::8.8.8.8", Public),
-            ("2002:a00:1::1", Private),             // 6to4 of 10.0.0.1
-            ("2002:7f00:1::", Loopback),            // 6to4 of 127.0.0.1
-            ("2002:a9fe:a9fe::1", LinkLocal),       // 6to4 of 169.254.169.254
-            ("2002:808:808::1", Public),            // 6to4 of 8.8.8.8
+            ("2002:a00:1::1", Private),       // 6to4 of 10.0.0.1
+            ("2002:7f00:1::", Loopback),      // 6to4 of 127.0.0.1
+            ("2002:a9fe:a9fe::1", LinkLocal), // 6to4 of 169.254.169.254
+            ("2002:808:808::1", Public),      // 6to4 of 8.8.8.8
         ];
         for (text, want) in table {
             let ip: IpAddr = text.parse().unwrap();
@@ -367,7 +383,11 @@ mod tests {
         };
         let own = Policy {
             allow_private: false,
-            allow: vec![sa("127.0.0.1:8080"), sa("[fe80::1]:9000"), sa("0.0.0.0:7000")],
+            allow: vec![
+                sa("127.0.0.1:8080"),
+                sa("[fe80::1]:9000"),
+                sa("0.0.0.0:7000"),
+            ],
         };
         // (addr, strict, private, own)
         let table: &[(&str, bool, bool, bool)] = &[

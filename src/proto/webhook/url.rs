@@ -247,7 +247,7 @@ fn parse_host(text: &str) -> Result<Host, UrlError> {
         .strip_prefix("0x")
         .or_else(|| last.strip_prefix("0X"))
         .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
-    if hex || last.bytes().all(|b| b.is_ascii_digit()) {
+    if hex || (!last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())) {
         // Rust's parser takes exactly four decimal octets without leading zeros.
         return name
             .parse::<Ipv4Addr>()
@@ -272,7 +272,10 @@ fn check_label(label: &str) -> Result<(), UrlError> {
     if label.len() > 63 {
         return Err(UrlError::BadHostName("label longer than 63 characters"));
     }
-    if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+    if !label
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
         return Err(UrlError::BadHostName(
             "only letters, digits, '-' and '.' are allowed (use punycode for IDNs)",
         ));
@@ -298,22 +301,120 @@ mod tests {
     fn accepted() {
         let table: &[(&str, Host, u16, &str, &str, &str)] = &[
             // input, host, port, path, host header, origin key
-            ("http://example.com", name("example.com"), 80, "/", "example.com", "example.com:80"),
-            ("HTTP://Example.COM/", name("example.com"), 80, "/", "example.com", "example.com:80"),
-            ("http://example.com.", name("example.com"), 80, "/", "example.com", "example.com:80"),
-            ("http://a.b-c.d:8080/x/y?q=1&r=%20", name("a.b-c.d"), 8080, "/x/y?q=1&r=%20", "a.b-c.d:8080", "a.b-c.d:8080"),
-            ("http://host?x=1", name("host"), 80, "/?x=1", "host", "host:80"),
+            (
+                "http://example.com",
+                name("example.com"),
+                80,
+                "/",
+                "example.com",
+                "example.com:80",
+            ),
+            (
+                "HTTP://Example.COM/",
+                name("example.com"),
+                80,
+                "/",
+                "example.com",
+                "example.com:80",
+            ),
+            (
+                "http://example.com.",
+                name("example.com"),
+                80,
+                "/",
+                "example.com",
+                "example.com:80",
+            ),
+            (
+                "http://a.b-c.d:8080/x/y?q=1&r=%20",
+                name("a.b-c.d"),
+                8080,
+                "/x/y?q=1&r=%20",
+                "a.b-c.d:8080",
+                "a.b-c.d:8080",
+            ),
+            (
+                "http://host?x=1",
+                name("host"),
+                80,
+                "/?x=1",
+                "host",
+                "host:80",
+            ),
             ("http://host:/p", name("host"), 80, "/p", "host", "host:80"),
-            ("http://host/p#frag", name("host"), 80, "/p", "host", "host:80"),
+            (
+                "http://host/p#frag",
+                name("host"),
+                80,
+                "/p",
+                "host",
+                "host:80",
+            ),
             ("http://host#frag", name("host"), 80, "/", "host", "host:80"),
-            ("http://localhost:65535/hooks/receive", name("localhost"), 65535, "/hooks/receive", "localhost:65535", "localhost:65535"),
-            ("http://127.0.0.1:8080/h", ip("127.0.0.1"), 8080, "/h", "127.0.0.1:8080", "127.0.0.1:8080"),
-            ("http://10.0.0.1", ip("10.0.0.1"), 80, "/", "10.0.0.1", "10.0.0.1:80"),
-            ("http://[::1]:9000/a", ip("::1"), 9000, "/a", "[::1]:9000", "[::1]:9000"),
-            ("http://[2001:DB8::1]", ip("2001:db8::1"), 80, "/", "[2001:db8::1]", "[2001:db8::1]:80"),
-            ("http://[::ffff:10.0.0.1]/", ip("::ffff:10.0.0.1"), 80, "/", "[::ffff:10.0.0.1]", "[::ffff:10.0.0.1]:80"),
-            ("http://x1.example/a:b@c", name("x1.example"), 80, "/a:b@c", "x1.example", "x1.example:80"),
-            ("http://1a.example", name("1a.example"), 80, "/", "1a.example", "1a.example:80"),
+            (
+                "http://localhost:65535/hooks/receive",
+                name("localhost"),
+                65535,
+                "/hooks/receive",
+                "localhost:65535",
+                "localhost:65535",
+            ),
+            (
+                "http://127.0.0.1:8080/h",
+                ip("127.0.0.1"),
+                8080,
+                "/h",
+                "127.0.0.1:8080",
+                "127.0.0.1:8080",
+            ),
+            (
+                "http://10.0.0.1",
+                ip("10.0.0.1"),
+                80,
+                "/",
+                "10.0.0.1",
+                "10.0.0.1:80",
+            ),
+            (
+                "http://[::1]:9000/a",
+                ip("::1"),
+                9000,
+                "/a",
+                "[::1]:9000",
+                "[::1]:9000",
+            ),
+            (
+                "http://[2001:DB8::1]",
+                ip("2001:db8::1"),
+                80,
+                "/",
+                "[2001:db8::1]",
+                "[2001:db8::1]:80",
+            ),
+            (
+                "http://[::ffff:10.0.0.1]/",
+                ip("::ffff:10.0.0.1"),
+                80,
+                "/",
+                "[::ffff:10.0.0.1]",
+                "[::ffff:10.0.0.1]:80",
+            ),
+            (
+                "http://x1.example/a:b@c",
+                name("x1.example"),
+                80,
+                "/a:b@c",
+                "x1.example",
+                "x1.example:80",
+            ),
+            (
+                "http://1a.example",
+                name("1a.example"),
+                80,
+                "/",
+                "1a.example",
+                "1a.example:80",
+            ),
         ];
         for (input, host, port, path, hh, ok) in table {
             let url = Url::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -378,15 +479,37 @@ mod tests {
             ("http://exämple.com/", UrlError::BadChar(9)),
             ("http://example.com/\x7f", UrlError::BadChar(19)),
             (" http://example.com/", UrlError::BadChar(0)),
-            ("http://ex_ample.com/", UrlError::BadHostName("only letters, digits, '-' and '.' are allowed (use punycode for IDNs)")),
-            ("http://ex%41mple.com/", UrlError::BadHostName("only letters, digits, '-' and '.' are allowed (use punycode for IDNs)")),
-            ("http://-a.com/", UrlError::BadHostName("a label starts or ends with '-'")),
-            ("http://a-.com/", UrlError::BadHostName("a label starts or ends with '-'")),
+            (
+                "http://ex_ample.com/",
+                UrlError::BadHostName(
+                    "only letters, digits, '-' and '.' are allowed (use punycode for IDNs)",
+                ),
+            ),
+            (
+                "http://ex%41mple.com/",
+                UrlError::BadHostName(
+                    "only letters, digits, '-' and '.' are allowed (use punycode for IDNs)",
+                ),
+            ),
+            (
+                "http://-a.com/",
+                UrlError::BadHostName("a label starts or ends with '-'"),
+            ),
+            (
+                "http://a-.com/",
+                UrlError::BadHostName("a label starts or ends with '-'"),
+            ),
             ("http://a..com/", UrlError::BadHostName("empty label")),
             ("http://a.com../", UrlError::BadHostName("empty label")),
             ("http://a\\b.com/", UrlError::BadHostName("backslash")),
-            (&long_label, UrlError::BadHostName("label longer than 63 characters")),
-            (&long_host, UrlError::BadHostName("longer than 253 characters")),
+            (
+                &long_label,
+                UrlError::BadHostName("label longer than 63 characters"),
+            ),
+            (
+                &long_host,
+                UrlError::BadHostName("longer than 253 characters"),
+            ),
             (&long_url, UrlError::TooLong),
         ];
         for (input, want) in table {
