@@ -49,6 +49,46 @@
 //!
 //! Latency in [`Outcome::Delivered`] runs from [`Engine::enqueue`] to the successful
 //! result. Jitter for retries comes from the caller as a uniform number in `0..1`.
+//!
+//! ```
+//! use std::rc::Rc;
+//! use std::time::{Duration, Instant};
+//! use pushwire::proto::webhook::{
+//!     Action, AttemptResult, Engine, EngineConfig, Outcome, Secret, Url,
+//! };
+//!
+//! let mut engine = Engine::new(EngineConfig::default());
+//! let url = Url::parse("http://receiver.example/hook").unwrap();
+//! let secret = Secret::from_bytes(&[42; 32]).unwrap();
+//! let endpoint = engine.add_endpoint(url, secret);
+//!
+//! let t0 = Instant::now();
+//! let body: Rc<[u8]> = Rc::from(&br#"{"type":"message"}"#[..]);
+//! engine.enqueue(endpoint, "msg_1".into(), body, t0);
+//!
+//! // First attempt: the receiver answers 503.
+//! let Some(Action::Attempt { attempt, number: 1, .. }) = engine.poll_action(t0) else {
+//!     unreachable!()
+//! };
+//! let busy = AttemptResult::Status { code: 503, retry_after: None };
+//! engine.attempt_finished(attempt, busy, t0, 0.5);
+//! assert_eq!(engine.poll_action(t0), None);
+//!
+//! // The retry is due 5 s later (0.5 = no jitter); this time it works.
+//! let t1 = engine.next_deadline().unwrap();
+//! assert_eq!(t1 - t0, Duration::from_secs(5));
+//! let Some(Action::Attempt { attempt, number: 2, webhook_id, .. }) = engine.poll_action(t1)
+//! else {
+//!     unreachable!()
+//! };
+//! assert_eq!(&*webhook_id, "msg_1");
+//! let ok = AttemptResult::Status { code: 200, retry_after: None };
+//! engine.attempt_finished(attempt, ok, t1, 0.5);
+//! let Some(Action::Finished { outcome, .. }) = engine.poll_action(t1) else {
+//!     unreachable!()
+//! };
+//! assert_eq!(outcome, Outcome::Delivered { attempts: 2, latency: Duration::from_secs(5) });
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
