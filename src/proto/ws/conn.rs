@@ -301,11 +301,7 @@ impl Connection {
     }
 
     /// Walks `buf` until an event is ready or the input runs out.
-    fn advance(
-        &mut self,
-        buf: &mut [u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(usize, Ready), CloseError> {
+    fn advance(&mut self, buf: &mut [u8], out: &mut Vec<u8>) -> Result<(usize, Ready), CloseError> {
         let mut pos = 0;
         loop {
             if let Some(mut frame) = self.frame {

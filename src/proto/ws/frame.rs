@@ -226,7 +226,11 @@ mod tests {
         let whole = parse_header(bytes);
         if let Ok(Some((_, used))) = whole {
             for cut in 0..used {
-                assert_eq!(parse_header(&bytes[..cut]), Ok(None), "cut {cut} of {bytes:02x?}");
+                assert_eq!(
+                    parse_header(&bytes[..cut]),
+                    Ok(None),
+                    "cut {cut} of {bytes:02x?}"
+                );
             }
         }
         whole
@@ -236,25 +240,49 @@ mod tests {
     fn rfc_5_7_examples() {
         let cases: &[(&[u8], FrameHeader, usize)] = &[
             // A single-frame unmasked text message "Hello".
-            (&[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f], hdr(true, OpCode::Text, None, 5), 2),
+            (
+                &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f],
+                hdr(true, OpCode::Text, None, 5),
+                2,
+            ),
             // A single-frame masked text message "Hello".
             (
-                &[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58],
+                &[
+                    0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+                ],
                 hdr(true, OpCode::Text, Some(KEY), 5),
                 6,
             ),
             // A fragmented unmasked text message: "Hel", then "lo".
-            (&[0x01, 0x03, 0x48, 0x65, 0x6c], hdr(false, OpCode::Text, None, 3), 2),
-            (&[0x80, 0x02, 0x6c, 0x6f], hdr(true, OpCode::Continuation, None, 2), 2),
-            // Unmasked Ping "Hello" and masked Pong "Hello".
-            (&[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f], hdr(true, OpCode::Ping, None, 5), 2),
             (
-                &[0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58],
+                &[0x01, 0x03, 0x48, 0x65, 0x6c],
+                hdr(false, OpCode::Text, None, 3),
+                2,
+            ),
+            (
+                &[0x80, 0x02, 0x6c, 0x6f],
+                hdr(true, OpCode::Continuation, None, 2),
+                2,
+            ),
+            // Unmasked Ping "Hello" and masked Pong "Hello".
+            (
+                &[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f],
+                hdr(true, OpCode::Ping, None, 5),
+                2,
+            ),
+            (
+                &[
+                    0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+                ],
                 hdr(true, OpCode::Pong, Some(KEY), 5),
                 6,
             ),
             // 256 bytes binary message in a single unmasked frame.
-            (&[0x82, 0x7E, 0x01, 0x00], hdr(true, OpCode::Binary, None, 256), 4),
+            (
+                &[0x82, 0x7E, 0x01, 0x00],
+                hdr(true, OpCode::Binary, None, 256),
+                4,
+            ),
             // 64KiB binary message in a single unmasked frame.
             (
                 &[0x82, 0x7F, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00],
@@ -263,7 +291,11 @@ mod tests {
             ),
         ];
         for (bytes, want, used) in cases {
-            assert_eq!(parse_all_ways(bytes), Ok(Some((*want, *used))), "{bytes:02x?}");
+            assert_eq!(
+                parse_all_ways(bytes),
+                Ok(Some((*want, *used))),
+                "{bytes:02x?}"
+            );
             // And writing the header back gives the same bytes.
             let mut out = Vec::new();
             write_header(&mut out, want.fin, want.opcode, want.mask, want.payload_len);
@@ -275,13 +307,18 @@ mod tests {
     fn header_fields() {
         // RSV bits are reported, not judged here.
         let (h, _) = parse_header(&[0xF1, 0x80, 1, 2, 3, 4]).unwrap().unwrap();
-        assert_eq!((h.rsv, h.opcode, h.mask), (0b111, OpCode::Text, Some([1, 2, 3, 4])));
+        assert_eq!(
+            (h.rsv, h.opcode, h.mask),
+            (0b111, OpCode::Text, Some([1, 2, 3, 4]))
+        );
         let (h, _) = parse_header(&[0xC2, 0x00]).unwrap().unwrap();
         assert_eq!(h.rsv, 0b100);
         // Non-minimal encodings are accepted.
         let (h, used) = parse_header(&[0x82, 0x7E, 0x00, 0x05]).unwrap().unwrap();
         assert_eq!((h.payload_len, used), (5, 4));
-        let (h, used) = parse_header(&[0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0, 5]).unwrap().unwrap();
+        let (h, used) = parse_header(&[0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0, 5])
+            .unwrap()
+            .unwrap();
         assert_eq!((h.payload_len, used), (5, 10));
         // The largest legal 64-bit length.
         let (h, _) = parse_header(&[0x82, 0x7F, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
@@ -297,8 +334,14 @@ mod tests {
             (&[0x87, 0x80], "reserved opcode"),
             (&[0x8B, 0x80], "reserved opcode"),
             (&[0x8F, 0x80], "reserved opcode"),
-            (&[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0], "64-bit payload length with its top bit set"),
-            (&[0x89, 0xFE, 0x00, 0x7E], "control frame payload over 125 bytes"),
+            (
+                &[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0],
+                "64-bit payload length with its top bit set",
+            ),
+            (
+                &[0x89, 0xFE, 0x00, 0x7E],
+                "control frame payload over 125 bytes",
+            ),
             (&[0x09, 0x80], "fragmented control frame"),
             (&[0x0A, 0x80], "fragmented control frame"),
             (&[0x08, 0x80], "fragmented control frame"),
@@ -306,15 +349,15 @@ mod tests {
         for (bytes, reason) in cases {
             assert_eq!(
                 parse_header(bytes),
-                Err(CloseError {
-                    code: 1002,
-                    reason
-                }),
+                Err(CloseError { code: 1002, reason }),
                 "{bytes:02x?}"
             );
         }
         // A control frame with a non-minimal encoding of 125 is still 125 bytes: fine.
-        assert!(matches!(parse_header(&[0x88, 0xFE, 0x00, 0x7D, 1, 2, 3, 4]), Ok(Some(_))));
+        assert!(matches!(
+            parse_header(&[0x88, 0xFE, 0x00, 0x7D, 1, 2, 3, 4]),
+            Ok(Some(_))
+        ));
         // A reserved opcode is reported from the first two bytes already.
         assert!(parse_header(&[0x83, 0xFF]).is_err());
         assert_eq!(parse_header(&[0x83]), Ok(None));
@@ -328,7 +371,10 @@ mod tests {
             (126, &[0x82, 0x7E, 0x00, 0x7E]),
             (65535, &[0x82, 0x7E, 0xFF, 0xFF]),
             (65536, &[0x82, 0x7F, 0, 0, 0, 0, 0, 1, 0, 0]),
-            (u64::MAX, &[0x82, 0x7F, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
+            (
+                u64::MAX,
+                &[0x82, 0x7F, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],
+            ),
         ];
         for (len, want) in cases {
             let mut out = Vec::new();

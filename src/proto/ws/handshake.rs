@@ -58,7 +58,10 @@ fn bad(reason: &'static str) -> HandshakeError {
 /// Splits a header value into its comma-separated, whitespace-trimmed, non-empty elements
 /// (RFC 9110 §5.6.1 list syntax).
 fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|e| !e.is_empty())
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|e| !e.is_empty())
 }
 
 /// `tchar` of RFC 9110 §5.6.2.
@@ -219,7 +222,9 @@ mod tests {
 
     const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
-    fn base() -> Vec<(&'static str, &'static [u8])> {
+    type Headers = Vec<(&'static str, &'static [u8])>;
+
+    fn base() -> Headers {
         vec![
             ("Host", b"server.example.com"),
             ("Upgrade", b"websocket"),
@@ -231,11 +236,7 @@ mod tests {
         ]
     }
 
-    fn with(
-        mut headers: Vec<(&'static str, &'static [u8])>,
-        name: &str,
-        value: Option<&'static [u8]>,
-    ) -> Vec<(&'static str, &'static [u8])> {
+    fn with(mut headers: Headers, name: &str, value: Option<&'static [u8]>) -> Headers {
         headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         if let Some(v) = value {
             let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
@@ -283,14 +284,49 @@ mod tests {
 
     #[test]
     fn refusals() {
-        let cases: Vec<(&str, Vec<(&'static str, &'static [u8])>, u16, &str)> = vec![
-            ("POST", base(), 400, "WebSocket handshake must be a GET request"),
-            ("get", base(), 400, "WebSocket handshake must be a GET request"),
-            ("GET", with(base(), "Upgrade", None), 400, "not a WebSocket upgrade request"),
-            ("GET", with(base(), "Upgrade", Some(b"h2c")), 400, "not a WebSocket upgrade request"),
-            ("GET", with(base(), "Upgrade", Some(b"websocket/13")), 400, "not a WebSocket upgrade request"),
-            ("GET", with(base(), "Connection", None), 400, "not a WebSocket upgrade request"),
-            ("GET", with(base(), "Connection", Some(b"keep-alive")), 400, "not a WebSocket upgrade request"),
+        let cases: Vec<(&str, Headers, u16, &str)> = vec![
+            (
+                "POST",
+                base(),
+                400,
+                "WebSocket handshake must be a GET request",
+            ),
+            (
+                "get",
+                base(),
+                400,
+                "WebSocket handshake must be a GET request",
+            ),
+            (
+                "GET",
+                with(base(), "Upgrade", None),
+                400,
+                "not a WebSocket upgrade request",
+            ),
+            (
+                "GET",
+                with(base(), "Upgrade", Some(b"h2c")),
+                400,
+                "not a WebSocket upgrade request",
+            ),
+            (
+                "GET",
+                with(base(), "Upgrade", Some(b"websocket/13")),
+                400,
+                "not a WebSocket upgrade request",
+            ),
+            (
+                "GET",
+                with(base(), "Connection", None),
+                400,
+                "not a WebSocket upgrade request",
+            ),
+            (
+                "GET",
+                with(base(), "Connection", Some(b"keep-alive")),
+                400,
+                "not a WebSocket upgrade request",
+            ),
             // Without upgrade headers the version does not matter: 400, not 426.
             (
                 "GET",
@@ -298,11 +334,31 @@ mod tests {
                 400,
                 "not a WebSocket upgrade request",
             ),
-            ("GET", with(base(), "Sec-WebSocket-Version", None), 426, "unsupported Sec-WebSocket-Version (only 13)"),
-            ("GET", with(base(), "Sec-WebSocket-Version", Some(b"8")), 426, "unsupported Sec-WebSocket-Version (only 13)"),
-            ("GET", with(base(), "Sec-WebSocket-Version", Some(b"13, 8")), 426, "unsupported Sec-WebSocket-Version (only 13)"),
+            (
+                "GET",
+                with(base(), "Sec-WebSocket-Version", None),
+                426,
+                "unsupported Sec-WebSocket-Version (only 13)",
+            ),
+            (
+                "GET",
+                with(base(), "Sec-WebSocket-Version", Some(b"8")),
+                426,
+                "unsupported Sec-WebSocket-Version (only 13)",
+            ),
+            (
+                "GET",
+                with(base(), "Sec-WebSocket-Version", Some(b"13, 8")),
+                426,
+                "unsupported Sec-WebSocket-Version (only 13)",
+            ),
             ("GET", with(base(), "Host", None), 400, "missing Host"),
-            ("GET", with(base(), "Sec-WebSocket-Key", None), 400, "missing Sec-WebSocket-Key"),
+            (
+                "GET",
+                with(base(), "Sec-WebSocket-Key", None),
+                400,
+                "missing Sec-WebSocket-Key",
+            ),
             (
                 "GET",
                 with(base(), "Sec-WebSocket-Key", Some(b"dGhlIHNhbXBsZSBub25jZQ")),
@@ -311,19 +367,31 @@ mod tests {
             ),
             (
                 "GET",
-                with(base(), "Sec-WebSocket-Key", Some(b"dGhlIHNhbXBsZSBub25jZQ==dGhl")),
+                with(
+                    base(),
+                    "Sec-WebSocket-Key",
+                    Some(b"dGhlIHNhbXBsZSBub25jZQ==dGhl"),
+                ),
                 400,
                 "Sec-WebSocket-Key is not base64 of 16 bytes",
             ),
             (
                 "GET",
-                with(base(), "Sec-WebSocket-Key", Some(b"dGhlIHNhbXBsZSBub25jZX==")),
+                with(
+                    base(),
+                    "Sec-WebSocket-Key",
+                    Some(b"dGhlIHNhbXBsZSBub25jZX=="),
+                ),
                 400,
                 "Sec-WebSocket-Key is not base64 of 16 bytes",
             ),
             (
                 "GET",
-                with(base(), "Sec-WebSocket-Key", Some(b"AAAAAAAAAAAAAAAAAAAAAAA=")),
+                with(
+                    base(),
+                    "Sec-WebSocket-Key",
+                    Some(b"AAAAAAAAAAAAAAAAAAAAAAA="),
+                ),
                 400,
                 "Sec-WebSocket-Key is not base64 of 16 bytes",
             ),
@@ -339,15 +407,27 @@ mod tests {
                 400,
                 "malformed Sec-WebSocket-Protocol",
             ),
-            ("GET", with(base(), "Origin", Some(b"http://\xffx")), 400, "Origin is not ASCII"),
+            (
+                "GET",
+                with(base(), "Origin", Some(b"http://\xffx")),
+                400,
+                "Origin is not ASCII",
+            ),
         ];
         for (method, headers, status, reason) in cases {
             let got = validate_request(method, headers.clone());
-            assert_eq!(got, Err(HandshakeError { status, reason }), "{method} {headers:?}");
+            assert_eq!(
+                got,
+                Err(HandshakeError { status, reason }),
+                "{method} {headers:?}"
+            );
         }
         let mut twice = base();
         twice.push(("Sec-WebSocket-Key", KEY.as_bytes()));
-        assert_eq!(validate_request("GET", twice).unwrap_err().reason, "repeated Sec-WebSocket-Key");
+        assert_eq!(
+            validate_request("GET", twice).unwrap_err().reason,
+            "repeated Sec-WebSocket-Key"
+        );
         let mut twice = base();
         twice.push(("Sec-WebSocket-Version", b"13"));
         assert_eq!(validate_request("GET", twice).unwrap_err().status, 426);

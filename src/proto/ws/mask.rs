@@ -58,7 +58,9 @@ mod tests {
     const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
     fn pattern(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(7)).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(7))
+            .collect()
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub mod utf8;
 
 pub use conn::{close_code, CloseError, Config, Connection, Event};
 pub use frame::{encode_frame, parse_header, write_header, FrameHeader, OpCode};
-pub use handshake::{accept_key, validate_request, write_accept_response, Handshake, HandshakeError};
+pub use handshake::{
+    accept_key, validate_request, write_accept_response, Handshake, HandshakeError,
+};
 pub use mask::{apply_mask, apply_mask_bytewise};
 pub use utf8::{InvalidUtf8, Utf8Validator};

@@ -107,7 +107,9 @@ impl Default for Utf8Validator {
 impl Utf8Validator {
     /// A validator at the start of a string.
     pub const fn new() -> Self {
-        Utf8Validator { state: State::Ready }
+        Utf8Validator {
+            state: State::Ready,
+        }
     }
 
     /// Checks the next piece of the string. Fails as soon as the bytes fed so far are not a
@@ -156,7 +158,8 @@ mod tests {
     /// The oracle: index of the first byte after which `s` is no longer a prefix of any
     /// valid UTF-8 string, according to std.
     fn first_bad_index(s: &[u8]) -> Option<usize> {
-        (0..s.len()).find(|&i| matches!(std::str::from_utf8(&s[..=i]), Err(e) if e.error_len().is_some()))
+        (0..s.len())
+            .find(|&i| matches!(std::str::from_utf8(&s[..=i]), Err(e) if e.error_len().is_some()))
     }
 
     /// Feeds byte by byte; returns the failing index, and whether the end is complete.
@@ -191,7 +194,11 @@ mod tests {
         // (bytes, valid, index of the byte where it fails fast)
         let cases: &[(&[u8], bool, Option<usize>)] = &[
             (b"", true, None),
-            (b"Hello-\xc2\xb5@\xc3\x9f\xc3\xb6\xc3\xa4\xc3\xbc\xc3\xa0\xc3\xa1-UTF-8!!", true, None),
+            (
+                b"Hello-\xc2\xb5@\xc3\x9f\xc3\xb6\xc3\xa4\xc3\xbc\xc3\xa0\xc3\xa1-UTF-8!!",
+                true,
+                None,
+            ),
             (b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", true, None), // κόσμε
             (b"\xf0\x90\x80\x80", true, None),                             // U+10000
             (b"\xf4\x8f\xbf\xbf", true, None),                             // U+10FFFF
@@ -216,7 +223,11 @@ mod tests {
             (b"\xfe", false, Some(0)),
             (b"\xc2\x41", false, Some(1)), // lead then ASCII
             (b"\xe1\x80\xc2", false, Some(2)),
-            (b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited", false, Some(12)),
+            (
+                b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited",
+                false,
+                Some(12),
+            ),
         ];
         for &(s, valid, bad) in cases {
             let mut v = Utf8Validator::new();
@@ -262,7 +273,9 @@ mod tests {
 
     #[test]
     fn three_and_four_byte_sequences() {
-        let probes = [0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc2, 0xe0, 0xf0, 0xff];
+        let probes = [
+            0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc2, 0xe0, 0xf0, 0xff,
+        ];
         for a in 0xc0..=0xffu8 {
             for b in 0..=255u8 {
                 for &c in &probes {

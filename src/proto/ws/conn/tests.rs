@@ -165,7 +165,9 @@ fn failed(events: Vec<Ev>, out_before: Vec<u8>, code: u16, reason: &'static str)
 
 #[test]
 fn rfc_5_7_masked_text() {
-    let input = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+    let input = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
     assert_eq!(frame(0x81, b"Hello"), input);
     assert_eq!(run(&input), ok(vec![text("Hello")], vec![]));
 }
@@ -184,10 +186,15 @@ fn rfc_5_7_ping_and_pong() {
     let ping = frame(0x89, b"Hello");
     assert_eq!(
         run(&ping),
-        ok(vec![Ev::Ping(b"Hello".to_vec())], vec![0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f])
+        ok(
+            vec![Ev::Ping(b"Hello".to_vec())],
+            vec![0x8a, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
+        )
     );
     // An unsolicited Pong is reported, not answered.
-    let pong = [0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+    let pong = [
+        0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
     assert_eq!(run(&pong), ok(vec![Ev::Pong(b"Hello".to_vec())], vec![]));
 }
 
@@ -204,7 +211,10 @@ fn rfc_5_7_lengths_256_and_64k() {
     let whole = drive(&mut Connection::new(Config::default()), &[&f]);
     assert_eq!(whole, ok(vec![Ev::Binary(p64k.clone())], vec![]));
     let pieces: Vec<&[u8]> = f.chunks(997).collect();
-    assert_eq!(drive(&mut Connection::new(Config::default()), &pieces), whole);
+    assert_eq!(
+        drive(&mut Connection::new(Config::default()), &pieces),
+        whole
+    );
 }
 
 #[test]
@@ -231,7 +241,10 @@ fn protocol_errors_1002() {
     let hello = frame(0x81, b"Hello");
     let cases: Vec<(Vec<u8>, &'static str)> = vec![
         // Unmasked client frame (RFC §5.7's unmasked "Hello").
-        (vec![0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f], "client frame not masked"),
+        (
+            vec![0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f],
+            "client frame not masked",
+        ),
         (vec![0x89, 0x00], "client frame not masked"),
         (frame(0xC1, b"Hello"), "reserved bits set"),
         (frame(0xA1, b"Hello"), "reserved bits set"),
@@ -246,23 +259,50 @@ fn protocol_errors_1002() {
         (frame(0x8D, b""), "reserved opcode"),
         (frame(0x8E, b""), "reserved opcode"),
         (frame(0x8F, b""), "reserved opcode"),
-        (vec![0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0], "64-bit payload length with its top bit set"),
-        (frame(0x89, &[b'x'; 126]), "control frame payload over 125 bytes"),
+        (
+            vec![0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0],
+            "64-bit payload length with its top bit set",
+        ),
+        (
+            frame(0x89, &[b'x'; 126]),
+            "control frame payload over 125 bytes",
+        ),
         (frame(0x09, b"Hello"), "fragmented control frame"),
-        (frame(0x80, b"Hello"), "continuation frame without a message to continue"),
-        (frame(0x00, b"Hello"), "continuation frame without a message to continue"),
-        (cat(&[frame(0x01, b"Hel"), hello.clone()]), "new message inside a fragmented message"),
-        (cat(&[frame(0x02, b"Hel"), frame(0x01, b"x")]), "new message inside a fragmented message"),
+        (
+            frame(0x80, b"Hello"),
+            "continuation frame without a message to continue",
+        ),
+        (
+            frame(0x00, b"Hello"),
+            "continuation frame without a message to continue",
+        ),
+        (
+            cat(&[frame(0x01, b"Hel"), hello.clone()]),
+            "new message inside a fragmented message",
+        ),
+        (
+            cat(&[frame(0x02, b"Hel"), frame(0x01, b"x")]),
+            "new message inside a fragmented message",
+        ),
         (frame(0x88, &[0x03]), "close payload of 1 byte"),
     ];
     for (input, reason) in cases {
-        assert_eq!(run(&input), failed(vec![], vec![], 1002, reason), "{input:02x?}");
+        assert_eq!(
+            run(&input),
+            failed(vec![], vec![], 1002, reason),
+            "{input:02x?}"
+        );
     }
     // Events before the fault are delivered; the fault's close follows.
     let input = cat(&[hello.clone(), frame(0x80, b"x")]);
     assert_eq!(
         run(&input),
-        failed(vec![text("Hello")], vec![], 1002, "continuation frame without a message to continue")
+        failed(
+            vec![text("Hello")],
+            vec![],
+            1002,
+            "continuation frame without a message to continue"
+        )
     );
 }
 
@@ -279,7 +319,12 @@ fn control_frames_interleaved_in_fragmented_message() {
     assert_eq!(
         run(&input),
         ok(
-            vec![Ev::Ping(b"p1".to_vec()), Ev::Pong(b"p2".to_vec()), text("Hello"), Ev::Binary(vec![0, 0xff])],
+            vec![
+                Ev::Ping(b"p1".to_vec()),
+                Ev::Pong(b"p2".to_vec()),
+                text("Hello"),
+                Ev::Binary(vec![0, 0xff])
+            ],
             server(0x8A, b"p1"),
         )
     );
@@ -289,7 +334,11 @@ fn control_frames_interleaved_in_fragmented_message() {
 fn utf8_across_fragments() {
     // "κόσμε" split in the middle of characters, across three fragments.
     let s = "κόσμε".as_bytes();
-    let input = cat(&[frame(0x01, &s[..1]), frame(0x00, &s[1..6]), frame(0x80, &s[6..])]);
+    let input = cat(&[
+        frame(0x01, &s[..1]),
+        frame(0x00, &s[1..6]),
+        frame(0x80, &s[6..]),
+    ]);
     assert_eq!(run(&input), ok(vec![text("κόσμε")], vec![]));
 }
 
@@ -297,14 +346,26 @@ fn utf8_across_fragments() {
 fn invalid_utf8_fails_fast_1007() {
     let reason = "invalid UTF-8 in text message";
     // Whole frames.
-    assert_eq!(run(&frame(0x81, b"\xce\xba\xed\xa0\x80")), failed(vec![], vec![], 1007, reason));
-    assert_eq!(run(&frame(0x81, b"ok\xc0\xaf")), failed(vec![], vec![], 1007, reason));
+    assert_eq!(
+        run(&frame(0x81, b"\xce\xba\xed\xa0\x80")),
+        failed(vec![], vec![], 1007, reason)
+    );
+    assert_eq!(
+        run(&frame(0x81, b"ok\xc0\xaf")),
+        failed(vec![], vec![], 1007, reason)
+    );
     // Message ending in the middle of a character.
-    assert_eq!(run(&frame(0x81, b"ab\xce")), failed(vec![], vec![], 1007, reason));
+    assert_eq!(
+        run(&frame(0x81, b"ab\xce")),
+        failed(vec![], vec![], 1007, reason)
+    );
     let input = cat(&[frame(0x01, b"ab"), frame(0x80, b"\xe2\x82")]);
     assert_eq!(run(&input), failed(vec![], vec![], 1007, reason));
     // First fragment invalid: fails before the message's final fragment exists.
-    assert_eq!(run(&frame(0x01, b"a\xf4\x90\x80\x80")), failed(vec![], vec![], 1007, reason));
+    assert_eq!(
+        run(&frame(0x01, b"a\xf4\x90\x80\x80")),
+        failed(vec![], vec![], 1007, reason)
+    );
     // A partial frame: the header announces 100 bytes, only 6 came, one impossible.
     let mut partial = frame(0x81, &[b'a'; 100]);
     partial.truncate(6 + 6);
@@ -316,7 +377,10 @@ fn invalid_utf8_fails_fast_1007() {
     partial.truncate(6 + 5);
     assert_eq!(run(&partial).error, None);
     // Binary messages are not checked.
-    assert_eq!(run(&frame(0x82, b"\xff")), ok(vec![Ev::Binary(vec![0xff])], vec![]));
+    assert_eq!(
+        run(&frame(0x82, b"\xff")),
+        ok(vec![Ev::Binary(vec![0xff])], vec![])
+    );
 }
 
 #[test]
@@ -328,29 +392,55 @@ fn limits_1009_from_the_header() {
     let too_big = "frame too big";
     // Only the header of an 11-byte frame: rejected before any payload.
     let f = frame(0x82, &[0; 11]);
-    assert_eq!(run_with(config, &f[..6]), failed(vec![], vec![], 1009, too_big));
+    assert_eq!(
+        run_with(config, &f[..6]),
+        failed(vec![], vec![], 1009, too_big)
+    );
     // A 2^62-byte frame header: no allocation attempted.
     let huge = [0x82, 0xFF, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
-    assert_eq!(run_with(Config::default(), &huge), failed(vec![], vec![], 1009, too_big));
+    assert_eq!(
+        run_with(Config::default(), &huge),
+        failed(vec![], vec![], 1009, too_big)
+    );
     // Exactly at the limits is fine.
     let input = cat(&[frame(0x02, &[1; 10]), frame(0x80, &[2; 6])]);
     let mut want = vec![1; 10];
     want.extend([2; 6]);
     assert_eq!(run_with(config, &input), ok(vec![Ev::Binary(want)], vec![]));
     // One more byte of message is not.
-    let input = cat(&[frame(0x02, &[1; 10]), frame(0x00, &[2; 6]), frame(0x80, &[3; 1])]);
-    assert_eq!(run_with(config, &input), failed(vec![], vec![], 1009, "message too big"));
+    let input = cat(&[
+        frame(0x02, &[1; 10]),
+        frame(0x00, &[2; 6]),
+        frame(0x80, &[3; 1]),
+    ]);
+    assert_eq!(
+        run_with(config, &input),
+        failed(vec![], vec![], 1009, "message too big")
+    );
 }
 
 #[test]
 fn close_handshake_initiated_by_peer() {
     // Empty close: echoed empty.
-    assert_eq!(run(&frame(0x88, b"")), ok(vec![Ev::Close(None, String::new())], vec![0x88, 0x00]));
+    assert_eq!(
+        run(&frame(0x88, b"")),
+        ok(vec![Ev::Close(None, String::new())], vec![0x88, 0x00])
+    );
     // Code and reason: the code is echoed.
     let input = frame(0x88, b"\x03\xe8bye");
-    assert_eq!(run(&input), ok(vec![Ev::Close(Some(1000), "bye".into())], vec![0x88, 0x02, 0x03, 0xe8]));
+    assert_eq!(
+        run(&input),
+        ok(
+            vec![Ev::Close(Some(1000), "bye".into())],
+            vec![0x88, 0x02, 0x03, 0xe8]
+        )
+    );
     // Nothing is consumed after the close.
-    let input = cat(&[frame(0x88, b"\x03\xe9"), frame(0x81, b"late"), frame(0x89, b"")]);
+    let input = cat(&[
+        frame(0x88, b"\x03\xe9"),
+        frame(0x81, b"late"),
+        frame(0x89, b""),
+    ]);
     let got = run(&input);
     assert_eq!(got.events, [Ev::Close(Some(1001), String::new())]);
     assert_eq!(got.out, [0x88, 0x02, 0x03, 0xe9]);
@@ -359,19 +449,31 @@ fn close_handshake_initiated_by_peer() {
 
 #[test]
 fn close_codes() {
-    let valid: [u16; 16] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999];
+    let valid: [u16; 16] = [
+        1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000,
+        4999,
+    ];
     for code in valid {
         let input = frame(0x88, &code.to_be_bytes());
         assert_eq!(
             run(&input),
-            ok(vec![Ev::Close(Some(code), String::new())], close_frame(code, "")),
+            ok(
+                vec![Ev::Close(Some(code), String::new())],
+                close_frame(code, "")
+            ),
             "{code}"
         );
     }
-    let invalid: [u16; 12] = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535];
+    let invalid: [u16; 12] = [
+        0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+    ];
     for code in invalid {
         let input = frame(0x88, &code.to_be_bytes());
-        assert_eq!(run(&input), failed(vec![], vec![], 1002, "invalid close code"), "{code}");
+        assert_eq!(
+            run(&input),
+            failed(vec![], vec![], 1002, "invalid close code"),
+            "{code}"
+        );
     }
 }
 
@@ -380,10 +482,19 @@ fn close_reason_must_be_utf8_1007() {
     // Autobahn 7.5.1's payload: 1000 + "κόσμε" + a surrogate + "edited".
     let mut p = vec![0x03, 0xe8];
     p.extend_from_slice(b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited");
-    assert_eq!(run(&frame(0x88, &p)), failed(vec![], vec![], 1007, "close reason not UTF-8"));
+    assert_eq!(
+        run(&frame(0x88, &p)),
+        failed(vec![], vec![], 1007, "close reason not UTF-8")
+    );
     let mut p = vec![0x03, 0xe8];
     p.extend_from_slice("κόσμε".as_bytes());
-    assert_eq!(run(&frame(0x88, &p)), ok(vec![Ev::Close(Some(1000), "κόσμε".into())], close_frame(1000, "")));
+    assert_eq!(
+        run(&frame(0x88, &p)),
+        ok(
+            vec![Ev::Close(Some(1000), "κόσμε".into())],
+            close_frame(1000, "")
+        )
+    );
 }
 
 #[test]
@@ -392,7 +503,10 @@ fn close_initiated_by_server() {
     let mut out = Vec::new();
     assert!(conn.send_text(&mut out, "hi"));
     assert!(conn.close(&mut out, 1001, "going away"));
-    assert_eq!(out, cat(&[server(0x81, b"hi"), close_frame(1001, "going away")]));
+    assert_eq!(
+        out,
+        cat(&[server(0x81, b"hi"), close_frame(1001, "going away")])
+    );
     assert!(conn.close_sent() && !conn.is_closed());
     // No second close; nothing more may be sent.
     out.clear();
@@ -423,7 +537,10 @@ fn close_mid_message_discards_the_rest() {
     let mut out = Vec::new();
     assert!(conn.close(&mut out, 1000, ""));
     let rest = cat(&[big[100..].to_vec(), frame(0x88, b"")]);
-    assert_eq!(drive(&mut conn, &[&rest]), ok(vec![Ev::Close(None, String::new())], vec![]));
+    assert_eq!(
+        drive(&mut conn, &[&rest]),
+        ok(vec![Ev::Close(None, String::new())], vec![])
+    );
 }
 
 #[test]
@@ -432,7 +549,13 @@ fn failure_after_close_sent_writes_no_second_close() {
     let mut out = Vec::new();
     assert!(conn.close(&mut out, 1000, ""));
     let got = drive(&mut conn, &[&frame(0xC1, b"x")]);
-    assert_eq!(got.error, Some(CloseError { code: 1002, reason: "reserved bits set" }));
+    assert_eq!(
+        got.error,
+        Some(CloseError {
+            code: 1002,
+            reason: "reserved bits set"
+        })
+    );
     assert!(got.out.is_empty());
 }
 
@@ -501,5 +624,9 @@ fn partial_frames_are_consumed_and_buffer_released() {
 
 #[test]
 fn connection_is_small() {
-    assert!(std::mem::size_of::<Connection>() <= 80, "{}", std::mem::size_of::<Connection>());
+    assert!(
+        std::mem::size_of::<Connection>() <= 80,
+        "{}",
+        std::mem::size_of::<Connection>()
+    );
 }
