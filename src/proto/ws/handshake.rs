@@ -48,6 +48,18 @@ pub struct HandshakeError {
     pub reason: &'static str,
 }
 
+impl std::fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "websocket handshake refused ({}): {}",
+            self.status, self.reason
+        )
+    }
+}
+
+impl std::error::Error for HandshakeError {}
+
 fn bad(reason: &'static str) -> HandshakeError {
     HandshakeError {
         status: 400,
