@@ -1,1 +1,29 @@
-//! (placeholder: being written)
+//! WebSocket (RFC 6455), server side, sans-IO.
+//!
+//! * [`handshake`] — the opening handshake: validate the upgrade request (§4.2.1) and write
+//!   the `101` answer with its `Sec-WebSocket-Accept` (§4.2.2).
+//! * [`frame`] — frame header parse and encode (§5.2).
+//! * [`mask`] — payload masking (§5.3), word at a time, with its byte-loop oracle.
+//! * [`utf8`] — the incremental UTF-8 validator that fails a text message fast (§8.1).
+//! * [`conn`] — one connection: message assembly from fragments (§5.4), control frames
+//!   (§5.5), the closing handshake and failing the connection (§7).
+//!
+//! A driver accepts the handshake with [`validate_request`] and [`write_accept_response`],
+//! then moves bytes: input into [`Connection::read`], which returns [`Event`]s and appends
+//! what the protocol forces (Pong, Close) to an output buffer; application messages go out
+//! through [`Connection::send_text`] and friends. No extension is negotiated, so RSV bits
+//! are always an error.
+
+pub mod conn;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod utf8;
+
+pub use conn::{close_code, CloseError, Config, Connection, Event};
+pub use frame::{encode_frame, parse_header, write_header, FrameHeader, OpCode};
+pub use handshake::{
+    accept_key, validate_request, write_accept_response, Handshake, HandshakeError,
+};
+pub use mask::{apply_mask, apply_mask_bytewise};
+pub use utf8::{InvalidUtf8, Utf8Validator};
