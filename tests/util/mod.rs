@@ -212,3 +212,104 @@ pub fn json_ids(text: &str) -> Vec<u64> {
         })
         .collect()
 }
+
+/// A minimal blocking WebSocket client for tests (RFC 6455 client side: masked frames).
+pub struct WsClient {
+    pub s: TcpStream,
+    pub buf: Vec<u8>,
+}
+
+/// A frame received by [`WsClient`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsFrame {
+    pub fin: bool,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl WsClient {
+    /// Opens `path` with a valid handshake plus `extra` header lines; panics unless 101.
+    pub fn open(addr: SocketAddr, path: &str, extra: &str) -> WsClient {
+        let (c, r) = Self::try_open(addr, path, extra);
+        assert_eq!(r.status, 101, "handshake refused: {}", r.text());
+        assert_eq!(r.header("sec-websocket-accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        c
+    }
+
+    pub fn try_open(addr: SocketAddr, path: &str, extra: &str) -> (WsClient, Resp) {
+        let mut s = connect(addr);
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        let r = read_response(&mut s, &mut buf, true).expect("handshake response");
+        if r.status != 101 {
+            // read the body of an error answer
+            if let Some(len) = r.header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+                let _ = fill(&mut s, &mut buf, len, Instant::now() + Duration::from_secs(5));
+                let body = buf.drain(..len.min(buf.len())).collect();
+                return (WsClient { s, buf }, Resp { body, ..r });
+            }
+        }
+        (WsClient { s, buf }, r)
+    }
+
+    pub fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        let mut f = frame_bytes(fin, opcode, payload, [0x37, 0xfa, 0x21, 0x3d]);
+        self.s.write_all(&mut f).unwrap();
+    }
+
+    pub fn send_text(&mut self, text: &str) {
+        self.send_frame(true, 1, text.as_bytes());
+    }
+
+    /// Reads one frame; `None` on EOF/timeout.
+    pub fn recv(&mut self) -> Option<WsFrame> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        fill(&mut self.s, &mut self.buf, 2, deadline)?;
+        let b1 = self.buf[1];
+        let (len, hl) = match b1 & 0x7f {
+            126 => {
+                fill(&mut self.s, &mut self.buf, 4, deadline)?;
+                (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+            }
+            127 => {
+                fill(&mut self.s, &mut self.buf, 10, deadline)?;
+                (u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize, 10)
+            }
+            n => (n as usize, 2),
+        };
+        assert_eq!(b1 & 0x80, 0, "server frames must not be masked");
+        fill(&mut self.s, &mut self.buf, hl + len, deadline)?;
+        let f = WsFrame { fin: self.buf[0] & 0x80 != 0, opcode: self.buf[0] & 0x0f, payload: self.buf[hl..hl + len].to_vec() };
+        self.buf.drain(..hl + len);
+        Some(f)
+    }
+
+    /// Reads one text message (skipping nothing: the next frame must be text).
+    pub fn recv_text(&mut self) -> String {
+        let f = self.recv().expect("a frame");
+        assert_eq!(f.opcode, 1, "expected text, got {f:?}");
+        String::from_utf8(f.payload).unwrap()
+    }
+}
+
+/// A client frame (masked with `key`).
+pub fn frame_bytes(fin: bool, opcode: u8, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    let len = payload.len();
+    if len < 126 {
+        f.push(0x80 | len as u8);
+    } else if len < 65536 {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}

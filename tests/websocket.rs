@@ -1,0 +1,142 @@
+//! Issue 3: WebSocket through the hub over loopback, with the test client in `util`.
+
+mod util;
+
+use std::io::Write;
+
+use util::*;
+
+#[test]
+fn handshake_rules() {
+    let hub = start_hub(&[]);
+    let (_, r) = WsClient::try_open(hub.addr, "/topics/h/ws", "");
+    assert_eq!(r.status, 101);
+    assert_eq!(r.header("upgrade").map(str::to_ascii_lowercase).as_deref(), Some("websocket"));
+    // Wrong version: 426 naming the one we speak.
+    let mut s = connect(hub.addr);
+    s.write_all(
+        b"GET /topics/h/ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+    )
+    .unwrap();
+    let r = read_response(&mut s, &mut Vec::new(), false).unwrap();
+    assert_eq!(r.status, 426);
+    assert_eq!(r.header("sec-websocket-version"), Some("13"));
+    // A key that is not 16 bytes of base64: 400.
+    let mut s = connect(hub.addr);
+    s.write_all(
+        b"GET /topics/h/ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut s, &mut Vec::new(), false).unwrap().status, 400);
+    // Not a WebSocket request at all: 400.
+    assert_eq!(get(hub.addr, "/topics/h/ws").status, 400);
+}
+
+#[test]
+fn subscribers_get_events_and_chat_reaches_everyone_in_order() {
+    let hub = start_hub(&[]);
+    let mut a = WsClient::open(hub.addr, "/topics/chat/ws", "");
+    let mut b = WsClient::open(hub.addr, "/topics/chat/ws", "");
+    assert_eq!(post(hub.addr, "/topics/chat?event=news", "from http").status, 201);
+    let expect1 = r#"{"id":1,"event":"news","data":"from http"}"#;
+    assert_eq!(a.recv_text(), expect1);
+    assert_eq!(b.recv_text(), expect1);
+    a.send_text("hello from a \"quoted\" ✓");
+    b.send_text("hello from b");
+    let expect2 = r#"{"id":2,"event":null,"data":"hello from a \"quoted\" ✓"}"#;
+    let expect3 = r#"{"id":3,"event":null,"data":"hello from b"}"#;
+    for c in [&mut a, &mut b] {
+        assert_eq!(c.recv_text(), expect2);
+        assert_eq!(c.recv_text(), expect3);
+    }
+    let r = get(hub.addr, "/topics/chat/events?since=1");
+    assert_eq!(json_ids(&r.text()), vec![2, 3]);
+}
+
+#[test]
+fn bytes_pipelined_after_the_handshake_are_not_lost() {
+    let hub = start_hub(&[]);
+    let mut s = connect(hub.addr);
+    let mut raw = b"GET /topics/pipe/ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec();
+    raw.extend(frame_bytes(true, 1, b"early bird", [1, 2, 3, 4]));
+    s.write_all(&raw).unwrap();
+    let mut c = WsClient { s, buf: Vec::new() };
+    let r = read_response(&mut c.s, &mut c.buf, true).unwrap();
+    assert_eq!(r.status, 101);
+    assert_eq!(c.recv_text(), r#"{"id":1,"event":null,"data":"early bird"}"#);
+}
+
+#[test]
+fn ping_pong_binary_close_and_fragmentation() {
+    let hub = start_hub(&[]);
+    let mut c = WsClient::open(hub.addr, "/topics/f/ws", "");
+    c.send_frame(true, 9, b"are you there");
+    assert_eq!(c.recv().unwrap(), WsFrame { fin: true, opcode: 10, payload: b"are you there".to_vec() });
+    // A fragmented text message with a ping in the middle.
+    c.send_frame(false, 1, "frag".as_bytes());
+    c.send_frame(true, 9, b"mid");
+    c.send_frame(true, 0, "mented ✓".as_bytes());
+    assert_eq!(c.recv().unwrap().opcode, 10);
+    assert_eq!(c.recv_text(), r#"{"id":1,"event":null,"data":"fragmented ✓"}"#);
+    // Clean close: echoed, then the server closes TCP.
+    c.send_frame(true, 8, &[0x03, 0xe8]);
+    assert_eq!(c.recv().unwrap(), WsFrame { fin: true, opcode: 8, payload: vec![0x03, 0xe8] });
+    assert!(is_closed(&mut c.s));
+
+    // Binary is not published: 1003.
+    let mut c = WsClient::open(hub.addr, "/topics/f/ws", "");
+    c.send_frame(true, 2, b"\x00\x01");
+    let f = c.recv().unwrap();
+    assert_eq!((f.opcode, &f.payload[..2]), (8, &[0x03, 0xeb][..]));
+    // Invalid UTF-8 text: 1007; unmasked frame: 1002.
+    let mut c = WsClient::open(hub.addr, "/topics/f/ws", "");
+    c.send_frame(true, 1, b"\xce\xba\xe1\xbd");
+    c.send_frame(true, 1, b"\xff");
+    let f = c.recv().unwrap();
+    assert_eq!((f.opcode, &f.payload[..2]), (8, &[0x03, 0xef][..]));
+    let mut c = WsClient::open(hub.addr, "/topics/f/ws", "");
+    c.s.write_all(&[0x81, 0x02, b'h', b'i']).unwrap();
+    let f = c.recv().unwrap();
+    assert_eq!((f.opcode, &f.payload[..2]), (8, &[0x03, 0xea][..]));
+    assert!(is_closed(&mut c.s));
+}
+
+#[test]
+fn oversized_text_closes_with_1009() {
+    let hub = start_hub(&[]);
+    let mut c = WsClient::open(hub.addr, "/topics/big/ws", "");
+    c.send_text(&"x".repeat((1 << 20) + 1));
+    let f = c.recv().unwrap();
+    assert_eq!((f.opcode, &f.payload[..2]), (8, &[0x03, 0xf1][..]));
+}
+
+#[test]
+fn since_replays_with_gap_notice() {
+    let hub = start_hub(&["--history-events", "2"]);
+    for i in 1..=4 {
+        post(hub.addr, "/topics/r", &format!("e{i}"));
+    }
+    let mut c = WsClient::open(hub.addr, "/topics/r/ws?since=1", "");
+    assert_eq!(c.recv_text(), r#"{"gap":true,"oldest":3}"#);
+    assert_eq!(c.recv_text(), r#"{"id":3,"event":null,"data":"e3"}"#);
+    assert_eq!(c.recv_text(), r#"{"id":4,"event":null,"data":"e4"}"#);
+    post(hub.addr, "/topics/r", "e5");
+    assert_eq!(c.recv_text(), r#"{"id":5,"event":null,"data":"e5"}"#);
+    let mut c = WsClient::open(hub.addr, "/topics/r/ws?since=3", "");
+    assert_eq!(c.recv_text(), r#"{"id":4,"event":null,"data":"e4"}"#);
+}
+
+#[test]
+fn allow_origin_refuses_other_sites() {
+    let hub = start_hub(&["--allow-origin", "http://good.example"]);
+    let (_, r) = WsClient::try_open(hub.addr, "/topics/o/ws", "Origin: http://evil.example\r\n");
+    assert_eq!(r.status, 403);
+    let (_, r) = WsClient::try_open(hub.addr, "/topics/o/ws", "");
+    assert_eq!(r.status, 403);
+    let (_, r) = WsClient::try_open(hub.addr, "/topics/o/ws", "Origin: http://good.example\r\n");
+    assert_eq!(r.status, 101);
+}
