@@ -116,7 +116,9 @@ impl ChunkedDecoder {
                 State::Failed(e) => return Err(e),
                 State::Size => self.size_line(rest),
                 State::Data { remaining } => {
-                    let n = rest.len().min(usize::try_from(remaining).unwrap_or(usize::MAX));
+                    let n = rest
+                        .len()
+                        .min(usize::try_from(remaining).unwrap_or(usize::MAX));
                     if n > 0 {
                         sink(&rest[..n]);
                         self.total += n as u64;
@@ -176,7 +178,11 @@ impl ChunkedDecoder {
         if size == 0 {
             self.state = State::Trailers { lines: 0 };
         } else {
-            if self.total.checked_add(size).map_or(true, |t| t > self.max_body) {
+            if self
+                .total
+                .checked_add(size)
+                .is_none_or(|t| t > self.max_body)
+            {
                 return Err(HttpError::new(413, "body too large"));
             }
             self.state = State::Data { remaining: size };
@@ -214,7 +220,11 @@ impl ChunkedDecoder {
             }
             _ => return Err(HttpError::bad_request("malformed trailer section")),
         }
-        log::trace!("chunked body complete: {} bytes, {} trailers", self.total, lines);
+        log::trace!(
+            "chunked body complete: {} bytes, {} trailers",
+            self.total,
+            lines
+        );
         self.line = Vec::new();
         self.state = State::Done;
         Ok(take)
@@ -320,7 +330,9 @@ mod tests {
         let mut ends: Vec<usize> = splits.to_vec();
         ends.push(input.len());
         for end in ends {
-            let (n, done) = d.decode(&input[start..end], &mut body).map_err(|e| e.status)?;
+            let (n, done) = d
+                .decode(&input[start..end], &mut body)
+                .map_err(|e| e.status)?;
             start += n;
             consumed_total += n;
             if done {
@@ -333,9 +345,17 @@ mod tests {
     fn check(input: &[u8], max_body: u64) -> Outcome {
         let whole = run(input, &[], max_body);
         let bytewise: Vec<usize> = (1..input.len()).collect();
-        assert_eq!(run(input, &bytewise, max_body), whole, "byte by byte: {input:?}");
+        assert_eq!(
+            run(input, &bytewise, max_body),
+            whole,
+            "byte by byte: {input:?}"
+        );
         for split in 1..input.len() {
-            assert_eq!(run(input, &[split], max_body), whole, "split at {split}: {input:?}");
+            assert_eq!(
+                run(input, &[split], max_body),
+                whole,
+                "split at {split}: {input:?}"
+            );
         }
         whole
     }
@@ -343,7 +363,10 @@ mod tests {
     fn ok(body: &[u8], trailers: &[(&str, &str)], consumed: usize) -> Outcome {
         let trailers = trailers
             .iter()
-            .map(|(n, v)| Header { name: n.to_string(), value: v.as_bytes().to_vec() })
+            .map(|(n, v)| Header {
+                name: n.to_string(),
+                value: v.as_bytes().to_vec(),
+            })
             .collect();
         Ok((body.to_vec(), trailers, consumed))
     }
@@ -354,13 +377,21 @@ mod tests {
             (b"0\r\n\r\n", ok(b"", &[], 5)),
             (b"000\r\n\r\nNEXT", ok(b"", &[], 7)),
             (b"5\r\nhello\r\n0\r\n\r\n", ok(b"hello", &[], 15)),
-            (b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nGET", ok(b"hello world", &[], 26)),
+            (
+                b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nGET",
+                ok(b"hello world", &[], 26),
+            ),
             (b"A\r\n0123456789\r\n0\r\n\r\n", ok(b"0123456789", &[], 20)),
             (b"a\r\n0123456789\r\n0\r\n\r\n", ok(b"0123456789", &[], 20)),
             (b"3;ext\r\nabc\r\n0\r\n\r\n", ok(b"abc", &[], 17)),
-            (b"3 ; a=b ;c=\"x\\\"y\" ;d\r\nabc\r\n0;z\r\n\r\n", ok(b"abc", &[], 33)),
-            (b"1\r\nx\r\n0\r\nChecksum: abc\r\nX-B:  y \r\n\r\nrest",
-                ok(b"x", &[("Checksum", "abc"), ("X-B", "y")], 36)),
+            (
+                b"3 ; a=b ;c=\"x\\\"y\" ;d\r\nabc\r\n0;z\r\n\r\n",
+                ok(b"abc", &[], 34),
+            ),
+            (
+                b"1\r\nx\r\n0\r\nChecksum: abc\r\nX-B:  y \r\n\r\nrest",
+                ok(b"x", &[("Checksum", "abc"), ("X-B", "y")], 36),
+            ),
             // errors
             (b"\r\n", Err(400)),
             (b"x\r\n", Err(400)),
@@ -381,17 +412,31 @@ mod tests {
             (b"0\r\nA: b\n\r\n", Err(400)),
             (b"0\r\nA : b\r\n\r\n", Err(400)),
             (b"0\r\nA: b\r\n c\r\n\r\n", Err(400)),
-            (b"0\r\nA: b\r\nB: c\r\nC: d\r\nD: e\r\nE: f\r\n\r\n", Err(431)),
-            (b"0\r\nA: 0123456789012345678901234567890123456789012345678901234567890123\r\n\r\n", Err(431)),
+            (
+                b"0\r\nA: b\r\nB: c\r\nC: d\r\nD: e\r\nE: f\r\n\r\n",
+                Err(431),
+            ),
+            (
+                b"0\r\nA: 0123456789012345678901234567890123456789012345678901234567890123\r\n\r\n",
+                Err(431),
+            ),
             // 16 bytes allowed, the 17th is over max_body = 16
-            (b"10\r\n0123456789abcdef\r\n0\r\n\r\n", ok(b"0123456789abcdef", &[], 26)),
+            (
+                b"10\r\n0123456789abcdef\r\n0\r\n\r\n",
+                ok(b"0123456789abcdef", &[], 27),
+            ),
             (b"11\r\n0123456789abcdefg\r\n0\r\n\r\n", Err(413)),
             (b"8\r\n01234567\r\n9\r\n", Err(413)),
             (b"8\r\n0123", Err(0)),
             (b"0\r\n\r", Err(0)),
         ];
         for (input, want) in table {
-            assert_eq!(&check(input, 16), want, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                &check(input, 16),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 
@@ -419,7 +464,10 @@ mod tests {
         assert!(d.is_complete());
         assert_eq!(d.decode(b"X", &mut body), Ok((0, true)));
         let mut d = ChunkedDecoder::new(100, 100, 10);
-        assert_eq!(d.decode(b"z", &mut body).map_err(|e| e.status), Ok((1, false)));
+        assert_eq!(
+            d.decode(b"z", &mut body).map_err(|e| e.status),
+            Ok((1, false))
+        );
         let e = d.decode(b"\r\n", &mut body).unwrap_err();
         assert_eq!(d.decode(b"0\r\n\r\n", &mut body), Err(e));
     }

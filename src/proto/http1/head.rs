@@ -31,7 +31,10 @@ impl HeadScan {
         let end = buf.len().min(limits.max_head_bytes);
         let window = buf.get(..end).unwrap_or(buf);
         let mut i = self.scanned.min(end);
-        while let Some(off) = window.get(i..).and_then(|w| w.iter().position(|&b| b == b'\n')) {
+        while let Some(off) = window
+            .get(i..)
+            .and_then(|w| w.iter().position(|&b| b == b'\n'))
+        {
             let lf = i + off;
             i = lf + 1;
             // RFC 9112 §2.2: a recipient MAY recognize a single LF as a line terminator; we
@@ -75,7 +78,9 @@ pub(crate) fn content_length(headers: &[Header]) -> Result<Option<u64>, HttpErro
             }
             let n = digits
                 .iter()
-                .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+                .try_fold(0u64, |n, &d| {
+                    n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                })
                 .ok_or(HttpError::bad_request("Content-Length overflows"))?;
             match length {
                 Some(m) if m != n => {
@@ -135,28 +140,37 @@ pub(crate) fn transfer_coding(headers: &[Header]) -> Result<Coding, HttpError> {
 mod tests {
     use super::*;
 
-    fn hdrs(fields: &[(&str, &str)]) -> Vec<Header> {
+    type Fields<'a> = &'a [(&'a str, &'a str)];
+    type Scanned = Result<Option<HeadEnd>, u16>;
+
+    fn hdrs(fields: Fields) -> Vec<Header> {
         fields
             .iter()
-            .map(|(n, v)| Header { name: n.to_string(), value: v.as_bytes().to_vec() })
+            .map(|(n, v)| Header {
+                name: n.to_string(),
+                value: v.as_bytes().to_vec(),
+            })
             .collect()
     }
 
     #[test]
     fn content_length_table() {
-        let ok: &[(&[(&str, &str)], Option<u64>)] = &[
+        let ok: &[(Fields, Option<u64>)] = &[
             (&[], None),
             (&[("Content-Length", "0")], Some(0)),
             (&[("content-length", "42")], Some(42)),
             (&[("Content-Length", "5, 5")], Some(5)),
             (&[("Content-Length", "5"), ("CONTENT-LENGTH", "5")], Some(5)),
             (&[("Content-Length", "007")], Some(7)),
-            (&[("Content-Length", "18446744073709551615")], Some(u64::MAX)),
+            (
+                &[("Content-Length", "18446744073709551615")],
+                Some(u64::MAX),
+            ),
         ];
         for (h, want) in ok {
             assert_eq!(content_length(&hdrs(h)), Ok(*want), "{h:?}");
         }
-        let bad: &[&[(&str, &str)]] = &[
+        let bad: &[Fields] = &[
             &[("Content-Length", "")],
             &[("Content-Length", "+5")],
             &[("Content-Length", "-1")],
@@ -169,28 +183,57 @@ mod tests {
             &[("Content-Length", "99999999999999999999999")],
         ];
         for h in bad {
-            assert_eq!(content_length(&hdrs(h)).map_err(|e| e.status), Err(400), "{h:?}");
+            assert_eq!(
+                content_length(&hdrs(h)).map_err(|e| e.status),
+                Err(400),
+                "{h:?}"
+            );
         }
     }
 
     #[test]
     fn transfer_coding_table() {
         use Coding::*;
-        let table: &[(&[(&str, &str)], Result<Coding, u16>)] = &[
+        let table: &[(Fields, Result<Coding, u16>)] = &[
             (&[], Ok(Absent)),
-            (&[("Transfer-Encoding", "chunked")], Ok(Chunked { others: false })),
-            (&[("Transfer-Encoding", "CHUNKED")], Ok(Chunked { others: false })),
-            (&[("Transfer-Encoding", "gzip, chunked")], Ok(Chunked { others: true })),
-            (&[("Transfer-Encoding", "gzip"), ("Transfer-Encoding", "chunked")], Ok(Chunked { others: true })),
+            (
+                &[("Transfer-Encoding", "chunked")],
+                Ok(Chunked { others: false }),
+            ),
+            (
+                &[("Transfer-Encoding", "CHUNKED")],
+                Ok(Chunked { others: false }),
+            ),
+            (
+                &[("Transfer-Encoding", "gzip, chunked")],
+                Ok(Chunked { others: true }),
+            ),
+            (
+                &[
+                    ("Transfer-Encoding", "gzip"),
+                    ("Transfer-Encoding", "chunked"),
+                ],
+                Ok(Chunked { others: true }),
+            ),
             (&[("Transfer-Encoding", "chunked, gzip")], Ok(NotChunked)),
             (&[("Transfer-Encoding", "gzip")], Ok(NotChunked)),
             (&[("Transfer-Encoding", "")], Ok(NotChunked)),
             (&[("Transfer-Encoding", "chunked;x=1")], Ok(NotChunked)),
             (&[("Transfer-Encoding", "chunked, chunked")], Err(400)),
-            (&[("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")], Err(400)),
+            (
+                &[
+                    ("Transfer-Encoding", "chunked"),
+                    ("Transfer-Encoding", "chunked"),
+                ],
+                Err(400),
+            ),
         ];
         for (h, want) in table {
-            assert_eq!(transfer_coding(&hdrs(h)).map_err(|e| e.status), *want, "{h:?}");
+            assert_eq!(
+                transfer_coding(&hdrs(h)).map_err(|e| e.status),
+                *want,
+                "{h:?}"
+            );
         }
     }
 
@@ -211,26 +254,49 @@ mod tests {
 
     #[test]
     fn scan_table() {
-        let l = Limits { max_head_bytes: 32, max_headers: 2, max_body_bytes: 0 };
-        let table: &[(&[u8], Result<Option<HeadEnd>, u16>)] = &[
+        let l = Limits {
+            max_head_bytes: 32,
+            max_headers: 2,
+            max_body_bytes: 0,
+        };
+        let table: &[(&[u8], Scanned)] = &[
             (b"GET / HTTP/1.1\r\n", Ok(None)),
-            (b"GET / HTTP/1.1\r\n\r\n", Ok(Some(HeadEnd { len: 18, fields: 0 }))),
-            (b"GET / HTTP/1.1\r\nA: b\r\n\r\nBODY", Ok(Some(HeadEnd { len: 24, fields: 1 }))),
+            (
+                b"GET / HTTP/1.1\r\n\r\n",
+                Ok(Some(HeadEnd { len: 18, fields: 0 })),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nA: b\r\n\r\nBODY",
+                Ok(Some(HeadEnd { len: 24, fields: 1 })),
+            ),
             (b"GET / HTTP/1.1\n\n", Err(400)),
             (b"GET / HTTP/1.1\r\nA: b\n\r\n", Err(400)),
             (b"\n", Err(400)),
             (b"G: 1\r\nA: 1\r\nB: 1\r\nC: 1\r\n", Err(431)),
-            (b"G: 1\r\nA: 1\r\nB: 1\r\n\r\n", Ok(Some(HeadEnd { len: 20, fields: 2 }))),
+            (
+                b"G: 1\r\nA: 1\r\nB: 1\r\n\r\n",
+                Ok(Some(HeadEnd { len: 20, fields: 2 })),
+            ),
             // exactly 32 bytes is allowed, 33 is not, terminated or not
             (b"GET /aaaaaaaaaaaaaaaa HTTP/1.1\r\n", Ok(None)),
-            (b"GET /aaaaaaaaaaaaaa HTTP/1.1\r\n\r\n", Ok(Some(HeadEnd { len: 32, fields: 0 }))),
+            (
+                b"GET /aaaaaaaaaaaaaa HTTP/1.1\r\n\r\n",
+                Ok(Some(HeadEnd { len: 32, fields: 0 })),
+            ),
             (b"GET /aaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n", Err(431)),
-            (b"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", Err(431)),
+            (
+                b"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                Err(431),
+            ),
             // a bare LF beyond the limit is not looked at: the size decides
             (b"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n", Err(431)),
         ];
         for (input, want) in table {
-            assert_eq!(scan_both(input, &l).map_err(|e| e.status), *want, "{input:?}");
+            assert_eq!(
+                scan_both(input, &l).map_err(|e| e.status),
+                *want,
+                "{input:?}"
+            );
         }
     }
 }

@@ -63,9 +63,7 @@ pub use date::{http_date, parse_http_date};
 pub use query::form_pairs;
 pub use reader::RequestReader;
 pub use request::Request;
-pub use response::{
-    reason_phrase, write_chunk, write_last_chunk, write_stream_head, Response,
-};
+pub use response::{reason_phrase, write_chunk, write_last_chunk, write_stream_head, Response};
 
 use std::fmt;
 
@@ -149,7 +147,13 @@ impl HttpError {
 
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status, reason_phrase(self.status), self.reason)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status,
+            reason_phrase(self.status),
+            self.reason
+        )
     }
 }
 
@@ -260,6 +264,9 @@ mod tests {
     #[test]
     fn default_limits() {
         let l = Limits::default();
-        assert_eq!((l.max_head_bytes, l.max_headers, l.max_body_bytes), (16384, 100, 1048576));
+        assert_eq!(
+            (l.max_head_bytes, l.max_headers, l.max_body_bytes),
+            (16384, 100, 1048576)
+        );
     }
 }

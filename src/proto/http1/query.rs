@@ -38,12 +38,13 @@ fn percent_decode(raw: &[u8], strict: bool) -> Option<Cow<'_, [u8]>> {
 
 /// The `name=value` sequences of `input`, undecoded.
 fn raw_pairs(input: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    input.split(|&b| b == b'&').filter(|s| !s.is_empty()).map(|s| {
-        match s.iter().position(|&b| b == b'=') {
+    input
+        .split(|&b| b == b'&')
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.iter().position(|&b| b == b'=') {
             Some(eq) => (&s[..eq], &s[eq + 1..]),
             None => (s, &b""[..]),
-        }
-    })
+        })
 }
 
 /// The decoded value of the first parameter called `name` in a query string, lenient: a
@@ -105,17 +106,26 @@ mod tests {
         for (q, name, want) in table {
             assert_eq!(query_param(q, name).as_deref(), *want, "{q:?} {name:?}");
         }
-        assert!(matches!(query_param("a=plain", "a"), Some(Cow::Borrowed("plain"))));
+        assert!(matches!(
+            query_param("a=plain", "a"),
+            Some(Cow::Borrowed("plain"))
+        ));
     }
 
     #[test]
     fn form_pairs_table() {
         let s = |v: &[(&str, &str)]| -> Vec<(String, String)> {
-            v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
         };
-        let table: &[(&[u8], Result<Vec<(String, String)>, &str>)] = &[
+        type Pairs = Result<Vec<(String, String)>, &'static str>;
+        let table: &[(&[u8], Pairs)] = &[
             (b"", Ok(vec![])),
-            (b"a=1&b=two+words&c", Ok(s(&[("a", "1"), ("b", "two words"), ("c", "")]))),
+            (
+                b"a=1&b=two+words&c",
+                Ok(s(&[("a", "1"), ("b", "two words"), ("c", "")])),
+            ),
             (b"x=%26%3D&x=2", Ok(s(&[("x", "&="), ("x", "2")]))),
             (b"n=%C3%A9", Ok(s(&[("n", "é")]))),
             (b"n=%C3", Err("form data is not UTF-8")),

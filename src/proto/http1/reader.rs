@@ -4,7 +4,9 @@
 use std::mem;
 
 use super::head::{content_length, transfer_coding, Coding, HeadScan};
-use super::{first_value, list_elements, own_headers, values_named, ChunkedDecoder, Header, HttpError};
+use super::{
+    first_value, list_elements, own_headers, values_named, ChunkedDecoder, Header, HttpError,
+};
 use super::{Limits, Request, Version};
 
 /// What the driver writes first when a client waits for permission to send its body.
@@ -136,7 +138,9 @@ impl RequestReader {
         let rest = buf.get(consumed..).unwrap_or_default();
         let done = match framing {
             Framing::Length(remaining) => {
-                let n = rest.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                let n = rest
+                    .len()
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                 request.body.extend_from_slice(&rest[..n]);
                 *remaining -= n as u64;
                 consumed += n;
@@ -185,7 +189,11 @@ fn parse_head(
     let (Some(method), Some(target), Some(minor)) = (raw.method, raw.path, raw.version) else {
         return Err(HttpError::bad_request("malformed request line"));
     };
-    let version = if minor == 0 { Version::Http10 } else { Version::Http11 };
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
     let mut request = Request {
         method: method.to_owned(),
         target: String::new(),
@@ -257,14 +265,21 @@ fn check_version_token(head: &[u8]) -> Result<(), HttpError> {
 /// * authority-form (`CONNECT host:port`) and anything else: 400.
 fn origin_form(target: &str, method: &str, headers: &mut Vec<Header>) -> Result<String, HttpError> {
     let bad = HttpError::bad_request("invalid request target");
-    if !target.bytes().all(|b| matches!(b, 0x21..=0x7E) && b != b'#') {
+    if !target
+        .bytes()
+        .all(|b| matches!(b, 0x21..=0x7E) && b != b'#')
+    {
         return Err(bad);
     }
     if target.starts_with('/') {
         return Ok(target.to_owned());
     }
     if target == "*" {
-        return if method == "OPTIONS" { Ok(target.to_owned()) } else { Err(bad) };
+        return if method == "OPTIONS" {
+            Ok(target.to_owned())
+        } else {
+            Err(bad)
+        };
     }
     let scheme_len = match target.find("://") {
         Some(n) if target[..n].eq_ignore_ascii_case("http") => n,
@@ -276,12 +291,19 @@ fn origin_form(target: &str, method: &str, headers: &mut Vec<Header>) -> Result<
     let (authority, path) = rest.split_at(authority_len);
     // RFC 9110 §4.2.1: "A recipient that processes such a URI reference [with an empty
     // host] MUST reject it as invalid."
-    if authority.is_empty() || authority.starts_with(':') || !valid_authority(authority.as_bytes()) {
+    if authority.is_empty() || authority.starts_with(':') || !valid_authority(authority.as_bytes())
+    {
         return Err(bad);
     }
-    match headers.iter_mut().find(|h| h.name.eq_ignore_ascii_case("host")) {
+    match headers
+        .iter_mut()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+    {
         Some(host) => host.value = authority.as_bytes().to_vec(),
-        None => headers.push(Header { name: "Host".into(), value: authority.as_bytes().to_vec() }),
+        None => headers.push(Header {
+            name: "Host".into(),
+            value: authority.as_bytes().to_vec(),
+        }),
     }
     Ok(match path.as_bytes().first() {
         Some(b'/') => path.to_owned(),
@@ -305,13 +327,17 @@ fn body_framing(request: &Request, limits: &Limits) -> Result<Option<Framing>, H
         // RFC 9112 §6.1: "A server or client that receives an HTTP/1.0 message containing a
         // Transfer-Encoding header field MUST treat the message as if the framing is faulty".
         if request.version == Version::Http10 {
-            return Err(HttpError::bad_request("Transfer-Encoding in an HTTP/1.0 request"));
+            return Err(HttpError::bad_request(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
         }
         // RFC 9112 §6.1: "A server MAY reject a request that contains both Content-Length
         // and Transfer-Encoding or process such a request in accordance with the
         // Transfer-Encoding alone." Refused: it is how requests are smuggled.
         if length.is_some() {
-            return Err(HttpError::bad_request("both Content-Length and Transfer-Encoding"));
+            return Err(HttpError::bad_request(
+                "both Content-Length and Transfer-Encoding",
+            ));
         }
     }
     match coding {
@@ -319,13 +345,19 @@ fn body_framing(request: &Request, limits: &Limits) -> Result<Option<Framing>, H
         // the chunked transfer coding is not the final encoding, the message body length
         // cannot be determined reliably; the server MUST respond with the 400 (Bad Request)
         // status code and then close the connection."
-        Coding::NotChunked => Err(HttpError::bad_request("final transfer coding is not chunked")),
+        Coding::NotChunked => Err(HttpError::bad_request(
+            "final transfer coding is not chunked",
+        )),
         // RFC 9112 §6.1: "A server that receives a request message with a transfer coding
         // it does not understand SHOULD respond with 501 (Not Implemented)."
         Coding::Chunked { others: true } => Err(HttpError::new(501, "unsupported transfer coding")),
-        Coding::Chunked { others: false } => Ok(Some(Framing::Chunked(Box::new(
-            ChunkedDecoder::new(limits.max_body_bytes as u64, limits.max_head_bytes, limits.max_headers),
-        )))),
+        Coding::Chunked { others: false } => {
+            Ok(Some(Framing::Chunked(Box::new(ChunkedDecoder::new(
+                limits.max_body_bytes as u64,
+                limits.max_head_bytes,
+                limits.max_headers,
+            )))))
+        }
         Coding::Absent => match length {
             Some(n) if n > limits.max_body_bytes as u64 => {
                 Err(HttpError::new(413, "body too large"))

@@ -98,7 +98,10 @@ mod tests {
             version,
             headers: headers
                 .iter()
-                .map(|(n, v)| Header { name: n.to_string(), value: v.to_vec() })
+                .map(|(n, v)| Header {
+                    name: n.to_string(),
+                    value: v.to_vec(),
+                })
                 .collect(),
             body: Vec::new(),
             trailers: Vec::new(),
@@ -143,7 +146,10 @@ mod tests {
         assert_eq!(r.header("missing"), None);
         assert_eq!(r.header("x-bin"), Some(&b"\xff"[..]));
         assert_eq!(r.header_str("x-bin"), None);
-        assert_eq!(r.headers_named("Accept").collect::<Vec<_>>(), vec![&b"a"[..], b"b"]);
+        assert_eq!(
+            r.headers_named("Accept").collect::<Vec<_>>(),
+            vec![&b"a"[..], b"b"]
+        );
         assert!(r.has_token("connection", "upgrade"));
         assert!(r.has_token("Connection", "X"));
         assert!(!r.has_token("connection", "close"));
@@ -152,14 +158,19 @@ mod tests {
 
     #[test]
     fn keep_alive_table() {
-        let table: &[(Version, &[(&str, &[u8])], bool)] = &[
+        type Fields<'a> = &'a [(&'a str, &'a [u8])];
+        let table: &[(Version, Fields, bool)] = &[
             (Version::Http11, &[], true),
             (Version::Http11, &[("Connection", b"close")], false),
             (Version::Http11, &[("Connection", b"Upgrade, Close")], false),
             (Version::Http11, &[("Connection", b"keep-alive")], true),
             (Version::Http10, &[], false),
             (Version::Http10, &[("Connection", b"Keep-Alive")], true),
-            (Version::Http10, &[("Connection", b"keep-alive"), ("Connection", b"close")], false),
+            (
+                Version::Http10,
+                &[("Connection", b"keep-alive"), ("Connection", b"close")],
+                false,
+            ),
         ];
         for (v, h, want) in table {
             assert_eq!(req(*v, "/", h).keep_alive(), *want, "{v:?} {h:?}");

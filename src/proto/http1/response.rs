@@ -39,7 +39,12 @@ pub struct Response {
 impl Response {
     /// A response with `status`, no header fields and an empty body.
     pub fn new(status: u16) -> Self {
-        Response { status, headers: Vec::new(), body: Vec::new(), chunked: false }
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            chunked: false,
+        }
     }
 
     /// Adds a header field.
@@ -63,12 +68,16 @@ impl Response {
 
     /// An `application/json` response (the body is sent as given).
     pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
-        Response::new(status).header("Content-Type", "application/json").body(body)
+        Response::new(status)
+            .header("Content-Type", "application/json")
+            .body(body)
     }
 
     /// A `text/html; charset=utf-8` response.
     pub fn html(status: u16, body: impl Into<Vec<u8>>) -> Self {
-        Response::new(status).header("Content-Type", "text/html; charset=utf-8").body(body)
+        Response::new(status)
+            .header("Content-Type", "text/html; charset=utf-8")
+            .body(body)
     }
 
     /// Whether to send the body chunked (on HTTP/1.1; HTTP/1.0 gets a `Content-Length`).
@@ -98,7 +107,11 @@ impl Response {
         date: Option<&str>,
         out: &mut Vec<u8>,
     ) {
-        let status = if (100..=999).contains(&self.status) { self.status } else { 500 };
+        let status = if (100..=999).contains(&self.status) {
+            self.status
+        } else {
+            500
+        };
         write_status_line(out, status);
         for (name, value) in &self.headers {
             if is_framing(name) {
@@ -123,7 +136,11 @@ impl Response {
             out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        log::trace!("-> {status} {} ({} body bytes)", reason_phrase(status), self.body.len());
+        log::trace!(
+            "-> {status} {} ({} body bytes)",
+            reason_phrase(status),
+            self.body.len()
+        );
         if head_only || bodyless {
             return;
         }
@@ -170,7 +187,11 @@ pub fn write_stream_head(
     headers: &[(&str, &str)],
     date: Option<&str>,
 ) {
-    let status = if (100..=999).contains(&status) { status } else { 500 };
+    let status = if (100..=999).contains(&status) {
+        status
+    } else {
+        500
+    };
     write_status_line(out, status);
     for (name, value) in headers {
         if is_framing(name) {
@@ -187,7 +208,11 @@ pub fn write_stream_head(
         Version::Http10 => out.extend_from_slice(b"Connection: close\r\n"),
     }
     out.extend_from_slice(b"\r\n");
-    log::trace!("-> {status} {} (streamed, {})", reason_phrase(status), version.as_str());
+    log::trace!(
+        "-> {status} {} (streamed, {})",
+        reason_phrase(status),
+        version.as_str()
+    );
 }
 
 /// Writes `data` as one chunk: `<size in hex> CRLF data CRLF`. Writes nothing for empty
@@ -264,7 +289,13 @@ pub fn reason_phrase(status: u16) -> &'static str {
 mod tests {
     use super::*;
 
-    fn enc(r: &Response, v: Version, head_only: bool, keep_alive: bool, date: Option<&str>) -> String {
+    fn enc(
+        r: &Response,
+        v: Version,
+        head_only: bool,
+        keep_alive: bool,
+        date: Option<&str>,
+    ) -> String {
         let mut out = Vec::new();
         r.encode(v, head_only, keep_alive, date, &mut out);
         String::from_utf8(out).unwrap()
@@ -275,7 +306,9 @@ mod tests {
         use Version::*;
         let d = Some("Sun, 06 Nov 1994 08:49:37 GMT");
         let hello = Response::new(200).header("X-A", "1").body("hello");
-        let table: Vec<(Response, Version, bool, bool, Option<&str>, &str)> = vec![
+        /// response, client version, head_only, keep_alive, date, expected bytes
+        type Case<'a> = (Response, Version, bool, bool, Option<&'a str>, &'a str);
+        let table: Vec<Case> = vec![
             (hello.clone(), Http11, false, true, None,
                 "HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 5\r\n\r\nhello"),
             (hello.clone(), Http11, false, false, d,
@@ -322,7 +355,11 @@ mod tests {
 
     #[test]
     fn stream_heads_and_chunks() {
-        let h = [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), ("Content-Length", "1")];
+        let h = [
+            ("Content-Type", "text/event-stream"),
+            ("Cache-Control", "no-cache"),
+            ("Content-Length", "1"),
+        ];
         let mut out = Vec::new();
         write_stream_head(&mut out, Version::Http11, 200, &h, Some("D"));
         assert_eq!(
@@ -332,7 +369,10 @@ mod tests {
         );
         let mut out = Vec::new();
         write_stream_head(&mut out, Version::Http10, 200, &h[..1], None);
-        assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n");
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+        );
 
         let mut out = Vec::new();
         write_chunk(&mut out, b"");
