@@ -38,7 +38,8 @@
 
 use super::{is_tchar, own_headers, Header, HttpError};
 
-/// The longest chunk-size line accepted, extensions and CRLF included.
+/// The longest chunk-size line [`ChunkedDecoder`] accepts, extensions and CRLF included
+/// (400 above it).
 pub const MAX_CHUNK_LINE: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -57,7 +57,7 @@ mod reader;
 mod request;
 mod response;
 
-pub use chunked::ChunkedDecoder;
+pub use chunked::{ChunkedDecoder, MAX_CHUNK_LINE};
 pub use client::{ClientResponse, ResponseReader};
 pub use date::{http_date, parse_http_date};
 pub use query::form_pairs;
