@@ -245,7 +245,8 @@ impl log::Log for StderrLog {
 fn usage() -> ! {
     eprintln!(
         "usage: hub [--addr HOST:PORT] [--history-events N] [--history-bytes N]\n\
-         \x20          [--header-timeout SECS] [--idle-timeout SECS] [--allow-origin ORIGIN]..."
+         \x20          [--header-timeout SECS] [--idle-timeout SECS] [--allow-origin ORIGIN]...\n\
+         \x20          [--sse-heartbeat SECS]"
     );
     std::process::exit(2)
 }
@@ -267,7 +268,7 @@ fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
-        let mut num = |v: String| v.parse::<u64>().unwrap_or_else(|_| usage());
+        let num = |v: String| v.parse::<u64>().unwrap_or_else(|_| usage());
         match flag.as_str() {
             "--addr" => addr = value(),
             "--history-events" => config = config.history_events(num(value()) as usize),
@@ -275,6 +276,13 @@ fn main() -> std::io::Result<()> {
             "--header-timeout" => config = config.header_timeout(Duration::from_secs(num(value()))),
             "--idle-timeout" => config = config.idle_timeout(Duration::from_secs(num(value()))),
             "--allow-origin" => hub.allow_origins.push(value()),
+            "--sse-heartbeat" => {
+                let secs: f64 = value().parse().unwrap_or_else(|_| usage());
+                if !(secs > 0.0 && secs < 86_400.0) {
+                    usage();
+                }
+                config = config.sse_heartbeat(Duration::from_secs_f64(secs));
+            }
             _ => usage(),
         }
     }

@@ -62,21 +62,21 @@ fn application_errors_keep_the_connection() {
     let hub = start_hub(&[]);
     let mut s = connect(hub.addr);
     let mut buf = Vec::new();
-    let cases: &[(&str, u16)] = &[
-        ("GET /nope HTTP/1.1\r\nHost: t\r\n\r\n", 404),
-        ("DELETE /topics/a HTTP/1.1\r\nHost: t\r\n\r\n", 405),
-        ("POST /topics/a..b/x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", 404),
-        ("POST /topics/.. HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx", 400),
-        ("POST /topics/a%20b HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx", 400),
-        ("POST /topics/a HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n\xff\xfe", 400),
-        ("POST /topics/a?event=a%0Ab HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx", 400),
-        ("GET /topics/a/events?since=x HTTP/1.1\r\nHost: t\r\n\r\n", 400),
-        ("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", 200),
+    let cases: &[(&[u8], u16)] = &[
+        (b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n", 404),
+        (b"DELETE /topics/a HTTP/1.1\r\nHost: t\r\n\r\n", 405),
+        (b"POST /topics/a..b/x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", 404),
+        (b"POST /topics/.. HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx", 400),
+        (b"POST /topics/a%20b HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx", 400),
+        (b"POST /topics/a HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n\xff\xfe", 400),
+        (b"POST /topics/a?event=a%0Ab HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx", 400),
+        (b"GET /topics/a/events?since=x HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", 200),
     ];
     for (raw, status) in cases {
-        s.write_all(&raw.bytes().collect::<Vec<u8>>()).unwrap();
+        s.write_all(raw).unwrap();
         let r = read_response(&mut s, &mut buf, false).expect("response");
-        assert_eq!(r.status, *status, "{raw:?}: {}", r.text());
+        assert_eq!(r.status, *status, "{}: {}", String::from_utf8_lossy(raw), r.text());
         if *status == 405 {
             assert_eq!(r.header("allow"), Some("POST"));
         }

@@ -25,7 +25,7 @@ mod buf;
 mod handle;
 
 use std::collections::HashMap;
-use std::io::{self, Read as _};
+use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -211,6 +211,19 @@ pub struct Ctx<'a> {
 pub struct Server<A: App> {
     app: A,
     core: Core,
+}
+
+/// The connection in slot `i`, borrowing only the slab (so other fields stay usable).
+fn slot(slots: &mut [Slot], i: usize) -> Option<&mut Conn> {
+    slots.get_mut(i).and_then(|s| s.conn.as_mut())
+}
+
+/// Marks `c` (in slot `i`) for a flush at the end of the step.
+fn dirty(list: &mut Vec<usize>, c: &mut Conn, i: usize) {
+    if !c.dirty {
+        c.dirty = true;
+        list.push(i);
+    }
 }
 
 fn kind_index(k: ConnKind) -> usize {
@@ -456,7 +469,7 @@ impl<A: App> Server<A> {
             }
         }
         let core = &mut self.core;
-        if let Some(c) = core.conn_mut(i) {
+        if let Some(c) = slot(&mut core.slots, i) {
             let eof = c.eof;
             c.rbuf.release_if_empty(&mut core.pool);
             if eof {
@@ -469,8 +482,8 @@ impl<A: App> Server<A> {
     fn process(&mut self, i: usize) {
         loop {
             let core = &mut self.core;
-            let limits = core.config.http.clone();
-            let Some(c) = core.conn_mut(i) else { return };
+            let limits = core.config.http;
+            let Some(c) = slot(&mut core.slots, i) else { return };
             if c.rbuf.is_empty() || c.kill.is_some() {
                 return;
             }
@@ -499,7 +512,7 @@ impl<A: App> Server<A> {
                     if !early.is_empty() {
                         trace!("{} <- 100 Continue", c.id);
                         c.out.push_slice(&mut core.pool, &early);
-                        core.mark_dirty(i);
+                        dirty(&mut core.dirty, c, i);
                     }
                     match res {
                         Ok((n, Some(req))) => {
@@ -565,17 +578,17 @@ impl<A: App> Server<A> {
         let core = &mut self.core;
         let Some(c) = core.conn_mut(i) else { return };
         let id = c.id;
-        let Mode::Ws(slot) = &mut c.mode else { return };
-        let Some(mut wsc) = slot.take() else { return };
+        let Mode::Ws(ws_slot) = &mut c.mode else { return };
+        let Some(mut wsc) = ws_slot.take() else { return };
         let mut rbuf = std::mem::take(&mut c.rbuf);
         core.busy = Some(i);
         loop {
             let mut forced = Vec::new();
             let step = wsc.read(rbuf.pending_mut(), &mut forced);
             if !forced.is_empty() {
-                if let Some(c) = core.conn_mut(i) {
+                if let Some(c) = slot(&mut core.slots, i) {
                     c.out.push_slice(&mut core.pool, &forced);
-                    core.mark_dirty(i);
+                    dirty(&mut core.dirty, c, i);
                 }
             }
             let consumed = match step {
@@ -1299,7 +1312,7 @@ impl Core {
             let _ = self.poll.registry().deregister(&mut l);
         }
         for i in 0..self.slots.len() {
-            let Some(c) = self.conn_mut(i) else { continue };
+            let Some(c) = slot(&mut self.slots, i) else { continue };
             let id = c.id;
             match &c.mode {
                 Mode::Http { reader: None, waiting: Waiting::No } if c.rbuf.is_empty() => {
@@ -1396,25 +1409,26 @@ impl Ctx<'_> {
     /// Closes a connection: a WebSocket with 1000 and the closing handshake, an SSE stream
     /// by ending it, an HTTP connection after what is queued for it was written.
     pub fn close(&mut self, conn: ConnId) {
-        let Some(i) = self.core.index_of(conn) else { return };
-        let Some(c) = self.core.conn_mut(i) else { return };
+        let core = &mut *self.core;
+        let Some(i) = core.index_of(conn) else { return };
+        let Some(c) = slot(&mut core.slots, i) else { return };
         match c.mode {
             Mode::Ws(_) => {
-                self.core.close_ws(conn, 1000, "");
+                core.close_ws(conn, 1000, "");
             }
             Mode::Sse { chunked } => {
                 if chunked && c.closing == Closing::No {
-                    c.out.append(&mut self.core.pool, http1::write_last_chunk);
+                    c.out.append(&mut core.pool, http1::write_last_chunk);
                 }
                 c.closing = Closing::AfterFlush;
-                self.core.mark_dirty(i);
+                dirty(&mut core.dirty, c, i);
             }
             Mode::Http { .. } => {
                 if c.kind == ConnKind::Parked {
-                    self.core.parked.unpark(conn);
+                    core.parked.unpark(conn);
                 }
                 c.closing = Closing::AfterFlush;
-                self.core.mark_dirty(i);
+                dirty(&mut core.dirty, c, i);
             }
         }
     }
