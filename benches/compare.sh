@@ -6,7 +6,9 @@
 # Builds (release) the `echo` example, benches/tt-echo and the ws_load loader, then for each
 # message size runs pushwire's echo and then tt-echo, one after the other, each freshly
 # started, the server pinned to one core and the loader to another, and prints msgs/s for
-# both and the ratio pushwire / tokio-tungstenite.
+# both and the ratio pushwire / tokio-tungstenite; then the same per second of CPU time the
+# server got, the steadier figure when other work shares the server's core (the loader's
+# lines show each server's CPU share; near 1 means it had its core to itself).
 #
 # Settings (environment): SIZES ("64 16384"), CONNS (64), DEPTH (16), SECS (5), WARMUP (1),
 # SERVER_CORE (0), LOADER_CORE (1), PW_PORT (19101), TT_PORT (19102),
@@ -44,6 +46,8 @@ LOADER=$(cargo bench --bench ws_load --no-run 2>&1 \
 [ -x "$LOADER" ] || die "cannot build or find the ws_load bench binary"
 
 SERVER_PID=
+RATE=
+CPU_RATE=
 cleanup() {
     if [ -n "$SERVER_PID" ]; then
         kill "$SERVER_PID" 2>/dev/null || true
@@ -56,7 +60,8 @@ trap 'exit 130' INT TERM
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# run_one BINARY PORT SIZE LABEL -> prints msgs/s on stdout, the loader's line on stderr.
+# run_one BINARY PORT SIZE LABEL: sets RATE and CPU_RATE, prints the loader's line.
+# Runs in this shell, not in a $(...) subshell, so a failure's exit still fires the trap.
 run_one() {
     local bin=$1 port=$2 size=$3 label=$4 line
     port_open "$port" && die "something already listens on 127.0.0.1:$port"
@@ -73,15 +78,23 @@ run_one() {
         --server-pid "$SERVER_PID") || die "load run against $label failed"
     kill -0 "$SERVER_PID" 2>/dev/null || die "$label died during the run"
     cleanup
-    echo "$line" >&2
-    echo "$line" | sed -n 's/.* msgs_per_sec=\([0-9]*\).*/\1/p'
+    echo "$line"
+    RATE=$(field msgs_per_sec "$line")
+    CPU_RATE=$(field msgs_per_server_cpu_sec "$line")
 }
+
+field() { echo "$2" | sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "na" }'; }
 
 echo "compare: conns=$CONNS depth=$DEPTH secs=$SECS warmup=$WARMUP" \
     "server on core $SERVER_CORE, loader on core $LOADER_CORE"
 for size in $SIZES; do
-    pw=$(run_one "$PUSHWIRE_ECHO" "$PW_PORT" "$size" pushwire)
-    tt=$(run_one "$TT_ECHO" "$TT_PORT" "$size" tokio-tungstenite)
-    ratio=$(awk -v a="$pw" -v b="$tt" 'BEGIN { printf "%.2f", a / b }')
-    echo "size=$size pushwire_msgs_per_sec=$pw tokio_tungstenite_msgs_per_sec=$tt ratio=$ratio"
+    run_one "$PUSHWIRE_ECHO" "$PW_PORT" "$size" pushwire
+    pw=$RATE pw_cpu=$CPU_RATE
+    run_one "$TT_ECHO" "$TT_PORT" "$size" tokio-tungstenite
+    tt=$RATE tt_cpu=$CPU_RATE
+    echo "size=$size pushwire_msgs_per_sec=$pw tokio_tungstenite_msgs_per_sec=$tt" \
+        "ratio=$(ratio "$pw" "$tt")" \
+        "per_server_cpu_sec: pushwire=$pw_cpu tokio_tungstenite=$tt_cpu" \
+        "ratio=$(ratio "$pw_cpu" "$tt_cpu")"
 done

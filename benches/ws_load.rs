@@ -3,6 +3,8 @@
 //! ```text
 //! cargo bench --bench ws_load -- --addr 127.0.0.1:9001 [--conns 64] [--depth 16]
 //!     [--size 64] [--secs 5] [--warmup 1] [--label NAME] [--server-pid PID]
+//!     [--check full|length]
+//! cargo bench --bench ws_load -- --self-test
 //! ```
 //!
 //! One thread, one mio `Poll`. Each of `--conns` connections does the RFC 6455 opening
@@ -15,9 +17,11 @@
 //! ws_load target=127.0.0.1:9001 conns=64 depth=16 size=64 secs=5 msgs_per_sec=123456 ...
 //! ```
 //!
-//! followed by the CPU share the loader used (and the server, given `--server-pid`), so a
+//! followed by the CPU share the loader used (and the server's, given `--server-pid`), so a
 //! saturated loader is visible: a figure is only about the server while `loader_cpu` stays
-//! well below 1.
+//! well below 1. With `--server-pid` it also prints `msgs_per_server_cpu_sec`, round trips
+//! per second of CPU time the server actually got: on a machine where other work competes
+//! for the server's core (`server_cpu` well below 1), that figure is the steadier one.
 //!
 //! The loader must not be the bottleneck, so it does almost nothing per message:
 //! - Client frames MUST be masked (RFC 6455 section 5.3), but the key may be anything the
@@ -26,7 +30,9 @@
 //! - The echo of that frame is also known in advance (the same payload, unmasked, with the
 //!   minimal length encoding section 5.2 demands of the server), so checking a reply is
 //!   comparing the received bytes with it, wherever the reads happen to split them. This
-//!   checks opcode, FIN, RSV bits, no mask, length and every payload byte.
+//!   checks opcode, FIN, RSV bits, no mask, length and every payload byte (`--check
+//!   length` skips the payload bytes, should that comparison ever show in `loader_cpu`).
+//! - `--self-test` checks the frame builders and that comparison against exact bytes.
 //!
 //! Anything else from the server (a close, a ping, a wrong byte, EOF) is a protocol error:
 //! the loader says what it saw and exits with status 1. Every wait is bounded: connects and
@@ -46,7 +52,8 @@ use mio::{Events, Interest, Poll, Token};
 use sha1::{Digest, Sha1};
 
 const USAGE: &str = "usage: ws_load --addr HOST:PORT [--conns N] [--depth D] [--size BYTES] \
-[--secs S] [--warmup S] [--label NAME] [--server-pid PID]";
+[--secs S] [--warmup S] [--label NAME] [--server-pid PID] [--check full|length]\n\
+       ws_load --self-test";
 
 /// The GUID of RFC 6455 section 1.3, appended to the key to form the accept value.
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -72,6 +79,7 @@ struct Args {
     secs: f64,
     warmup: f64,
     server_pid: Option<u32>,
+    check_payload: bool,
 }
 
 fn main() {
@@ -101,11 +109,15 @@ fn parse_args() -> Result<Option<Args>, String> {
     let (mut conns, mut depth, mut size) = (64usize, 16usize, 64usize);
     let (mut secs, mut warmup) = (5.0f64, 1.0f64);
     let mut server_pid = None;
+    let mut check_payload = true;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         // `cargo bench` passes `--bench` to every harness-less bench.
         if flag == "--bench" {
             continue;
+        }
+        if flag == "--self-test" {
+            self_test();
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = |_| format!("bad value for {flag}: {value:?}");
@@ -119,6 +131,13 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--secs" => secs = value.parse().map_err(badf)?,
             "--warmup" => warmup = value.parse().map_err(badf)?,
             "--server-pid" => server_pid = Some(value.parse().map_err(bad)?),
+            "--check" => {
+                check_payload = match value.as_str() {
+                    "full" => true,
+                    "length" => false,
+                    _ => return Err(format!("--check is full or length, not {value:?}")),
+                }
+            }
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
@@ -148,6 +167,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         secs,
         warmup,
         server_pid,
+        check_payload,
     }))
 }
 
@@ -171,6 +191,11 @@ fn run(args: &Args) -> Result<String, String> {
     // within the first one is a single slice of it.
     let batch = frame.repeat(args.depth + 1);
     let flen = frame.len();
+    let checked = if args.check_payload {
+        echo.len()
+    } else {
+        header_len(&echo)
+    };
 
     let setup_deadline = Instant::now() + SETUP_DEADLINE;
     let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
@@ -231,7 +256,8 @@ fn run(args: &Args) -> Result<String, String> {
             let n = ev.token().0;
             let Some(c) = conns.get_mut(n) else { continue };
             if ev.is_readable() {
-                let frames = receive(c, &mut rbuf, &echo).map_err(|e| format!("conn {n}: {e}"))?;
+                let frames =
+                    receive(c, &mut rbuf, &echo, checked).map_err(|e| format!("conn {n}: {e}"))?;
                 done += frames as u64;
                 c.tx_owed += frames * flen;
             }
@@ -266,6 +292,14 @@ fn run(args: &Args) -> Result<String, String> {
     );
     if args.server_pid.is_some() {
         line += &format!(" server_cpu={}", share(scpu0, cpu_end.1));
+        // Round trips per second of server CPU time: what the server gets done with the
+        // CPU it had, which holds steadier than msgs_per_sec when other work shares the core.
+        if let (Some(a), Some(b)) = (scpu0, cpu_end.1) {
+            let cpu = b.saturating_sub(a) as f64 / 1e9;
+            if cpu > 0.0 {
+                line += &format!(" msgs_per_server_cpu_sec={:.0}", trips as f64 / cpu);
+            }
+        }
     }
     Ok(line)
 }
@@ -290,7 +324,7 @@ fn send(c: &mut Conn, batch: &[u8], flen: usize) -> io::Result<()> {
 }
 
 /// Reads until the socket is drained; returns how many whole echoes arrived.
-fn receive(c: &mut Conn, rbuf: &mut [u8], echo: &[u8]) -> Result<usize, String> {
+fn receive(c: &mut Conn, rbuf: &mut [u8], echo: &[u8], checked: usize) -> Result<usize, String> {
     let mut frames = 0;
     loop {
         let k = match c.sock.read(rbuf) {
@@ -300,19 +334,27 @@ fn receive(c: &mut Conn, rbuf: &mut [u8], echo: &[u8]) -> Result<usize, String> 
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(format!("read: {e}")),
         };
-        frames += check_echo(&mut c.rx_off, &rbuf[..k], echo)?;
+        frames += check_echo(&mut c.rx_off, &rbuf[..k], echo, checked)?;
     }
 }
 
 /// Matches `data` against the expected echo frame, continuing at `*off`; returns how many
 /// frames it completed. Pure, so it does not care how reads split the stream.
-fn check_echo(off: &mut usize, mut data: &[u8], echo: &[u8]) -> Result<usize, String> {
+/// Only the first `checked` bytes of each frame are compared (the header alone with
+/// `--check length`); the rest is counted.
+fn check_echo(
+    off: &mut usize,
+    mut data: &[u8],
+    echo: &[u8],
+    checked: usize,
+) -> Result<usize, String> {
     let mut frames = 0;
     while !data.is_empty() {
         let want = &echo[*off..];
         let k = want.len().min(data.len());
-        if data[..k] != want[..k] {
-            let at = data[..k]
+        let c = checked.saturating_sub(*off).min(k);
+        if data[..c] != want[..c] {
+            let at = data[..c]
                 .iter()
                 .zip(want)
                 .position(|(a, b)| a != b)
@@ -519,4 +561,99 @@ fn server_cpu_ns(pid: Option<u32>) -> Option<u64> {
         total += cpu_ns(&format!("{pid}/task/{}", tid.to_string_lossy()))?;
     }
     Some(total)
+}
+
+/// `--self-test`: the frame builders and the echo checker against exact bytes, fed whole,
+/// at every split point and byte by byte. Prints a count and exits (1 on any failure).
+fn self_test() -> ! {
+    let (mut passed, mut failed) = (0, 0);
+    let mut check = |ok: bool, what: &str| {
+        if ok {
+            passed += 1;
+        } else {
+            failed += 1;
+            eprintln!("self-test FAILED: {what}");
+        }
+    };
+    // Exact frames: RFC 6455 section 5.7's masked "Hello" (key 37 fa 21 3d) and the
+    // minimal length forms at their edges.
+    check(
+        masked_frame(b"Hello", MASK)
+            == [
+                0x82, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+            ],
+        "masked Hello",
+    );
+    check(server_frame(b"Hello") == b"\x82\x05Hello", "unmasked Hello");
+    for (len, head) in [
+        (0usize, vec![0x82u8, 0x00]),
+        (125, vec![0x82, 125]),
+        (126, vec![0x82, 126, 0x00, 126]),
+        (65535, vec![0x82, 126, 0xff, 0xff]),
+        (65536, vec![0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+    ] {
+        let f = server_frame(&vec![0; len]);
+        check(
+            f.starts_with(&head) && f.len() == head.len() + len,
+            "length form",
+        );
+        check(header_len(&f) == head.len(), "header_len");
+        let m = masked_frame(&vec![0; len], MASK);
+        check(
+            m[1] == head[1] | 0x80 && m.len() == head.len() + 4 + len,
+            "masked length form",
+        );
+    }
+    // Two echoes in one stream, however it is split, make exactly two frames.
+    for len in [0usize, 1, 5, 125, 126, 300] {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+        let echo = server_frame(&payload);
+        let stream = echo.repeat(2);
+        for checked in [echo.len(), header_len(&echo)] {
+            for cut in 0..=stream.len() {
+                let mut off = 0;
+                let a = check_echo(&mut off, &stream[..cut], &echo, checked);
+                let b = check_echo(&mut off, &stream[cut..], &echo, checked);
+                check(
+                    matches!((a, b), (Ok(x), Ok(y)) if x + y == 2) && off == 0,
+                    "split stream",
+                );
+            }
+            let mut off = 0;
+            let n: usize = stream
+                .iter()
+                .map(|b| {
+                    check_echo(&mut off, std::slice::from_ref(b), &echo, checked).unwrap_or(99)
+                })
+                .sum();
+            check(n == 2 && off == 0, "byte by byte");
+        }
+    }
+    // What must be refused: a close, a ping, a masked frame, a wrong length, a wrong byte.
+    let echo = server_frame(b"Hello");
+    let bad: [(&[u8], &str); 6] = [
+        (b"\x88\x02\x03\xe8", "close frame"),
+        (b"\x89\x00", "ping"),
+        (b"\x02\x05Hello", "fragmented message"),
+        (b"\x82\x85\x00\x00\x00\x00Hello", "masked"),
+        (b"\x82\x04Hell", "wrong length"),
+        (b"\x82\x05Hellx", "wrong payload byte"),
+    ];
+    for (input, what) in bad {
+        let mut off = 0;
+        let err = check_echo(&mut off, input, &echo, echo.len());
+        check(err.is_err(), what);
+    }
+    // With `--check length` a wrong payload byte passes, a wrong header does not.
+    let mut off = 0;
+    check(
+        check_echo(&mut off, b"\x82\x05Hellx", &echo, 2) == Ok(1),
+        "length-only payload",
+    );
+    check(
+        check_echo(&mut off, b"\x82\x04Hell", &echo, 2).is_err(),
+        "length-only header",
+    );
+    println!("ws_load self-test: {passed} passed, {failed} failed");
+    exit(if failed == 0 { 0 } else { 1 });
 }
