@@ -1,0 +1,659 @@
+//! WebSocket echo load generator: how many round trips per second a server sustains.
+//!
+//! ```text
+//! cargo bench --bench ws_load -- --addr 127.0.0.1:9001 [--conns 64] [--depth 16]
+//!     [--size 64] [--secs 5] [--warmup 1] [--label NAME] [--server-pid PID]
+//!     [--check full|length]
+//! cargo bench --bench ws_load -- --self-test
+//! ```
+//!
+//! One thread, one mio `Poll`. Each of `--conns` connections does the RFC 6455 opening
+//! handshake (checking the `101` and `Sec-WebSocket-Accept`), then keeps `--depth` binary
+//! messages of `--size` bytes in flight: each echoed message that comes back is replaced by
+//! a new one. Round trips completed after `--warmup` seconds, during `--secs` seconds, are
+//! counted and printed as one line:
+//!
+//! ```text
+//! ws_load target=127.0.0.1:9001 conns=64 depth=16 size=64 secs=5 msgs_per_sec=123456 ...
+//! ```
+//!
+//! followed by the CPU share the loader used (and the server's, given `--server-pid`), so a
+//! saturated loader is visible: a figure is only about the server while `loader_cpu` stays
+//! well below 1. With `--server-pid` it also prints `msgs_per_server_cpu_sec`, round trips
+//! per second of CPU time the server actually got: on a machine where other work competes
+//! for the server's core (`server_cpu` well below 1), that figure is the steadier one.
+//!
+//! The loader must not be the bottleneck, so it does almost nothing per message:
+//! - Client frames MUST be masked (RFC 6455 section 5.3), but the key may be anything the
+//!   client likes; a fixed key lets the whole masked frame be built once, `depth + 1` copies
+//!   back to back, and every send is a slice of that buffer.
+//! - The echo of that frame is also known in advance (the same payload, unmasked, with the
+//!   minimal length encoding section 5.2 demands of the server), so checking a reply is
+//!   comparing the received bytes with it, wherever the reads happen to split them. This
+//!   checks opcode, FIN, RSV bits, no mask, length and every payload byte (`--check
+//!   length` skips the payload bytes, should that comparison ever show in `loader_cpu`).
+//! - `--self-test` checks the frame builders and that comparison against exact bytes.
+//!
+//! Anything else from the server (a close, a ping, a wrong byte, EOF) is a protocol error:
+//! the loader says what it saw and exits with status 1. Every wait is bounded: connects and
+//! handshakes by a deadline, the run by `--warmup + --secs`.
+//!
+//! Run without `--addr` (as a bare `cargo bench` does) it prints its usage and exits 0.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream as StdStream, ToSocketAddrs};
+use std::process::exit;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use sha1::{Digest, Sha1};
+
+const USAGE: &str = "usage: ws_load --addr HOST:PORT [--conns N] [--depth D] [--size BYTES] \
+[--secs S] [--warmup S] [--label NAME] [--server-pid PID] [--check full|length]\n\
+       ws_load --self-test";
+
+/// The GUID of RFC 6455 section 1.3, appended to the key to form the accept value.
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/// The fixed masking key of every frame we send.
+const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+/// Limits that keep a mistyped argument from eating the machine.
+const MAX_CONNS: usize = 10_000;
+const MAX_DEPTH: usize = 1024;
+const MAX_SIZE: usize = 16 << 20;
+const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
+const MAX_SECS: f64 = 600.0;
+/// All connects and handshakes together must be done within this.
+const SETUP_DEADLINE: Duration = Duration::from_secs(20);
+/// The longest HTTP response head we wait for.
+const MAX_HEAD: usize = 8 * 1024;
+
+struct Args {
+    addr: String,
+    label: String,
+    conns: usize,
+    depth: usize,
+    size: usize,
+    secs: f64,
+    warmup: f64,
+    server_pid: Option<u32>,
+    check_payload: bool,
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            eprintln!("ws_load: no --addr given, nothing to load; {USAGE}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("ws_load: {e}\n{USAGE}");
+            exit(2);
+        }
+    };
+    match run(&args) {
+        Ok(report) => println!("{report}"),
+        Err(e) => {
+            eprintln!("ws_load: {} ({}): {e}", args.label, args.addr);
+            exit(1);
+        }
+    }
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut addr = None;
+    let mut label = None;
+    let (mut conns, mut depth, mut size) = (64usize, 16usize, 64usize);
+    let (mut secs, mut warmup) = (5.0f64, 1.0f64);
+    let mut server_pid = None;
+    let mut check_payload = true;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        // `cargo bench` passes `--bench` to every harness-less bench.
+        if flag == "--bench" {
+            continue;
+        }
+        if flag == "--self-test" {
+            self_test();
+        }
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let bad = |_| format!("bad value for {flag}: {value:?}");
+        let badf = |_| format!("bad value for {flag}: {value:?}");
+        match flag.as_str() {
+            "--addr" => addr = Some(value.clone()),
+            "--label" => label = Some(value.clone()),
+            "--conns" => conns = value.parse().map_err(bad)?,
+            "--depth" => depth = value.parse().map_err(bad)?,
+            "--size" => size = value.parse().map_err(bad)?,
+            "--secs" => secs = value.parse().map_err(badf)?,
+            "--warmup" => warmup = value.parse().map_err(badf)?,
+            "--server-pid" => server_pid = Some(value.parse().map_err(bad)?),
+            "--check" => {
+                check_payload = match value.as_str() {
+                    "full" => true,
+                    "length" => false,
+                    _ => return Err(format!("--check is full or length, not {value:?}")),
+                }
+            }
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    let Some(addr) = addr else { return Ok(None) };
+    if !(1..=MAX_CONNS).contains(&conns) {
+        return Err(format!("--conns must be 1..={MAX_CONNS}"));
+    }
+    if !(1..=MAX_DEPTH).contains(&depth) {
+        return Err(format!("--depth must be 1..={MAX_DEPTH}"));
+    }
+    if size > MAX_SIZE || (depth + 1) * (size + 14) > MAX_IN_FLIGHT_BYTES {
+        return Err(format!(
+            "--size must be at most {MAX_SIZE} and (depth+1)*size at most {MAX_IN_FLIGHT_BYTES}"
+        ));
+    }
+    if !(secs > 0.0 && secs <= MAX_SECS && (0.0..=MAX_SECS).contains(&warmup)) {
+        return Err(format!(
+            "--secs must be in (0, {MAX_SECS}], --warmup in [0, {MAX_SECS}]"
+        ));
+    }
+    Ok(Some(Args {
+        label: label.unwrap_or_else(|| addr.clone()),
+        addr,
+        conns,
+        depth,
+        size,
+        secs,
+        warmup,
+        server_pid,
+        check_payload,
+    }))
+}
+
+/// One loaded connection.
+struct Conn {
+    sock: TcpStream,
+    /// Offset, within one frame, of the next byte to send.
+    tx_off: usize,
+    /// Bytes still to send (whole frames owed, minus what is sent of the current one).
+    tx_owed: usize,
+    /// Offset, within the expected echo frame, of the next byte to receive.
+    rx_off: usize,
+}
+
+fn run(args: &Args) -> Result<String, String> {
+    let addr = resolve(&args.addr)?;
+    let payload: Vec<u8> = (0..args.size).map(|i| (i * 31 + 7) as u8).collect();
+    let frame = masked_frame(&payload, MASK);
+    let echo = server_frame(&payload);
+    // `depth + 1` frames back to back: any run of up to `depth` frames starting anywhere
+    // within the first one is a single slice of it.
+    let batch = frame.repeat(args.depth + 1);
+    let flen = frame.len();
+    let checked = if args.check_payload {
+        echo.len()
+    } else {
+        header_len(&echo)
+    };
+
+    let setup_deadline = Instant::now() + SETUP_DEADLINE;
+    let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
+    let mut conns = Vec::with_capacity(args.conns);
+    for n in 0..args.conns {
+        let (std_sock, early) = handshake(addr, &args.addr, n, setup_deadline)?;
+        if !early.is_empty() {
+            return Err(format!(
+                "conn {n}: server sent {} bytes before any message",
+                early.len()
+            ));
+        }
+        std_sock
+            .set_nonblocking(true)
+            .map_err(|e| format!("set_nonblocking: {e}"))?;
+        let mut sock = TcpStream::from_std(std_sock);
+        poll.registry()
+            .register(&mut sock, Token(n), Interest::READABLE | Interest::WRITABLE)
+            .map_err(|e| format!("register: {e}"))?;
+        conns.push(Conn {
+            sock,
+            tx_off: 0,
+            tx_owed: args.depth * flen,
+            rx_off: 0,
+        });
+    }
+
+    let mut events = Events::with_capacity(1024);
+    let mut rbuf = vec![0u8; (256 * 1024).max(flen.min(4 << 20))];
+    let mut done: u64 = 0;
+    let start = Instant::now();
+    let warm_end = start + Duration::from_secs_f64(args.warmup);
+    let end = warm_end + Duration::from_secs_f64(args.secs);
+    // (time, round trips, loader cpu ns, server cpu ns) when the window opened.
+    let mut window: Option<(Instant, u64, Option<u64>, Option<u64>)> = None;
+
+    // Fill every pipe before the first poll; afterwards writes follow reads and events.
+    for (n, c) in conns.iter_mut().enumerate() {
+        send(c, &batch, flen).map_err(|e| format!("conn {n}: write: {e}"))?;
+    }
+    let (t_end, done_end) = loop {
+        let now = Instant::now();
+        if window.is_none() && now >= warm_end {
+            window = Some((now, done, cpu_ns("self"), server_cpu_ns(args.server_pid)));
+        }
+        if now >= end {
+            break (now, done);
+        }
+        let next = if window.is_none() { warm_end } else { end };
+        poll.poll(&mut events, Some(next - now)).or_else(|e| {
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(format!("poll: {e}"))
+            }
+        })?;
+        for ev in events.iter() {
+            let n = ev.token().0;
+            let Some(c) = conns.get_mut(n) else { continue };
+            if ev.is_readable() {
+                let frames =
+                    receive(c, &mut rbuf, &echo, checked).map_err(|e| format!("conn {n}: {e}"))?;
+                done += frames as u64;
+                c.tx_owed += frames * flen;
+            }
+            if c.tx_owed > 0 {
+                send(c, &batch, flen).map_err(|e| format!("conn {n}: write: {e}"))?;
+            }
+        }
+    };
+    let cpu_end = (cpu_ns("self"), server_cpu_ns(args.server_pid));
+
+    let Some((t0, done0, lcpu0, scpu0)) = window else {
+        return Err("the run ended before the measured window opened".into());
+    };
+    let elapsed = (t_end - t0).as_secs_f64();
+    let trips = done_end - done0;
+    if trips == 0 {
+        return Err("no round trip completed in the measured window".into());
+    }
+    let share = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}", (b.saturating_sub(a)) as f64 / 1e9 / elapsed),
+        _ => "na".into(),
+    };
+    let mut line = format!(
+        "ws_load target={} conns={} depth={} size={} secs={} msgs_per_sec={:.0} loader_cpu={}",
+        args.label,
+        args.conns,
+        args.depth,
+        args.size,
+        args.secs,
+        trips as f64 / elapsed,
+        share(lcpu0, cpu_end.0),
+    );
+    if args.server_pid.is_some() {
+        line += &format!(" server_cpu={}", share(scpu0, cpu_end.1));
+        // Round trips per second of server CPU time: what the server gets done with the
+        // CPU it had, which holds steadier than msgs_per_sec when other work shares the core.
+        if let (Some(a), Some(b)) = (scpu0, cpu_end.1) {
+            let cpu = b.saturating_sub(a) as f64 / 1e9;
+            if cpu > 0.0 {
+                line += &format!(" msgs_per_server_cpu_sec={:.0}", trips as f64 / cpu);
+            }
+        }
+    }
+    Ok(line)
+}
+
+/// Writes what `c` owes until done or the socket is full.
+fn send(c: &mut Conn, batch: &[u8], flen: usize) -> io::Result<()> {
+    while c.tx_owed > 0 {
+        // In bounds: tx_off < flen and tx_owed <= depth * flen, batch is (depth+1) * flen.
+        let chunk = &batch[c.tx_off..c.tx_off + c.tx_owed];
+        match c.sock.write(chunk) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(k) => {
+                c.tx_owed -= k;
+                c.tx_off = (c.tx_off + k) % flen;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads until the socket is drained; returns how many whole echoes arrived.
+fn receive(c: &mut Conn, rbuf: &mut [u8], echo: &[u8], checked: usize) -> Result<usize, String> {
+    let mut frames = 0;
+    loop {
+        let k = match c.sock.read(rbuf) {
+            Ok(0) => return Err("server closed the connection".into()),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(frames),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("read: {e}")),
+        };
+        frames += check_echo(&mut c.rx_off, &rbuf[..k], echo, checked)?;
+    }
+}
+
+/// Matches `data` against the expected echo frame, continuing at `*off`; returns how many
+/// frames it completed. Pure, so it does not care how reads split the stream.
+/// Only the first `checked` bytes of each frame are compared (the header alone with
+/// `--check length`); the rest is counted.
+fn check_echo(
+    off: &mut usize,
+    mut data: &[u8],
+    echo: &[u8],
+    checked: usize,
+) -> Result<usize, String> {
+    let mut frames = 0;
+    while !data.is_empty() {
+        let want = &echo[*off..];
+        let k = want.len().min(data.len());
+        let c = checked.saturating_sub(*off).min(k);
+        if data[..c] != want[..c] {
+            let at = data[..c]
+                .iter()
+                .zip(want)
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            return Err(describe_mismatch(*off + at, data[at], echo));
+        }
+        data = &data[k..];
+        *off += k;
+        if *off == echo.len() {
+            *off = 0;
+            frames += 1;
+        }
+    }
+    Ok(frames)
+}
+
+fn describe_mismatch(pos: usize, got: u8, echo: &[u8]) -> String {
+    if pos == 0 {
+        let what = match got & 0x0f {
+            0x8 => "a close frame",
+            0x9 => "a ping",
+            0xa => "a pong",
+            0x1 => "a text frame",
+            0x0 => "a continuation frame",
+            0x2 if got & 0x80 == 0 => "a fragmented message",
+            0x2 => "a binary frame with RSV bits set",
+            _ => "a reserved opcode",
+        };
+        format!("expected the echo, server sent {what} (first byte {got:#04x})")
+    } else if pos == 1 && got & 0x80 != 0 {
+        "server frame is masked (RFC 6455 5.1: a server MUST NOT mask)".into()
+    } else if pos < header_len(echo) {
+        format!(
+            "echo header differs at byte {pos}: got {got:#04x}, want {:#04x}",
+            echo[pos]
+        )
+    } else {
+        format!(
+            "echo payload differs at frame byte {pos}: got {got:#04x}, want {:#04x}",
+            echo[pos]
+        )
+    }
+}
+
+fn header_len(frame: &[u8]) -> usize {
+    match frame.get(1).map(|b| b & 0x7f) {
+        Some(126) => 4,
+        Some(127) => 10,
+        _ => 2,
+    }
+}
+
+/// The length field of RFC 6455 section 5.2 in its minimal form, after the first byte.
+fn push_len(out: &mut Vec<u8>, mask_bit: u8, len: usize) {
+    if len < 126 {
+        out.push(mask_bit | len as u8);
+    } else if len <= 0xffff {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+}
+
+/// A final binary frame carrying `payload`, masked with `mask`, as a client sends it.
+fn masked_frame(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut f = vec![0x82];
+    push_len(&mut f, 0x80, payload.len());
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// The same message as an echo server must send it back: unmasked.
+fn server_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x82];
+    push_len(&mut f, 0, payload.len());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    addr.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr} resolves to nothing"))
+}
+
+/// Connects and does the client side of the opening handshake (RFC 6455 section 4.1) on a
+/// blocking socket. Returns the socket and any bytes that followed the response head.
+fn handshake(
+    addr: SocketAddr,
+    host: &str,
+    n: usize,
+    deadline: Instant,
+) -> Result<(StdStream, Vec<u8>), String> {
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("conn {n}: setup took longer than {SETUP_DEADLINE:?}"))
+    };
+    let mut s = StdStream::connect_timeout(&addr, left()?)
+        .map_err(|e| format!("conn {n}: connect {addr}: {e}"))?;
+    s.set_nodelay(true)
+        .map_err(|e| format!("set_nodelay: {e}"))?;
+    // A key that differs per connection; it need not be random for a benchmark.
+    let mut raw = *b"pushwire-load-00";
+    raw[12..].copy_from_slice(&(n as u32).to_be_bytes());
+    let key = BASE64.encode(raw);
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.set_write_timeout(Some(left()?))
+        .map_err(|e| e.to_string())?;
+    s.write_all(req.as_bytes())
+        .map_err(|e| format!("conn {n}: sending the handshake: {e}"))?;
+
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        s.set_read_timeout(Some(left()?))
+            .map_err(|e| e.to_string())?;
+        let k = match s.read(&mut chunk) {
+            Ok(0) => return Err(format!("conn {n}: server closed during the handshake")),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("conn {n}: reading the handshake: {e}")),
+        };
+        buf.extend_from_slice(&chunk[..k]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&buf) {
+            Ok(httparse::Status::Complete(head)) => {
+                check_accept(&resp, &key).map_err(|e| format!("conn {n}: handshake: {e}"))?;
+                let rest = buf[head..].to_vec();
+                return Ok((s, rest));
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(format!(
+                    "conn {n}: response head longer than {MAX_HEAD} bytes"
+                ))
+            }
+            Err(e) => return Err(format!("conn {n}: bad response head: {e}")),
+        }
+    }
+}
+
+/// Section 4.1: "If the status code received from the server is not 101, the client handles
+/// the response per HTTP procedures"; the Upgrade, Connection and Sec-WebSocket-Accept
+/// checks follow; and we offered no extension or subprotocol, so none may be chosen.
+fn check_accept(resp: &httparse::Response, key: &str) -> Result<(), String> {
+    if resp.code != Some(101) {
+        return Err(format!("status {:?}, want 101", resp.code));
+    }
+    let header = |name: &str| {
+        resp.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+    };
+    if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+        return Err("missing Upgrade: websocket".into());
+    }
+    if !header("connection").is_some_and(|v| {
+        v.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+    }) {
+        return Err("missing Connection: Upgrade".into());
+    }
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(WS_GUID.as_bytes());
+    let want = BASE64.encode(sha.finalize());
+    match header("sec-websocket-accept") {
+        Some(got) if got == want => {}
+        got => return Err(format!("Sec-WebSocket-Accept {got:?}, want {want:?}")),
+    }
+    for name in ["sec-websocket-extensions", "sec-websocket-protocol"] {
+        if header(name).is_some() {
+            return Err(format!("server chose a {name} we did not offer"));
+        }
+    }
+    Ok(())
+}
+
+/// Nanoseconds a process has run on a CPU (first field of /proc/PID/schedstat).
+fn cpu_ns(pid: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
+/// The same for the server: summed over all its threads, so a multi-threaded server shows
+/// a share above 1.
+fn server_cpu_ns(pid: Option<u32>) -> Option<u64> {
+    let pid = pid?;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for t in tasks.flatten() {
+        let tid = t.file_name();
+        total += cpu_ns(&format!("{pid}/task/{}", tid.to_string_lossy()))?;
+    }
+    Some(total)
+}
+
+/// `--self-test`: the frame builders and the echo checker against exact bytes, fed whole,
+/// at every split point and byte by byte. Prints a count and exits (1 on any failure).
+fn self_test() -> ! {
+    let (mut passed, mut failed) = (0, 0);
+    let mut check = |ok: bool, what: &str| {
+        if ok {
+            passed += 1;
+        } else {
+            failed += 1;
+            eprintln!("self-test FAILED: {what}");
+        }
+    };
+    // Exact frames: RFC 6455 section 5.7's masked "Hello" (key 37 fa 21 3d) and the
+    // minimal length forms at their edges.
+    check(
+        masked_frame(b"Hello", MASK)
+            == [
+                0x82, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+            ],
+        "masked Hello",
+    );
+    check(server_frame(b"Hello") == b"\x82\x05Hello", "unmasked Hello");
+    for (len, head) in [
+        (0usize, vec![0x82u8, 0x00]),
+        (125, vec![0x82, 125]),
+        (126, vec![0x82, 126, 0x00, 126]),
+        (65535, vec![0x82, 126, 0xff, 0xff]),
+        (65536, vec![0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+    ] {
+        let f = server_frame(&vec![0; len]);
+        check(
+            f.starts_with(&head) && f.len() == head.len() + len,
+            "length form",
+        );
+        check(header_len(&f) == head.len(), "header_len");
+        let m = masked_frame(&vec![0; len], MASK);
+        check(
+            m[1] == head[1] | 0x80 && m.len() == head.len() + 4 + len,
+            "masked length form",
+        );
+    }
+    // Two echoes in one stream, however it is split, make exactly two frames.
+    for len in [0usize, 1, 5, 125, 126, 300] {
+        let payload: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
+        let echo = server_frame(&payload);
+        let stream = echo.repeat(2);
+        for checked in [echo.len(), header_len(&echo)] {
+            for cut in 0..=stream.len() {
+                let mut off = 0;
+                let a = check_echo(&mut off, &stream[..cut], &echo, checked);
+                let b = check_echo(&mut off, &stream[cut..], &echo, checked);
+                check(
+                    matches!((a, b), (Ok(x), Ok(y)) if x + y == 2) && off == 0,
+                    "split stream",
+                );
+            }
+            let mut off = 0;
+            let n: usize = stream
+                .iter()
+                .map(|b| {
+                    check_echo(&mut off, std::slice::from_ref(b), &echo, checked).unwrap_or(99)
+                })
+                .sum();
+            check(n == 2 && off == 0, "byte by byte");
+        }
+    }
+    // What must be refused: a close, a ping, a masked frame, a wrong length, a wrong byte.
+    let echo = server_frame(b"Hello");
+    let bad: [(&[u8], &str); 6] = [
+        (b"\x88\x02\x03\xe8", "close frame"),
+        (b"\x89\x00", "ping"),
+        (b"\x02\x05Hello", "fragmented message"),
+        (b"\x82\x85\x00\x00\x00\x00Hello", "masked"),
+        (b"\x82\x04Hell", "wrong length"),
+        (b"\x82\x05Hellx", "wrong payload byte"),
+    ];
+    for (input, what) in bad {
+        let mut off = 0;
+        let err = check_echo(&mut off, input, &echo, echo.len());
+        check(err.is_err(), what);
+    }
+    // With `--check length` a wrong payload byte passes, a wrong header does not.
+    let mut off = 0;
+    check(
+        check_echo(&mut off, b"\x82\x05Hellx", &echo, 2) == Ok(1),
+        "length-only payload",
+    );
+    check(
+        check_echo(&mut off, b"\x82\x04Hell", &echo, 2).is_err(),
+        "length-only header",
+    );
+    println!("ws_load self-test: {passed} passed, {failed} failed");
+    exit(if failed == 0 { 0 } else { 1 });
+}
