@@ -54,6 +54,7 @@ impl SseClient {
         let deadline = Instant::now() + Duration::from_secs(secs);
         self.s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
         let mut tmp = [0u8; 65536];
+        self.pump();
         while self.events.len() < n {
             if Instant::now() > deadline {
                 return false;
