@@ -54,7 +54,9 @@ fn route(path: &str) -> Route<'_> {
         "/stats" => return Route::Stats,
         _ => {}
     }
-    let Some(rest) = path.strip_prefix("/topics/") else { return Route::NotFound };
+    let Some(rest) = path.strip_prefix("/topics/") else {
+        return Route::NotFound;
+    };
     let (topic, tail) = match rest.split_once('/') {
         Some((t, tail)) => (t, Some(tail)),
         None => (rest, None),
@@ -76,7 +78,9 @@ fn route(path: &str) -> Route<'_> {
 }
 
 fn method_not_allowed(allow: &str) -> Reply {
-    Response::text(405, "method not allowed\n").header("Allow", allow).into()
+    Response::text(405, "method not allowed\n")
+        .header("Allow", allow)
+        .into()
 }
 
 fn bad_request(msg: &str) -> Reply {
@@ -120,7 +124,9 @@ impl Hub {
         };
         let mut body = Vec::new();
         json::write_page(&mut body, &cx.events(topic, since, 100));
-        Response::json(200, body).header("Cache-Control", "no-store").into()
+        Response::json(200, body)
+            .header("Cache-Control", "no-store")
+            .into()
     }
 
     fn websocket(&mut self, conn: ConnId, topic: &str, req: &Request) -> Reply {
@@ -135,14 +141,20 @@ impl Hub {
             Err(r) => return r,
         };
         self.ws_topic.insert(conn, topic.to_owned());
-        Reply::WebSocket(WsAccept::new().subscribe(topic, since).max_message(WS_MAX_MESSAGE))
+        Reply::WebSocket(
+            WsAccept::new()
+                .subscribe(topic, since)
+                .max_message(WS_MAX_MESSAGE),
+        )
     }
 
     fn sse(&self, topic: &str, req: &Request) -> Reply {
         // Last-Event-ID wins over ?last_event_id=; a non-numeric value means "start live".
         let last = match req.header_str("last-event-id") {
             Some(h) => h.trim().parse::<u64>().ok(),
-            None => req.query_param("last_event_id").and_then(|v| v.parse::<u64>().ok()),
+            None => req
+                .query_param("last_event_id")
+                .and_then(|v| v.parse::<u64>().ok()),
         };
         Reply::Sse(SseStream::new(topic).resume_after(last))
     }
@@ -177,7 +189,9 @@ impl Hub {
             s.delivered_longpoll,
             s.delivered_webhook,
         );
-        Response::json(200, body).header("Cache-Control", "no-store").into()
+        Response::json(200, body)
+            .header("Cache-Control", "no-store")
+            .into()
     }
 }
 
@@ -195,7 +209,9 @@ impl App for Hub {
             Route::TopicWs(_) => method_not_allowed("GET"),
             Route::TopicSse(t) if get => self.sse(t, req),
             Route::TopicPoll(t) if get => self.poll(t, req),
-            Route::BadTopic => bad_request("topic names are 1-128 bytes of [A-Za-z0-9._-], not . or .."),
+            Route::BadTopic => {
+                bad_request("topic names are 1-128 bytes of [A-Za-z0-9._-], not . or ..")
+            }
             Route::NotFound => Response::text(404, "not found\n").into(),
             _ => method_not_allowed("GET, HEAD"),
         }
@@ -264,7 +280,10 @@ fn main() -> std::io::Result<()> {
 
     let mut addr = "127.0.0.1:8080".to_owned();
     let mut config = Config::new();
-    let mut hub = Hub { allow_origins: Vec::new(), ws_topic: HashMap::new() };
+    let mut hub = Hub {
+        allow_origins: Vec::new(),
+        ws_topic: HashMap::new(),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());

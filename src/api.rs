@@ -137,7 +137,10 @@ pub struct SseStream {
 impl SseStream {
     /// Stream `topic`'s live events.
     pub fn new(topic: impl Into<String>) -> Self {
-        SseStream { topic: topic.into(), last_id: None }
+        SseStream {
+            topic: topic.into(),
+            last_id: None,
+        }
     }
     /// Resume after `last_id` (from `Last-Event-ID`): kept events after it are sent first,
     /// then live ones, with nothing duplicated or skipped. When events after it were already
@@ -164,7 +167,11 @@ impl Park {
     /// `{"events":[...],"next":M,"gap":false}` (at most the configured batch size of
     /// events; an empty list when the timeout fires).
     pub fn new(topic: impl Into<String>, since: u64, timeout: Duration) -> Self {
-        Park { topic: topic.into(), since, timeout }
+        Park {
+            topic: topic.into(),
+            since,
+            timeout,
+        }
     }
 }
 

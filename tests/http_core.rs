@@ -18,7 +18,11 @@ fn health_index_publish_and_read_back() {
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
 
-    let r = post(hub.addr, "/topics/demo?event=greeting", "hello \"world\"\n\u{1}é");
+    let r = post(
+        hub.addr,
+        "/topics/demo?event=greeting",
+        "hello \"world\"\n\u{1}é",
+    );
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.text(), r#"{"topic":"demo","id":1}"#);
     let r = post(hub.addr, "/topics/demo", "second");
@@ -48,9 +52,17 @@ fn history_gap_is_reported() {
     }
     let r = get(hub.addr, "/topics/g/events?since=1");
     assert_eq!(json_ids(&r.text()), vec![3, 4, 5]);
-    assert!(r.text().ends_with(r#""next":5,"gap":true}"#), "{}", r.text());
+    assert!(
+        r.text().ends_with(r#""next":5,"gap":true}"#),
+        "{}",
+        r.text()
+    );
     let r = get(hub.addr, "/topics/g/events?since=2");
-    assert!(r.text().ends_with(r#""next":5,"gap":false}"#), "{}", r.text());
+    assert!(
+        r.text().ends_with(r#""next":5,"gap":false}"#),
+        "{}",
+        r.text()
+    );
     // A cursor ahead of the topic (the server lost its history) restarts from the oldest.
     let r = get(hub.addr, "/topics/g/events?since=99");
     assert_eq!(json_ids(&r.text()), vec![3, 4, 5]);
@@ -65,18 +77,42 @@ fn application_errors_keep_the_connection() {
     let cases: &[(&[u8], u16)] = &[
         (b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n", 404),
         (b"DELETE /topics/a HTTP/1.1\r\nHost: t\r\n\r\n", 405),
-        (b"POST /topics/a..b/x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", 404),
-        (b"POST /topics/.. HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx", 400),
-        (b"POST /topics/a%20b HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx", 400),
-        (b"POST /topics/a HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n\xff\xfe", 400),
-        (b"POST /topics/a?event=a%0Ab HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx", 400),
-        (b"GET /topics/a/events?since=x HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (
+            b"POST /topics/a..b/x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n",
+            404,
+        ),
+        (
+            b"POST /topics/.. HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx",
+            400,
+        ),
+        (
+            b"POST /topics/a%20b HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx",
+            400,
+        ),
+        (
+            b"POST /topics/a HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n\xff\xfe",
+            400,
+        ),
+        (
+            b"POST /topics/a?event=a%0Ab HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx",
+            400,
+        ),
+        (
+            b"GET /topics/a/events?since=x HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+        ),
         (b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", 200),
     ];
     for (raw, status) in cases {
         s.write_all(raw).unwrap();
         let r = read_response(&mut s, &mut buf, false).expect("response");
-        assert_eq!(r.status, *status, "{}: {}", String::from_utf8_lossy(raw), r.text());
+        assert_eq!(
+            r.status,
+            *status,
+            "{}: {}",
+            String::from_utf8_lossy(raw),
+            r.text()
+        );
         if *status == 405 {
             assert_eq!(r.header("allow"), Some("POST"));
         }
@@ -84,7 +120,10 @@ fn application_errors_keep_the_connection() {
     let long = "a".repeat(129);
     let r = post(hub.addr, &format!("/topics/{long}"), "x");
     assert_eq!(r.status, 400);
-    assert_eq!(post(hub.addr, &format!("/topics/{}", &long[..128]), "x").status, 201);
+    assert_eq!(
+        post(hub.addr, &format!("/topics/{}", &long[..128]), "x").status,
+        201
+    );
 }
 
 #[test]
@@ -107,7 +146,13 @@ fn pipelined_requests_are_answered_in_order() {
     }
     let head = read_response(&mut s, &mut buf, true).unwrap();
     assert_eq!(head.status, 200);
-    assert!(head.header("content-length").unwrap().parse::<usize>().unwrap() > 0);
+    assert!(
+        head.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            > 0
+    );
     let r = read_response(&mut s, &mut buf, false).unwrap();
     assert_eq!(json_ids(&r.text()), vec![1, 2, 3, 4, 5]);
     assert_eq!(r.header("connection"), Some("close"));
@@ -147,8 +192,10 @@ fn bodies_split_at_every_byte_boundary() {
 fn expect_100_continue() {
     let hub = start_hub(&[]);
     let mut s = connect(hub.addr);
-    s.write_all(b"POST /topics/c HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
-        .unwrap();
+    s.write_all(
+        b"POST /topics/c HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+    )
+    .unwrap();
     let mut buf = Vec::new();
     let r = read_response(&mut s, &mut buf, false).unwrap();
     assert_eq!(r.status, 100);
@@ -170,12 +217,20 @@ fn limits_and_smuggling_get_their_status_and_close() {
     // A keep-alive bystander that must keep being served throughout.
     let mut bystander = connect(hub.addr);
     let mut bbuf = Vec::new();
-    let big_header = format!("GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "a".repeat(17_000));
+    let big_header = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(17_000)
+    );
     let many_headers = format!(
         "GET / HTTP/1.1\r\nHost: t\r\n{}\r\n",
-        (0..101).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()
+        (0..101)
+            .map(|i| format!("X-H{i}: v\r\n"))
+            .collect::<String>()
     );
-    let big_body = format!("POST /topics/l HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", 2 << 20);
+    let big_body = format!(
+        "POST /topics/l HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        2 << 20
+    );
     let big_chunked = format!(
         "POST /topics/l HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{}\r\n0\r\n\r\n",
         (1 << 20) + 1,
@@ -210,14 +265,30 @@ fn limits_and_smuggling_get_their_status_and_close() {
         s.write_all(raw.as_bytes()).unwrap();
         let r = read_response(&mut s, &mut Vec::new(), false)
             .unwrap_or_else(|| panic!("no response to {:?}", &raw[..raw.len().min(80)]));
-        assert_eq!(r.status, *status, "{:?}: {}", &raw[..raw.len().min(80)], r.text());
+        assert_eq!(
+            r.status,
+            *status,
+            "{:?}: {}",
+            &raw[..raw.len().min(80)],
+            r.text()
+        );
         assert_eq!(r.header("connection"), Some("close"));
         assert!(is_closed(&mut s), "not closed after {status}");
-        bystander.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        assert_eq!(read_response(&mut bystander, &mut bbuf, false).unwrap().text(), "ok");
+        bystander
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            read_response(&mut bystander, &mut bbuf, false)
+                .unwrap()
+                .text(),
+            "ok"
+        );
     }
     // Identical duplicate Content-Length values are one length.
-    let r = request(hub.addr, "POST /topics/l HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok");
+    let r = request(
+        hub.addr,
+        "POST /topics/l HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+    );
     assert_eq!(r.status, 201);
 }
 
@@ -232,7 +303,8 @@ fn http10_keep_alive_only_when_asked() {
     let mut s = connect(hub.addr);
     let mut buf = Vec::new();
     for _ in 0..3 {
-        s.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        s.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
         let r = read_response(&mut s, &mut buf, false).unwrap();
         assert_eq!(r.header("connection"), Some("keep-alive"));
     }
@@ -245,7 +317,10 @@ fn thousand_concurrent_keep_alive_connections() {
     for round in 0..2 {
         for (i, s) in conns.iter_mut().enumerate() {
             let body = format!("c{i}r{round}");
-            let raw = format!("POST /topics/k HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let raw = format!(
+                "POST /topics/k HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
             s.write_all(raw.as_bytes()).unwrap();
         }
         for s in conns.iter_mut() {
@@ -262,7 +337,8 @@ fn slowloris_and_idle_timeouts_fire() {
     let hub = start_hub(&["--header-timeout", "1", "--idle-timeout", "2"]);
     let started = Instant::now();
     let mut slow = connect(hub.addr);
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n").unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
     // Keep dripping header bytes: the timeout counts from the first byte, not the last.
     for _ in 0..3 {
         thread::sleep(Duration::from_millis(300));
@@ -274,11 +350,20 @@ fn slowloris_and_idle_timeouts_fire() {
     assert!(started.elapsed() < Duration::from_secs(4));
 
     let mut idle = connect(hub.addr);
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    assert_eq!(read_response(&mut idle, &mut Vec::new(), false).unwrap().status, 200);
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut idle, &mut Vec::new(), false)
+            .unwrap()
+            .status,
+        200
+    );
     let t = Instant::now();
     assert!(is_closed(&mut idle));
-    assert!(t.elapsed() >= Duration::from_millis(1500), "closed too early");
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "closed too early"
+    );
     // Meanwhile the hub still serves.
     assert_eq!(get(hub.addr, "/healthz").status, 200);
 }

@@ -50,7 +50,13 @@ impl App for TestApp {
     }
 }
 
-fn spawn(config: Config) -> (std::net::SocketAddr, pushwire::Handle, thread::JoinHandle<usize>) {
+fn spawn(
+    config: Config,
+) -> (
+    std::net::SocketAddr,
+    pushwire::Handle,
+    thread::JoinHandle<usize>,
+) {
     let (tx, rx) = mpsc::channel();
     let th = thread::spawn(move || {
         let mut server = Server::bind("127.0.0.1:0", config, TestApp::default()).unwrap();
@@ -86,16 +92,23 @@ fn handle_publishes_from_another_thread() {
     assert_eq!(get(addr, "/last").text(), "1000");
     assert!(handle.stop());
     th.join().unwrap();
-    assert!(!handle.publish("t", None, "after stop"), "a stopped server takes no commands");
+    assert!(
+        !handle.publish("t", None, "after stop"),
+        "a stopped server takes no commands"
+    );
 }
 
 #[test]
 fn later_answers_keep_pipelined_order() {
     let (addr, handle, th) = spawn(Config::new());
     let mut s = connect(addr);
-    s.write_all(b"GET /later HTTP/1.1\r\nHost: t\r\n\r\nGET /last HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"GET /later HTTP/1.1\r\nHost: t\r\n\r\nGET /last HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let mut buf = Vec::new();
-    assert_eq!(read_response(&mut s, &mut buf, false).unwrap().text(), "later 0");
+    assert_eq!(
+        read_response(&mut s, &mut buf, false).unwrap().text(),
+        "later 0"
+    );
     assert_eq!(read_response(&mut s, &mut buf, false).unwrap().text(), "0");
     handle.stop();
     th.join().unwrap();
@@ -106,8 +119,12 @@ fn graceful_stop_flushes_and_closes_everything() {
     let (addr, _handle, th) = spawn(Config::new());
     let mut idle: Vec<_> = (0..20).map(|_| connect(addr)).collect();
     for s in idle.iter_mut() {
-        s.write_all(b"GET /last HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        assert_eq!(read_response(s, &mut Vec::new(), false).unwrap().status, 200);
+        s.write_all(b"GET /last HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            read_response(s, &mut Vec::new(), false).unwrap().status,
+            200
+        );
     }
     let r = get(addr, "/stop");
     assert_eq!(r.text(), "stopping");
@@ -117,5 +134,8 @@ fn graceful_stop_flushes_and_closes_everything() {
     }
     let closed = th.join().unwrap();
     assert_eq!(closed, 21, "on_close once per connection");
-    assert!(std::net::TcpStream::connect(addr).is_err(), "listener is gone");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "listener is gone"
+    );
 }

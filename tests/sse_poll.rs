@@ -25,20 +25,32 @@ struct SseClient {
 impl SseClient {
     fn open(addr: SocketAddr, path: &str, extra: &str) -> SseClient {
         let mut s = connect(addr);
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{extra}\r\n").as_bytes())
-            .unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{extra}\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
         let mut raw = Vec::new();
         let head = read_response(&mut s, &mut raw, true).expect("stream head");
         assert_eq!(head.status, 200);
         assert_eq!(head.header("transfer-encoding"), Some("chunked"));
-        SseClient { s, raw, parser: SseParser::new(), events: Vec::new(), head }
+        SseClient {
+            s,
+            raw,
+            parser: SseParser::new(),
+            events: Vec::new(),
+            head,
+        }
     }
 
     /// Decodes whole chunks from `raw` into the parser.
     fn pump(&mut self) {
         loop {
-            let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") else { return };
-            let size = usize::from_str_radix(std::str::from_utf8(&self.raw[..eol]).unwrap(), 16).unwrap();
+            let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") else {
+                return;
+            };
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&self.raw[..eol]).unwrap(), 16).unwrap();
             if self.raw.len() < eol + 2 + size + 2 {
                 return;
             }
@@ -52,7 +64,9 @@ impl SseClient {
     /// Waits until at least `n` events arrived in total (bounded by `secs`).
     fn wait_events(&mut self, n: usize, secs: u64) -> bool {
         let deadline = Instant::now() + Duration::from_secs(secs);
-        self.s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        self.s
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let mut tmp = [0u8; 65536];
         self.pump();
         while self.events.len() < n {
@@ -73,7 +87,11 @@ impl SseClient {
 }
 
 fn data_ids(events: &[ParsedEvent]) -> Vec<u64> {
-    events.iter().filter(|e| e.event != "gap").map(|e| e.last_event_id.parse().unwrap()).collect()
+    events
+        .iter()
+        .filter(|e| e.event != "gap")
+        .map(|e| e.last_event_id.parse().unwrap())
+        .collect()
 }
 
 #[test]
@@ -83,7 +101,15 @@ fn sse_framing_of_multiline_unicode_and_empty_data() {
     assert_eq!(c.head.header("content-type"), Some("text/event-stream"));
     assert_eq!(c.head.header("cache-control"), Some("no-cache"));
     assert_eq!(c.head.header("x-accel-buffering"), Some("no"));
-    let bodies = ["one", "two\nlines", "crlf\r\nand\rcr", "", "ünïcødé ✓ 🚀", " leading space", "data: x\n\n"];
+    let bodies = [
+        "one",
+        "two\nlines",
+        "crlf\r\nand\rcr",
+        "",
+        "ünïcødé ✓ 🚀",
+        " leading space",
+        "data: x\n\n",
+    ];
     for b in bodies {
         assert_eq!(post(hub.addr, "/topics/s?event=note", b).status, 201);
     }
@@ -112,7 +138,11 @@ fn last_event_id_resumes_exactly_and_too_old_gets_a_gap() {
     let mut q = SseClient::open(hub.addr, "/topics/r/sse?last_event_id=7", "");
     assert!(q.wait_events(2, 5));
     assert_eq!(data_ids(&q.events), vec![8, 9]);
-    let mut both = SseClient::open(hub.addr, "/topics/r/sse?last_event_id=1", "Last-Event-ID: 8\r\n");
+    let mut both = SseClient::open(
+        hub.addr,
+        "/topics/r/sse?last_event_id=1",
+        "Last-Event-ID: 8\r\n",
+    );
     assert!(both.wait_events(1, 5));
     assert_eq!(data_ids(&both.events), vec![9]);
     // Too old: the gap event first (data = oldest kept id, no id line), then from the oldest.
@@ -158,8 +188,14 @@ fn long_poll_parks_releases_times_out_and_notices_disconnects() {
     post(addr, "/topics/lp", "wake up");
     let (r, _) = t.join().unwrap();
     let latency = published.elapsed();
-    assert_eq!(r.text(), r#"{"events":[{"id":1,"event":null,"data":"wake up"}],"next":1,"gap":false}"#);
-    assert!(latency < Duration::from_millis(500), "released after {latency:?}");
+    assert_eq!(
+        r.text(),
+        r#"{"events":[{"id":1,"event":null,"data":"wake up"}],"next":1,"gap":false}"#
+    );
+    assert!(
+        latency < Duration::from_millis(500),
+        "released after {latency:?}"
+    );
 
     // Nothing newer within the timeout: an empty list and the same cursor.
     let started = Instant::now();
@@ -170,7 +206,8 @@ fn long_poll_parks_releases_times_out_and_notices_disconnects() {
 
     // A client that disconnects while parked frees its slot at once.
     let mut s = connect(addr);
-    s.write_all(b"GET /topics/lp/poll?since=1&timeout=60 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    s.write_all(b"GET /topics/lp/poll?since=1&timeout=60 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     while json_u64(&stats(addr), "parked") != Some(1) {
         assert!(Instant::now() < deadline);
@@ -179,7 +216,11 @@ fn long_poll_parks_releases_times_out_and_notices_disconnects() {
     drop(s);
     let deadline = Instant::now() + Duration::from_secs(5);
     while json_u64(&stats(addr), "parked") != Some(0) {
-        assert!(Instant::now() < deadline, "parked count did not drop: {}", stats(addr));
+        assert!(
+            Instant::now() < deadline,
+            "parked count did not drop: {}",
+            stats(addr)
+        );
         thread::sleep(Duration::from_millis(5));
     }
     let st = stats(addr);
@@ -196,7 +237,10 @@ fn no_event_lost_for_long_poll_and_resuming_sse() {
         let mut buf = Vec::new();
         for i in 1..=N {
             let body = format!("event {i}");
-            let raw = format!("POST /topics/loss HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let raw = format!(
+                "POST /topics/loss HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
             s.write_all(raw.as_bytes()).unwrap();
             assert_eq!(read_response(&mut s, &mut buf, false).unwrap().status, 201);
         }
@@ -208,8 +252,13 @@ fn no_event_lost_for_long_poll_and_resuming_sse() {
         let mut s = connect(addr);
         let mut buf = Vec::new();
         while since < N && Instant::now() < deadline {
-            s.write_all(format!("GET /topics/loss/poll?since={since}&timeout=5 HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
-                .unwrap();
+            s.write_all(
+                format!(
+                    "GET /topics/loss/poll?since={since}&timeout=5 HTTP/1.1\r\nHost: t\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
             let r = read_response(&mut s, &mut buf, false).unwrap();
             let text = r.text();
             assert!(text.ends_with("\"gap\":false}"), "{text}");
@@ -227,7 +276,11 @@ fn no_event_lost_for_long_poll_and_resuming_sse() {
             Some(id) => format!("Last-Event-ID: {id}\r\n"),
             None => String::new(),
         };
-        let path = if sse_seen.is_empty() { "/topics/loss/sse?last_event_id=0" } else { "/topics/loss/sse" };
+        let path = if sse_seen.is_empty() {
+            "/topics/loss/sse?last_event_id=0"
+        } else {
+            "/topics/loss/sse"
+        };
         let mut c = SseClient::open(addr, path, &extra);
         c.wait_events(1500, 10);
         assert!(c.events.iter().all(|e| e.event != "gap"));

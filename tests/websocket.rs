@@ -11,7 +11,10 @@ fn handshake_rules() {
     let hub = start_hub(&[]);
     let (_, r) = WsClient::try_open(hub.addr, "/topics/h/ws", "");
     assert_eq!(r.status, 101);
-    assert_eq!(r.header("upgrade").map(str::to_ascii_lowercase).as_deref(), Some("websocket"));
+    assert_eq!(
+        r.header("upgrade").map(str::to_ascii_lowercase).as_deref(),
+        Some("websocket")
+    );
     // Wrong version: 426 naming the one we speak.
     let mut s = connect(hub.addr);
     s.write_all(
@@ -29,7 +32,12 @@ fn handshake_rules() {
           Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n\r\n",
     )
     .unwrap();
-    assert_eq!(read_response(&mut s, &mut Vec::new(), false).unwrap().status, 400);
+    assert_eq!(
+        read_response(&mut s, &mut Vec::new(), false)
+            .unwrap()
+            .status,
+        400
+    );
     // Not a WebSocket request at all: 400.
     assert_eq!(get(hub.addr, "/topics/h/ws").status, 400);
 }
@@ -39,7 +47,10 @@ fn subscribers_get_events_and_chat_reaches_everyone_in_order() {
     let hub = start_hub(&[]);
     let mut a = WsClient::open(hub.addr, "/topics/chat/ws", "");
     let mut b = WsClient::open(hub.addr, "/topics/chat/ws", "");
-    assert_eq!(post(hub.addr, "/topics/chat?event=news", "from http").status, 201);
+    assert_eq!(
+        post(hub.addr, "/topics/chat?event=news", "from http").status,
+        201
+    );
     let expect1 = r#"{"id":1,"event":"news","data":"from http"}"#;
     assert_eq!(a.recv_text(), expect1);
     assert_eq!(b.recv_text(), expect1);
@@ -59,15 +70,19 @@ fn subscribers_get_events_and_chat_reaches_everyone_in_order() {
 fn bytes_pipelined_after_the_handshake_are_not_lost() {
     let hub = start_hub(&[]);
     let mut s = connect(hub.addr);
-    let mut raw = b"GET /topics/pipe/ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    let mut raw =
+        b"GET /topics/pipe/ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
           Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        .to_vec();
+            .to_vec();
     raw.extend(frame_bytes(true, 1, b"early bird", [1, 2, 3, 4]));
     s.write_all(&raw).unwrap();
     let mut c = WsClient { s, buf: Vec::new() };
     let r = read_response(&mut c.s, &mut c.buf, true).unwrap();
     assert_eq!(r.status, 101);
-    assert_eq!(c.recv_text(), r#"{"id":1,"event":null,"data":"early bird"}"#);
+    assert_eq!(
+        c.recv_text(),
+        r#"{"id":1,"event":null,"data":"early bird"}"#
+    );
 }
 
 #[test]
@@ -75,16 +90,33 @@ fn ping_pong_binary_close_and_fragmentation() {
     let hub = start_hub(&[]);
     let mut c = WsClient::open(hub.addr, "/topics/f/ws", "");
     c.send_frame(true, 9, b"are you there");
-    assert_eq!(c.recv().unwrap(), WsFrame { fin: true, opcode: 10, payload: b"are you there".to_vec() });
+    assert_eq!(
+        c.recv().unwrap(),
+        WsFrame {
+            fin: true,
+            opcode: 10,
+            payload: b"are you there".to_vec()
+        }
+    );
     // A fragmented text message with a ping in the middle.
     c.send_frame(false, 1, "frag".as_bytes());
     c.send_frame(true, 9, b"mid");
     c.send_frame(true, 0, "mented ✓".as_bytes());
     assert_eq!(c.recv().unwrap().opcode, 10);
-    assert_eq!(c.recv_text(), r#"{"id":1,"event":null,"data":"fragmented ✓"}"#);
+    assert_eq!(
+        c.recv_text(),
+        r#"{"id":1,"event":null,"data":"fragmented ✓"}"#
+    );
     // Clean close: echoed, then the server closes TCP.
     c.send_frame(true, 8, &[0x03, 0xe8]);
-    assert_eq!(c.recv().unwrap(), WsFrame { fin: true, opcode: 8, payload: vec![0x03, 0xe8] });
+    assert_eq!(
+        c.recv().unwrap(),
+        WsFrame {
+            fin: true,
+            opcode: 8,
+            payload: vec![0x03, 0xe8]
+        }
+    );
     assert!(is_closed(&mut c.s));
 
     // Binary is not published: 1003.

@@ -25,7 +25,11 @@ pub(crate) struct Pool {
 
 impl Pool {
     pub(crate) fn new(max: usize) -> Self {
-        Pool { read: Vec::new(), out: Vec::new(), max }
+        Pool {
+            read: Vec::new(),
+            out: Vec::new(),
+            max,
+        }
     }
 
     fn take_read(&mut self) -> Vec<u8> {
@@ -124,7 +128,9 @@ impl ReadBuf {
                 self.end -= self.start;
                 self.start = 0;
             } else if self.data.len() < limit.max(READ_START) {
-                let grown = (self.data.len() * 2).min(limit.max(READ_START)).max(READ_START);
+                let grown = (self.data.len() * 2)
+                    .min(limit.max(READ_START))
+                    .max(READ_START);
                 self.data.resize(grown, 0);
             } else {
                 return Ok(None);
@@ -249,7 +255,9 @@ impl OutQueue {
     fn advance(&mut self, mut n: usize, pool: &mut Pool) {
         self.len -= n;
         while n > 0 {
-            let Some(front) = self.chunks.front() else { break };
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
             let rest = front.bytes().len() - self.offset;
             if n >= rest {
                 n -= rest;
@@ -303,7 +311,11 @@ mod tests {
         q.push_shared(Rc::from(&b"shared "[..]));
         q.push_slice(&mut pool, b"world");
         assert_eq!(q.len(), 18);
-        let mut w = Trickle { got: Vec::new(), cap: 5, budget: 7 };
+        let mut w = Trickle {
+            got: Vec::new(),
+            cap: 5,
+            budget: 7,
+        };
         assert_eq!(q.flush(&mut w, &mut pool).unwrap(), Flushed::Blocked);
         assert_eq!(q.len(), 11);
         q.drop_unstarted(&mut pool);

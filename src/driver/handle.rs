@@ -17,7 +17,11 @@ pub(crate) type Job = Box<dyn FnOnce(&mut Ctx<'_>) + Send>;
 
 /// What another thread asks the loop to do.
 pub(crate) enum Command {
-    Publish { topic: String, event: Option<String>, data: String },
+    Publish {
+        topic: String,
+        event: Option<String>,
+        data: String,
+    },
     SendText(ConnId, String),
     SendBinary(ConnId, Vec<u8>),
     Close(ConnId),

@@ -101,8 +101,13 @@ enum Waiting {
 
 #[derive(Debug)]
 enum Mode {
-    Http { reader: Option<Box<RequestReader>>, waiting: Waiting },
-    Sse { chunked: bool },
+    Http {
+        reader: Option<Box<RequestReader>>,
+        waiting: Waiting,
+    },
+    Sse {
+        chunked: bool,
+    },
     /// `None` while a callback for this connection runs.
     Ws(Option<Box<ws::Connection>>),
 }
@@ -244,11 +249,12 @@ impl<A: App> Server<A> {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(addr)?;
-        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let local_addr = listener.local_addr()?;
         let (tx, rx) = channel();
-        let topics = Topics::new(config.history.clone());
+        let topics = Topics::new(config.history);
         let core = Core {
             poll,
             listener: Some(listener),
@@ -269,7 +275,10 @@ impl<A: App> Server<A> {
             busy: None,
             stats: Stats::default(),
             stopping: None,
-            date: DateCache { secs: 0, text: String::new() },
+            date: DateCache {
+                secs: 0,
+                text: String::new(),
+            },
             rx,
             tx,
             waker,
@@ -286,7 +295,10 @@ impl<A: App> Server<A> {
 
     /// A handle for other threads.
     pub fn handle(&self) -> Handle {
-        Handle { tx: self.core.tx.clone(), waker: self.core.waker.clone() }
+        Handle {
+            tx: self.core.tx.clone(),
+            waker: self.core.waker.clone(),
+        }
     }
 
     /// The application.
@@ -302,7 +314,12 @@ impl<A: App> Server<A> {
     /// Runs `f` with a context before (or between) runs, e.g. to publish initial events.
     pub fn with_ctx<R>(&mut self, f: impl FnOnce(&mut A, &mut Ctx<'_>) -> R) -> R {
         self.core.now = Instant::now();
-        let r = f(&mut self.app, &mut Ctx { core: &mut self.core });
+        let r = f(
+            &mut self.app,
+            &mut Ctx {
+                core: &mut self.core,
+            },
+        );
         self.after_step();
         r
     }
@@ -368,7 +385,9 @@ impl<A: App> Server<A> {
         while !self.core.notes.is_empty() {
             let notes = std::mem::take(&mut self.core.notes);
             for n in notes {
-                let mut cx = Ctx { core: &mut self.core };
+                let mut cx = Ctx {
+                    core: &mut self.core,
+                };
                 match n {
                     Note::Closed(id, info) => self.app.on_close(&mut cx, id, &info),
                     Note::Slow(id, kind) => self.app.on_slow_reader(&mut cx, id, kind),
@@ -379,7 +398,9 @@ impl<A: App> Server<A> {
 
     fn drain_commands(&mut self) {
         while let Ok(cmd) = self.core.rx.try_recv() {
-            let mut cx = Ctx { core: &mut self.core };
+            let mut cx = Ctx {
+                core: &mut self.core,
+            };
             match cmd {
                 Command::Publish { topic, event, data } => {
                     if let Err(e) = cx.publish(&topic, event.as_deref(), &data) {
@@ -404,7 +425,9 @@ impl<A: App> Server<A> {
         while let Some((tid, ev)) = self.core.timers.pop_expired(now) {
             match ev {
                 TimerEv::App(tag) => {
-                    let mut cx = Ctx { core: &mut self.core };
+                    let mut cx = Ctx {
+                        core: &mut self.core,
+                    };
                     self.app.on_timer(&mut cx, TimerId(tid), tag);
                 }
                 TimerEv::AcceptRetry => self.core.accept(),
@@ -420,7 +443,9 @@ impl<A: App> Server<A> {
         loop {
             let core = &mut self.core;
             let high_water = core.config.high_water;
-            let Some(c) = core.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else { return };
+            let Some(c) = core.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+                return;
+            };
             if c.eof || c.kill.is_some() {
                 break;
             }
@@ -451,7 +476,10 @@ impl<A: App> Server<A> {
                     let Some(c) = core.conn_mut(i) else { return };
                     if c.rbuf.len() >= limit {
                         match &c.mode {
-                            Mode::Http { waiting: Waiting::No, .. } => {
+                            Mode::Http {
+                                waiting: Waiting::No,
+                                ..
+                            } => {
                                 core.respond_error(i, 431, "request header block too large");
                             }
                             _ => c.read_paused = true,
@@ -483,7 +511,9 @@ impl<A: App> Server<A> {
         loop {
             let core = &mut self.core;
             let limits = core.config.http;
-            let Some(c) = slot(&mut core.slots, i) else { return };
+            let Some(c) = slot(&mut core.slots, i) else {
+                return;
+            };
             if c.rbuf.is_empty() || c.kill.is_some() {
                 return;
             }
@@ -547,12 +577,30 @@ impl<A: App> Server<A> {
 
     /// Calls the application for a complete request and carries out its reply.
     fn dispatch(&mut self, i: usize, req: Request) {
-        let Some(c) = self.core.conn_mut(i) else { return };
+        let Some(c) = self.core.conn_mut(i) else {
+            return;
+        };
         let id = c.id;
-        let meta = ReqMeta { version: req.version, keep_alive: req.keep_alive(), head: req.is_head() };
-        debug!("{id} {} {} ({:?}, {} body bytes)", req.method, req.target, req.version, req.body.len());
+        let meta = ReqMeta {
+            version: req.version,
+            keep_alive: req.keep_alive(),
+            head: req.is_head(),
+        };
+        debug!(
+            "{id} {} {} ({:?}, {} body bytes)",
+            req.method,
+            req.target,
+            req.version,
+            req.body.len()
+        );
         self.core.busy = Some(i);
-        let reply = self.app.on_request(&mut Ctx { core: &mut self.core }, id, &req);
+        let reply = self.app.on_request(
+            &mut Ctx {
+                core: &mut self.core,
+            },
+            id,
+            &req,
+        );
         self.core.busy = None;
         match reply {
             Reply::Response(resp) => self.core.respond(i, meta, &resp),
@@ -562,10 +610,18 @@ impl<A: App> Server<A> {
             Reply::WebSocket(acc) => {
                 if self.core.upgrade(i, meta, &req, &acc) {
                     self.core.busy = Some(i);
-                    self.app.on_ws_open(&mut Ctx { core: &mut self.core }, id);
+                    self.app.on_ws_open(
+                        &mut Ctx {
+                            core: &mut self.core,
+                        },
+                        id,
+                    );
                     self.core.busy = None;
                     if let Some((topic, since)) = &acc.subscribe {
-                        Ctx { core: &mut self.core }.subscribe(id, topic, *since);
+                        Ctx {
+                            core: &mut self.core,
+                        }
+                        .subscribe(id, topic, *since);
                     }
                 }
             }
@@ -578,8 +634,12 @@ impl<A: App> Server<A> {
         let core = &mut self.core;
         let Some(c) = core.conn_mut(i) else { return };
         let id = c.id;
-        let Mode::Ws(ws_slot) = &mut c.mode else { return };
-        let Some(mut wsc) = ws_slot.take() else { return };
+        let Mode::Ws(ws_slot) = &mut c.mode else {
+            return;
+        };
+        let Some(mut wsc) = ws_slot.take() else {
+            return;
+        };
         let mut rbuf = std::mem::take(&mut c.rbuf);
         core.busy = Some(i);
         loop {
@@ -605,7 +665,9 @@ impl<A: App> Server<A> {
                             trace!("{id} ws binary {} bytes", b.len());
                             self.app.on_ws_message(&mut cx, id, Message::Binary(b));
                         }
-                        ws::Event::Ping(p) => trace!("{id} ws ping {} bytes (pong queued)", p.len()),
+                        ws::Event::Ping(p) => {
+                            trace!("{id} ws ping {} bytes (pong queued)", p.len())
+                        }
                         ws::Event::Pong(p) => trace!("{id} ws pong {} bytes (ignored)", p.len()),
                         ws::Event::Close { code, reason } => {
                             debug!("{id} ws close received: {code:?} {reason:?}");
@@ -673,7 +735,9 @@ impl Core {
     }
 
     fn date(&mut self) -> &str {
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         if secs != self.date.secs || self.date.text.is_empty() {
             self.date.secs = secs;
             self.date.text = http1::http_date(secs);
@@ -683,7 +747,9 @@ impl Core {
 
     fn accept(&mut self) {
         loop {
-            let Some(listener) = self.listener.as_ref() else { return };
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
             match listener.accept() {
                 Ok((mut stream, peer)) => {
                     if self.live >= self.config.max_connections {
@@ -695,19 +761,29 @@ impl Core {
                         self.slots.push(Slot { gen: 0, conn: None });
                         self.slots.len() - 1
                     });
-                    if let Err(e) = self.poll.registry().register(&mut stream, Token(i), Interest::READABLE) {
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut stream, Token(i), Interest::READABLE)
+                    {
                         warn!("register {peer}: {e}");
                         self.free.push(i);
                         continue;
                     }
                     let slot = &mut self.slots[i];
                     slot.gen = slot.gen.wrapping_add(1);
-                    let id = ConnId { index: i as u32, gen: slot.gen };
+                    let id = ConnId {
+                        index: i as u32,
+                        gen: slot.gen,
+                    };
                     slot.conn = Some(Conn {
                         stream,
                         id,
                         kind: ConnKind::Http,
-                        mode: Mode::Http { reader: None, waiting: Waiting::No },
+                        mode: Mode::Http {
+                            reader: None,
+                            waiting: Waiting::No,
+                        },
                         rbuf: ReadBuf::default(),
                         out: OutQueue::default(),
                         timer: None,
@@ -734,7 +810,8 @@ impl Core {
                     // E.g. EMFILE: the pending connection stays in the backlog; with
                     // edge-triggered readiness nothing would wake us for it, so retry.
                     warn!("accept failed: {e}; retrying in {ACCEPT_RETRY:?}");
-                    self.timers.insert(self.now + ACCEPT_RETRY, TimerEv::AcceptRetry);
+                    self.timers
+                        .insert(self.now + ACCEPT_RETRY, TimerEv::AcceptRetry);
                     return;
                 }
             }
@@ -751,7 +828,9 @@ impl Core {
 
     fn set_conn_timer(&mut self, i: usize, what: ConnTimer, after: Duration) {
         let at = self.now + after;
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else { return };
+        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+            return;
+        };
         if let Some((old, _)) = c.timer.take() {
             self.timers.cancel(old);
         }
@@ -820,7 +899,9 @@ impl Core {
 
     /// Writes what connection `i` has queued; keeps writable interest only while bytes remain.
     fn flush(&mut self, i: usize) {
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else { return };
+        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+            return;
+        };
         if let Some(reason) = c.kill.take() {
             if self.busy != Some(i) {
                 self.close_now(i, &reason);
@@ -833,7 +914,11 @@ impl Core {
             Ok(Flushed::All) => {
                 if c.writable {
                     c.writable = false;
-                    let _ = self.poll.registry().reregister(&mut c.stream, Token(i), Interest::READABLE);
+                    let _ = self.poll.registry().reregister(
+                        &mut c.stream,
+                        Token(i),
+                        Interest::READABLE,
+                    );
                 }
                 if c.read_paused {
                     c.read_paused = false;
@@ -885,7 +970,13 @@ impl Core {
         trace!("{} end of stream from peer", c.id);
         match (&c.mode, c.closing) {
             (_, Closing::Lingering) => self.close_now(i, "closed"),
-            (Mode::Http { reader: None, waiting: Waiting::No }, _) if c.rbuf.is_empty() => {
+            (
+                Mode::Http {
+                    reader: None,
+                    waiting: Waiting::No,
+                },
+                _,
+            ) if c.rbuf.is_empty() => {
                 if c.out.is_empty() {
                     self.close_now(i, "peer closed");
                 } else {
@@ -914,8 +1005,12 @@ impl Core {
             }
             return;
         }
-        let Some(slot) = self.slots.get_mut(i) else { return };
-        let Some(mut c) = slot.conn.take() else { return };
+        let Some(slot) = self.slots.get_mut(i) else {
+            return;
+        };
+        let Some(mut c) = slot.conn.take() else {
+            return;
+        };
         self.free.push(i);
         self.live -= 1;
         self.counts[kind_index(c.kind)] -= 1;
@@ -939,7 +1034,11 @@ impl Core {
         c.rbuf.clear();
         c.rbuf.release_if_empty(&mut self.pool);
         debug!("{} closed: {reason}", c.id);
-        let info = CloseInfo { kind: c.kind, ws_code: c.ws_code, reason: reason.to_owned() };
+        let info = CloseInfo {
+            kind: c.kind,
+            ws_code: c.ws_code,
+            reason: reason.to_owned(),
+        };
         self.notes.push(Note::Closed(c.id, info));
     }
 
@@ -950,7 +1049,11 @@ impl Core {
     }
 
     fn set_waiting(&mut self, i: usize, w: Waiting) {
-        if let Some(Conn { mode: Mode::Http { waiting, .. }, .. }) = self.conn_mut(i) {
+        if let Some(Conn {
+            mode: Mode::Http { waiting, .. },
+            ..
+        }) = self.conn_mut(i)
+        {
             *waiting = w;
         }
     }
@@ -964,8 +1067,15 @@ impl Core {
             .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
         let keep_alive = meta.keep_alive && !stopping && !wants_close;
         let date = self.date().to_owned();
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else { return };
-        trace!("{} <- {} ({} body bytes)", c.id, resp.status, resp.body.len());
+        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+            return;
+        };
+        trace!(
+            "{} <- {} ({} body bytes)",
+            c.id,
+            resp.status,
+            resp.body.len()
+        );
         c.out.append(&mut self.pool, |out| {
             resp.encode(meta.version, meta.head, keep_alive, Some(&date), out)
         });
@@ -996,7 +1106,11 @@ impl Core {
         if status == 426 {
             resp = resp.header("Sec-WebSocket-Version", "13");
         }
-        let meta = ReqMeta { version: Version::Http11, keep_alive: false, head: false };
+        let meta = ReqMeta {
+            version: Version::Http11,
+            keep_alive: false,
+            head: false,
+        };
         self.cancel_conn_timer(i);
         self.respond(i, meta, &resp);
     }
@@ -1006,7 +1120,9 @@ impl Core {
             self.respond(i, meta, &Response::text(400, "bad topic name\n"));
             return;
         }
-        let page = self.topics.read_after(&p.topic, p.since, self.config.poll_batch);
+        let page = self
+            .topics
+            .read_after(&p.topic, p.since, self.config.poll_batch);
         if !page.events.is_empty() || page.gap {
             self.set_waiting(i, Waiting::Parked(meta));
             self.answer_parked(i, &p.topic, p.since, false);
@@ -1023,7 +1139,14 @@ impl Core {
 
     /// Answers a parked (or about to be parked) request with the events after `since`.
     fn answer_parked(&mut self, i: usize, topic: &str, since: u64, timed_out: bool) {
-        let Some(Conn { mode: Mode::Http { waiting: Waiting::Parked(meta), .. }, .. }) = self.conn_mut(i)
+        let Some(Conn {
+            mode:
+                Mode::Http {
+                    waiting: Waiting::Parked(meta),
+                    ..
+                },
+            ..
+        }) = self.conn_mut(i)
         else {
             return;
         };
@@ -1031,7 +1154,13 @@ impl Core {
         let mut body = Vec::new();
         let n = {
             let page = if timed_out {
-                Page { events: Vec::new(), gap: false, next: since, oldest: 0, more: false }
+                Page {
+                    events: Vec::new(),
+                    gap: false,
+                    next: since,
+                    oldest: 0,
+                    more: false,
+                }
             } else {
                 self.topics.read_after(topic, since, self.config.poll_batch)
             };
@@ -1048,7 +1177,10 @@ impl Core {
 impl Core {
     /// Validates a WebSocket handshake and switches connection `i` to WebSocket.
     fn upgrade(&mut self, i: usize, meta: ReqMeta, req: &Request, acc: &WsAccept) -> bool {
-        let headers = req.headers.iter().map(|h| (h.name.as_str(), h.value.as_slice()));
+        let headers = req
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_slice()));
         let hs = match ws::validate_request(&req.method, headers) {
             Ok(hs) => hs,
             Err(e) => {
@@ -1068,7 +1200,11 @@ impl Core {
         if let Some(p) = &acc.protocol {
             if !hs.protocols.iter().any(|o| o == p) {
                 warn!("application chose subprotocol {p:?}, which the client did not offer");
-                self.respond(i, meta, &Response::text(500, "subprotocol not offered by the client\n"));
+                self.respond(
+                    i,
+                    meta,
+                    &Response::text(500, "subprotocol not offered by the client\n"),
+                );
                 return false;
             }
         }
@@ -1079,7 +1215,9 @@ impl Core {
             max_message_bytes: acc.max_message.unwrap_or(self.config.ws_max_message),
         };
         self.cancel_conn_timer(i);
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else { return false };
+        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+            return false;
+        };
         debug!("{} upgraded to WebSocket", c.id);
         c.out.push_slice(&mut self.pool, &out);
         c.mode = Mode::Ws(Some(Box::new(ws::Connection::new(cfg))));
@@ -1130,8 +1268,13 @@ impl Core {
         }
         self.stats.delivered_sse += replayed as u64;
         self.cancel_conn_timer(i);
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else { return };
-        debug!("{} SSE stream of {:?} (after {:?}, {replayed} replayed)", c.id, s.topic, s.last_id);
+        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+            return;
+        };
+        debug!(
+            "{} SSE stream of {:?} (after {:?}, {replayed} replayed)",
+            c.id, s.topic, s.last_id
+        );
         c.out.push_slice(&mut self.pool, &head);
         c.mode = Mode::Sse { chunked };
         c.rbuf.clear();
@@ -1144,7 +1287,9 @@ impl Core {
     }
 
     fn add_sub(&mut self, i: usize, id: ConnId, topic: &str) {
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else { return };
+        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+            return;
+        };
         if c.topics.iter().any(|t| &**t == topic) {
             return;
         }
@@ -1157,7 +1302,9 @@ impl Core {
         if bytes.is_empty() {
             return;
         }
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else { return };
+        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+            return;
+        };
         c.out.append(&mut self.pool, |v| {
             if chunked {
                 http1::write_chunk(v, bytes)
@@ -1171,8 +1318,12 @@ impl Core {
     /// Queues a frame for a WebSocket connection (stateless encoding: server frames are
     /// unmasked), respecting the closing state and the slow-reader policy.
     fn ws_send(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) -> bool {
-        let Some(i) = self.index_of(id) else { return false };
-        let Some(c) = self.conn_mut(i) else { return false };
+        let Some(i) = self.index_of(id) else {
+            return false;
+        };
+        let Some(c) = self.conn_mut(i) else {
+            return false;
+        };
         if !matches!(c.mode, Mode::Ws(_)) || c.ws_close_sent || c.closing != Closing::No {
             return false;
         }
@@ -1180,15 +1331,20 @@ impl Core {
             self.slow(i);
             return false;
         }
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else { return false };
-        c.out.append(&mut self.pool, |v| encode_frame(v, opcode, payload));
+        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+            return false;
+        };
+        c.out
+            .append(&mut self.pool, |v| encode_frame(v, opcode, payload));
         self.mark_dirty(i);
         true
     }
 
     /// Queues shared bytes for a subscriber, respecting the slow-reader policy.
     fn deliver(&mut self, i: usize, bytes: &Rc<[u8]>) -> bool {
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else { return false };
+        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+            return false;
+        };
         if c.ws_close_sent || c.closing != Closing::No {
             return false;
         }
@@ -1204,7 +1360,9 @@ impl Core {
     /// Applies the slow-reader policy to connection `i`.
     fn slow(&mut self, i: usize) {
         let policy = self.config.slow_policy;
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else { return };
+        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+            return;
+        };
         let id = c.id;
         match c.mode {
             Mode::Ws(_) if policy == SlowPolicy::DropMessages => {
@@ -1216,7 +1374,8 @@ impl Core {
                 c.out.drop_unstarted(&mut self.pool);
                 let mut payload = 1008u16.to_be_bytes().to_vec();
                 payload.extend_from_slice(b"slow reader");
-                c.out.append(&mut self.pool, |v| encode_frame(v, OpCode::Close, &payload));
+                c.out
+                    .append(&mut self.pool, |v| encode_frame(v, OpCode::Close, &payload));
                 c.ws_close_sent = true;
                 c.ws_code = Some(1008);
             }
@@ -1235,7 +1394,12 @@ impl Core {
         self.mark_dirty(i);
     }
 
-    fn publish(&mut self, topic: &str, event: Option<&str>, data: &str) -> Result<u64, PublishError> {
+    fn publish(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<u64, PublishError> {
         let ev = self.topics.publish(topic, event, data)?;
         self.stats.published += 1;
         trace!("publish {topic:?} id {} ({} bytes)", ev.id, ev.data.len());
@@ -1255,8 +1419,14 @@ impl Core {
                         }
                     }
                     Mode::Sse { chunked } => {
-                        let slot = if chunked { &mut sse_chunked } else { &mut sse_plain };
-                        let bytes = slot.get_or_insert_with(|| sse_event_bytes(&ev, chunked)).clone();
+                        let slot = if chunked {
+                            &mut sse_chunked
+                        } else {
+                            &mut sse_plain
+                        };
+                        let bytes = slot
+                            .get_or_insert_with(|| sse_event_bytes(&ev, chunked))
+                            .clone();
                         if self.deliver(i, &bytes) {
                             self.stats.delivered_sse += 1;
                         }
@@ -1275,9 +1445,13 @@ impl Core {
     }
 
     fn close_ws(&mut self, id: ConnId, code: u16, reason: &str) -> bool {
-        let Some(i) = self.index_of(id) else { return false };
+        let Some(i) = self.index_of(id) else {
+            return false;
+        };
         let busy = self.busy == Some(i);
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else { return false };
+        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+            return false;
+        };
         if c.ws_close_sent || c.closing != Closing::No {
             return false;
         }
@@ -1312,14 +1486,22 @@ impl Core {
             let _ = self.poll.registry().deregister(&mut l);
         }
         for i in 0..self.slots.len() {
-            let Some(c) = slot(&mut self.slots, i) else { continue };
+            let Some(c) = slot(&mut self.slots, i) else {
+                continue;
+            };
             let id = c.id;
             match &c.mode {
-                Mode::Http { reader: None, waiting: Waiting::No } if c.rbuf.is_empty() => {
+                Mode::Http {
+                    reader: None,
+                    waiting: Waiting::No,
+                } if c.rbuf.is_empty() => {
                     c.closing = Closing::AfterFlush;
                     self.mark_dirty(i);
                 }
-                Mode::Http { waiting: Waiting::Parked(_), .. } => {
+                Mode::Http {
+                    waiting: Waiting::Parked(_),
+                    ..
+                } => {
                     if let Some((topic, since)) = self.parked.unpark(id) {
                         self.answer_parked(i, &topic, since, true);
                     }
@@ -1365,7 +1547,12 @@ fn sse_event_bytes(ev: &Event, chunked: bool) -> Rc<[u8]> {
 impl Ctx<'_> {
     /// Publishes an event to `topic` and delivers it to every subscriber: WebSocket and SSE
     /// subscribers get it queued now, parked long polls are answered. Returns its id.
-    pub fn publish(&mut self, topic: &str, event: Option<&str>, data: &str) -> Result<u64, PublishError> {
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<u64, PublishError> {
         self.core.publish(topic, event, data)
     }
 
@@ -1393,8 +1580,12 @@ impl Ctx<'_> {
         let frame: Rc<[u8]> = frame.into();
         let mut n = 0;
         for &id in conns {
-            let Some(i) = self.core.index_of(id) else { continue };
-            if matches!(self.core.conn_mut(i).map(|c| &c.mode), Some(Mode::Ws(_))) && self.core.deliver(i, &frame) {
+            let Some(i) = self.core.index_of(id) else {
+                continue;
+            };
+            if matches!(self.core.conn_mut(i).map(|c| &c.mode), Some(Mode::Ws(_)))
+                && self.core.deliver(i, &frame)
+            {
                 n += 1;
             }
         }
@@ -1411,7 +1602,9 @@ impl Ctx<'_> {
     pub fn close(&mut self, conn: ConnId) {
         let core = &mut *self.core;
         let Some(i) = core.index_of(conn) else { return };
-        let Some(c) = slot(&mut core.slots, i) else { return };
+        let Some(c) = slot(&mut core.slots, i) else {
+            return;
+        };
         match c.mode {
             Mode::Ws(_) => {
                 core.close_ws(conn, 1000, "");
@@ -1436,9 +1629,14 @@ impl Ctx<'_> {
     /// Answers a request for which the application returned [`Reply::Later`].
     /// `false` when `conn` is gone or is not waiting for an answer.
     pub fn respond(&mut self, conn: ConnId, resp: Response) -> bool {
-        let Some(i) = self.core.index_of(conn) else { return false };
+        let Some(i) = self.core.index_of(conn) else {
+            return false;
+        };
         match self.core.conn_mut(i).map(|c| &c.mode) {
-            Some(Mode::Http { waiting: Waiting::Later(meta), .. }) => {
+            Some(Mode::Http {
+                waiting: Waiting::Later(meta),
+                ..
+            }) => {
                 let meta = *meta;
                 self.core.respond(i, meta, &resp);
                 true
@@ -1451,7 +1649,9 @@ impl Ctx<'_> {
     /// `false` when `conn` is not an open WebSocket or the topic name is invalid.
     pub fn subscribe(&mut self, conn: ConnId, topic: &str, since: Option<u64>) -> bool {
         let core = &mut *self.core;
-        let Some(i) = core.index_of(conn) else { return false };
+        let Some(i) = core.index_of(conn) else {
+            return false;
+        };
         if !matches!(core.conn_mut(i).map(|c| &c.mode), Some(Mode::Ws(_)))
             || !crate::proto::topic::valid_topic(topic)
         {

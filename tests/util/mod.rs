@@ -53,7 +53,9 @@ pub fn start_example(name: &str, args: &[&str]) -> Proc {
         .expect("spawn example");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read listening line");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read listening line");
     let addr = line
         .trim()
         .rsplit("//")
@@ -84,7 +86,10 @@ pub struct Resp {
 
 impl Resp {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -103,10 +108,19 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -
             let headers: Vec<(String, String)> = r
                 .headers
                 .iter()
-                .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_owned(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
                 .collect();
             buf.drain(..n);
-            let mut resp = Resp { status, headers, body: Vec::new() };
+            let mut resp = Resp {
+                status,
+                headers,
+                body: Vec::new(),
+            };
             if head_request || status / 100 == 1 || status == 204 || status == 304 {
                 return Some(resp);
             }
@@ -123,7 +137,9 @@ pub fn read_response(s: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -
                         fill(s, buf, buf.len() + 1, deadline)?;
                     };
                     let size_txt = String::from_utf8_lossy(&buf[..line_end]).to_string();
-                    let size = usize::from_str_radix(size_txt.split(';').next().unwrap().trim(), 16).unwrap();
+                    let size =
+                        usize::from_str_radix(size_txt.split(';').next().unwrap().trim(), 16)
+                            .unwrap();
                     buf.drain(..line_end + 2);
                     fill(s, buf, size + 2, deadline)?;
                     resp.body.extend(buf.drain(..size));
@@ -174,7 +190,10 @@ pub fn get(addr: SocketAddr, path: &str) -> Resp {
 pub fn post(addr: SocketAddr, path: &str, body: &str) -> Resp {
     request(
         addr,
-        &format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
     )
 }
 
@@ -186,7 +205,10 @@ pub fn is_closed(s: &mut TcpStream) -> bool {
         match s.read(&mut tmp) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
                 return false
             }
             Err(_) => return true,
@@ -198,7 +220,10 @@ pub fn is_closed(s: &mut TcpStream) -> bool {
 pub fn json_u64(text: &str, key: &str) -> Option<u64> {
     let pat = format!("\"{key}\":");
     let at = text.find(&pat)? + pat.len();
-    let digits: String = text[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     digits.parse().ok()
 }
 
@@ -232,7 +257,10 @@ impl WsClient {
     pub fn open(addr: SocketAddr, path: &str, extra: &str) -> WsClient {
         let (c, r) = Self::try_open(addr, path, extra);
         assert_eq!(r.status, 101, "handshake refused: {}", r.text());
-        assert_eq!(r.header("sec-websocket-accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        assert_eq!(
+            r.header("sec-websocket-accept"),
+            Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        );
         c
     }
 
@@ -247,8 +275,16 @@ impl WsClient {
         let r = read_response(&mut s, &mut buf, true).expect("handshake response");
         if r.status != 101 {
             // read the body of an error answer
-            if let Some(len) = r.header("content-length").and_then(|l| l.parse::<usize>().ok()) {
-                let _ = fill(&mut s, &mut buf, len, Instant::now() + Duration::from_secs(5));
+            if let Some(len) = r
+                .header("content-length")
+                .and_then(|l| l.parse::<usize>().ok())
+            {
+                let _ = fill(
+                    &mut s,
+                    &mut buf,
+                    len,
+                    Instant::now() + Duration::from_secs(5),
+                );
                 let body = buf.drain(..len.min(buf.len())).collect();
                 return (WsClient { s, buf }, Resp { body, ..r });
             }
@@ -257,8 +293,8 @@ impl WsClient {
     }
 
     pub fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
-        let mut f = frame_bytes(fin, opcode, payload, [0x37, 0xfa, 0x21, 0x3d]);
-        self.s.write_all(&mut f).unwrap();
+        let f = frame_bytes(fin, opcode, payload, [0x37, 0xfa, 0x21, 0x3d]);
+        self.s.write_all(&f).unwrap();
     }
 
     pub fn send_text(&mut self, text: &str) {
@@ -277,13 +313,20 @@ impl WsClient {
             }
             127 => {
                 fill(&mut self.s, &mut self.buf, 10, deadline)?;
-                (u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize, 10)
+                (
+                    u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                    10,
+                )
             }
             n => (n as usize, 2),
         };
         assert_eq!(b1 & 0x80, 0, "server frames must not be masked");
         fill(&mut self.s, &mut self.buf, hl + len, deadline)?;
-        let f = WsFrame { fin: self.buf[0] & 0x80 != 0, opcode: self.buf[0] & 0x0f, payload: self.buf[hl..hl + len].to_vec() };
+        let f = WsFrame {
+            fin: self.buf[0] & 0x80 != 0,
+            opcode: self.buf[0] & 0x0f,
+            payload: self.buf[hl..hl + len].to_vec(),
+        };
         self.buf.drain(..hl + len);
         Some(f)
     }
