@@ -177,6 +177,9 @@ struct Client {
     timer: Option<RawTimer>,
 }
 
+/// An attempt waiting for the resolver: its id, request bytes, port and start time.
+type Pending = (AttemptId, Rc<[u8]>, u16, Instant);
+
 /// The webhook state of a [`Core`].
 pub(crate) struct Hooks {
     engine: Engine,
@@ -188,7 +191,7 @@ pub(crate) struct Hooks {
     free: Vec<usize>,
     idle: HashMap<SocketAddr, Vec<usize>>,
     /// Attempts waiting for the resolver, by request number.
-    resolving: HashMap<u64, (AttemptId, Rc<[u8]>, u16, Instant)>,
+    resolving: HashMap<u64, Pending>,
     resolver_tx: Option<mpsc::Sender<(u64, String, u16)>>,
     next_resolve: u64,
     prefix: String,
