@@ -12,6 +12,7 @@ headers)`), recorded, and answered by the behaviour of its path:
   /gone         410 Gone
   /retry-after  429 with `Retry-After: 1` for the first attempt of each webhook-id, then 200
   /close        200 with `Connection: close`, and the connection is closed, every time
+  /drop         200 (a keep-alive answer), then the connection is closed without notice
   /control      204 (for deliveries the test script forges itself)
   anything else 404 (still recorded)
 
@@ -158,6 +159,8 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/close":
             status = 200
             extra.append(("Connection", "close"))
+        elif path == "/drop":
+            status = 200
         else:
             status = 404
 
@@ -185,6 +188,8 @@ class Handler(BaseHTTPRequestHandler):
             record["seq"] = len(RECORDS)
             RECORDS.append(record)
         self.reply(status, b"" if status == 204 else b"ok\n", extra)
+        if path == "/drop":
+            self.close_connection = True
 
 
 def _is_utf8(b):

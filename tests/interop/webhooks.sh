@@ -5,15 +5,17 @@
 #
 # Endpoints on one topic: /ok (204), /flaky (500, 500, then 200 per webhook-id), /gone
 # (410), /retry-after (429 + `Retry-After: 1`, then 200), /close (200 + `Connection:
-# close`), and the hub's own /hooks/receive (the library's verify). The receiver closes
+# close`), /drop (200, then the connection is closed without notice), and the hub's own
+# /hooks/receive (the library's verify). The receiver closes
 # idle keep-alive connections after 0.6 s, and a pause between the two publish batches makes
 # the hub meet pooled connections that the receiver has closed.
 #
 # Checks: every delivery verified (and a one-byte change of its body refused), payloads
-# carry exactly what was published, /ok and /close got ids 1..N once each in order, /flaky
-# saw one webhook-id three times per event and the hub counts them delivered, /gone got one
-# attempt and is disabled, the Retry-After spacing is honoured, /stats adds up, and the hub's
-# /hooks/receive accepts a message signed by the reference library and refuses tampered ones.
+# carry exactly what was published, /ok, /close and /drop got ids 1..N once each in order,
+# /flaky saw one webhook-id three times per event and the hub counts them delivered, /gone
+# got one attempt and is disabled, the Retry-After spacing is honoured, /stats adds up, and
+# the hub's /hooks/receive accepts a message signed by the reference library and refuses
+# tampered ones.
 # Ends with `webhooks interop: N passed, M failed`; exits non-zero on any failure.
 #
 #   KEEP_LOGS=1   keep the temporary directory (hub and receiver logs, records.json)
@@ -138,7 +140,7 @@ json_field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys
 
 GIVEN_SECRET=$("$PY" -c 'import base64,os; print("whsec_" + base64.b64encode(os.urandom(32)).decode())')
 declare -A HOOK_ID SECRET
-ENDPOINTS=(ok flaky gone retry-after close self)
+ENDPOINTS=(ok flaky gone retry-after close drop self)
 for ep in "${ENDPOINTS[@]}"; do
   url="http://$RCV/$ep"
   [ "$ep" = self ] && url="http://$HUB/hooks/receive"
@@ -250,12 +252,14 @@ for i in $(seq $((half + 1)) "$NEVENTS"); do publish "$i"; done
 check "events published" "$NEVENTS" "$PUBLISHED"
 
 # ---- wait for every message to end (bounded) --------------------------------------------
-# 6 endpoints: 5 deliver every event, /gone fails every event.
-want_done=$((6 * NEVENTS))
+# 7 endpoints: 6 deliver every event, /gone fails every event.
+want_done=$((7 * NEVENTS))
 settled=0
 for _ in $(seq 300); do # bounded: 30 s
   http_req "$WORK/stats.json" "http://$HUB/stats" >/dev/null
-  done_now=$("$PY" -c 'import json,sys; w=json.load(open(sys.argv[1]))["webhooks"]; print(w["delivered"]+w["failed"] if w["retrying"]==0 else -1)' \
+  done_now=$("$PY" -c 'import json, sys
+w = json.load(open(sys.argv[1]))["webhooks"]
+print(w["delivered"] + w["failed"] if w["retrying"] == 0 else -1)' \
     "$WORK/stats.json" 2>/dev/null || echo -1)
   if [ "$done_now" -ge "$want_done" ]; then
     settled=1
@@ -288,7 +292,9 @@ N = len(events)
 
 
 def check(name, ok, detail=""):
-    print(("ok   %s" if ok else "FAIL %s") % name + ("" if ok or not detail else "\n     " + str(detail)[:600]))
+    print(("ok   %s" if ok else "FAIL %s") % name)
+    if not ok and detail:
+        print("     " + str(detail)[:600])
 
 
 def pid(r):
@@ -410,14 +416,14 @@ check("the unicode event went out as UTF-8 (raw, not mangled)",
 
 ids = lambda p: [pid(r) for r in by_path(p)]
 # -- /ok and /close ------------------------------------------------------------------------
-for p in ("/ok", "/close"):
+for p in ("/ok", "/close", "/drop"):
     check("%s got ids 1..%d exactly once each, in order" % (p, N),
           ids(p) == list(range(1, N + 1)) and len(by_path(p)) == N,
           [pid(r) or r["error"] for r in by_path(p)])
-close_conns = [r["client"] for r in by_path("/close")]
-check("/close: every delivery on a new connection", len(set(close_conns)) == len(close_conns),
-      close_conns)
-keep = [r for r in deliveries if r["path"] != "/close"]
+for p in ("/close", "/drop"):
+    conns = [r["client"] for r in by_path(p)]
+    check("%s: every delivery on a new connection" % p, len(set(conns)) == len(conns), conns)
+keep = [r for r in deliveries if r["path"] not in ("/close", "/drop")]
 conns = {r["client"] for r in keep}
 check("keep-alive: the hub reused connections (%d requests on %d connections)"
       % (len(keep), len(conns)), keep and len(conns) < len(keep))
@@ -465,10 +471,11 @@ check("/retry-after: webhook-timestamp is the time of each attempt (moved by >= 
 # -- /stats --------------------------------------------------------------------------------
 w = stats["webhooks"]
 rv = stats["received"]
-n_recv = {p: len(by_path(p)) for p in ("/ok", "/flaky", "/gone", "/retry-after", "/close")}
+n_recv = {p: len(by_path(p))
+          for p in ("/ok", "/flaky", "/gone", "/retry-after", "/close", "/drop")}
 want_attempts = sum(n_recv.values()) + N  # + the hub's own /hooks/receive
-check("/stats webhooks: delivered %d == %d (5 endpoints x %d)" % (w["delivered"], 5 * N, N),
-      w["delivered"] == 5 * N)
+check("/stats webhooks: delivered %d == %d (6 endpoints x %d)" % (w["delivered"], 6 * N, N),
+      w["delivered"] == 6 * N)
 check("/stats webhooks: failed %d == %d (/gone)" % (w["failed"], N), w["failed"] == N)
 check("/stats webhooks: retrying %d == 0" % w["retrying"], w["retrying"] == 0)
 check("/stats webhooks: attempts %d == %d (requests the receivers saw)"
