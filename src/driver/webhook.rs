@@ -44,7 +44,7 @@ pub(crate) const CLIENT_BASE: usize = 1 << 40;
 /// Response body bytes kept (for logs); the rest is read and discarded.
 const BODY_CAP: usize = 1024;
 /// Idle keep-alive connections kept per destination.
-const MAX_IDLE_PER_ADDR: usize = 4;
+const MAX_IDLE_PER_ADDR: usize = 16;
 /// An idle pooled connection is closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -491,7 +491,9 @@ impl Core {
                     }));
                 }
                 Action::EndpointDisabled { endpoint, reason } => {
-                    warn!("webhook endpoint {endpoint} disabled: {reason}");
+                    // The engine logs it; the application hears of it through the failed
+                    // outcomes and `Ctx::webhooks` (disabled: true).
+                    trace!("webhook endpoint {endpoint} disabled: {reason}");
                 }
             }
         }
@@ -518,7 +520,8 @@ impl Core {
     fn finish_attempt(&mut self, attempt: AttemptId, result: AttemptResult) {
         trace!("webhook attempt {attempt}: {result:?}");
         let jitter: f64 = rand::random();
-        let now = self.now;
+        // A fresh reading: the loop's `now` is per batch, and latencies should be exact.
+        let now = Instant::now().max(self.now);
         self.hooks
             .engine
             .attempt_finished(attempt, result, now, jitter);
