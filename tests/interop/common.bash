@@ -4,6 +4,7 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 INTEROP="$ROOT/tests/interop"
 VENV="$INTEROP/.venv"
+export PYTHONDONTWRITEBYTECODE=1 # keep the tree clean
 # One pinned set for every script, so the venv is installed once.
 PY_REQUIREMENTS=(websockets==17.4 sseclient-py==1.9.0 urllib3==2.8.0)
 # Whatever a script starts: killed by its EXIT trap (see `install_traps`). PIDS holds
