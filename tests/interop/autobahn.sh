@@ -4,7 +4,8 @@
 #
 # Needs ../shared/autobahn beside the repo root (its setup.sh installs wstest under
 # $AUTOBAHN_HOME, default ~/.cache/autobahn). The report lands in target/autobahn-report/
-# (override: AUTOBAHN_OUTDIR); one JSON per case explains any failure.
+# (override: AUTOBAHN_OUTDIR), the run's log beside it; one JSON per case explains any
+# failure. The testee is a release build of examples/echo.rs.
 #   AUTOBAHN_CASES='1.*,9.1.1'   run a subset (default: all)
 set -euo pipefail
 SCRIPT_NAME=autobahn
@@ -17,7 +18,7 @@ SHARED=$(shared_dir)
 build_example echo
 start_example echo
 
-OUTDIR=${AUTOBAHN_OUTDIR:-${CARGO_TARGET_DIR:-$ROOT/target}/autobahn-report}
+OUTDIR=${AUTOBAHN_OUTDIR:-$ROOT/target/autobahn-report}
 rm -rf "$OUTDIR"
 # The run is bounded (AUTOBAHN_TIMEOUT, plus `timeout` inside run-server.sh); it takes
 # about 20 s. It runs in its own process group so the EXIT trap can stop wstest too.

@@ -92,7 +92,8 @@ start_example() {
   local dir
   dir=$(mktemp -d "${TMPDIR:-/tmp}/pushwire-interop.XXXXXX")
   TMPDIRS+=("$dir")
-  local target=${CARGO_TARGET_DIR:-$ROOT/target}
+  local target=${CARGO_TARGET_DIR:-target}
+  case $target in /*) ;; *) target="$ROOT/$target" ;; esac # cargo resolves it from $ROOT
   "$target/release/examples/$name" --addr 127.0.0.1:0 "$@" >"$dir/stdout" 2>"$dir/stderr" &
   PIDS+=($!)
   local pid=$!

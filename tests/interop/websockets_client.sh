@@ -10,11 +10,17 @@ install_traps
 ensure_venv "${PY_REQUIREMENTS[@]}"
 build_example hub
 start_example hub --history-events 50
+OUT=$(mktemp "${TMPDIR:-/tmp}/pushwire-ws.XXXXXX")
+TMPDIRS+=("$OUT")
 rc=0
-timeout --kill-after=5 120 "$VENV/bin/python" "$INTEROP/websockets_client.py" "$ADDR" || rc=$?
+timeout --kill-after=5 120 "$VENV/bin/python" "$INTEROP/websockets_client.py" "$ADDR" 2>&1 |
+  tee "$OUT" || rc=$? # pipefail: the client's status
 if [ "$rc" -ne 0 ]; then
-  if [ "$rc" -eq 124 ]; then echo "websockets interop: 0 passed, 1 failed (timed out)"; fi
   echo "hub stderr (tail):"
   tail -n 20 "$SERVER_LOG"
+  # the client died before its own summary (timeout, import error): still close with one
+  if ! grep -q '^websockets interop: ' "$OUT"; then
+    echo "websockets interop: 0 passed, 1 failed"
+  fi
 fi
 exit "$rc"
