@@ -38,6 +38,7 @@ while IFS= read -r line; do
   esac
   [ "$in_block" -eq 1 ] || continue
   case $line in
+    'curl '*' -N '*) flush ;; # a stream never ends: sse_clients.sh reads those
     'curl '*) flush; cmd=$line ;;
     '# '*) [ -n "$cmd" ] && out+="${out:+$'\n'}${line#\# }" ;;
     *) flush ;;
