@@ -14,8 +14,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use pushwire::proto::http1::form_pairs;
 use pushwire::proto::json;
 use pushwire::proto::topic::valid_topic;
+use pushwire::proto::webhook::{verify, Schedule, DEFAULT_TOLERANCE};
 use pushwire::{
     App, CloseInfo, Config, ConnId, Ctx, Message, Park, Reply, Request, Response, Server,
     SseStream, WsAccept,
@@ -29,6 +31,9 @@ const POLL_MAX: u64 = 120;
 
 struct Hub {
     allow_origins: Vec<String>,
+    /// Webhooks received at /hooks/receive: verified, and refused for a bad signature.
+    received: u64,
+    bad_signature: u64,
     /// The topic each WebSocket connection publishes its messages to.
     ws_topic: HashMap<ConnId, String>,
 }
@@ -43,6 +48,9 @@ enum Route<'a> {
     TopicWs(&'a str),
     TopicSse(&'a str),
     TopicPoll(&'a str),
+    TopicWebhooks(&'a str),
+    TopicWebhook(&'a str, &'a str),
+    HooksReceive,
     BadTopic,
     NotFound,
 }
@@ -52,6 +60,7 @@ fn route(path: &str) -> Route<'_> {
         "/healthz" => return Route::Health,
         "/" => return Route::Index,
         "/stats" => return Route::Stats,
+        "/hooks/receive" => return Route::HooksReceive,
         _ => {}
     }
     let Some(rest) = path.strip_prefix("/topics/") else {
@@ -61,18 +70,28 @@ fn route(path: &str) -> Route<'_> {
         Some((t, tail)) => (t, Some(tail)),
         None => (rest, None),
     };
-    let known_tail = matches!(tail, None | Some("events" | "ws" | "sse" | "poll"));
+    let hook_id = tail
+        .and_then(|t| t.strip_prefix("webhooks/"))
+        .filter(|id| !id.is_empty() && !id.contains('/'));
+    let known_tail = matches!(
+        tail,
+        None | Some("events" | "ws" | "sse" | "poll" | "webhooks")
+    ) || hook_id.is_some();
     if !known_tail {
         return Route::NotFound;
     }
     if !valid_topic(topic) {
         return Route::BadTopic;
     }
+    if let Some(id) = hook_id {
+        return Route::TopicWebhook(topic, id);
+    }
     match tail {
         None => Route::Topic(topic),
         Some("events") => Route::TopicEvents(topic),
         Some("ws") => Route::TopicWs(topic),
         Some("sse") => Route::TopicSse(topic),
+        Some("webhooks") => Route::TopicWebhooks(topic),
         _ => Route::TopicPoll(topic),
     }
 }
@@ -173,11 +192,15 @@ impl Hub {
 
     fn stats(&self, cx: &Ctx<'_>) -> Reply {
         let s = cx.stats();
+        let w = cx.webhook_stats();
         let body = format!(
             concat!(
                 "{{\"connections\":{{\"http\":{},\"websocket\":{},\"sse\":{},\"parked\":{}}},",
                 "\"published\":{},",
-                "\"delivered\":{{\"websocket\":{},\"sse\":{},\"longpoll\":{},\"webhook\":{}}}}}"
+                "\"delivered\":{{\"websocket\":{},\"sse\":{},\"longpoll\":{},\"webhook\":{}}},",
+                "\"webhooks\":{{\"delivered\":{},\"retrying\":{},\"failed\":{},\"attempts\":{},",
+                "\"endpoints_disabled\":{}}},",
+                "\"received\":{{\"webhooks\":{},\"bad_signature\":{}}}}}"
             ),
             s.http,
             s.websocket,
@@ -188,10 +211,99 @@ impl Hub {
             s.delivered_sse,
             s.delivered_longpoll,
             s.delivered_webhook,
+            w.delivered,
+            w.retrying,
+            w.failed,
+            w.attempts,
+            w.endpoints_disabled,
+            self.received,
+            self.bad_signature,
         );
         Response::json(200, body)
             .header("Cache-Control", "no-store")
             .into()
+    }
+}
+
+impl Hub {
+    fn add_webhook(&mut self, cx: &mut Ctx<'_>, topic: &str, req: &Request) -> Reply {
+        let pairs = match form_pairs(&req.body) {
+            Ok(p) => p,
+            Err(e) => return bad_request(&format!("form body: {}", e.reason)),
+        };
+        let field = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let Some(url) = field("url") else {
+            return bad_request("the form needs url=...");
+        };
+        match cx.add_webhook(topic, url, field("secret").filter(|s| !s.is_empty())) {
+            Ok(created) => {
+                let mut body = b"{\"id\":".to_vec();
+                json::write_str(&mut body, &created.id);
+                body.extend_from_slice(b",\"secret\":");
+                json::write_str(&mut body, &created.secret);
+                body.push(b'}');
+                Response::json(201, body).into()
+            }
+            Err(e) => bad_request(&e.to_string()),
+        }
+    }
+
+    fn list_webhooks(&self, cx: &Ctx<'_>, topic: &str) -> Reply {
+        let mut body = b"{\"webhooks\":[".to_vec();
+        for (i, w) in cx.webhooks(topic).iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(b"{\"id\":");
+            json::write_str(&mut body, &w.id);
+            body.extend_from_slice(b",\"url\":");
+            json::write_str(&mut body, &w.url);
+            body.extend_from_slice(if w.disabled {
+                b",\"disabled\":true}"
+            } else {
+                b",\"disabled\":false}"
+            });
+        }
+        body.extend_from_slice(b"]}");
+        Response::json(200, body)
+            .header("Cache-Control", "no-store")
+            .into()
+    }
+
+    /// The built-in receiver: verifies the Standard Webhooks signature with the secrets of
+    /// the hub's registrations that point at itself, then republishes what it got to the
+    /// `_webhooks` topic (event name `webhook`) so pages can watch deliveries arrive.
+    fn receive(&mut self, cx: &mut Ctx<'_>, req: &Request) -> Reply {
+        let secrets = cx.own_webhook_secrets();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let verdict = verify(
+            &secrets,
+            req.header_str("webhook-id").unwrap_or(""),
+            req.header_str("webhook-timestamp").unwrap_or(""),
+            req.header_str("webhook-signature").unwrap_or(""),
+            &req.body,
+            now,
+            DEFAULT_TOLERANCE,
+        );
+        if let Err(e) = verdict {
+            self.bad_signature += 1;
+            return Response::text(401, format!("{e}\n")).into();
+        }
+        self.received += 1;
+        let Ok(text) = std::str::from_utf8(&req.body) else {
+            return bad_request("webhook body is not UTF-8");
+        };
+        if let Err(e) = cx.publish("_webhooks", Some("webhook"), text) {
+            return Response::text(e.status(), format!("{e}\n")).into();
+        }
+        Response::new(204).into()
     }
 }
 
@@ -209,6 +321,19 @@ impl App for Hub {
             Route::TopicWs(_) => method_not_allowed("GET"),
             Route::TopicSse(t) if get => self.sse(t, req),
             Route::TopicPoll(t) if get => self.poll(t, req),
+            Route::TopicWebhooks(t) if req.method == "POST" => self.add_webhook(cx, t, req),
+            Route::TopicWebhooks(t) if get => self.list_webhooks(cx, t),
+            Route::TopicWebhooks(_) => method_not_allowed("GET, HEAD, POST"),
+            Route::TopicWebhook(t, id) if req.method == "DELETE" => {
+                if cx.remove_webhook(t, id) {
+                    Response::new(204).into()
+                } else {
+                    Response::text(404, "no such webhook\n").into()
+                }
+            }
+            Route::TopicWebhook(..) => method_not_allowed("DELETE"),
+            Route::HooksReceive if req.method == "POST" => self.receive(cx, req),
+            Route::HooksReceive => method_not_allowed("POST"),
             Route::BadTopic => {
                 bad_request("topic names are 1-128 bytes of [A-Za-z0-9._-], not . or ..")
             }
@@ -259,7 +384,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: hub [--addr HOST:PORT] [--history-events N] [--history-bytes N]\n\
          \x20          [--header-timeout SECS] [--idle-timeout SECS] [--allow-origin ORIGIN]...\n\
-         \x20          [--sse-heartbeat SECS]"
+         \x20          [--sse-heartbeat SECS] [--webhook-allow-private]\n\
+         \x20          [--webhook-schedule S1,S2,...] [--webhook-timeout SECS]"
     );
     std::process::exit(2)
 }
@@ -279,6 +405,8 @@ fn main() -> std::io::Result<()> {
     let mut config = Config::new();
     let mut hub = Hub {
         allow_origins: Vec::new(),
+        received: 0,
+        bad_signature: 0,
         ws_topic: HashMap::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -292,6 +420,25 @@ fn main() -> std::io::Result<()> {
             "--header-timeout" => config = config.header_timeout(Duration::from_secs(num(value()))),
             "--idle-timeout" => config = config.idle_timeout(Duration::from_secs(num(value()))),
             "--allow-origin" => hub.allow_origins.push(value()),
+            "--webhook-allow-private" => config = config.webhook_allow_private(true),
+            "--webhook-schedule" => {
+                let secs: Result<Vec<f64>, _> = value()
+                    .split(',')
+                    .map(|v| v.trim().parse::<f64>())
+                    .collect();
+                let schedule = secs
+                    .ok()
+                    .and_then(|s| Schedule::from_secs(&s).ok())
+                    .unwrap_or_else(|| usage());
+                config = config.webhook_schedule(schedule);
+            }
+            "--webhook-timeout" => {
+                let secs: f64 = value().parse().unwrap_or_else(|_| usage());
+                if !(secs > 0.0 && secs < 3600.0) {
+                    usage();
+                }
+                config = config.webhook_timeout(Duration::from_secs_f64(secs));
+            }
             "--sse-heartbeat" => {
                 let secs: f64 = value().parse().unwrap_or_else(|_| usage());
                 if !(secs > 0.0 && secs < 86_400.0) {

@@ -209,6 +209,11 @@ pub trait App {
         let _ = (cx, timer, tag);
     }
 
+    /// A webhook message reached its one final outcome (delivered or failed).
+    fn on_webhook(&mut self, cx: &mut Ctx<'_>, outcome: &crate::WebhookOutcome) {
+        let _ = (cx, outcome);
+    }
+
     /// `conn`'s output queue passed the high-water mark; the configured [`SlowPolicy`] was
     /// applied (SSE streams are always closed: their clients resume with `Last-Event-ID`).
     fn on_slow_reader(&mut self, cx: &mut Ctx<'_>, conn: ConnId, kind: ConnKind) {

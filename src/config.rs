@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use crate::api::SlowPolicy;
+use crate::driver::{HookConfig, Resolver};
 use crate::proto::http1::Limits;
 use crate::proto::topic::HistoryLimits;
+use crate::proto::webhook::Schedule;
 
 /// Settings for a [`Server`](crate::Server). Build with [`Config::new`] and the setters;
 /// every value has a safe default.
@@ -26,6 +28,12 @@ use crate::proto::topic::HistoryLimits;
 /// | `sse_retry` | none | a `retry:` field at the start of each stream |
 /// | `poll_batch` | 100 events | per long-poll answer; the client follows `next` |
 /// | `stop_timeout` | 5 s | graceful stop: queued output is flushed for at most this long |
+/// | `webhook_schedule` | now, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h | the message fails |
+/// | `webhook_connect_timeout` / `webhook_timeout` | 5 s / 15 s | the attempt fails and is retried |
+/// | `webhook_max_in_flight` | 4 per endpoint | further messages wait in the endpoint's queue |
+/// | `webhook_pause_after` | 5 failed messages in a row | the endpoint is paused, probed every `webhook_probe_interval` (60 s) |
+/// | `webhook_max_queue` | 10,000 per endpoint | the oldest queued message fails ("queue full") |
+/// | `webhook_allow_private` | false | loopback/private/CGNAT/ULA targets are refused |
 #[derive(Debug, Clone)]
 pub struct Config {
     pub(crate) http: Limits,
@@ -42,6 +50,7 @@ pub struct Config {
     pub(crate) sse_retry: Option<u64>,
     pub(crate) poll_batch: usize,
     pub(crate) stop_timeout: Duration,
+    pub(crate) hooks: HookConfig,
 }
 
 impl Default for Config {
@@ -61,6 +70,7 @@ impl Default for Config {
             sse_retry: None,
             poll_batch: 100,
             stop_timeout: Duration::from_secs(5),
+            hooks: HookConfig::default(),
         }
     }
 }
@@ -116,4 +126,27 @@ impl Config {
         poll_batch: usize => poll_batch);
     setter!(/// How long a graceful stop waits for queued output to drain.
         stop_timeout: Duration => stop_timeout);
+    setter!(/// Webhook retry schedule (delays before each attempt).
+        webhook_schedule: Schedule => hooks.engine.schedule);
+    setter!(/// Webhook connect timeout.
+        webhook_connect_timeout: Duration => hooks.connect_timeout);
+    setter!(/// Webhook whole-attempt timeout (connect, write, read).
+        webhook_timeout: Duration => hooks.attempt_timeout);
+    setter!(/// Concurrent deliveries per webhook endpoint.
+        webhook_max_in_flight: usize => hooks.engine.max_in_flight_per_endpoint);
+    setter!(/// Consecutive failed messages that pause a webhook endpoint (0: never).
+        webhook_pause_after: u32 => hooks.engine.pause_after_failures);
+    setter!(/// Probe interval of a paused webhook endpoint.
+        webhook_probe_interval: Duration => hooks.engine.probe_interval);
+    setter!(/// Messages queued per webhook endpoint before the oldest fails.
+        webhook_max_queue: usize => hooks.engine.max_queue);
+    setter!(/// Allow loopback, private (RFC 1918), CGNAT and IPv6 ULA webhook targets.
+        webhook_allow_private: bool => hooks.allow_private);
+
+    /// Resolve webhook host names with `resolver` (on the resolver thread) instead of the
+    /// system's `getaddrinfo`.
+    pub fn webhook_resolver(mut self, resolver: Resolver) -> Self {
+        self.hooks.resolver = Some(resolver);
+        self
+    }
 }

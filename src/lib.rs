@@ -25,6 +25,9 @@ pub use api::{
     WsAccept,
 };
 pub use config::Config;
-pub use driver::{Ctx, Handle, Server, Stats};
+pub use driver::{
+    Ctx, Handle, Resolver, Server, Stats, WebhookCreated, WebhookError, WebhookInfo,
+    WebhookOutcome, WebhookStats,
+};
 pub use proto::http1::{Request, Response};
 pub use proto::topic::PublishError;

@@ -27,6 +27,8 @@ pub(crate) enum Command {
     Close(ConnId),
     Run(Job),
     Stop,
+    /// The resolver thread's answer to request `n`.
+    Resolved(u64, Result<Vec<std::net::SocketAddr>, String>),
 }
 
 /// A `Send + Clone` handle that injects work into a running [`Server`](crate::Server)

@@ -23,6 +23,7 @@
 
 mod buf;
 mod handle;
+mod webhook;
 
 use std::collections::HashMap;
 use std::io;
@@ -51,6 +52,11 @@ use crate::proto::{json, sse, ws};
 use buf::{Flushed, OutQueue, Pool, ReadBuf};
 pub(crate) use handle::Command;
 pub use handle::Handle;
+pub(crate) use webhook::HookConfig;
+use webhook::{Hooks, CLIENT_BASE};
+pub use webhook::{
+    Resolver, WebhookCreated, WebhookError, WebhookInfo, WebhookOutcome, WebhookStats,
+};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
@@ -136,6 +142,8 @@ enum TimerEv {
     Conn(ConnId, ConnTimer),
     App(u64),
     AcceptRetry,
+    HookEngine,
+    HookClient(usize, u32),
 }
 
 #[derive(Debug)]
@@ -171,6 +179,7 @@ struct Slot {
 enum Note {
     Closed(ConnId, CloseInfo),
     Slow(ConnId, ConnKind),
+    Webhook(WebhookOutcome),
 }
 
 /// Cached `Date` header value, reformatted once per second.
@@ -205,6 +214,7 @@ pub(crate) struct Core {
     tx: Sender<Command>,
     waker: Arc<Waker>,
     now: Instant,
+    hooks: Hooks,
 }
 
 /// The context handed to every callback: send, close, publish, set timers.
@@ -255,6 +265,7 @@ impl<A: App> Server<A> {
         let local_addr = listener.local_addr()?;
         let (tx, rx) = channel();
         let topics = Topics::new(config.history);
+        let hooks = Hooks::new(config.hooks.clone(), local_addr);
         let core = Core {
             poll,
             listener: Some(listener),
@@ -283,6 +294,7 @@ impl<A: App> Server<A> {
             tx,
             waker,
             now: Instant::now(),
+            hooks,
         };
         debug!("listening on {local_addr}");
         Ok(Server { app, core })
@@ -350,6 +362,11 @@ impl<A: App> Server<A> {
                 match ev.token() {
                     LISTENER => self.core.accept(),
                     WAKER => self.drain_commands(),
+                    Token(t) if t >= CLIENT_BASE => {
+                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        self.core
+                            .hook_client_event(t - CLIENT_BASE, readable, ev.is_writable());
+                    }
                     Token(i) => {
                         if ev.is_writable() {
                             self.core.flush(i);
@@ -391,6 +408,7 @@ impl<A: App> Server<A> {
                 match n {
                     Note::Closed(id, info) => self.app.on_close(&mut cx, id, &info),
                     Note::Slow(id, kind) => self.app.on_slow_reader(&mut cx, id, kind),
+                    Note::Webhook(outcome) => self.app.on_webhook(&mut cx, &outcome),
                 }
             }
         }
@@ -416,6 +434,7 @@ impl<A: App> Server<A> {
                 Command::Close(c) => cx.close(c),
                 Command::Run(f) => f(&mut cx),
                 Command::Stop => cx.stop(),
+                Command::Resolved(n, result) => self.core.resolved(n, result),
             }
         }
     }
@@ -431,6 +450,8 @@ impl<A: App> Server<A> {
                     self.app.on_timer(&mut cx, TimerId(tid), tag);
                 }
                 TimerEv::AcceptRetry => self.core.accept(),
+                TimerEv::HookEngine => self.core.hook_engine_timer(tid),
+                TimerEv::HookClient(idx, gen) => self.core.hook_client_timer(idx, gen, tid),
                 TimerEv::Conn(id, what) => self.core.conn_timer(tid, id, what),
             }
         }
@@ -1436,6 +1457,9 @@ impl Core {
             }
             self.subs.insert(key, list);
         }
+        if self.hooks.has_subscribers(topic) {
+            self.publish_webhooks(topic, &ev);
+        }
         for (id, since) in self.parked.take_topic(topic) {
             if let Some(i) = self.index_of(id) {
                 self.answer_parked(i, topic, since, false);
@@ -1742,6 +1766,40 @@ impl Ctx<'_> {
     /// The loop's current time (read once per loop turn).
     pub fn now(&self) -> Instant {
         self.core.now
+    }
+
+    /// Registers a webhook: every event published to `topic` is POSTed to `url`, signed
+    /// (Standard Webhooks) with `secret` (`whsec_` + base64 of 24-64 bytes) or a generated
+    /// one. Refused: URLs that do not parse, with userinfo, not `http://`, and IP literals
+    /// the SSRF guard refuses (host names are checked after each resolution).
+    pub fn add_webhook(
+        &mut self,
+        topic: &str,
+        url: &str,
+        secret: Option<&str>,
+    ) -> Result<WebhookCreated, WebhookError> {
+        self.core.add_webhook(topic, url, secret)
+    }
+
+    /// Removes a webhook; its queued messages fail with "endpoint removed".
+    pub fn remove_webhook(&mut self, topic: &str, id: &str) -> bool {
+        self.core.remove_webhook(topic, id)
+    }
+
+    /// The webhooks registered for `topic` (without their secrets).
+    pub fn webhooks(&self, topic: &str) -> Vec<WebhookInfo> {
+        self.core.list_webhooks(topic)
+    }
+
+    /// The secrets of the webhooks that point at this server itself (to verify what it
+    /// receives from itself).
+    pub fn own_webhook_secrets(&self) -> Vec<crate::proto::webhook::Secret> {
+        self.core.own_webhook_secrets()
+    }
+
+    /// Webhook delivery counters.
+    pub fn webhook_stats(&self) -> WebhookStats {
+        self.core.hooks.stats()
     }
 
     /// Stops the server gracefully (see [`Handle::stop`]).
