@@ -363,10 +363,7 @@ impl App for Hub {
     }
 }
 
-const INDEX_HTML: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<title>pushwire hub</title></head><body><h1>pushwire hub</h1>\
-<p>POST /topics/{topic} publishes; GET /topics/{topic}/events, /ws, /sse and /poll \
-subscribe.</p></body></html>\n";
+const INDEX_HTML: &str = include_str!("hub/index.html");
 
 /// A minimal logger for the example: `PUSHWIRE_LOG=debug` prints to stderr.
 struct StderrLog;
