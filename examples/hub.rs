@@ -227,6 +227,10 @@ impl Hub {
 
 impl Hub {
     fn add_webhook(&mut self, cx: &mut Ctx<'_>, topic: &str, req: &Request) -> Reply {
+        if topic == "_webhooks" {
+            // Deliveries received are republished there: a webhook on it would loop.
+            return bad_request("_webhooks is reserved for received webhooks");
+        }
         let pairs = match form_pairs(&req.body) {
             Ok(p) => p,
             Err(e) => return bad_request(&format!("form body: {}", e.reason)),

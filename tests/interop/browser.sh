@@ -5,7 +5,8 @@
 #
 #   bash tests/interop/browser.sh
 #
-# Artifacts: target/browser/page.png (screenshot, also copied to docs/page.png), hub logs.
+# Artifacts: target/browser/page.png (screenshot; UPDATE_DOCS_SCREENSHOT=1 also copies it to
+# docs/page.png, the README's picture), hub logs.
 # SKIP_WEBHOOK=1 leaves the webhook panel out: for local runs against a hub without
 # webhooks only; CI runs the full check.
 set -euo pipefail
