@@ -1,6 +1,6 @@
 //! The callback API: the one trait an application implements, and the small types it sees.
 //!
-//! The loop calls [`App`] methods; every call gets a [`Ctx`](crate::Ctx) that lets the
+//! The loop calls [`App`] methods; every call gets a [`Ctx`] that lets the
 //! application send, close, publish and set timers. Inside the loop nothing goes through a
 //! channel: the context appends to the connections' output queues directly. Only other
 //! threads use a [`Handle`](crate::Handle), which wakes the loop through `mio::Waker`.
