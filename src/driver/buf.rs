@@ -11,7 +11,7 @@ use std::rc::Rc;
 /// Size of a fresh read buffer; doubled while reads keep filling it, up to [`READ_MAX`].
 const READ_START: usize = 4096;
 /// Largest read buffer worth growing to for throughput.
-const READ_MAX: usize = 64 * 1024;
+pub(crate) const READ_MAX: usize = 128 * 1024;
 /// Owned output chunks are filled up to this size before a new one is started.
 const OUT_CHUNK: usize = 64 * 1024;
 
@@ -47,7 +47,7 @@ impl Pool {
     }
 
     fn give_out(&mut self, mut v: Vec<u8>) {
-        if self.out.len() < self.max && v.capacity() <= OUT_CHUNK * 2 {
+        if self.out.len() < self.max && v.capacity() <= OUT_CHUNK {
             v.clear();
             self.out.push(v);
         }
@@ -63,6 +63,9 @@ pub(crate) struct ReadBuf {
     data: Vec<u8>,
     start: usize,
     end: usize,
+    /// The last read filled all the free space: more is probably waiting, so a bigger
+    /// buffer means fewer system calls.
+    filled: bool,
 }
 
 impl ReadBuf {
@@ -121,6 +124,10 @@ impl ReadBuf {
         if self.data.is_empty() {
             self.data = pool.take_read();
         }
+        if self.filled && self.data.len() < READ_MAX.min(limit.max(READ_START)) {
+            let grown = (self.data.len() * 2).min(READ_MAX);
+            self.data.resize(grown, 0);
+        }
         if self.end == self.data.len() {
             if self.start > 0 {
                 // Compact: move the pending bytes to the front.
@@ -137,6 +144,7 @@ impl ReadBuf {
             }
         }
         let n = r.read(&mut self.data[self.end..])?;
+        self.filled = n > 0 && self.end + n == self.data.len();
         self.end += n;
         Ok(Some(n))
     }
@@ -188,11 +196,16 @@ impl OutQueue {
         self.len
     }
 
-    /// Appends bytes produced by `f` into the tail owned chunk (coalescing small writes).
-    pub(crate) fn append(&mut self, pool: &mut Pool, f: impl FnOnce(&mut Vec<u8>)) {
-        let fresh = !matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() < OUT_CHUNK);
-        if fresh {
-            self.chunks.push_back(Chunk::Owned(pool.take_out()));
+    /// Appends about `hint` bytes produced by `f`, coalescing small writes into the tail
+    /// owned chunk. A write that would push the tail past [`OUT_CHUNK`] starts a new chunk
+    /// instead, so chunks never grow (and reallocate) past it.
+    pub(crate) fn append(&mut self, pool: &mut Pool, hint: usize, f: impl FnOnce(&mut Vec<u8>)) {
+        let fits =
+            matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() + hint <= OUT_CHUNK);
+        if !fits {
+            let mut v = pool.take_out();
+            v.reserve(hint);
+            self.chunks.push_back(Chunk::Owned(v));
         }
         if let Some(Chunk::Owned(v)) = self.chunks.back_mut() {
             let before = v.len();
@@ -204,7 +217,7 @@ impl OutQueue {
     /// Appends a copy of `bytes`.
     pub(crate) fn push_slice(&mut self, pool: &mut Pool, bytes: &[u8]) {
         if !bytes.is_empty() {
-            self.append(pool, |v| v.extend_from_slice(bytes));
+            self.append(pool, bytes.len(), |v| v.extend_from_slice(bytes));
         }
     }
 

@@ -15,7 +15,7 @@ impl Core {
     }
 
     pub(super) fn read_limit(&self) -> usize {
-        (self.config.http.max_head_bytes + 4096).max(64 * 1024)
+        (self.config.http.max_head_bytes + 4096).max(super::buf::READ_MAX)
     }
 
     pub(super) fn poll_timeout(&mut self) -> Option<Duration> {
@@ -372,7 +372,7 @@ impl Core {
             resp.status,
             resp.body.len()
         );
-        c.out.append(&mut self.pool, |out| {
+        c.out.append(&mut self.pool, resp.body.len() + 256, |out| {
             resp.encode(meta.version, meta.head, keep_alive, Some(&date), out)
         });
         if let Mode::Http { waiting, .. } = &mut c.mode {

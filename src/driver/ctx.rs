@@ -69,7 +69,7 @@ impl Ctx<'_> {
             }
             Mode::Sse { chunked } => {
                 if chunked && c.closing == Closing::No {
-                    c.out.append(&mut core.pool, http1::write_last_chunk);
+                    c.out.append(&mut core.pool, 5, http1::write_last_chunk);
                 }
                 c.closing = Closing::AfterFlush;
                 dirty(&mut core.dirty, c, i);

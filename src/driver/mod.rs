@@ -278,7 +278,7 @@ impl<A: App> Server<A> {
             free: Vec::new(),
             live: 0,
             counts: [0; 4],
-            pool: Pool::new(64),
+            pool: Pool::new(16),
             timers: Timers::new(),
             topics,
             subs: HashMap::new(),
@@ -526,6 +526,11 @@ impl<A: App> Server<A> {
             c.rbuf.release_if_empty(&mut core.pool);
             if eof {
                 core.on_eof(i);
+            } else if c.dirty && core.busy.is_none() {
+                // Answer what this connection asked for now, while its data is hot and
+                // before reading the next one: the peer can go on sooner. (Broadcasts to
+                // other connections still go out once, at the end of the step.)
+                core.flush(i);
             }
         }
     }

@@ -141,7 +141,7 @@ impl Core {
         let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
             return;
         };
-        c.out.append(&mut self.pool, |v| {
+        c.out.append(&mut self.pool, bytes.len() + 12, |v| {
             if chunked {
                 http1::write_chunk(v, bytes)
             } else {
@@ -163,15 +163,15 @@ impl Core {
         if !matches!(c.mode, Mode::Ws(_)) || c.ws_close_sent || c.closing != Closing::No {
             return false;
         }
-        if c.out.len() >= self.config.high_water {
-            self.slow(i);
+        if c.out.len() >= self.config.high_water && self.over_high_water(i) {
             return false;
         }
         let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
             return false;
         };
-        c.out
-            .append(&mut self.pool, |v| encode_frame(v, opcode, payload));
+        c.out.append(&mut self.pool, payload.len() + 14, |v| {
+            encode_frame(v, opcode, payload)
+        });
         self.mark_dirty(i);
         true
     }
@@ -184,13 +184,31 @@ impl Core {
         if c.ws_close_sent || c.closing != Closing::No {
             return false;
         }
-        if c.out.len() >= self.config.high_water {
-            self.slow(i);
+        if c.out.len() >= self.config.high_water && self.over_high_water(i) {
             return false;
         }
+        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+            return false;
+        };
         c.out.push_shared(bytes.clone());
         self.mark_dirty(i);
         true
+    }
+
+    /// Connection `i` has `high_water` bytes queued: first let the socket take what it can
+    /// (the queue may only look full because this step has not flushed yet); if it is still
+    /// over the mark, apply the slow-reader policy. True when the new bytes must not go in.
+    pub(super) fn over_high_water(&mut self, i: usize) -> bool {
+        self.flush(i);
+        let high_water = self.config.high_water;
+        match self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) {
+            Some(c) if c.out.len() < high_water && c.closing == Closing::No => false,
+            Some(_) => {
+                self.slow(i);
+                true
+            }
+            None => true,
+        }
     }
 
     /// Applies the slow-reader policy to connection `i`.
@@ -210,8 +228,9 @@ impl Core {
                 c.out.drop_unstarted(&mut self.pool);
                 let mut payload = 1008u16.to_be_bytes().to_vec();
                 payload.extend_from_slice(b"slow reader");
-                c.out
-                    .append(&mut self.pool, |v| encode_frame(v, OpCode::Close, &payload));
+                c.out.append(&mut self.pool, payload.len() + 14, |v| {
+                    encode_frame(v, OpCode::Close, &payload)
+                });
                 c.ws_close_sent = true;
                 c.ws_code = Some(1008);
             }
@@ -219,7 +238,7 @@ impl Core {
                 debug!("{id} slow SSE reader: ending the stream");
                 c.out.drop_unstarted(&mut self.pool);
                 if chunked {
-                    c.out.append(&mut self.pool, http1::write_last_chunk);
+                    c.out.append(&mut self.pool, 5, http1::write_last_chunk);
                 }
             }
             Mode::Http { .. } => return,
@@ -270,7 +289,12 @@ impl Core {
                     Mode::Http { .. } => {}
                 }
             }
-            self.subs.insert(key, list);
+            // A subscriber may have closed meanwhile (a write error while flushing).
+            let mut list = list;
+            list.retain(|id| self.index_of(*id).is_some());
+            if !list.is_empty() {
+                self.subs.insert(key, list);
+            }
         }
         if self.hooks.has_subscribers(topic) {
             self.publish_webhooks(topic, &ev);
@@ -348,7 +372,7 @@ impl Core {
                 Mode::Http { .. } => {}
                 Mode::Sse { chunked } => {
                     if *chunked {
-                        c.out.append(&mut self.pool, http1::write_last_chunk);
+                        c.out.append(&mut self.pool, 5, http1::write_last_chunk);
                     }
                     c.closing = Closing::AfterFlush;
                     self.mark_dirty(i);
