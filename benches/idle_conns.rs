@@ -64,8 +64,8 @@ struct Args {
 enum Probe {
     /// One `GET /healthz`, answered 200 and kept alive.
     Healthz,
-    /// The WebSocket opening handshake, answered 101.
-    WsHandshake,
+    /// The WebSocket opening handshake on this path, answered 101.
+    WsHandshake(&'static str),
 }
 
 /// A server process that is killed when dropped.
@@ -99,14 +99,23 @@ fn main() {
         eprintln!("idle_conns: {e}");
         exit(1);
     }
-    let mut targets = vec![("pushwire-hub", hub, Probe::Healthz, args.port)];
+    let mut targets = vec![
+        ("pushwire-hub", hub.clone(), Probe::Healthz, args.port),
+        // The same hub, each connection an idle WebSocket subscribed to a topic.
+        (
+            "pushwire-hub-ws",
+            hub,
+            Probe::WsHandshake("/topics/idle/ws"),
+            args.port.wrapping_add(2),
+        ),
+    ];
     let tt = std::env::var("TT_ECHO")
         .unwrap_or_else(|_| "benches/tt-echo/target/release/tt-echo".into());
     if args.baseline && std::path::Path::new(&tt).is_file() {
         targets.push((
             "tokio-tungstenite",
             tt,
-            Probe::WsHandshake,
+            Probe::WsHandshake("/"),
             args.port.wrapping_add(1),
         ));
     } else if args.baseline {
@@ -268,8 +277,8 @@ fn open_one(addr: SocketAddr, probe: Probe, deadline: Instant) -> Result<TcpStre
     let key = BASE64.encode(*b"pushwire-idle-16");
     let req = match probe {
         Probe::Healthz => format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
-        Probe::WsHandshake => format!(
-            "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Probe::WsHandshake(path) => format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ),
     };
@@ -323,7 +332,7 @@ fn response_done(buf: &[u8], head: usize, probe: Probe, key: &str) -> Result<boo
     };
     let body = &buf[head..];
     match probe {
-        Probe::WsHandshake => {
+        Probe::WsHandshake(_) => {
             if resp.code != Some(101) {
                 return Err(format!("status {:?}, want 101", resp.code));
             }
