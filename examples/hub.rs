@@ -388,7 +388,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: hub [--addr HOST:PORT] [--history-events N] [--history-bytes N]\n\
          \x20          [--header-timeout SECS] [--idle-timeout SECS] [--allow-origin ORIGIN]...\n\
-         \x20          [--sse-heartbeat SECS] [--webhook-allow-private]\n\
+         \x20          [--sse-heartbeat SECS] [--sse-retry MS] [--max-connections N]\n\
+         \x20          [--webhook-allow-private]\n\
          \x20          [--webhook-schedule S1,S2,...] [--webhook-timeout SECS]"
     );
     std::process::exit(2)
@@ -424,6 +425,8 @@ fn main() -> std::io::Result<()> {
             "--header-timeout" => config = config.header_timeout(Duration::from_secs(num(value()))),
             "--idle-timeout" => config = config.idle_timeout(Duration::from_secs(num(value()))),
             "--allow-origin" => hub.allow_origins.push(value()),
+            "--sse-retry" => config = config.sse_retry(Some(num(value()))),
+            "--max-connections" => config = config.max_connections(num(value()) as usize),
             "--webhook-allow-private" => config = config.webhook_allow_private(true),
             "--webhook-schedule" => {
                 let secs: Result<Vec<f64>, _> = value()

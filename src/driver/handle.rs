@@ -24,6 +24,8 @@ pub(crate) enum Command {
     },
     SendText(ConnId, String),
     SendBinary(ConnId, Vec<u8>),
+    Ping(ConnId, Vec<u8>),
+    CloseWs(ConnId, u16, String),
     Close(ConnId),
     Run(Job),
     Stop,
@@ -71,6 +73,16 @@ impl Handle {
     /// Sends a binary message to a WebSocket connection.
     pub fn send_binary(&self, conn: ConnId, data: &[u8]) -> bool {
         self.send(Command::SendBinary(conn, data.to_vec()))
+    }
+
+    /// Sends a ping (at most 125 bytes) to a WebSocket connection.
+    pub fn ping(&self, conn: ConnId, data: &[u8]) -> bool {
+        self.send(Command::Ping(conn, data.to_vec()))
+    }
+
+    /// Starts a WebSocket's closing handshake with `code` and `reason`.
+    pub fn close_ws(&self, conn: ConnId, code: u16, reason: &str) -> bool {
+        self.send(Command::CloseWs(conn, code, reason.to_owned()))
     }
 
     /// Closes a connection (a WebSocket with 1000 and the closing handshake).

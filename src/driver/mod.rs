@@ -434,6 +434,12 @@ impl<A: App> Server<A> {
                 Command::SendBinary(c, b) => {
                     cx.send_binary(c, &b);
                 }
+                Command::Ping(c, p) => {
+                    cx.ping(c, &p);
+                }
+                Command::CloseWs(c, code, reason) => {
+                    cx.close_ws(c, code, &reason);
+                }
                 Command::Close(c) => cx.close(c),
                 Command::Run(f) => f(&mut cx),
                 Command::Stop => cx.stop(),
