@@ -53,15 +53,26 @@ pub fn http_date(unix_secs: u64) -> String {
 /// parses a timestamp value in an HTTP field MUST accept all three HTTP-date formats")
 /// into seconds since the Unix epoch; `None` when malformed or before 1970.
 ///
-/// The two-digit year of the obsolete RFC 850 format is read as 1970-2069 (the RFC asks to
-/// resolve it against the current time, which this clock-free core does not have).
-/// The day name is checked for form, not against the date.
-pub fn parse_http_date(value: &str) -> Option<u64> {
-    let s = value.as_bytes();
-    let (year, month, day, time) = strip_day_name(s, &DAYS, b", ")
+/// The two-digit year of the obsolete RFC 850 format is resolved against `now_unix`, as
+/// the RFC asks: "Recipients of a timestamp value in rfc850-date format, which uses a
+/// two-digit year, MUST interpret a timestamp that appears to be more than 50 years in the
+/// future as representing the most recent year in the past that had the same last two
+/// digits." The day name is checked for form, not against the date.
+pub fn parse_http_date(value: &[u8], now_unix: u64) -> Option<u64> {
+    let s = value;
+    let (mut year, month, day, time) = strip_day_name(s, &DAYS, b", ")
         .and_then(imf_fixdate)
         .or_else(|| strip_day_name(s, &LONG_DAYS, b", ").and_then(rfc850_date))
         .or_else(|| strip_day_name(s, &DAYS, b" ").and_then(asctime_date))?;
+    if year < 100 {
+        // rfc850-date: the year in the current century, or the previous one when that
+        // would be more than 50 years ahead.
+        let now_year = civil_from_days((now_unix / 86_400) as i64).0.max(0) as u64;
+        year += now_year - now_year % 100;
+        if year > now_year + 50 {
+            year -= 100;
+        }
+    }
     let seconds = time_of_day(time)?;
     if year < 1970 || day == 0 || day > days_in_month(year, month) {
         return None;
@@ -88,14 +99,13 @@ fn imf_fixdate(rest: &[u8]) -> Option<DateParts<'_>> {
     }
 }
 
-/// `date2 SP time-of-day SP GMT`: `06-Nov-94 08:49:37 GMT`; the two-digit year is read as
-/// 1970-2069.
+/// `date2 SP time-of-day SP GMT`: `06-Nov-94 08:49:37 GMT`; the two-digit year is returned
+/// as is (below 100) for the caller to resolve.
 fn rfc850_date(rest: &[u8]) -> Option<DateParts<'_>> {
     match rest {
         [d1, d2, b'-', m1, m2, m3, b'-', y1, y2, b' ', time @ .., b' ', b'G', b'M', b'T'] => {
             let yy = digits(&[*y1, *y2])?;
-            let year = if yy >= 70 { 1900 + yy } else { 2000 + yy };
-            Some((year, month(&[*m1, *m2, *m3])?, digits(&[*d1, *d2])?, time))
+            Some((yy, month(&[*m1, *m2, *m3])?, digits(&[*d1, *d2])?, time))
         }
         _ => None,
     }
@@ -168,7 +178,7 @@ fn days_in_month(year: u64, month: u32) -> u64 {
 
 /// (year, month 1-12, day 1-31) of a day count since 1970-01-01, in the proleptic
 /// Gregorian calendar (the "civil_from_days" algorithm of H. Hinnant's date library).
-fn civil_from_days(days: i64) -> (i64, u32, u64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -208,11 +218,18 @@ mod tests {
         ];
         for (secs, want) in table {
             assert_eq!(http_date(secs), want);
-            assert_eq!(parse_http_date(want), Some(secs), "{want}");
+            assert_eq!(
+                parse_http_date(want.as_bytes(), NOW_2026),
+                Some(secs),
+                "{want}"
+            );
         }
         // no panic at the extreme
         assert!(http_date(u64::MAX).ends_with(" GMT"));
     }
+
+    /// 2026-01-01T00:00:00Z, the "now" the rfc850 years are resolved against.
+    const NOW_2026: u64 = 1_767_225_600;
 
     #[test]
     fn parse_table() {
@@ -220,9 +237,21 @@ mod tests {
             ("Sun, 06 Nov 1994 08:49:37 GMT", Some(784_111_777)),
             ("Sunday, 06-Nov-94 08:49:37 GMT", Some(784_111_777)),
             ("Sun Nov  6 08:49:37 1994", Some(784_111_777)),
+            ("Sun Nov 06 08:49:37 1994", Some(784_111_777)),
             ("Sun Nov 16 08:49:37 1994", Some(784_111_777 + 10 * 86_400)),
-            ("Thursday, 01-Jan-70 00:00:00 GMT", Some(0)),
-            ("Monday, 01-Jan-69 00:00:00 GMT", Some(3_124_224_000)),
+            // 70 is 44 years ahead of 2026, so 2070 (not 1970).
+            ("Thursday, 01-Jan-70 00:00:00 GMT", Some(3_155_760_000)),
+            ("Sat, 29 Feb 2020 23:59:60 GMT", Some(1_583_020_800)),
+            // rfc850 two-digit years around now (2026): 76 -> 2076, 77 -> 1977, 26 -> 2026
+            ("Wednesday, 01-Jan-76 00:00:00 GMT", Some(3_345_062_400)),
+            ("Saturday, 01-Jan-77 00:00:00 GMT", Some(220_924_800)),
+            ("Thursday, 01-Jan-26 00:00:00 GMT", Some(NOW_2026)),
+            ("Sun, 06 Nov 1994 08:60:00 GMT", None),
+            ("Sun, 00 Nov 1994 08:49:37 GMT", None),
+            ("Mon, 29 Feb 2100 08:49:37 GMT", None),
+            ("Sunday, 06-Nov-1994 08:49:37 GMT", None),
+            ("Sun, 06-Nov-94 08:49:37 GMT", None),
+            ("Sun Nov  6 08:49:37 1994 GMT", None),
             ("Sun, 06 Nov 1994 08:49:37 UTC", None),
             ("Sun, 6 Nov 1994 08:49:37 GMT", None),
             ("Sun, 06 nov 1994 08:49:37 GMT", None),
@@ -238,7 +267,7 @@ mod tests {
             ("120", None),
         ];
         for (s, want) in table {
-            assert_eq!(parse_http_date(s), *want, "{s:?}");
+            assert_eq!(parse_http_date(s.as_bytes(), NOW_2026), *want, "{s:?}");
         }
     }
 }

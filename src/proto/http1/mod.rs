@@ -59,6 +59,7 @@ mod response;
 
 pub use chunked::{ChunkedDecoder, MAX_CHUNK_LINE};
 pub use client::{ClientResponse, ResponseReader};
+pub(crate) use date::civil_from_days;
 pub use date::{http_date, parse_http_date};
 pub use query::form_pairs;
 pub use reader::RequestReader;

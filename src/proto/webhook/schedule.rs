@@ -156,8 +156,8 @@ pub fn parse_retry_after(value: &[u8], now_unix: u64) -> Option<Duration> {
             acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
         })
     } else {
-        let date = parse_http_date(value, now_unix)?;
-        date.saturating_sub(now_unix as i64).max(0) as u64
+        let date = crate::proto::http1::parse_http_date(value, now_unix)?;
+        date.saturating_sub(now_unix)
     };
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
@@ -170,150 +170,6 @@ fn trim_ows(mut v: &[u8]) -> &[u8] {
         v = rest;
     }
     v
-}
-
-const DAY_NAMES: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
-const DAY_NAMES_LONG: [&[u8]; 7] = [
-    b"Monday",
-    b"Tuesday",
-    b"Wednesday",
-    b"Thursday",
-    b"Friday",
-    b"Saturday",
-    b"Sunday",
-];
-const MONTHS: [&[u8]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
-
-/// Parses an HTTP-date (RFC 9110 §5.6.7) into unix seconds. "HTTP-date is case
-/// sensitive", so names must match exactly. The day name is checked for spelling but not
-/// against the date. The three forms:
-///
-/// ```text
-/// IMF-fixdate  Sun, 06 Nov 1994 08:49:37 GMT
-/// rfc850-date  Sunday, 06-Nov-94 08:49:37 GMT
-/// asctime-date Sun Nov  6 08:49:37 1994
-/// ```
-pub fn parse_http_date(v: &[u8], now_unix: u64) -> Option<i64> {
-    if let Some(rest) = strip_day_name(v, &DAY_NAMES).and_then(|r| r.strip_prefix(b", ")) {
-        // date1 = day SP month SP year ; time-of-day SP "GMT"
-        let [d1, d2, b' ', m1, m2, m3, b' ', y1, y2, y3, y4, b' ', time @ .., b' ', b'G', b'M', b'T'] =
-            rest
-        else {
-            return None;
-        };
-        let day = two_digits(*d1, *d2)?;
-        let month = month(&[*m1, *m2, *m3])?;
-        let year = two_digits(*y1, *y2)? * 100 + two_digits(*y3, *y4)?;
-        return to_unix(year as i64, month, day, time);
-    }
-    if let Some(rest) = strip_day_name(v, &DAY_NAMES_LONG).and_then(|r| r.strip_prefix(b", ")) {
-        // date2 = day "-" month "-" 2DIGIT ; time-of-day SP "GMT"
-        let [d1, d2, b'-', m1, m2, m3, b'-', y1, y2, b' ', time @ .., b' ', b'G', b'M', b'T'] =
-            rest
-        else {
-            return None;
-        };
-        let day = two_digits(*d1, *d2)?;
-        let month = month(&[*m1, *m2, *m3])?;
-        let yy = two_digits(*y1, *y2)? as i64;
-        // "Recipients of a timestamp value in rfc850-date format, which uses a two-digit
-        // year, MUST interpret a timestamp that appears to be more than 50 years in the
-        // future as representing the most recent year in the past that had the same last
-        // two digits."
-        let this_year = civil_year(now_unix as i64 / 86_400);
-        let mut year = this_year - this_year.rem_euclid(100) + yy;
-        if year > this_year + 50 {
-            year -= 100;
-        }
-        return to_unix(year, month, day, time);
-    }
-    if let Some(rest) = strip_day_name(v, &DAY_NAMES).and_then(|r| r.strip_prefix(b" ")) {
-        // date3 = month SP ( 2DIGIT / ( SP DIGIT ) ) ; SP time-of-day SP year
-        let [m1, m2, m3, b' ', d1, d2, b' ', time @ .., b' ', y1, y2, y3, y4] = rest else {
-            return None;
-        };
-        let month = month(&[*m1, *m2, *m3])?;
-        let day = match (d1, d2) {
-            (b' ', d) if d.is_ascii_digit() => u32::from(d - b'0'),
-            (a, b) => two_digits(*a, *b)?,
-        };
-        let year = two_digits(*y1, *y2)? * 100 + two_digits(*y3, *y4)?;
-        return to_unix(year as i64, month, day, time);
-    }
-    None
-}
-
-fn strip_day_name<'a>(v: &'a [u8], names: &[&[u8]]) -> Option<&'a [u8]> {
-    names.iter().find_map(|name| v.strip_prefix(*name))
-}
-
-fn two_digits(a: u8, b: u8) -> Option<u32> {
-    if a.is_ascii_digit() && b.is_ascii_digit() {
-        Some(u32::from(a - b'0') * 10 + u32::from(b - b'0'))
-    } else {
-        None
-    }
-}
-
-fn month(name: &[u8; 3]) -> Option<u32> {
-    MONTHS.iter().position(|m| *m == name).map(|i| i as u32 + 1)
-}
-
-/// `time-of-day = hour ":" minute ":" second` (second may be 60, a leap second).
-fn to_unix(year: i64, month: u32, day: u32, time: &[u8]) -> Option<i64> {
-    let [h1, h2, b':', m1, m2, b':', s1, s2] = time else {
-        return None;
-    };
-    let (hour, min, sec) = (
-        two_digits(*h1, *h2)?,
-        two_digits(*m1, *m2)?,
-        two_digits(*s1, *s2)?,
-    );
-    if hour > 23 || min > 59 || sec > 60 || day == 0 || day > days_in_month(year, month) {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    Some(days * 86_400 + i64::from(hour * 3600 + min * 60 + sec))
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        4 | 6 | 9 | 11 => 30,
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (the "days from civil" method:
-/// count in 400-year eras of 146097 days, with years starting in March so the leap day
-/// comes last).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400); // 0..=399
-    let mp = i64::from((month + 9) % 12); // March = 0
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1; // 0..=365
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; // 0..=146096
-    era * 146_097 + doe - 719_468
-}
-
-/// The year of a day counted from 1970-01-01 (inverse of `days_from_civil`, year only).
-fn civil_year(days: i64) -> i64 {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let year = yoe + era * 400;
-    if mp >= 10 {
-        year + 1 // January or February: they belong to the next civil year
-    } else {
-        year
-    }
 }
 
 #[cfg(test)]
@@ -397,68 +253,8 @@ mod tests {
         );
     }
 
-    // 1994-11-06T08:49:37Z, the RFC's example date
-    const RFC_DATE: i64 = 784_111_777;
     // 2026-01-01T00:00:00Z
     const NOW_2026: u64 = 1_767_225_600;
-
-    #[test]
-    fn http_dates() {
-        let table: &[(&str, Option<i64>)] = &[
-            ("Sun, 06 Nov 1994 08:49:37 GMT", Some(RFC_DATE)),
-            ("Sunday, 06-Nov-94 08:49:37 GMT", Some(RFC_DATE)),
-            ("Sun Nov  6 08:49:37 1994", Some(RFC_DATE)),
-            ("Sun Nov 06 08:49:37 1994", Some(RFC_DATE)),
-            ("Thu, 01 Jan 1970 00:00:00 GMT", Some(0)),
-            ("Thu, 01 Jan 2026 00:00:00 GMT", Some(NOW_2026 as i64)),
-            ("Sat, 29 Feb 2020 23:59:60 GMT", Some(1_583_020_800)),
-            ("Tue, 29 Feb 2000 12:00:00 GMT", Some(951_825_600)),
-            ("Fri, 31 Dec 9999 23:59:59 GMT", Some(253_402_300_799)),
-            // rfc850 two-digit years around now (2026): 76 -> 2076, 77 -> 1977
-            ("Wednesday, 01-Jan-76 00:00:00 GMT", Some(3_345_062_400)),
-            ("Saturday, 01-Jan-77 00:00:00 GMT", Some(220_924_800)),
-            ("Thursday, 01-Jan-26 00:00:00 GMT", Some(NOW_2026 as i64)),
-            // refused
-            ("sun, 06 Nov 1994 08:49:37 GMT", None),
-            ("Sun, 06 nov 1994 08:49:37 GMT", None),
-            ("Sun, 06 Nov 1994 08:49:37 UTC", None),
-            ("Sun, 6 Nov 1994 08:49:37 GMT", None),
-            ("Sun, 06 Nov 1994 8:49:37 GMT", None),
-            ("Sun, 06 Nov 1994 24:00:00 GMT", None),
-            ("Sun, 06 Nov 1994 08:60:00 GMT", None),
-            ("Sun, 06 Nov 1994 08:49:61 GMT", None),
-            ("Sun, 00 Nov 1994 08:49:37 GMT", None),
-            ("Sun, 31 Nov 1994 08:49:37 GMT", None),
-            ("Mon, 29 Feb 2100 08:49:37 GMT", None),
-            ("Sun, 06 Nov 1994 08:49:37 GMT ", None),
-            ("Sun,  06 Nov 1994 08:49:37 GMT", None),
-            ("Sunday, 06-Nov-1994 08:49:37 GMT", None),
-            ("Sun, 06-Nov-94 08:49:37 GMT", None),
-            ("Sunday, 06 Nov 1994 08:49:37 GMT", None),
-            ("Sun Nov 6 08:49:37 1994", None),
-            ("Sun Nov  6 08:49:37 94", None),
-            ("Sun Nov  6 08:49:37 1994 GMT", None),
-            ("Sun", None),
-            ("", None),
-            ("Sun, ", None),
-        ];
-        for (text, want) in table {
-            assert_eq!(parse_http_date(text.as_bytes(), NOW_2026), *want, "{text}");
-        }
-    }
-
-    #[test]
-    fn days_round_trip() {
-        for days in (-800_000..3_000_000).step_by(997) {
-            let year = civil_year(days);
-            assert!(days_from_civil(year, 1, 1) <= days, "{days}");
-            assert!(days_from_civil(year + 1, 1, 1) > days, "{days}");
-        }
-        assert_eq!(civil_year(0), 1970);
-        assert_eq!(civil_year(-1), 1969);
-        assert_eq!(civil_year(NOW_2026 as i64 / 86_400), 2026);
-        assert_eq!(civil_year(NOW_2026 as i64 / 86_400 - 1), 2025);
-    }
 
     #[test]
     fn retry_after() {
