@@ -66,6 +66,8 @@ enum Probe {
     Healthz,
     /// The WebSocket opening handshake on this path, answered 101.
     WsHandshake(&'static str),
+    /// A long poll on this path: sent, and left parked (no answer is expected).
+    Parked(&'static str),
 }
 
 /// A server process that is killed when dropped.
@@ -104,9 +106,16 @@ fn main() {
         // The same hub, each connection an idle WebSocket subscribed to a topic.
         (
             "pushwire-hub-ws",
-            hub,
+            hub.clone(),
             Probe::WsHandshake("/topics/idle/ws"),
             args.port.wrapping_add(2),
+        ),
+        // ...and each connection a parked long poll.
+        (
+            "pushwire-hub-parked",
+            hub,
+            Probe::Parked("/topics/idle/poll?since=0&timeout=120"),
+            args.port.wrapping_add(3),
         ),
     ];
     let tt = std::env::var("TT_ECHO")
@@ -125,12 +134,13 @@ fn main() {
     }
     for (label, bin, probe, port) in targets {
         match measure(&bin, port, probe, &args) {
-            Ok((before, after)) => {
+            Ok((before, after, idle_cpu_ms)) => {
                 let per_conn = (after as i64 - before as i64) * 1024 / args.conns as i64;
                 println!(
                     "idle_conns target={label} conns={} rss_before_kib={before} \
-                     rss_after_kib={after} bytes_per_conn={per_conn}",
-                    args.conns
+                     rss_after_kib={after} bytes_per_conn={per_conn} \
+                     idle_cpu_ms={idle_cpu_ms} (over {:?})",
+                    args.conns, args.settle
                 );
             }
             Err(e) => {
@@ -193,8 +203,9 @@ fn check_fd_limit(conns: usize) -> Result<(), String> {
     }
 }
 
-/// Starts `bin`, loads it with idle connections; returns VmRSS in KiB before and after.
-fn measure(bin: &str, port: u16, probe: Probe, args: &Args) -> Result<(u64, u64), String> {
+/// Starts `bin`, loads it with idle connections; returns VmRSS in KiB before and after, and
+/// the CPU time (ms) the server used during one settle period while holding them all.
+fn measure(bin: &str, port: u16, probe: Probe, args: &Args) -> Result<(u64, u64, u64), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     if TcpStream::connect_timeout(&addr, STEP_TIMEOUT).is_ok() {
         return Err(format!("something already listens on {addr}"));
@@ -223,6 +234,9 @@ fn measure(bin: &str, port: u16, probe: Probe, args: &Args) -> Result<(u64, u64)
         conns.push(s);
     }
     sleep(args.settle);
+    let cpu_start = cpu_ms(pid)?;
+    sleep(args.settle);
+    let idle_cpu = cpu_ms(pid)? - cpu_start;
     if let Ok(Some(status)) = server.0.try_wait() {
         return Err(format!(
             "server exited ({status}) while holding the connections"
@@ -238,7 +252,23 @@ fn measure(bin: &str, port: u16, probe: Probe, args: &Args) -> Result<(u64, u64)
     }
     drop(conns);
     drop(server);
-    Ok((before, after))
+    Ok((before, after, idle_cpu))
+}
+
+/// User plus system CPU time of `pid` in milliseconds, from /proc/PID/stat.
+fn cpu_ms(pid: u32) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("reading /proc/{pid}/stat: {e}"))?;
+    // Fields after the command name (which may contain spaces) start at state (field 3).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state.
+    match (ticks(11), ticks(12)) {
+        // USER_HZ is 100 on Linux.
+        (Some(u), Some(s)) => Ok((u + s) * 10),
+        _ => Err(format!("bad /proc/{pid}/stat")),
+    }
 }
 
 fn wait_listening(server: &mut Server, addr: SocketAddr) -> Result<(), String> {
@@ -277,6 +307,7 @@ fn open_one(addr: SocketAddr, probe: Probe, deadline: Instant) -> Result<TcpStre
     let key = BASE64.encode(*b"pushwire-idle-16");
     let req = match probe {
         Probe::Healthz => format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+        Probe::Parked(path) => format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
         Probe::WsHandshake(path) => format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -284,6 +315,10 @@ fn open_one(addr: SocketAddr, probe: Probe, deadline: Instant) -> Result<TcpStre
     };
     s.write_all(req.as_bytes())
         .map_err(|e| format!("write: {e}"))?;
+    if let Probe::Parked(_) = probe {
+        // Parked: nothing comes back until an event or the timeout.
+        return Ok(s);
+    }
 
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
@@ -345,6 +380,7 @@ fn response_done(buf: &[u8], head: usize, probe: Probe, key: &str) -> Result<boo
             }
             Ok(true)
         }
+        Probe::Parked(_) => Err("a parked poll was answered".into()),
         Probe::Healthz => {
             if resp.code != Some(200) {
                 return Err(format!("GET /healthz: status {:?}, want 200", resp.code));
