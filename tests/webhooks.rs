@@ -544,3 +544,50 @@ fn a_slow_name_lookup_does_not_stall_the_loop() {
     );
     assert!(t.elapsed() >= Duration::from_secs(2));
 }
+
+#[test]
+fn a_lookup_that_never_answers_still_ends_the_attempt() {
+    let resolver: pushwire::Resolver = Arc::new(|_host: &str, _port: u16| {
+        thread::sleep(Duration::from_secs(10));
+        Ok(vec![SocketAddr::from(([127, 0, 0, 1], 9))])
+    });
+    let srv = run(Config::new()
+        .webhook_allow_private(true)
+        .webhook_resolver(resolver)
+        .webhook_schedule(Schedule::from_secs(&[]).unwrap())
+        .webhook_timeout(Duration::from_millis(300)));
+    srv.add("http://stuck.test/hook").unwrap();
+    let t = Instant::now();
+    srv.publish("x");
+    let outcomes = srv.wait_outcomes(1, 5);
+    assert!(
+        matches!(&outcomes[0].outcome, Outcome::Failed { attempts: 1, error } if error.contains("time")),
+        "{outcomes:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn stopping_gives_every_pending_message_its_outcome() {
+    let rx = Receiver::start(Arc::new(|_, _| (None, false)));
+    let mut srv = run(Config::new()
+        .webhook_allow_private(true)
+        .webhook_max_in_flight(1));
+    srv.add(&rx.url("/never")).unwrap();
+    for i in 0..3 {
+        srv.publish(&format!("e{i}"));
+    }
+    // One in flight (never answered), two queued behind it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rx.recs().is_empty() {
+        assert!(Instant::now() < deadline);
+        thread::sleep(Duration::from_millis(10));
+    }
+    srv.handle.stop();
+    srv.thread.take().unwrap().join().unwrap();
+    let outcomes = srv.outcomes.lock().unwrap().clone();
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o.outcome, Outcome::Failed { .. })));
+}

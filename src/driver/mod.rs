@@ -147,6 +147,7 @@ enum TimerEv {
     AcceptRetry,
     HookEngine,
     HookClient(usize, u32),
+    HookResolve(u64),
 }
 
 #[derive(Debug)]
@@ -347,6 +348,7 @@ impl<A: App> Server<A> {
             self.core.now = Instant::now();
             if let Some(deadline) = self.core.stopping {
                 if self.core.live == 0 || self.core.now >= deadline {
+                    self.core.shutdown_hooks();
                     self.core.close_all("server stopped");
                     self.deliver_notes();
                     debug!("stopped");
@@ -461,6 +463,7 @@ impl<A: App> Server<A> {
                 TimerEv::AcceptRetry => self.core.accept(),
                 TimerEv::HookEngine => self.core.hook_engine_timer(tid),
                 TimerEv::HookClient(idx, gen) => self.core.hook_client_timer(idx, gen, tid),
+                TimerEv::HookResolve(n) => self.core.hook_resolve_timer(n),
                 TimerEv::Conn(id, what) => self.core.conn_timer(tid, id, what),
             }
         }

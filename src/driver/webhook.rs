@@ -563,6 +563,9 @@ impl Core {
                 self.hooks
                     .resolving
                     .insert(n, (attempt, request, url.port, self.now));
+                // A lookup that never comes back still ends the attempt in time.
+                let at = self.now + self.hooks.config.attempt_timeout;
+                self.timers.insert(at, TimerEv::HookResolve(n));
                 let sent = self
                     .hooks
                     .resolver_tx
@@ -577,6 +580,40 @@ impl Core {
                     );
                 }
             }
+        }
+    }
+
+    /// The server stops: every message still queued, retrying or in flight gets its one
+    /// outcome now (failed: "endpoint removed") instead of vanishing silently.
+    pub(crate) fn shutdown_hooks(&mut self) {
+        let ids: Vec<EndpointId> = self.hooks.engine.endpoints().map(|(id, _)| id).collect();
+        let now = self.now;
+        for id in ids {
+            self.hooks.engine.remove_endpoint(id, now);
+        }
+        for n in self.hooks.resolving.keys().copied().collect::<Vec<_>>() {
+            if let Some((attempt, ..)) = self.hooks.resolving.remove(&n) {
+                self.finish_attempt(attempt, AttemptResult::Io("server stopped".into()));
+            }
+        }
+        for idx in 0..self.hooks.clients.len() {
+            let job = self.hooks.clients[idx]
+                .1
+                .as_mut()
+                .and_then(|c| c.job.take());
+            self.drop_client(idx);
+            if let Some(job) = job {
+                self.finish_attempt(job.attempt, AttemptResult::Io("server stopped".into()));
+            }
+        }
+        self.drive_hooks();
+    }
+
+    /// Lookup `n` took the whole attempt time: the attempt times out (a late answer is ignored).
+    pub(crate) fn hook_resolve_timer(&mut self, n: u64) {
+        if let Some((attempt, ..)) = self.hooks.resolving.remove(&n) {
+            debug!("webhook: name lookup {n} did not answer in time");
+            self.finish_attempt(attempt, AttemptResult::Timeout);
         }
     }
 
