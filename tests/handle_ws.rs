@@ -53,6 +53,10 @@ fn handle_sends_pings_and_closes_websockets() {
         thread::sleep(Duration::from_millis(5));
     }
     let id = ids.lock().unwrap()[0];
+    // A code that may not be sent is refused, and nothing is sent.
+    let (tx, rx) = mpsc::channel();
+    handle.run(move |cx| tx.send(cx.close_ws(id, 1005, "")).unwrap());
+    assert!(!rx.recv().unwrap());
     let h = handle.clone();
     thread::spawn(move || {
         assert!(h.send_text(id, "from another thread"));

@@ -33,6 +33,7 @@ impl App for SubApp {
 
 fn start(
     policy: SlowPolicy,
+    heartbeat: Duration,
 ) -> (
     std::net::SocketAddr,
     Handle,
@@ -43,7 +44,10 @@ fn start(
     let s2 = slow.clone();
     let (tx, rx) = mpsc::channel();
     let th = thread::spawn(move || {
-        let config = Config::new().high_water(64 * 1024).slow_policy(policy);
+        let config = Config::new()
+            .high_water(64 * 1024)
+            .slow_policy(policy)
+            .sse_heartbeat(heartbeat);
         let mut server = Server::bind("127.0.0.1:0", config, SubApp { slow: s2 }).unwrap();
         tx.send((server.local_addr(), server.handle())).unwrap();
         server.run().unwrap();
@@ -81,7 +85,7 @@ fn ws_count(handle: &Handle) -> usize {
 
 #[test]
 fn a_websocket_that_stops_reading_is_closed_with_1008() {
-    let (addr, handle, slow, th) = start(SlowPolicy::Disconnect);
+    let (addr, handle, slow, th) = start(SlowPolicy::Disconnect, Duration::from_secs(15));
     let mut c = WsClient::open(addr, "/ws", "");
     flood(&handle, &slow, true);
     assert_eq!(*slow.lock().unwrap(), vec![ConnKind::WebSocket]);
@@ -113,7 +117,7 @@ fn a_websocket_that_stops_reading_is_closed_with_1008() {
 
 #[test]
 fn drop_messages_policy_keeps_the_connection_and_skips_events() {
-    let (addr, handle, slow, th) = start(SlowPolicy::DropMessages);
+    let (addr, handle, slow, th) = start(SlowPolicy::DropMessages, Duration::from_secs(15));
     let mut c = WsClient::open(addr, "/ws", "");
     let published = flood(&handle, &slow, false) as u64;
     assert!(
@@ -152,7 +156,8 @@ fn drop_messages_policy_keeps_the_connection_and_skips_events() {
 
 #[test]
 fn an_sse_stream_that_stops_reading_is_ended() {
-    let (addr, handle, slow, th) = start(SlowPolicy::Disconnect);
+    // Frequent heartbeats: none may follow the last chunk while the stream drains.
+    let (addr, handle, slow, th) = start(SlowPolicy::Disconnect, Duration::from_millis(20));
     let mut s = connect(addr);
     std::io::Write::write_all(&mut s, b"GET /sse HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     thread::sleep(Duration::from_millis(50));

@@ -111,10 +111,10 @@ impl ReadBuf {
         }
     }
 
-    /// Reads once from `r` into free space, growing the buffer up to `limit` pending bytes.
-    /// Returns `Ok(0)` at end of stream; an error of kind `OutOfMemory`-like is never made:
-    /// when `limit` pending bytes are already buffered, nothing is read and
-    /// `Err(WouldBlock)`-free `Ok(None)` tells the caller the buffer is full.
+    /// Reads once from `r` into free space, growing the buffer (while reads fill it) up to
+    /// [`READ_MAX`], or to `limit` pending bytes when a protocol needs more to see a whole
+    /// unit. `Ok(Some(0))` is end of stream; `Ok(None)` means `limit` bytes are already
+    /// pending and nothing was read (the caller decides whether that is an error).
     pub(crate) fn read_from(
         &mut self,
         r: &mut impl io::Read,

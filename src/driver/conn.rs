@@ -93,6 +93,7 @@ impl Core {
                         pending_close: None,
                         kill: None,
                         topics: Vec::new(),
+                        out_mark: 0,
                     });
                     self.live += 1;
                     self.counts[kind_index(ConnKind::Http)] += 1;
@@ -123,7 +124,7 @@ impl Core {
     }
 
     pub(super) fn set_conn_timer(&mut self, i: usize, what: ConnTimer, after: Duration) {
-        let at = self.now + after;
+        let at = deadline(self.now, after);
         let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
             return;
         };
@@ -154,12 +155,19 @@ impl Core {
                 debug!("{id} request not complete in time");
                 self.respond_error(i, 408, "request not complete in time");
             }
+            ConnTimer::Idle if !c.out.is_empty() && c.out.len() < c.out_mark => {
+                // Still sending an answer to a slow but reading client: not idle.
+                c.out_mark = c.out.len();
+                let idle = self.config.idle_timeout;
+                self.set_conn_timer(i, ConnTimer::Idle, idle);
+            }
             ConnTimer::Idle => self.close_now(i, "idle timeout"),
             ConnTimer::Park => {
                 if let Some((topic, since)) = self.parked.unpark(id) {
                     self.answer_parked(i, &topic, since, true);
                 }
             }
+            ConnTimer::Heartbeat if c.closing != Closing::No => {}
             ConnTimer::Heartbeat => {
                 let chunked = matches!(c.mode, Mode::Sse { chunked: true });
                 let mut body = Vec::new();
@@ -169,6 +177,11 @@ impl Core {
                 self.set_conn_timer(i, ConnTimer::Heartbeat, every);
             }
             ConnTimer::WsClose => self.close_now(i, "peer did not answer our close frame"),
+            ConnTimer::Linger if c.closing == Closing::AfterFlush && c.out.len() < c.out_mark => {
+                // The last answer is still going out, and moving: wait on.
+                c.out_mark = c.out.len();
+                self.set_conn_timer(i, ConnTimer::Linger, LINGER);
+            }
             ConnTimer::Linger => self.close_now(i, "closed"),
         }
     }
@@ -277,8 +290,7 @@ impl Core {
                     self.close_now(i, "peer closed");
                 } else {
                     // The client finished sending; finish our answers, then close.
-                    c.closing = Closing::AfterFlush;
-                    self.mark_dirty(i);
+                    self.start_closing(i);
                 }
             }
             (Mode::Ws(_), Closing::AfterFlush) => {
@@ -378,21 +390,42 @@ impl Core {
         if let Mode::Http { waiting, .. } = &mut c.mode {
             *waiting = Waiting::No;
         }
-        if !keep_alive {
-            c.closing = Closing::AfterFlush;
-        }
         let pending = !c.rbuf.is_empty();
         if c.kind == ConnKind::Parked {
             self.set_kind(i, ConnKind::Http);
         }
-        if keep_alive {
-            if pending {
-                self.ready.push(i);
-            } else {
-                let idle = self.config.idle_timeout;
-                self.set_conn_timer(i, ConnTimer::Idle, idle);
+        if !keep_alive {
+            self.start_closing(i);
+        } else if pending {
+            self.ready.push(i);
+        } else {
+            let idle = self.config.idle_timeout;
+            self.set_conn_timer(i, ConnTimer::Idle, idle);
+            if let Some(c) = slot(&mut self.slots, i) {
+                c.out_mark = c.out.len();
             }
         }
+        self.mark_dirty(i);
+    }
+
+    /// Connection `i` closes once its queued output is written. That gets a deadline too:
+    /// a peer that stops reading must not hold its slot forever (the WebSocket close
+    /// timeout for WebSockets, the linger time otherwise).
+    pub(super) fn start_closing(&mut self, i: usize) {
+        let Some(c) = slot(&mut self.slots, i) else {
+            return;
+        };
+        if c.closing != Closing::No {
+            return;
+        }
+        c.closing = Closing::AfterFlush;
+        c.out_mark = c.out.len();
+        let wait = if matches!(c.mode, Mode::Ws(_)) {
+            self.config.ws_close_timeout
+        } else {
+            LINGER
+        };
+        self.set_conn_timer(i, ConnTimer::Linger, wait);
         self.mark_dirty(i);
     }
 

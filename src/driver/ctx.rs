@@ -71,15 +71,13 @@ impl Ctx<'_> {
                 if chunked && c.closing == Closing::No {
                     c.out.append(&mut core.pool, 5, http1::write_last_chunk);
                 }
-                c.closing = Closing::AfterFlush;
-                dirty(&mut core.dirty, c, i);
+                core.start_closing(i);
             }
             Mode::Http { .. } => {
                 if c.kind == ConnKind::Parked {
                     core.parked.unpark(conn);
                 }
-                c.closing = Closing::AfterFlush;
-                dirty(&mut core.dirty, c, i);
+                core.start_closing(i);
             }
         }
     }
@@ -104,16 +102,26 @@ impl Ctx<'_> {
     }
 
     /// Subscribes a WebSocket connection to `topic` (see [`WsAccept::subscribe`]).
-    /// `false` when `conn` is not an open WebSocket or the topic name is invalid.
+    /// `false` when `conn` is not an open WebSocket or the topic name is invalid; subscribing
+    /// again to the same topic changes nothing (no second replay).
     pub fn subscribe(&mut self, conn: ConnId, topic: &str, since: Option<u64>) -> bool {
         let core = &mut *self.core;
         let Some(i) = core.index_of(conn) else {
             return false;
         };
-        if !matches!(core.conn_mut(i).map(|c| &c.mode), Some(Mode::Ws(_)))
+        let Some(c) = core.conn_mut(i) else {
+            return false;
+        };
+        if !matches!(c.mode, Mode::Ws(_))
+            || c.ws_close_sent
+            || c.closing != Closing::No
             || !crate::proto::topic::valid_topic(topic)
         {
             return false;
+        }
+        if c.topics.iter().any(|t| &**t == topic) {
+            // Already subscribed: replaying again would duplicate events.
+            return true;
         }
         if let Some(since) = since {
             let page = core.topics.read_after(topic, since, usize::MAX);
@@ -165,7 +173,7 @@ impl Ctx<'_> {
 
     /// Calls `tag`'s [`App::on_timer`] after `after`.
     pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerId {
-        let at = self.core.now + after;
+        let at = deadline(self.core.now, after);
         TimerId(self.core.timers.insert(at, TimerEv::App(tag)))
     }
 

@@ -36,8 +36,9 @@ pub(crate) enum Command {
 /// A `Send + Clone` handle that injects work into a running [`Server`](crate::Server)
 /// from any thread.
 ///
-/// Every method returns `false` when the server has already stopped (the command could
-/// not be delivered); otherwise the command runs on the loop thread soon after.
+/// Every method returns `false` once the [`Server`](crate::Server) has been dropped (the
+/// command could not be delivered); otherwise the command runs on the loop thread soon
+/// after (commands sent after `run` returned, to a server not yet dropped, are not run).
 #[derive(Clone)]
 pub struct Handle {
     pub(crate) tx: Sender<Command>,

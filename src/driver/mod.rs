@@ -171,6 +171,9 @@ struct Conn {
     /// Set when the connection must go; applied when no callback for it is running.
     kill: Option<String>,
     topics: Vec<Box<str>>,
+    /// Bytes queued when the idle or closing timer was armed: a timer that finds fewer
+    /// bytes queued saw progress and waits again; one that finds no progress gives up.
+    out_mark: usize,
 }
 
 #[derive(Debug)]
@@ -243,6 +246,13 @@ fn dirty(list: &mut Vec<usize>, c: &mut Conn, i: usize) {
         c.dirty = true;
         list.push(i);
     }
+}
+
+/// `now + after`, saturating far in the future instead of overflowing (a `Duration::MAX`
+/// timeout means "never").
+fn deadline(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
 fn kind_index(k: ConnKind) -> usize {
@@ -549,6 +559,7 @@ impl<A: App> Server<A> {
         loop {
             let core = &mut self.core;
             let limits = core.config.http;
+            let high_water = core.config.high_water;
             let Some(c) = slot(&mut core.slots, i) else {
                 return;
             };
@@ -574,6 +585,12 @@ impl<A: App> Server<A> {
                         // Pipelined requests wait until the pending answer is sent.
                         return;
                     }
+                    if c.out.len() > high_water {
+                        // A client pipelining requests without reading the answers: stop
+                        // answering (and reading) until it catches up; `flush` resumes.
+                        c.read_paused = true;
+                        return;
+                    }
                     let r = reader.get_or_insert_with(Box::default);
                     let mut early = Vec::new();
                     let res = r.advance(c.rbuf.pending(), &limits, &mut early);
@@ -595,6 +612,19 @@ impl<A: App> Server<A> {
                         Ok((n, None)) => {
                             let Some(c) = core.conn_mut(i) else { return };
                             c.rbuf.consume(n);
+                            if let Mode::Http {
+                                reader: r @ Some(_),
+                                ..
+                            } = &mut c.mode
+                            {
+                                if r.as_ref().is_some_and(|r| r.is_idle()) {
+                                    // Only stray line breaks between requests (perhaps a
+                                    // lone CR still buffered): still idle, so the idle
+                                    // timeout keeps running, not the header timeout.
+                                    *r = None;
+                                    return;
+                                }
+                            }
                             if !matches!(c.timer, Some((_, ConnTimer::Header))) {
                                 let after = core.config.header_timeout;
                                 core.set_conn_timer(i, ConnTimer::Header, after);
@@ -735,11 +765,14 @@ impl<A: App> Server<A> {
         core.busy = None;
         let Some(c) = core.conn_mut(i) else { return };
         c.rbuf = rbuf;
-        if wsc.is_closed() {
+        let closed = wsc.is_closed();
+        if closed {
             c.rbuf.clear();
-            c.closing = Closing::AfterFlush;
         }
         c.mode = Mode::Ws(Some(wsc));
+        if closed {
+            core.start_closing(i);
+        }
         core.mark_dirty(i);
         core.after_callback(i);
     }

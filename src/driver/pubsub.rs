@@ -243,10 +243,9 @@ impl Core {
             }
             Mode::Http { .. } => return,
         }
-        c.closing = Closing::AfterFlush;
         let kind = c.kind;
         self.notes.push(Note::Slow(id, kind));
-        self.mark_dirty(i);
+        self.start_closing(i);
     }
 
     pub(super) fn publish(
@@ -321,7 +320,10 @@ impl Core {
         match &mut c.mode {
             Mode::Ws(Some(wsc)) if !busy => {
                 let mut out = Vec::new();
-                wsc.close(&mut out, code, reason);
+                if !wsc.close(&mut out, code, reason) {
+                    // A code that may not be sent (1005, 1006, 1015, < 1000...).
+                    return false;
+                }
                 c.out.push_slice(&mut self.pool, &out);
                 c.ws_close_sent = true;
                 c.ws_code = Some(code);
@@ -344,7 +346,7 @@ impl Core {
             return;
         }
         debug!("stopping: no new connections; flushing and closing the open ones");
-        self.stopping = Some(self.now + self.config.stop_timeout);
+        self.stopping = Some(deadline(self.now, self.config.stop_timeout));
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
@@ -358,8 +360,7 @@ impl Core {
                     reader: None,
                     waiting: Waiting::No,
                 } if c.rbuf.is_empty() => {
-                    c.closing = Closing::AfterFlush;
-                    self.mark_dirty(i);
+                    self.start_closing(i);
                 }
                 Mode::Http {
                     waiting: Waiting::Parked(_),
@@ -374,8 +375,7 @@ impl Core {
                     if *chunked {
                         c.out.append(&mut self.pool, 5, http1::write_last_chunk);
                     }
-                    c.closing = Closing::AfterFlush;
-                    self.mark_dirty(i);
+                    self.start_closing(i);
                 }
                 Mode::Ws(_) => {
                     self.close_ws(id, 1001, "server stopping");

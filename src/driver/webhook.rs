@@ -29,7 +29,7 @@ use log::{debug, trace, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Token, Waker};
 
-use super::{Command, Core, Note, TimerEv};
+use super::{deadline, Command, Core, Note, TimerEv};
 use crate::proto::http1::{ClientResponse, Limits, ResponseReader};
 use crate::proto::json;
 use crate::proto::timer::TimerId as RawTimer;
@@ -40,7 +40,7 @@ use crate::proto::webhook::{
 };
 
 /// Tokens at and above this belong to webhook client connections.
-pub(crate) const CLIENT_BASE: usize = 1 << 40;
+pub(crate) const CLIENT_BASE: usize = usize::MAX / 2;
 /// Response body bytes kept (for logs); the rest is read and discarded.
 const BODY_CAP: usize = 1024;
 /// Idle keep-alive connections kept per destination.
@@ -197,6 +197,10 @@ pub(crate) struct Hooks {
     prefix: String,
     seq: u64,
     engine_timer: Option<(RawTimer, Instant)>,
+    /// `drive_hooks` is running: results reported meanwhile are picked up by its loop
+    /// instead of recursing (a run of synchronous connect failures would otherwise nest
+    /// once per queued message).
+    driving: bool,
 }
 
 impl Hooks {
@@ -228,6 +232,7 @@ impl Hooks {
             prefix,
             seq: 0,
             engine_timer: None,
+            driving: false,
         }
     }
 
@@ -436,6 +441,10 @@ impl Core {
 
     /// Runs the engine's ready actions and re-arms its timer.
     pub(crate) fn drive_hooks(&mut self) {
+        if self.hooks.driving {
+            return;
+        }
+        self.hooks.driving = true;
         let now = self.now;
         while let Some(action) = self.hooks.engine.poll_action(now) {
             match action {
@@ -487,6 +496,7 @@ impl Core {
                 }
             }
         }
+        self.hooks.driving = false;
         let next = self.hooks.engine.next_deadline();
         let current = self.hooks.engine_timer.map(|(_, at)| at);
         if next != current {
@@ -564,7 +574,7 @@ impl Core {
                     .resolving
                     .insert(n, (attempt, request, url.port, self.now));
                 // A lookup that never comes back still ends the attempt in time.
-                let at = self.now + self.hooks.config.attempt_timeout;
+                let at = deadline(self.now, self.hooks.config.attempt_timeout);
                 self.timers.insert(at, TimerEv::HookResolve(n));
                 let sent = self
                     .hooks
@@ -733,8 +743,8 @@ impl Core {
                 }
             }
         };
-        let attempt_deadline = job.started + self.hooks.config.attempt_timeout;
-        let connect_deadline = self.now + self.hooks.config.connect_timeout;
+        let attempt_deadline = deadline(job.started, self.hooks.config.attempt_timeout);
+        let connect_deadline = deadline(self.now, self.hooks.config.connect_timeout);
         let Some(c) = self.hooks.clients[idx].1.as_mut() else {
             return;
         };
@@ -825,10 +835,9 @@ impl Core {
         match c.phase {
             Phase::Idle => self.drop_client(idx),
             Phase::Connecting => {
-                let timed_out = c
-                    .job
-                    .as_ref()
-                    .is_some_and(|j| self.now >= j.started + self.hooks.config.attempt_timeout);
+                let timed_out = c.job.as_ref().is_some_and(|j| {
+                    self.now >= deadline(j.started, self.hooks.config.attempt_timeout)
+                });
                 let r = if timed_out {
                     AttemptResult::Timeout
                 } else {
@@ -850,8 +859,8 @@ impl Core {
             return;
         };
         if c.phase == Phase::Connecting && (writable || readable) {
-            // RFC-free but OS-specific: a non-blocking connect is done when the socket is
-            // writable; `take_error` says whether it failed, `peer_addr` whether it is up.
+            // A non-blocking connect has finished when the socket turns writable:
+            // `take_error` says whether it failed, `peer_addr` whether it is up.
             match c.stream.take_error() {
                 Ok(Some(e)) | Err(e) => {
                     let addr = c.addr;
@@ -868,7 +877,7 @@ impl Core {
                     let attempt_deadline = c
                         .job
                         .as_ref()
-                        .map(|j| j.started + self.hooks.config.attempt_timeout);
+                        .map(|j| deadline(j.started, self.hooks.config.attempt_timeout));
                     let gen = c.gen;
                     if let Some(at) = attempt_deadline {
                         self.set_client_timer(idx, gen, at);
@@ -1011,14 +1020,16 @@ impl Core {
         let retry_after = resp
             .header("retry-after")
             .and_then(|v| webhook::parse_retry_after(v, unix_millis() / 1000));
-        let reusable = resp.keep_alive && c.rbuf.is_empty();
+        // Reusable only when the whole request went out (an early answer may cut it short:
+        // the rest would be read as the next request) and nothing follows the response.
+        let reusable = resp.keep_alive && c.rbuf.is_empty() && c.written == job.request.len();
         if reusable && self.hooks.idle.get(&c.addr).map_or(0, Vec::len) < MAX_IDLE_PER_ADDR {
             c.phase = Phase::Idle;
             c.reader = None;
             c.rbuf = Vec::new();
             let (addr, gen) = (c.addr, c.gen);
             self.hooks.idle.entry(addr).or_default().push(idx);
-            let at = self.now + IDLE_TIMEOUT;
+            let at = deadline(self.now, IDLE_TIMEOUT);
             self.set_client_timer(idx, gen, at);
         } else {
             self.drop_client(idx);
