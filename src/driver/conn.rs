@@ -378,6 +378,10 @@ impl Core {
         let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
             return;
         };
+        if c.closing != Closing::No {
+            // The application closed it meanwhile (or its write side is shut): no answer.
+            return;
+        }
         trace!(
             "{} <- {} ({} body bytes)",
             c.id,

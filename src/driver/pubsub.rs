@@ -354,6 +354,11 @@ impl Core {
             let Some(c) = slot(&mut self.slots, i) else {
                 continue;
             };
+            if self.busy == Some(i) && matches!(c.mode, Mode::Http { .. }) {
+                // The request whose callback asked to stop: its answer is still to be
+                // queued, and goes out with `Connection: close` since we are stopping.
+                continue;
+            }
             let id = c.id;
             match &c.mode {
                 Mode::Http {

@@ -687,6 +687,9 @@ impl Core {
     /// Puts `job` on an idle pooled connection to its address, or a new one.
     fn run_job(&mut self, job: Job) {
         let pooled = self.hooks.idle.get_mut(&job.addr).and_then(|v| v.pop());
+        if self.hooks.idle.get(&job.addr).is_some_and(Vec::is_empty) {
+            self.hooks.idle.remove(&job.addr);
+        }
         let idx = match pooled {
             Some(idx) if !job.retried => {
                 trace!("webhook: reusing connection {idx} to {}", job.addr);
