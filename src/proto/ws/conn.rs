@@ -33,7 +33,7 @@
 
 use std::ops::Range;
 
-use super::frame::{encode_frame, parse_header, OpCode, MAX_CONTROL_PAYLOAD};
+use super::frame::{encode_frame, parse_header, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 
@@ -173,6 +173,19 @@ struct Streaming {
     fin: bool,
     /// Payload is thrown away (we sent a Close).
     discard: bool,
+}
+
+impl Streaming {
+    /// The payload of the data frame `header` (masked with `key`) starts.
+    fn start(header: &FrameHeader, key: [u8; 4], discard: bool) -> Streaming {
+        Streaming {
+            remaining: header.payload_len,
+            key,
+            mask_offset: 0,
+            fin: header.fin,
+            discard,
+        }
+    }
 }
 
 /// What one pass of [`Connection::advance`] found; ranges index the read buffer.
@@ -394,13 +407,7 @@ impl Connection {
                 // We sent a Close: skip the peer's data until its Close (§5.5.1: "After
                 // sending a Close frame, the endpoint MUST NOT send any more data frames").
                 pos = start;
-                self.frame = Some(Streaming {
-                    remaining: header.payload_len,
-                    key,
-                    mask_offset: 0,
-                    fin: header.fin,
-                    discard: true,
-                });
+                self.frame = Some(Streaming::start(&header, key, true));
                 continue;
             }
 
@@ -452,13 +459,7 @@ impl Connection {
                 self.utf8 = Utf8Validator::new();
             }
             pos = start;
-            self.frame = Some(Streaming {
-                remaining: header.payload_len,
-                key,
-                mask_offset: 0,
-                fin: header.fin,
-                discard: false,
-            });
+            self.frame = Some(Streaming::start(&header, key, false));
         }
     }
 
