@@ -65,12 +65,15 @@ async function panelData(page, kind) {
   return page.$eval(`[data-transport="${kind}"]`, (el) => ({ ...el.dataset }));
 }
 
-// Waits (bounded) until every panel has at least n rows, the burst is over and no delay
+// Waits (bounded) until every panel has at least n rows (and says so in its summary), the
+// burst is over and no delay
 // is still waiting for its POST's answer. A timeout is not thrown: the checks report it.
 async function settle(page, n) {
   try {
+    // The summaries are redrawn a moment after the rows: wait for both.
     await page.waitForFunction(({ kinds, n }) => kinds.every(
-      (k) => document.querySelectorAll(`[data-transport="${k}"] [data-id]`).length >= n,
+      (k) => document.querySelectorAll(`[data-transport="${k}"] [data-id]`).length >= n
+        && Number(document.querySelector(`[data-transport="${k}"]`).dataset.count) >= n,
     ) && !document.querySelector('#burst').disabled
       && !document.querySelector('.ms.pending'), { kinds, n }, { timeout: WAIT_MS, polling: 100 });
     return true;
