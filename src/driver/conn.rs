@@ -5,7 +5,7 @@ use super::*;
 
 impl Core {
     pub(super) fn conn_mut(&mut self, i: usize) -> Option<&mut Conn> {
-        self.slots.get_mut(i).and_then(|s| s.conn.as_mut())
+        slot(&mut self.slots, i)
     }
 
     pub(super) fn index_of(&self, id: ConnId) -> Option<usize> {
@@ -30,7 +30,8 @@ impl Core {
         next.map(|d| d.saturating_duration_since(self.now) + Duration::from_micros(999))
     }
 
-    pub(super) fn date(&mut self) -> &str {
+    /// Brings the cached `Date` value (`self.date.text`) up to the current second.
+    pub(super) fn refresh_date(&mut self) {
         let secs = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -38,7 +39,6 @@ impl Core {
             self.date.secs = secs;
             self.date.text = http1::http_date(secs);
         }
-        &self.date.text
     }
 
     pub(super) fn accept(&mut self) {
@@ -116,7 +116,7 @@ impl Core {
     }
 
     pub(super) fn set_kind(&mut self, i: usize, kind: ConnKind) {
-        if let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) {
+        if let Some(c) = slot(&mut self.slots, i) {
             self.counts[kind_index(c.kind)] -= 1;
             self.counts[kind_index(kind)] += 1;
             c.kind = kind;
@@ -125,7 +125,7 @@ impl Core {
 
     pub(super) fn set_conn_timer(&mut self, i: usize, what: ConnTimer, after: Duration) {
         let at = deadline(self.now, after);
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+        let Some(c) = slot(&mut self.slots, i) else {
             return;
         };
         if let Some((old, _)) = c.timer.take() {
@@ -136,7 +136,7 @@ impl Core {
     }
 
     pub(super) fn cancel_conn_timer(&mut self, i: usize) {
-        if let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) {
+        if let Some(c) = slot(&mut self.slots, i) {
             if let Some((old, _)) = c.timer.take() {
                 self.timers.cancel(old);
             }
@@ -187,7 +187,7 @@ impl Core {
     }
 
     pub(super) fn mark_dirty(&mut self, i: usize) {
-        if let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) {
+        if let Some(c) = slot(&mut self.slots, i) {
             if !c.dirty {
                 c.dirty = true;
                 self.dirty.push(i);
@@ -208,7 +208,7 @@ impl Core {
 
     /// Writes what connection `i` has queued; keeps writable interest only while bytes remain.
     pub(super) fn flush(&mut self, i: usize) {
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+        let Some(c) = slot(&mut self.slots, i) else {
             return;
         };
         if let Some(reason) = c.kill.take() {
@@ -374,8 +374,9 @@ impl Core {
             .iter()
             .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
         let keep_alive = meta.keep_alive && !stopping && !wants_close;
-        let date = self.date().to_owned();
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+        self.refresh_date();
+        let date = &self.date.text;
+        let Some(c) = slot(&mut self.slots, i) else {
             return;
         };
         if c.closing != Closing::No {
@@ -389,7 +390,7 @@ impl Core {
             resp.body.len()
         );
         c.out.append(&mut self.pool, resp.body.len() + 256, |out| {
-            resp.encode(meta.version, meta.head, keep_alive, Some(&date), out)
+            resp.encode(meta.version, meta.head, keep_alive, Some(date), out)
         });
         if let Mode::Http { waiting, .. } = &mut c.mode {
             *waiting = Waiting::No;

@@ -137,7 +137,7 @@ impl Ctx<'_> {
                 encode_frame(&mut frames, OpCode::Text, &json_text);
             }
             core.stats.delivered_websocket += page.events.len() as u64;
-            if let Some(c) = core.slots.get_mut(i).and_then(|s| s.conn.as_mut()) {
+            if let Some(c) = slot(&mut core.slots, i) {
                 c.out.push_slice(&mut core.pool, &frames);
             }
             core.mark_dirty(i);
@@ -150,7 +150,7 @@ impl Ctx<'_> {
     pub fn unsubscribe(&mut self, conn: ConnId, topic: &str) {
         let core = &mut *self.core;
         let Some(i) = core.index_of(conn) else { return };
-        if let Some(c) = core.slots.get_mut(i).and_then(|s| s.conn.as_mut()) {
+        if let Some(c) = slot(&mut core.slots, i) {
             c.topics.retain(|t| &**t != topic);
         }
         if let Some(list) = core.subs.get_mut(topic) {

@@ -486,7 +486,7 @@ impl<A: App> Server<A> {
         loop {
             let core = &mut self.core;
             let high_water = core.config.high_water;
-            let Some(c) = core.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+            let Some(c) = slot(&mut core.slots, i) else {
                 return;
             };
             if c.eof || c.kill.is_some() {

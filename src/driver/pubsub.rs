@@ -51,7 +51,7 @@ impl Core {
             max_message_bytes: acc.max_message.unwrap_or(self.config.ws_max_message),
         };
         self.cancel_conn_timer(i);
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+        let Some(c) = slot(&mut self.slots, i) else {
             return false;
         };
         debug!("{} upgraded to WebSocket", c.id);
@@ -74,7 +74,7 @@ impl Core {
             return;
         }
         let chunked = meta.version == Version::Http11;
-        let date = self.date().to_owned();
+        self.refresh_date();
         let mut head = Vec::new();
         http1::write_stream_head(
             &mut head,
@@ -85,7 +85,7 @@ impl Core {
                 ("Cache-Control", "no-cache"),
                 ("X-Accel-Buffering", "no"),
             ],
-            Some(&date),
+            Some(&self.date.text),
         );
         let mut body = Vec::new();
         if let Some(ms) = self.config.sse_retry {
@@ -104,7 +104,7 @@ impl Core {
         }
         self.stats.delivered_sse += replayed as u64;
         self.cancel_conn_timer(i);
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+        let Some(c) = slot(&mut self.slots, i) else {
             return;
         };
         debug!(
@@ -123,7 +123,7 @@ impl Core {
     }
 
     pub(super) fn add_sub(&mut self, i: usize, id: ConnId, topic: &str) {
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+        let Some(c) = slot(&mut self.slots, i) else {
             return;
         };
         if c.topics.iter().any(|t| &**t == topic) {
@@ -138,7 +138,7 @@ impl Core {
         if bytes.is_empty() {
             return;
         }
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+        let Some(c) = slot(&mut self.slots, i) else {
             return;
         };
         c.out.append(&mut self.pool, bytes.len() + 12, |v| {
@@ -166,7 +166,7 @@ impl Core {
         if c.out.len() >= self.config.high_water && self.over_high_water(i) {
             return false;
         }
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+        let Some(c) = slot(&mut self.slots, i) else {
             return false;
         };
         c.out.append(&mut self.pool, payload.len() + 14, |v| {
@@ -178,7 +178,7 @@ impl Core {
 
     /// Queues shared bytes for a subscriber, respecting the slow-reader policy.
     pub(super) fn deliver(&mut self, i: usize, bytes: &Rc<[u8]>) -> bool {
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+        let Some(c) = slot(&mut self.slots, i) else {
             return false;
         };
         if c.ws_close_sent || c.closing != Closing::No {
@@ -187,7 +187,7 @@ impl Core {
         if c.out.len() >= self.config.high_water && self.over_high_water(i) {
             return false;
         }
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+        let Some(c) = slot(&mut self.slots, i) else {
             return false;
         };
         c.out.push_shared(bytes.clone());
@@ -201,7 +201,7 @@ impl Core {
     pub(super) fn over_high_water(&mut self, i: usize) -> bool {
         self.flush(i);
         let high_water = self.config.high_water;
-        match self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) {
+        match slot(&mut self.slots, i) {
             Some(c) if c.out.len() < high_water && c.closing == Closing::No => false,
             Some(_) => {
                 self.slow(i);
@@ -214,7 +214,7 @@ impl Core {
     /// Applies the slow-reader policy to connection `i`.
     pub(super) fn slow(&mut self, i: usize) {
         let policy = self.config.slow_policy;
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+        let Some(c) = slot(&mut self.slots, i) else {
             return;
         };
         let id = c.id;
@@ -311,7 +311,7 @@ impl Core {
             return false;
         };
         let busy = self.busy == Some(i);
-        let Some(c) = self.slots.get_mut(i).and_then(|s| s.conn.as_mut()) else {
+        let Some(c) = slot(&mut self.slots, i) else {
             return false;
         };
         if c.ws_close_sent || c.closing != Closing::No {
