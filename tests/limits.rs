@@ -9,7 +9,9 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pushwire::{App, Config, ConnId, Ctx, Handle, Park, Reply, Request, Response, Server, TimerId};
+use pushwire::{
+    App, Config, ConnId, Ctx, Handle, Park, Reply, Request, Response, Server, TimerId, WsAccept,
+};
 use util::*;
 
 struct Big {
@@ -30,8 +32,14 @@ impl App for Big {
                 cx.set_timer(Duration::MAX, 1);
                 Reply::Park(Park::new("t", 0, Duration::MAX))
             }
+            "/ws" => Reply::WebSocket(WsAccept::new()),
+            "/poll" => Reply::Park(Park::new("t", 0, Duration::from_secs(5))),
             _ => Response::text(200, "ok").into(),
         }
+    }
+    fn on_ws_open(&mut self, cx: &mut Ctx<'_>, conn: ConnId) {
+        // Start the closing handshake at once; the test client never answers it.
+        cx.close_ws(conn, 1000, "bye");
     }
     fn on_timer(&mut self, _cx: &mut Ctx<'_>, _t: TimerId, _tag: u64) {}
 }
@@ -121,6 +129,68 @@ fn duration_max_timeouts_mean_never() {
     // Still alive and serving.
     assert_eq!(get(addr, "/").status, 200);
     drop(s);
+    handle.stop();
+    th.join().unwrap();
+}
+
+#[test]
+fn connections_beyond_the_maximum_are_closed_at_once() {
+    let (addr, handle, _, th) = start(Config::new().max_connections(3));
+    let mut kept: Vec<_> = (0..3).map(|_| connect(addr)).collect();
+    for s in kept.iter_mut() {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        assert_eq!(
+            read_response(s, &mut Vec::new(), false).unwrap().status,
+            200
+        );
+    }
+    let mut extra = connect(addr);
+    assert!(is_closed(&mut extra), "a fourth connection was kept");
+    // The three are still served.
+    kept[0]
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(
+        read_response(&mut kept[0], &mut Vec::new(), false)
+            .unwrap()
+            .status,
+        200
+    );
+    drop(kept);
+    handle.stop();
+    th.join().unwrap();
+}
+
+#[test]
+fn an_unanswered_close_frame_times_out() {
+    let (addr, handle, _, th) = start(Config::new().ws_close_timeout(Duration::from_millis(300)));
+    let mut c = WsClient::open(addr, "/ws", "");
+    let close = c.recv().expect("the server's close frame");
+    assert_eq!(close.opcode, 8);
+    let t = Instant::now();
+    // We never answer: the server closes TCP after its close timeout.
+    assert!(is_closed(&mut c.s));
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "closed before the timeout"
+    );
+    handle.stop();
+    th.join().unwrap();
+}
+
+#[test]
+fn a_long_poll_answer_holds_at_most_poll_batch_events() {
+    let (addr, handle, _, th) = start(Config::new().poll_batch(5));
+    for i in 0..12 {
+        handle.publish("t", None, &format!("e{i}"));
+    }
+    // Commands run in order: once this one ran, all 12 are published.
+    let (tx, rx) = mpsc::channel();
+    handle.run(move |cx| tx.send(cx.topics().last_id("t")).unwrap());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 12);
+    let r = get(addr, "/poll");
+    assert_eq!(json_ids(&r.text()), vec![1, 2, 3, 4, 5]);
+    assert_eq!(json_u64(&r.text(), "next"), Some(5));
     handle.stop();
     th.join().unwrap();
 }
