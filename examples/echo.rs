@@ -41,9 +41,7 @@ fn main() -> std::io::Result<()> {
     }
     let config = Config::new()
         .ws_max_message(16 << 20)
-        .ws_max_frame(16 << 20)
-        // An echo answers every message: let a client that sends a burst get it all back.
-        .high_water(64 << 20);
+        .ws_max_frame(16 << 20);
     let mut server = Server::bind(addr.as_str(), config, Echo)?;
     println!("pushwire echo listening on ws://{}", server.local_addr());
     server.run()
