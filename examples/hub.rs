@@ -17,7 +17,7 @@ use std::time::Duration;
 use pushwire::proto::http1::form_pairs;
 use pushwire::proto::json;
 use pushwire::proto::topic::valid_topic;
-use pushwire::proto::webhook::{verify, Schedule, DEFAULT_TOLERANCE};
+use pushwire::proto::webhook::{verify, Host, Schedule, Secret, Url, DEFAULT_TOLERANCE};
 use pushwire::{
     App, CloseInfo, Config, ConnId, Ctx, Message, Park, Reply, Request, Response, Server,
     SseStream, WsAccept,
@@ -141,9 +141,7 @@ impl Hub {
             Ok(s) => s.unwrap_or(0),
             Err(r) => return r,
         };
-        let mut body = Vec::new();
-        json::write_page(&mut body, &cx.events(topic, since, 100));
-        Response::json(200, body)
+        Response::json(200, cx.events(topic, since, 100).to_json())
             .header("Cache-Control", "no-store")
             .into()
     }
@@ -283,7 +281,7 @@ impl Hub {
     /// the hub's registrations that point at itself, then republishes what it got to the
     /// `_webhooks` topic (event name `webhook`) so pages can watch deliveries arrive.
     fn receive(&mut self, cx: &mut Ctx<'_>, req: &Request) -> Reply {
-        let secrets = cx.own_webhook_secrets();
+        let secrets = own_secrets(cx);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -459,4 +457,24 @@ fn main() -> std::io::Result<()> {
     let mut server = Server::bind(addr.as_str(), config, hub)?;
     println!("pushwire hub listening on http://{}", server.local_addr());
     server.run()
+}
+
+/// The secrets of the registrations whose URL points at this hub itself (to verify what it
+/// receives from itself).
+fn own_secrets(cx: &Ctx<'_>) -> Vec<Secret> {
+    let local = cx.local_addr();
+    cx.webhook_secrets()
+        .into_iter()
+        .filter_map(|(url, secret)| {
+            let u = Url::parse(&url).ok()?;
+            let me = u.port == local.port()
+                && match &u.host {
+                    Host::Ip(ip) => {
+                        *ip == local.ip() || (ip.is_loopback() && local.ip().is_loopback())
+                    }
+                    Host::Name(n) => n == "localhost" && local.ip().is_loopback(),
+                };
+            me.then(|| Secret::parse(&secret).ok()).flatten()
+        })
+        .collect()
 }

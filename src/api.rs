@@ -1,15 +1,16 @@
-//! The callback API: the one trait an application implements, and the small types it sees.
-//!
-//! The loop calls [`App`] methods; every call gets a [`Ctx`] that lets the
-//! application send, close, publish and set timers. Inside the loop nothing goes through a
-//! channel: the context appends to the connections' output queues directly. Only other
-//! threads use a [`Handle`](crate::Handle), which wakes the loop through `mio::Waker`.
+//! The data types of the callback API: what an application hands the loop and what it is
+//! told. The [`App`](crate::App) trait and its [`Ctx`](crate::Ctx) live with the loop that
+//! calls them; this module depends on nothing but the core's types.
 
 use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::proto::http1::{Request, Response};
-use crate::Ctx;
+use crate::proto::http1::Response;
+use crate::proto::server::{CloseReason, ConnKind};
+use crate::proto::webhook::Outcome;
 
 /// Identifies one connection for as long as it is open.
 ///
@@ -35,39 +36,17 @@ impl fmt::Display for ConnId {
 
 /// Identifies an application timer set with [`Ctx::set_timer`](crate::Ctx::set_timer).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct TimerId(pub(crate) crate::proto::timer::TimerId);
+pub struct TimerId(pub(crate) crate::proto::timer::TimerKey);
 
-/// What kind of connection a [`ConnId`] currently is.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub enum ConnKind {
-    /// A plain HTTP/1.1 connection (between requests, or with a request in progress).
-    Http,
-    /// An HTTP request parked as a long poll, waiting for an event or its timeout.
-    Parked,
-    /// A Server-Sent Events stream.
-    Sse,
-    /// A WebSocket connection (after the 101 answer).
-    WebSocket,
-}
-
-/// A complete WebSocket data message handed to [`App::on_ws_message`].
-#[derive(Debug, Clone, Copy)]
-pub enum Message<'a> {
-    /// A text message (already validated as UTF-8).
-    Text(&'a str),
-    /// A binary message.
-    Binary(&'a [u8]),
-}
-
-/// Why a connection closed, handed to [`App::on_close`].
-#[derive(Debug, Clone)]
+/// Why a connection closed, handed to [`App::on_close`](crate::App::on_close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseInfo {
     /// What the connection was when it closed.
     pub kind: ConnKind,
     /// For WebSocket connections: the close code sent or received, if any.
     pub ws_code: Option<u16>,
-    /// A short human-readable reason ("peer closed", "idle timeout", a protocol error, ...).
-    pub reason: String,
+    /// Why it closed (its `Display` is a short human-readable text).
+    pub reason: CloseReason,
 }
 
 /// How the application answers a request: a response now, or one of the long-lived modes.
@@ -175,48 +154,181 @@ impl Park {
     }
 }
 
-/// What happens to a WebSocket connection whose output queue passed the high-water mark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SlowPolicy {
-    /// Close it with 1008 (policy violation) after the frame being written. The default.
-    Disconnect,
-    /// Keep it, but drop broadcast messages for it while it is above the mark.
-    DropMessages,
+/// Counters and gauges of a running server; see [`Ctx::stats`](crate::Ctx::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Open plain HTTP connections.
+    pub http: usize,
+    /// Open WebSocket connections.
+    pub websocket: usize,
+    /// Open SSE streams.
+    pub sse: usize,
+    /// Parked long polls.
+    pub parked: usize,
+    /// Events published.
+    pub published: u64,
+    /// Events sent to WebSocket subscribers.
+    pub delivered_websocket: u64,
+    /// Events sent on SSE streams.
+    pub delivered_sse: u64,
+    /// Events returned by long polls (events, not responses).
+    pub delivered_longpoll: u64,
+    /// Events delivered by webhook (2xx received).
+    pub delivered_webhook: u64,
 }
 
-/// The application: the loop calls these methods. Only `on_request` is required.
-pub trait App {
-    /// A complete HTTP request arrived on `conn`. Answer it with a [`Reply`].
-    fn on_request(&mut self, cx: &mut Ctx<'_>, conn: ConnId, req: &Request) -> Reply;
+/// A host-name resolver for webhook URLs: blocking is fine, it runs off the loop thread.
+pub type Resolver = Arc<dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
 
-    /// A WebSocket handshake on `conn` was accepted and answered with 101.
-    fn on_ws_open(&mut self, cx: &mut Ctx<'_>, conn: ConnId) {
-        let _ = (cx, conn);
+/// A registered webhook endpoint, as listed by [`Ctx::webhooks`](crate::Ctx::webhooks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookInfo {
+    /// Opaque id (for removal).
+    pub id: String,
+    /// The target URL.
+    pub url: String,
+    /// Disabled after the receiver answered 410 Gone.
+    pub disabled: bool,
+}
+
+/// A new registration: its id and signing secret (`whsec_...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookCreated {
+    /// Opaque id.
+    pub id: String,
+    /// The secret receivers verify signatures with.
+    pub secret: String,
+}
+
+/// Why a webhook registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookError {
+    /// The topic name is not valid.
+    BadTopic,
+    /// The URL does not parse, has userinfo, or is not `http://`.
+    BadUrl(String),
+    /// The target address is refused by the SSRF guard (loopback, private, ...).
+    Refused(String),
+    /// The secret is not `whsec_` + base64 of 24-64 bytes.
+    BadSecret(String),
+}
+
+impl fmt::Display for WebhookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WebhookError::BadTopic => f.write_str("bad topic name"),
+            WebhookError::BadUrl(e) => write!(f, "bad url: {e}"),
+            WebhookError::Refused(e) => f.write_str(e),
+            WebhookError::BadSecret(e) => write!(f, "bad secret: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WebhookError {}
+
+/// The final result of one webhook message, handed to
+/// [`App::on_webhook`](crate::App::on_webhook). Exactly one per message.
+#[derive(Debug, Clone)]
+pub struct WebhookOutcome {
+    /// The endpoint's id.
+    pub endpoint: String,
+    /// The topic the event was published to.
+    pub topic: String,
+    /// The `webhook-id` every attempt carried.
+    pub webhook_id: String,
+    /// Delivered (attempts, latency) or failed (attempts, last error).
+    pub outcome: Outcome,
+}
+
+/// Webhook counters for `/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WebhookStats {
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Messages waiting for a retry (gauge).
+    pub retrying: u64,
+    /// Messages failed.
+    pub failed: u64,
+    /// Attempts made.
+    pub attempts: u64,
+    /// Endpoints disabled by 410 Gone.
+    pub endpoints_disabled: u64,
+}
+
+/// One kept event of a topic, as [`Ctx::events`](crate::Ctx::events) returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Its id (per topic, ascending).
+    pub id: u64,
+    /// Its event name, if it has one.
+    pub name: Option<String>,
+    /// Its data.
+    pub data: String,
+}
+
+/// Kept events after a cursor, with the gap rule's verdict; see
+/// [`Ctx::events`](crate::Ctx::events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPage {
+    /// The events, ids ascending.
+    pub events: Vec<StoredEvent>,
+    /// Events after the cursor were lost (trimmed from the history, or the cursor is ahead).
+    pub gap: bool,
+    /// The cursor to read after next time.
+    pub next: u64,
+    /// The oldest kept id (0 when the topic keeps nothing).
+    pub oldest: u64,
+    /// More kept events follow these.
+    pub more: bool,
+}
+
+impl EventPage {
+    pub(crate) fn from_page(page: &crate::proto::topic::Page<'_>) -> Self {
+        EventPage {
+            events: page
+                .events
+                .iter()
+                .map(|e| StoredEvent {
+                    id: e.id,
+                    name: e.event.as_deref().map(str::to_owned),
+                    data: e.data.to_string(),
+                })
+                .collect(),
+            gap: page.gap,
+            next: page.next,
+            oldest: page.oldest,
+            more: page.more,
+        }
     }
 
-    /// A complete WebSocket message arrived.
-    fn on_ws_message(&mut self, cx: &mut Ctx<'_>, conn: ConnId, msg: Message<'_>) {
-        let _ = (cx, conn, msg);
-    }
-
-    /// `conn` closed (any kind). Called exactly once per connection that was accepted.
-    fn on_close(&mut self, cx: &mut Ctx<'_>, conn: ConnId, info: &CloseInfo) {
-        let _ = (cx, conn, info);
-    }
-
-    /// A timer set with [`Ctx::set_timer`](crate::Ctx::set_timer) fired.
-    fn on_timer(&mut self, cx: &mut Ctx<'_>, timer: TimerId, tag: u64) {
-        let _ = (cx, timer, tag);
-    }
-
-    /// A webhook message reached its one final outcome (delivered or failed).
-    fn on_webhook(&mut self, cx: &mut Ctx<'_>, outcome: &crate::WebhookOutcome) {
-        let _ = (cx, outcome);
-    }
-
-    /// `conn`'s output queue passed the high-water mark; the configured [`SlowPolicy`] was
-    /// applied (SSE streams are always closed: their clients resume with `Last-Event-ID`).
-    fn on_slow_reader(&mut self, cx: &mut Ctx<'_>, conn: ConnId, kind: ConnKind) {
-        let _ = (cx, conn, kind);
+    /// The page as the hub's JSON: `{"events":[{"id":N,"event":...,"data":"..."}],"next":M,"gap":false}`.
+    pub fn to_json(&self) -> Vec<u8> {
+        use crate::proto::json;
+        let mut out =
+            Vec::with_capacity(64 + self.events.iter().map(|e| e.data.len() + 40).sum::<usize>());
+        out.extend_from_slice(b"{\"events\":[");
+        for (i, e) in self.events.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"id\":");
+            json::write_u64(&mut out, e.id);
+            out.extend_from_slice(b",\"event\":");
+            match &e.name {
+                Some(n) => json::write_str(&mut out, n),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"data\":");
+            json::write_str(&mut out, &e.data);
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"],\"next\":");
+        json::write_u64(&mut out, self.next);
+        out.extend_from_slice(if self.gap {
+            b",\"gap\":true}"
+        } else {
+            b",\"gap\":false}"
+        });
+        out
     }
 }

@@ -2,11 +2,43 @@
 
 use std::time::Duration;
 
-use crate::api::SlowPolicy;
-use crate::driver::{HookConfig, Resolver};
-use crate::proto::http1::Limits;
+use crate::api::Resolver;
+use crate::proto::server::{ConnSettings, SlowPolicy};
 use crate::proto::topic::HistoryLimits;
-use crate::proto::webhook::Schedule;
+use crate::proto::webhook::{EngineConfig, Schedule};
+
+/// Webhook settings, part of [`Config`].
+#[derive(Clone)]
+pub(crate) struct HookConfig {
+    pub(crate) engine: EngineConfig,
+    pub(crate) allow_private: bool,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) attempt_timeout: Duration,
+    pub(crate) resolver: Option<Resolver>,
+}
+
+impl std::fmt::Debug for HookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookConfig")
+            .field("engine", &self.engine)
+            .field("allow_private", &self.allow_private)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish()
+    }
+}
+
+impl Default for HookConfig {
+    fn default() -> Self {
+        HookConfig {
+            engine: EngineConfig::default(),
+            allow_private: false,
+            connect_timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(15),
+            resolver: None,
+        }
+    }
+}
 
 /// Settings for a [`Server`](crate::Server). Build with [`Config::new`] and the setters;
 /// every value has a safe default.
@@ -36,17 +68,11 @@ use crate::proto::webhook::Schedule;
 /// | `webhook_allow_private` | false | loopback/private/CGNAT/ULA targets are refused |
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub(crate) http: Limits,
-    pub(crate) header_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
+    pub(crate) conn: ConnSettings,
     pub(crate) max_connections: usize,
     pub(crate) history: HistoryLimits,
     pub(crate) ws_max_frame: usize,
     pub(crate) ws_max_message: usize,
-    pub(crate) high_water: usize,
-    pub(crate) slow_policy: SlowPolicy,
-    pub(crate) ws_close_timeout: Duration,
-    pub(crate) sse_heartbeat: Duration,
     pub(crate) sse_retry: Option<u64>,
     pub(crate) poll_batch: usize,
     pub(crate) stop_timeout: Duration,
@@ -56,17 +82,11 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            http: Limits::default(),
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            conn: ConnSettings::default(),
             max_connections: 10_000,
             history: HistoryLimits::default(),
             ws_max_frame: 16 << 20,
             ws_max_message: 16 << 20,
-            high_water: 1 << 20,
-            slow_policy: SlowPolicy::Disconnect,
-            ws_close_timeout: Duration::from_secs(5),
-            sse_heartbeat: Duration::from_secs(15),
             sse_retry: None,
             poll_batch: 100,
             stop_timeout: Duration::from_secs(5),
@@ -91,15 +111,15 @@ impl Config {
         Self::default()
     }
     setter!(/// Largest request head (request line and header fields) in bytes.
-        max_head_bytes: usize => http.max_head_bytes);
+        max_head_bytes: usize => conn.limits.max_head_bytes);
     setter!(/// Most header fields in one request.
-        max_headers: usize => http.max_headers);
+        max_headers: usize => conn.limits.max_headers);
     setter!(/// Largest request body in bytes.
-        max_body_bytes: usize => http.max_body_bytes);
+        max_body_bytes: usize => conn.limits.max_body_bytes);
     setter!(/// Time a client has to send a whole request once it started one (slowloris guard).
-        header_timeout: Duration => header_timeout);
+        header_timeout: Duration => conn.header_timeout);
     setter!(/// Time an idle keep-alive connection is kept.
-        idle_timeout: Duration => idle_timeout);
+        idle_timeout: Duration => conn.idle_timeout);
     setter!(/// Most open connections; more are closed as soon as they are accepted.
         max_connections: usize => max_connections);
     setter!(/// Events kept per topic.
@@ -113,13 +133,13 @@ impl Config {
     setter!(/// Largest WebSocket message accepted (after reassembly).
         ws_max_message: usize => ws_max_message);
     setter!(/// Output queued per connection beyond which it counts as a slow reader.
-        high_water: usize => high_water);
+        high_water: usize => conn.high_water);
     setter!(/// What to do with a slow WebSocket reader.
-        slow_policy: SlowPolicy => slow_policy);
+        slow_policy: SlowPolicy => conn.slow_policy);
     setter!(/// How long to wait for the peer's close frame after sending ours.
-        ws_close_timeout: Duration => ws_close_timeout);
+        ws_close_timeout: Duration => conn.ws_close_timeout);
     setter!(/// Interval of SSE heartbeat comments.
-        sse_heartbeat: Duration => sse_heartbeat);
+        sse_heartbeat: Duration => conn.sse_heartbeat);
     setter!(/// `retry:` value (milliseconds) sent at the start of each SSE stream.
         sse_retry: Option<u64> => sse_retry);
     setter!(/// Most events in one long-poll answer.

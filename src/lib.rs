@@ -59,18 +59,16 @@
 
 pub mod proto;
 
-pub mod api;
+mod api;
 mod config;
 mod driver;
 
 pub use api::{
-    App, CloseInfo, ConnId, ConnKind, Message, Park, Reply, SlowPolicy, SseStream, TimerId,
-    WsAccept,
+    CloseInfo, ConnId, EventPage, Park, Reply, Resolver, SseStream, Stats, StoredEvent, TimerId,
+    WebhookCreated, WebhookError, WebhookInfo, WebhookOutcome, WebhookStats, WsAccept,
 };
 pub use config::Config;
-pub use driver::{
-    Ctx, Handle, Resolver, Server, Stats, WebhookCreated, WebhookError, WebhookInfo,
-    WebhookOutcome, WebhookStats,
-};
+pub use driver::{App, Ctx, Handle, Server};
 pub use proto::http1::{Request, Response};
+pub use proto::server::{CloseReason, ConnKind, Message, SlowPolicy};
 pub use proto::topic::PublishError;

@@ -27,7 +27,7 @@ impl App for TestApp {
                 Reply::Later
             }
             "/last" => {
-                let last = cx.topics().last_id("t");
+                let last = cx.last_id("t");
                 Response::text(200, last.to_string()).into()
             }
             "/stop" => {
@@ -87,7 +87,7 @@ fn handle_publishes_from_another_thread() {
     // Commands are handled in order, so a request made after they were all sent and a
     // round trip through the loop sees all 1,000.
     let (tx, rx) = mpsc::channel();
-    handle.run(move |cx| tx.send(cx.topics().last_id("t")).unwrap());
+    handle.run(move |cx| tx.send(cx.last_id("t")).unwrap());
     assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 1000);
     assert_eq!(get(addr, "/last").text(), "1000");
     assert!(handle.stop());

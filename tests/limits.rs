@@ -186,7 +186,7 @@ fn a_long_poll_answer_holds_at_most_poll_batch_events() {
     }
     // Commands run in order: once this one ran, all 12 are published.
     let (tx, rx) = mpsc::channel();
-    handle.run(move |cx| tx.send(cx.topics().last_id("t")).unwrap());
+    handle.run(move |cx| tx.send(cx.last_id("t")).unwrap());
     assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 12);
     let r = get(addr, "/poll");
     assert_eq!(json_ids(&r.text()), vec![1, 2, 3, 4, 5]);

@@ -1,188 +1,187 @@
-//! Connection bookkeeping on the [`Core`]: accepting, timers, flushing, closing, and
-//! answering HTTP requests (including parked long polls).
+//! The connection slab: accepting, the one timer per connection, flushing, and dropping.
+//! Every decision is the connection core's; [`Core::with_conn`] is the one place that calls
+//! it and applies what it decided.
 
-use super::*;
+use std::io::{self, IoSlice, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Instant;
+
+use log::{debug, trace};
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+
+use super::buf::ReadBuf;
+use super::{Core, Note, SubKey, TimerEv};
+use crate::api::{CloseInfo, ConnId};
+use crate::proto::out::{OutQueue, MAX_SLICES};
+use crate::proto::server::{CloseReason, ConnKind, Env, Expired, ServerConn};
+use crate::proto::timer::TimerKey;
+
+/// One slot of the slab.
+#[derive(Debug)]
+pub(super) struct ConnSlot {
+    gen: u32,
+    conn: Option<Conn>,
+}
+
+/// The I/O facts of one connection, and its core.
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub(super) stream: TcpStream,
+    pub(super) id: ConnId,
+    pub(super) proto: ServerConn,
+    pub(super) rbuf: ReadBuf,
+    pub(super) out: OutQueue,
+    /// The armed timer and its deadline.
+    timer: Option<(TimerKey, Instant)>,
+    /// The kind last seen (for the per-kind counts).
+    kind: ConnKind,
+    writable: bool,
+    pub(super) read_paused: bool,
+    pub(super) eof: bool,
+    pub(super) dirty: bool,
+}
+
+/// The connection in slot `i`, borrowing only the slab.
+pub(super) fn slot(slots: &mut [ConnSlot], i: usize) -> Option<&mut Conn> {
+    slots.get_mut(i).and_then(|s| s.conn.as_mut())
+}
+
+fn kind_index(k: ConnKind) -> usize {
+    match k {
+        ConnKind::Http => 0,
+        ConnKind::Parked => 1,
+        ConnKind::Sse => 2,
+        ConnKind::WebSocket => 3,
+    }
+}
 
 impl Core {
-    pub(super) fn conn_mut(&mut self, i: usize) -> Option<&mut Conn> {
-        slot(&mut self.slots, i)
-    }
-
     pub(super) fn index_of(&self, id: ConnId) -> Option<usize> {
         let i = id.index as usize;
         let s = self.slots.get(i)?;
         (s.gen == id.gen && s.conn.is_some()).then_some(i)
     }
 
-    pub(super) fn read_limit(&self) -> usize {
-        (self.config.http.max_head_bytes + 4096).max(super::buf::READ_MAX)
+    /// The connection `id`, if it is still open.
+    pub(super) fn conn(&self, id: ConnId) -> Option<&Conn> {
+        self.slots.get(self.index_of(id)?)?.conn.as_ref()
     }
 
-    pub(super) fn poll_timeout(&mut self) -> Option<Duration> {
-        if !self.ready.is_empty() || !self.notes.is_empty() {
-            return Some(Duration::ZERO);
+    pub(super) fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(ConnSlot { gen: 0, conn: None });
+            self.slots.len() - 1
+        });
+        let registry = self.poll.registry();
+        if let Err(e) = registry.register(&mut stream, Token(i), Interest::READABLE) {
+            log::warn!("register {peer}: {e}");
+            self.free.push(i);
+            return;
         }
-        let mut next = self.timers.next_deadline();
-        if let Some(stop) = self.stopping {
-            next = Some(next.map_or(stop, |n| n.min(stop)));
-        }
-        // Round up to whole milliseconds so the loop does not spin on a near deadline.
-        next.map(|d| d.saturating_duration_since(self.now) + Duration::from_micros(999))
+        let slot = &mut self.slots[i];
+        slot.gen = slot.gen.wrapping_add(1);
+        let id = ConnId {
+            index: i as u32,
+            gen: slot.gen,
+        };
+        let mut out = OutQueue::default();
+        let proto = ServerConn::new(&mut Env {
+            now: self.now,
+            cfg: &self.config.conn,
+            stopping: false,
+            date: None,
+            out: &mut out,
+        });
+        slot.conn = Some(Conn {
+            stream,
+            id,
+            proto,
+            rbuf: ReadBuf::default(),
+            out,
+            timer: None,
+            kind: ConnKind::Http,
+            writable: false,
+            read_paused: false,
+            eof: false,
+            dirty: false,
+        });
+        self.live += 1;
+        self.counts[kind_index(ConnKind::Http)] += 1;
+        self.settle(i);
+        debug!("{id} accepted from {peer}");
     }
 
-    /// Brings the cached `Date` value (`self.date.text`) up to the current second.
-    pub(super) fn refresh_date(&mut self) {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if secs != self.date.secs || self.date.text.is_empty() {
-            self.date.secs = secs;
-            self.date.text = http1::http_date(secs);
-        }
+    /// Calls the core of connection `i` with an [`Env`], then applies what it decided
+    /// ([`settle`](Self::settle)). `None` when the connection is gone.
+    pub(super) fn with_conn<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(&mut ServerConn, &mut Env<'_>) -> R,
+    ) -> Option<R> {
+        let c = slot(&mut self.slots, i)?;
+        let mut env = Env {
+            now: self.now,
+            cfg: &self.config.conn,
+            stopping: self.stopping.is_some(),
+            date: Some(&self.date.1),
+            out: &mut c.out,
+        };
+        let r = f(&mut c.proto, &mut env);
+        self.settle(i);
+        Some(r)
     }
 
-    pub(super) fn accept(&mut self) {
-        loop {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
-                Ok((mut stream, peer)) => {
-                    if self.live >= self.config.max_connections {
-                        debug!("refusing {peer}: {} connections open", self.live);
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    let i = self.free.pop().unwrap_or_else(|| {
-                        self.slots.push(Slot { gen: 0, conn: None });
-                        self.slots.len() - 1
-                    });
-                    if let Err(e) =
-                        self.poll
-                            .registry()
-                            .register(&mut stream, Token(i), Interest::READABLE)
-                    {
-                        warn!("register {peer}: {e}");
-                        self.free.push(i);
-                        continue;
-                    }
-                    let slot = &mut self.slots[i];
-                    slot.gen = slot.gen.wrapping_add(1);
-                    let id = ConnId {
-                        index: i as u32,
-                        gen: slot.gen,
-                    };
-                    slot.conn = Some(Conn {
-                        stream,
-                        id,
-                        kind: ConnKind::Http,
-                        mode: Mode::Http {
-                            reader: None,
-                            waiting: Waiting::No,
-                        },
-                        rbuf: ReadBuf::default(),
-                        out: OutQueue::default(),
-                        timer: None,
-                        closing: Closing::No,
-                        writable: false,
-                        read_paused: false,
-                        eof: false,
-                        dirty: false,
-                        ws_close_sent: false,
-                        ws_code: None,
-                        pending_close: None,
-                        kill: None,
-                        topics: Vec::new(),
-                        out_mark: 0,
-                    });
-                    self.live += 1;
-                    self.counts[kind_index(ConnKind::Http)] += 1;
-                    let idle = self.config.idle_timeout;
-                    self.set_conn_timer(i, ConnTimer::Idle, idle);
-                    debug!("{id} accepted from {peer}");
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // E.g. EMFILE: the pending connection stays in the backlog; with
-                    // edge-triggered readiness nothing would wake us for it, so retry.
-                    warn!("accept failed: {e}; retrying in {ACCEPT_RETRY:?}");
-                    self.timers
-                        .insert(self.now + ACCEPT_RETRY, TimerEv::AcceptRetry);
-                    return;
-                }
-            }
-        }
-    }
-
-    pub(super) fn set_kind(&mut self, i: usize, kind: ConnKind) {
-        if let Some(c) = slot(&mut self.slots, i) {
-            self.counts[kind_index(c.kind)] -= 1;
-            self.counts[kind_index(kind)] += 1;
-            c.kind = kind;
-        }
-    }
-
-    pub(super) fn set_conn_timer(&mut self, i: usize, what: ConnTimer, after: Duration) {
-        let at = deadline(self.now, after);
+    /// After a call into connection `i`'s core: count a change of kind (a poll that is no
+    /// longer parked leaves the table), re-arm its one timer from `poll_timeout()`, queue it
+    /// for a flush, resume input that waited for an answer, and drop it when it finished.
+    fn settle(&mut self, i: usize) {
         let Some(c) = slot(&mut self.slots, i) else {
             return;
         };
-        if let Some((old, _)) = c.timer.take() {
-            self.timers.cancel(old);
+        let kind = c.proto.kind();
+        if kind != c.kind {
+            self.counts[kind_index(c.kind)] -= 1;
+            self.counts[kind_index(kind)] += 1;
+            if c.kind == ConnKind::Parked {
+                self.subs.remove_key(SubKey::Conn(c.id));
+            }
+            c.kind = kind;
         }
-        let tid = self.timers.insert(at, TimerEv::Conn(c.id, what));
-        c.timer = Some((tid, what));
-    }
-
-    pub(super) fn cancel_conn_timer(&mut self, i: usize) {
-        if let Some(c) = slot(&mut self.slots, i) {
-            if let Some((old, _)) = c.timer.take() {
-                self.timers.cancel(old);
+        let want = c.proto.poll_timeout();
+        if c.timer.map(|t| t.1) != want {
+            if let Some((key, _)) = c.timer.take() {
+                self.timers.cancel(key);
+            }
+            if let Some(at) = want {
+                c.timer = Some((self.timers.insert(at, TimerEv::Conn(c.id)), at));
             }
         }
+        if let Some(why) = c.proto.finished() {
+            self.close_now(i, why);
+            return;
+        }
+        if kind == ConnKind::Http && !c.rbuf.is_empty() && !c.proto.owes_answer() {
+            self.ready.push(i);
+        }
+        if !c.out.is_empty() && !c.dirty {
+            c.dirty = true;
+            self.dirty.push(i);
+        }
     }
 
-    pub(super) fn conn_timer(&mut self, tid: RawTimer, id: ConnId, what: ConnTimer) {
+    pub(super) fn conn_timer(&mut self, key: TimerKey, id: ConnId) {
         let Some(i) = self.index_of(id) else { return };
-        let Some(c) = self.conn_mut(i) else { return };
-        if c.timer.map(|t| t.0) != Some(tid) {
+        let Some(c) = slot(&mut self.slots, i) else {
+            return;
+        };
+        if c.timer.map(|t| t.0) != Some(key) {
             return;
         }
         c.timer = None;
-        match what {
-            ConnTimer::Header => {
-                debug!("{id} request not complete in time");
-                self.respond_error(i, 408, "request not complete in time");
-            }
-            ConnTimer::Idle if !c.out.is_empty() && c.out.len() < c.out_mark => {
-                // Still sending an answer to a slow but reading client: not idle.
-                c.out_mark = c.out.len();
-                let idle = self.config.idle_timeout;
-                self.set_conn_timer(i, ConnTimer::Idle, idle);
-            }
-            ConnTimer::Idle => self.close_now(i, "idle timeout"),
-            ConnTimer::Park => {
-                if let Some((topic, since)) = self.parked.unpark(id) {
-                    self.answer_parked(i, &topic, since, true);
-                }
-            }
-            ConnTimer::Heartbeat if c.closing != Closing::No => {}
-            ConnTimer::Heartbeat => {
-                let chunked = matches!(c.mode, Mode::Sse { chunked: true });
-                let mut body = Vec::new();
-                sse::write_comment(&mut body, "heartbeat");
-                self.push_stream_bytes(i, chunked, &body);
-                let every = self.config.sse_heartbeat;
-                self.set_conn_timer(i, ConnTimer::Heartbeat, every);
-            }
-            ConnTimer::WsClose => self.close_now(i, "peer did not answer our close frame"),
-            ConnTimer::Linger if c.closing == Closing::AfterFlush && c.out.len() < c.out_mark => {
-                // The last answer is still going out, and moving: wait on.
-                c.out_mark = c.out.len();
-                self.set_conn_timer(i, ConnTimer::Linger, LINGER);
-            }
-            ConnTimer::Linger => self.close_now(i, "closed"),
+        if self.with_conn(i, |p, env| p.handle_timeout(env)) == Some(Expired::Park) {
+            self.answer_parked(i, None);
         }
     }
 
@@ -198,7 +197,7 @@ impl Core {
     pub(super) fn flush_dirty(&mut self) {
         while !self.dirty.is_empty() {
             for i in std::mem::take(&mut self.dirty) {
-                if let Some(c) = self.conn_mut(i) {
+                if let Some(c) = slot(&mut self.slots, i) {
                     c.dirty = false;
                     self.flush(i);
                 }
@@ -206,113 +205,70 @@ impl Core {
         }
     }
 
-    /// Writes what connection `i` has queued; keeps writable interest only while bytes remain.
+    /// Writes what connection `i` has queued; keeps writable interest only while bytes
+    /// remain; tells the core when the queue drained.
     pub(super) fn flush(&mut self, i: usize) {
         let Some(c) = slot(&mut self.slots, i) else {
             return;
         };
-        if let Some(reason) = c.kill.take() {
-            if self.busy != Some(i) {
-                self.close_now(i, &reason);
+        let mut result = Ok(());
+        while !c.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let n = c.out.io_slices(&mut slices);
+            match c.stream.write_vectored(&slices[..n]) {
+                Ok(0) => result = Err(io::ErrorKind::WriteZero),
+                Ok(k) => {
+                    trace!("{} wrote {k} bytes", c.id);
+                    c.out.advance(k);
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => result = Err(e.kind()),
+            }
+            break;
+        }
+        if let Err(kind) = result {
+            self.fail_conn(i, CloseReason::WriteError(kind));
+            return;
+        }
+        let drained = c.out.is_empty();
+        if drained == c.writable {
+            c.writable = !drained;
+            let interest = if drained {
+                Interest::READABLE
             } else {
-                c.kill = Some(reason);
-            }
+                Interest::READABLE | Interest::WRITABLE
+            };
+            let _ = self
+                .poll
+                .registry()
+                .reregister(&mut c.stream, Token(i), interest);
+        }
+        if !drained {
             return;
         }
-        match c.out.flush(&mut c.stream, &mut self.pool) {
-            Ok(Flushed::All) => {
-                if c.writable {
-                    c.writable = false;
-                    let _ = self.poll.registry().reregister(
-                        &mut c.stream,
-                        Token(i),
-                        Interest::READABLE,
-                    );
-                }
-                if c.read_paused {
-                    c.read_paused = false;
-                    self.ready.push(i);
-                }
-                if c.closing == Closing::AfterFlush && self.busy != Some(i) {
-                    c.closing = Closing::Lingering;
-                    // Half-close, then keep reading (and discarding) until the peer hangs
-                    // up, so unread request bytes do not turn our last response into a RST.
-                    let _ = c.stream.shutdown(Shutdown::Write);
-                    self.set_conn_timer(i, ConnTimer::Linger, LINGER);
-                    self.ready.push(i);
-                }
-            }
-            Ok(Flushed::Blocked) => {
-                if !c.writable {
-                    c.writable = true;
-                    let _ = self.poll.registry().reregister(
-                        &mut c.stream,
-                        Token(i),
-                        Interest::READABLE | Interest::WRITABLE,
-                    );
-                }
-            }
-            Err(e) => {
-                let msg = format!("write error: {e}");
-                self.close_now(i, &msg);
+        if c.read_paused {
+            c.read_paused = false;
+            self.ready.push(i);
+        }
+        if self.with_conn(i, |p, env| p.on_drained(env)) == Some(true) {
+            if let Some(c) = slot(&mut self.slots, i) {
+                // Half-close, then keep reading (and discarding) until the peer hangs up,
+                // so unread request bytes do not turn our last response into a reset.
+                let _ = c.stream.shutdown(Shutdown::Write);
+                self.ready.push(i);
             }
         }
     }
 
-    /// Applies what a callback asked for while connection `i` was busy.
-    pub(super) fn after_callback(&mut self, i: usize) {
-        let Some(c) = self.conn_mut(i) else { return };
-        if let Some((code, reason)) = c.pending_close.take() {
-            let id = c.id;
-            self.close_ws(id, code, &reason);
-        }
-        let Some(c) = self.conn_mut(i) else { return };
-        if let Some(reason) = c.kill.take() {
-            self.close_now(i, &reason);
-            return;
-        }
-        self.mark_dirty(i);
+    /// An I/O error: the connection ends now.
+    pub(super) fn fail_conn(&mut self, i: usize, why: CloseReason) {
+        self.with_conn(i, |p, _| p.abort(why));
     }
 
-    pub(super) fn on_eof(&mut self, i: usize) {
-        let Some(c) = self.conn_mut(i) else { return };
-        trace!("{} end of stream from peer", c.id);
-        match (&c.mode, c.closing) {
-            (_, Closing::Lingering) => self.close_now(i, "closed"),
-            (
-                Mode::Http {
-                    reader: None,
-                    waiting: Waiting::No,
-                },
-                _,
-            ) if c.rbuf.is_empty() => {
-                if c.out.is_empty() {
-                    self.close_now(i, "peer closed");
-                } else {
-                    // The client finished sending; finish our answers, then close.
-                    self.start_closing(i);
-                }
-            }
-            (Mode::Ws(_), Closing::AfterFlush) => {
-                c.ws_code = c.ws_code.or(Some(1006));
-                self.close_now(i, "peer closed");
-            }
-            (Mode::Ws(_), _) => {
-                c.ws_code = Some(1006);
-                self.close_now(i, "peer closed without a close frame");
-            }
-            _ => self.close_now(i, "peer closed"),
-        }
-    }
-
-    /// Removes connection `i` now (or as soon as the callback running for it returns).
-    pub(super) fn close_now(&mut self, i: usize, reason: &str) {
-        if self.busy == Some(i) {
-            if let Some(c) = self.conn_mut(i) {
-                c.kill.get_or_insert_with(|| reason.to_owned());
-            }
-            return;
-        }
+    /// Removes connection `i` and tells the application.
+    fn close_now(&mut self, i: usize, why: CloseReason) {
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
@@ -322,188 +278,25 @@ impl Core {
         self.free.push(i);
         self.live -= 1;
         self.counts[kind_index(c.kind)] -= 1;
-        if let Some((t, _)) = c.timer.take() {
-            self.timers.cancel(t);
+        if let Some((key, _)) = c.timer.take() {
+            self.timers.cancel(key);
         }
-        if c.kind == ConnKind::Parked {
-            self.parked.unpark(c.id);
-        }
-        for t in c.topics.drain(..) {
-            if let Some(list) = self.subs.get_mut(&t) {
-                if let Some(pos) = list.iter().position(|x| *x == c.id) {
-                    list.swap_remove(pos);
-                }
-                if list.is_empty() {
-                    self.subs.remove(&t);
-                }
-            }
-        }
+        self.subs.remove_key(SubKey::Conn(c.id));
         let _ = self.poll.registry().deregister(&mut c.stream);
         c.rbuf.clear();
-        c.rbuf.release_if_empty(&mut self.pool);
-        debug!("{} closed: {reason}", c.id);
+        c.rbuf.release_if_empty(&mut self.read_pool);
+        debug!("{} closed: {why}", c.id);
         let info = CloseInfo {
             kind: c.kind,
-            ws_code: c.ws_code,
-            reason: reason.to_owned(),
+            ws_code: c.proto.ws_code(),
+            reason: why,
         };
         self.notes.push(Note::Closed(c.id, info));
     }
 
-    pub(super) fn close_all(&mut self, reason: &str) {
+    pub(super) fn close_all(&mut self) {
         for i in 0..self.slots.len() {
-            self.close_now(i, reason);
+            self.fail_conn(i, CloseReason::ServerStopped);
         }
-    }
-
-    pub(super) fn set_waiting(&mut self, i: usize, w: Waiting) {
-        if let Some(Conn {
-            mode: Mode::Http { waiting, .. },
-            ..
-        }) = self.conn_mut(i)
-        {
-            *waiting = w;
-        }
-    }
-
-    /// Queues a response to the request answered on connection `i`.
-    pub(super) fn respond(&mut self, i: usize, meta: ReqMeta, resp: &Response) {
-        let stopping = self.stopping.is_some();
-        let wants_close = resp
-            .headers
-            .iter()
-            .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close"));
-        let keep_alive = meta.keep_alive && !stopping && !wants_close;
-        self.refresh_date();
-        let date = &self.date.text;
-        let Some(c) = slot(&mut self.slots, i) else {
-            return;
-        };
-        if c.closing != Closing::No {
-            // The application closed it meanwhile (or its write side is shut): no answer.
-            return;
-        }
-        trace!(
-            "{} <- {} ({} body bytes)",
-            c.id,
-            resp.status,
-            resp.body.len()
-        );
-        c.out.append(&mut self.pool, resp.body.len() + 256, |out| {
-            resp.encode(meta.version, meta.head, keep_alive, Some(date), out)
-        });
-        if let Mode::Http { waiting, .. } = &mut c.mode {
-            *waiting = Waiting::No;
-        }
-        let pending = !c.rbuf.is_empty();
-        if c.kind == ConnKind::Parked {
-            self.set_kind(i, ConnKind::Http);
-        }
-        if !keep_alive {
-            self.start_closing(i);
-        } else if pending {
-            self.ready.push(i);
-        } else {
-            let idle = self.config.idle_timeout;
-            self.set_conn_timer(i, ConnTimer::Idle, idle);
-            if let Some(c) = slot(&mut self.slots, i) {
-                c.out_mark = c.out.len();
-            }
-        }
-        self.mark_dirty(i);
-    }
-
-    /// Connection `i` closes once its queued output is written. That gets a deadline too:
-    /// a peer that stops reading must not hold its slot forever (the WebSocket close
-    /// timeout for WebSockets, the linger time otherwise).
-    pub(super) fn start_closing(&mut self, i: usize) {
-        let Some(c) = slot(&mut self.slots, i) else {
-            return;
-        };
-        if c.closing != Closing::No {
-            return;
-        }
-        c.closing = Closing::AfterFlush;
-        c.out_mark = c.out.len();
-        let wait = if matches!(c.mode, Mode::Ws(_)) {
-            self.config.ws_close_timeout
-        } else {
-            LINGER
-        };
-        self.set_conn_timer(i, ConnTimer::Linger, wait);
-        self.mark_dirty(i);
-    }
-
-    /// Answers with an error status and closes the connection afterwards.
-    pub(super) fn respond_error(&mut self, i: usize, status: u16, reason: &str) {
-        let mut resp = Response::text(status, format!("{reason}\n"));
-        if status == 426 {
-            resp = resp.header("Sec-WebSocket-Version", "13");
-        }
-        let meta = ReqMeta {
-            version: Version::Http11,
-            keep_alive: false,
-            head: false,
-        };
-        self.cancel_conn_timer(i);
-        self.respond(i, meta, &resp);
-    }
-
-    pub(super) fn park(&mut self, i: usize, meta: ReqMeta, p: Park) {
-        if !crate::proto::topic::valid_topic(&p.topic) {
-            self.respond(i, meta, &Response::text(400, "bad topic name\n"));
-            return;
-        }
-        let page = self
-            .topics
-            .read_after(&p.topic, p.since, self.config.poll_batch);
-        if !page.events.is_empty() || page.gap {
-            self.set_waiting(i, Waiting::Parked(meta));
-            self.answer_parked(i, &p.topic, p.since, false);
-            return;
-        }
-        let Some(c) = self.conn_mut(i) else { return };
-        let id = c.id;
-        trace!("{id} parked on {:?} after {}", p.topic, p.since);
-        self.parked.park(&p.topic, id, p.since);
-        self.set_waiting(i, Waiting::Parked(meta));
-        self.set_kind(i, ConnKind::Parked);
-        self.set_conn_timer(i, ConnTimer::Park, p.timeout);
-    }
-
-    /// Answers a parked (or about to be parked) request with the events after `since`.
-    pub(super) fn answer_parked(&mut self, i: usize, topic: &str, since: u64, timed_out: bool) {
-        let Some(Conn {
-            mode:
-                Mode::Http {
-                    waiting: Waiting::Parked(meta),
-                    ..
-                },
-            ..
-        }) = self.conn_mut(i)
-        else {
-            return;
-        };
-        let meta = *meta;
-        let mut body = Vec::new();
-        let n = {
-            let page = if timed_out {
-                Page {
-                    events: Vec::new(),
-                    gap: false,
-                    next: since,
-                    oldest: 0,
-                    more: false,
-                }
-            } else {
-                self.topics.read_after(topic, since, self.config.poll_batch)
-            };
-            json::write_page(&mut body, &page);
-            page.events.len()
-        };
-        self.stats.delivered_longpoll += n as u64;
-        let resp = Response::json(200, body).header("Cache-Control", "no-store");
-        self.cancel_conn_timer(i);
-        self.respond(i, meta, &resp);
     }
 }

@@ -1,10 +1,57 @@
 //! [`Ctx`]: what a callback can do.
 
-use super::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-impl Ctx<'_> {
+use super::{conn, Command, Core, SubKey, TimerEv};
+use crate::api::{
+    ConnId, EventPage, Stats, TimerId, WebhookCreated, WebhookError, WebhookInfo, WebhookStats,
+};
+use crate::proto::http1::Response;
+use crate::proto::server::{deadline, ConnKind, Delivery};
+use crate::proto::topic::PublishError;
+use crate::proto::ws::OpCode;
+
+/// The context handed to every callback: send, close, publish, set timers.
+pub struct Ctx<'a> {
+    core: &'a mut Core,
+}
+
+impl<'a> Ctx<'a> {
+    pub(super) fn new(core: &'a mut Core) -> Self {
+        Ctx { core }
+    }
+
+    /// Carries out a command from a [`Handle`](crate::Handle).
+    pub(super) fn run_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish { topic, event, data } => {
+                if let Err(e) = self.publish(&topic, event.as_deref(), &data) {
+                    log::warn!("publish to {topic:?} from a handle failed: {e}");
+                }
+            }
+            Command::SendText(c, t) => {
+                self.send_text(c, &t);
+            }
+            Command::SendBinary(c, b) => {
+                self.send_binary(c, &b);
+            }
+            Command::Ping(c, p) => {
+                self.ping(c, &p);
+            }
+            Command::CloseWs(c, code, reason) => {
+                self.close_ws(c, code, &reason);
+            }
+            Command::Close(c) => self.close(c),
+            Command::Run(f) => f(self),
+            Command::Stop => self.stop(),
+            Command::Resolved(n, result) => self.core.resolved(n, result),
+        }
+    }
+
     /// Publishes an event to `topic` and delivers it to every subscriber: WebSocket and SSE
-    /// subscribers get it queued now, parked long polls are answered. Returns its id.
+    /// subscribers get it queued now, parked long polls are answered, webhooks enqueued.
+    /// Returns its id.
     pub fn publish(
         &mut self,
         topic: &str,
@@ -14,164 +61,125 @@ impl Ctx<'_> {
         self.core.publish(topic, event, data)
     }
 
+    fn ws_send(&mut self, conn: ConnId, opcode: OpCode, payload: &[u8]) -> bool {
+        let Some(i) = self.core.index_of(conn) else {
+            return false;
+        };
+        let core = &mut *self.core;
+        if conn::slot(&mut core.slots, i)
+            .is_some_and(|c| c.out.len() >= core.config.conn.high_water)
+        {
+            core.flush(i);
+        }
+        self.core
+            .with_conn(i, |p, env| p.ws_send(opcode, payload, env))
+            .unwrap_or(false)
+    }
+
     /// Sends a text message to a WebSocket connection. `false` when `conn` is not an open
-    /// WebSocket (closed, closing, or another kind), or the message was dropped as slow.
+    /// WebSocket (closed, closing, or another kind), or the message was refused as slow.
     pub fn send_text(&mut self, conn: ConnId, text: &str) -> bool {
-        self.core.ws_send(conn, OpCode::Text, text.as_bytes())
+        self.ws_send(conn, OpCode::Text, text.as_bytes())
     }
 
     /// Sends a binary message to a WebSocket connection.
     pub fn send_binary(&mut self, conn: ConnId, data: &[u8]) -> bool {
-        self.core.ws_send(conn, OpCode::Binary, data)
+        self.ws_send(conn, OpCode::Binary, data)
     }
 
     /// Sends a ping (payload at most 125 bytes) to a WebSocket connection.
     pub fn ping(&mut self, conn: ConnId, data: &[u8]) -> bool {
-        data.len() <= 125 && self.core.ws_send(conn, OpCode::Ping, data)
+        data.len() <= 125 && self.ws_send(conn, OpCode::Ping, data)
     }
 
     /// Sends `text` to every connection in `conns` that is an open WebSocket, encoding the
     /// frame once and sharing its bytes. Returns how many got it.
     pub fn broadcast_text(&mut self, conns: &[ConnId], text: &str) -> usize {
-        let mut frame = Vec::with_capacity(text.len() + 10);
-        encode_frame(&mut frame, OpCode::Text, text.as_bytes());
-        let frame: Rc<[u8]> = frame.into();
+        let frame = crate::proto::fanout::text_message_frame(text);
         let mut n = 0;
         for &id in conns {
             let Some(i) = self.core.index_of(id) else {
                 continue;
             };
-            if matches!(self.core.conn_mut(i).map(|c| &c.mode), Some(Mode::Ws(_)))
-                && self.core.deliver(i, &frame)
-            {
-                n += 1;
-            }
+            let delivered = self.core.with_conn(i, |p, env| {
+                p.transport() == crate::proto::server::Transport::WebSocket
+                    && p.deliver(&frame, env) == Delivery::Queued
+            });
+            n += usize::from(delivered == Some(true));
         }
         n
     }
 
     /// Starts the WebSocket closing handshake with `code` and `reason` (RFC 6455 §7.1.2).
+    /// From inside [`App::on_ws_message`](crate::App::on_ws_message) it takes effect at
+    /// once: messages already received behind it are discarded.
     pub fn close_ws(&mut self, conn: ConnId, code: u16, reason: &str) -> bool {
-        self.core.close_ws(conn, code, reason)
+        let Some(i) = self.core.index_of(conn) else {
+            return false;
+        };
+        self.core
+            .with_conn(i, |p, env| p.close_ws(env, code, reason))
+            .unwrap_or(false)
     }
 
     /// Closes a connection: a WebSocket with 1000 and the closing handshake, an SSE stream
     /// by ending it, an HTTP connection after what is queued for it was written.
     pub fn close(&mut self, conn: ConnId) {
-        let core = &mut *self.core;
-        let Some(i) = core.index_of(conn) else { return };
-        let Some(c) = slot(&mut core.slots, i) else {
-            return;
-        };
-        match c.mode {
-            Mode::Ws(_) => {
-                core.close_ws(conn, 1000, "");
-            }
-            Mode::Sse { chunked } => {
-                if chunked && c.closing == Closing::No {
-                    c.out.append(&mut core.pool, 5, http1::write_last_chunk);
-                }
-                core.start_closing(i);
-            }
-            Mode::Http { .. } => {
-                if c.kind == ConnKind::Parked {
-                    core.parked.unpark(conn);
-                }
-                core.start_closing(i);
-            }
+        if let Some(i) = self.core.index_of(conn) {
+            self.core.with_conn(i, |p, env| p.close(env));
         }
     }
 
-    /// Answers a request for which the application returned [`Reply::Later`].
+    /// Answers a request for which the application returned [`Reply::Later`](crate::Reply::Later).
     /// `false` when `conn` is gone or is not waiting for an answer.
     pub fn respond(&mut self, conn: ConnId, resp: Response) -> bool {
         let Some(i) = self.core.index_of(conn) else {
             return false;
         };
-        match self.core.conn_mut(i).map(|c| &c.mode) {
-            Some(Mode::Http {
-                waiting: Waiting::Later(meta),
-                ..
-            }) => {
-                let meta = *meta;
-                self.core.respond(i, meta, &resp);
-                true
-            }
-            _ => false,
-        }
+        let waiting = self
+            .core
+            .conn(conn)
+            .is_some_and(|c| c.proto.kind() == ConnKind::Http);
+        waiting
+            && self
+                .core
+                .with_conn(i, |p, env| p.respond(&resp, env))
+                .unwrap_or(false)
     }
 
-    /// Subscribes a WebSocket connection to `topic` (see [`WsAccept::subscribe`]).
+    /// Subscribes a WebSocket connection to `topic` (see [`WsAccept::subscribe`](crate::WsAccept::subscribe)).
     /// `false` when `conn` is not an open WebSocket or the topic name is invalid; subscribing
     /// again to the same topic changes nothing (no second replay).
     pub fn subscribe(&mut self, conn: ConnId, topic: &str, since: Option<u64>) -> bool {
-        let core = &mut *self.core;
-        let Some(i) = core.index_of(conn) else {
-            return false;
-        };
-        let Some(c) = core.conn_mut(i) else {
-            return false;
-        };
-        if !matches!(c.mode, Mode::Ws(_))
-            || c.ws_close_sent
-            || c.closing != Closing::No
-            || !crate::proto::topic::valid_topic(topic)
-        {
-            return false;
-        }
-        if c.topics.iter().any(|t| &**t == topic) {
-            // Already subscribed: replaying again would duplicate events.
-            return true;
-        }
-        if let Some(since) = since {
-            let page = core.topics.read_after(topic, since, usize::MAX);
-            let mut frames = Vec::new();
-            if page.gap {
-                let text = format!("{{\"gap\":true,\"oldest\":{}}}", page.oldest);
-                encode_frame(&mut frames, OpCode::Text, text.as_bytes());
-            }
-            let mut json_text = Vec::new();
-            for ev in &page.events {
-                json_text.clear();
-                json::write_event(&mut json_text, ev);
-                encode_frame(&mut frames, OpCode::Text, &json_text);
-            }
-            core.stats.delivered_websocket += page.events.len() as u64;
-            if let Some(c) = slot(&mut core.slots, i) {
-                c.out.push_slice(&mut core.pool, &frames);
-            }
-            core.mark_dirty(i);
-        }
-        core.add_sub(i, conn, topic);
-        true
+        self.core.subscribe_ws(conn, topic, since)
     }
 
     /// Removes a subscription made with [`Ctx::subscribe`].
     pub fn unsubscribe(&mut self, conn: ConnId, topic: &str) {
-        let core = &mut *self.core;
-        let Some(i) = core.index_of(conn) else { return };
-        if let Some(c) = slot(&mut core.slots, i) {
-            c.topics.retain(|t| &**t != topic);
-        }
-        if let Some(list) = core.subs.get_mut(topic) {
-            list.retain(|x| *x != conn);
-            if list.is_empty() {
-                core.subs.remove(topic);
-            }
-        }
+        self.core.subs.unsubscribe(topic, SubKey::Conn(conn));
     }
 
-    /// Reads the kept events of `topic` after `since` (at most `max`), telling gaps.
-    pub fn events(&self, topic: &str, since: u64, max: usize) -> Page<'_> {
-        self.core.topics.read_after(topic, since, max)
+    /// The kept events of `topic` after `since` (at most `max`), telling gaps.
+    pub fn events(&self, topic: &str, since: u64, max: usize) -> EventPage {
+        EventPage::from_page(&self.core.topics.read_after(topic, since, max))
     }
 
-    /// The topic log.
-    pub fn topics(&self) -> &Topics {
-        &self.core.topics
+    /// The id of the last event published to `topic` (0 for an unknown topic).
+    pub fn last_id(&self, topic: &str) -> u64 {
+        self.core.topics.last_id(topic)
     }
 
-    /// Calls `tag`'s [`App::on_timer`] after `after`.
+    /// How many WebSocket, SSE and long-poll subscribers `topic` has (webhooks excluded).
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.core
+            .subs
+            .subscribers(topic)
+            .iter()
+            .filter(|e| matches!(e.key, SubKey::Conn(_)))
+            .count()
+    }
+
+    /// Calls `tag`'s [`App::on_timer`](crate::App::on_timer) after `after`.
     pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerId {
         let at = deadline(self.core.now, after);
         TimerId(self.core.timers.insert(at, TimerEv::App(tag)))
@@ -179,7 +187,7 @@ impl Ctx<'_> {
 
     /// Cancels a timer; `false` if it already fired or was cancelled.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        self.core.timers.cancel(timer.0).is_some()
+        self.core.cancel_timer(timer.0)
     }
 
     /// Counters and gauges.
@@ -196,8 +204,7 @@ impl Ctx<'_> {
 
     /// What kind of connection `conn` is, or `None` when it is closed.
     pub fn kind(&self, conn: ConnId) -> Option<ConnKind> {
-        let i = self.core.index_of(conn)?;
-        self.core.slots[i].conn.as_ref().map(|c| c.kind)
+        self.core.conn(conn).map(|c| c.proto.kind())
     }
 
     /// The address the server listens on.
@@ -233,10 +240,10 @@ impl Ctx<'_> {
         self.core.list_webhooks(topic)
     }
 
-    /// The secrets of the webhooks that point at this server itself (to verify what it
-    /// receives from itself).
-    pub fn own_webhook_secrets(&self) -> Vec<crate::proto::webhook::Secret> {
-        self.core.own_webhook_secrets()
+    /// The signing secrets (`whsec_...`) and URLs of every registered webhook, for an
+    /// application that receives its own deliveries and verifies them.
+    pub fn webhook_secrets(&self) -> Vec<(String, String)> {
+        self.core.webhook_secrets()
     }
 
     /// Webhook delivery counters.
@@ -244,7 +251,7 @@ impl Ctx<'_> {
         self.core.hooks.stats()
     }
 
-    /// Stops the server gracefully (see [`Handle::stop`]).
+    /// Stops the server gracefully (see [`Handle::stop`](crate::Handle::stop)).
     pub fn stop(&mut self) {
         self.core.stop();
     }

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use mio::Waker;
 
+use super::ctx::Ctx;
 use crate::api::ConnId;
-use crate::Ctx;
 
 /// A closure run on the loop thread with a context.
-pub(crate) type Job = Box<dyn FnOnce(&mut Ctx<'_>) + Send>;
+pub(crate) type LoopJob = Box<dyn FnOnce(&mut Ctx<'_>) + Send>;
 
 /// What another thread asks the loop to do.
 pub(crate) enum Command {
@@ -27,7 +27,7 @@ pub(crate) enum Command {
     Ping(ConnId, Vec<u8>),
     CloseWs(ConnId, u16, String),
     Close(ConnId),
-    Run(Job),
+    Run(LoopJob),
     Stop,
     /// The resolver thread's answer to request `n`.
     Resolved(u64, Result<Vec<std::net::SocketAddr>, String>),

@@ -29,14 +29,18 @@ use log::{debug, trace, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Token, Waker};
 
-use super::{deadline, Command, Core, Note, TimerEv};
+use super::{deadline, Command, Core, Note, SubKey, TimerEv};
+use crate::api::{
+    Resolver, WebhookCreated, WebhookError, WebhookInfo, WebhookOutcome, WebhookStats,
+};
+use crate::config::HookConfig;
 use crate::proto::http1::{ClientResponse, Limits, ResponseReader};
 use crate::proto::json;
-use crate::proto::timer::TimerId as RawTimer;
-use crate::proto::topic::Event;
+use crate::proto::timer::TimerKey as RawTimer;
+use crate::proto::topic::TopicEvent as Event;
 use crate::proto::webhook::{
-    self, ssrf, Action, AttemptId, AttemptResult, EndpointId, Engine, EngineConfig, Host, Outcome,
-    Policy, Secret, Url,
+    self, ssrf, Action, AttemptId, AttemptResult, EndpointId, Engine, Host, Outcome, Policy,
+    Secret, Url,
 };
 
 /// Tokens at and above this belong to webhook client connections.
@@ -47,103 +51,6 @@ const BODY_CAP: usize = 1024;
 const MAX_IDLE_PER_ADDR: usize = 16;
 /// An idle pooled connection is closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A host-name resolver: blocking is fine, it runs off the loop thread.
-pub type Resolver = Arc<dyn Fn(&str, u16) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
-
-/// Webhook settings, part of [`Config`](crate::Config).
-#[derive(Clone)]
-pub(crate) struct HookConfig {
-    pub(crate) engine: EngineConfig,
-    pub(crate) allow_private: bool,
-    pub(crate) connect_timeout: Duration,
-    pub(crate) attempt_timeout: Duration,
-    pub(crate) resolver: Option<Resolver>,
-}
-
-impl std::fmt::Debug for HookConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HookConfig")
-            .field("engine", &self.engine)
-            .field("allow_private", &self.allow_private)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("attempt_timeout", &self.attempt_timeout)
-            .finish()
-    }
-}
-
-impl Default for HookConfig {
-    fn default() -> Self {
-        HookConfig {
-            engine: EngineConfig::default(),
-            allow_private: false,
-            connect_timeout: Duration::from_secs(5),
-            attempt_timeout: Duration::from_secs(15),
-            resolver: None,
-        }
-    }
-}
-
-/// A registered webhook endpoint, as listed by [`Ctx::webhooks`](crate::Ctx::webhooks).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookInfo {
-    /// Opaque id (for removal).
-    pub id: String,
-    /// The target URL.
-    pub url: String,
-    /// Disabled after the receiver answered 410 Gone.
-    pub disabled: bool,
-}
-
-/// A new registration: its id and signing secret (`whsec_...`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookCreated {
-    /// Opaque id.
-    pub id: String,
-    /// The secret receivers verify signatures with.
-    pub secret: String,
-}
-
-/// Why a registration was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebhookError(pub String);
-
-impl std::fmt::Display for WebhookError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for WebhookError {}
-
-/// The final result of one message, handed to
-/// [`App::on_webhook`](crate::App::on_webhook). Exactly one per message.
-#[derive(Debug, Clone)]
-pub struct WebhookOutcome {
-    /// The endpoint's id.
-    pub endpoint: String,
-    /// The topic the event was published to.
-    pub topic: String,
-    /// The `webhook-id` every attempt carried.
-    pub webhook_id: String,
-    /// Delivered (attempts, latency) or failed (attempts, last error).
-    pub outcome: Outcome,
-}
-
-/// Webhook counters for `/stats`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WebhookStats {
-    /// Messages delivered.
-    pub delivered: u64,
-    /// Messages waiting for a retry (gauge).
-    pub retrying: u64,
-    /// Messages failed.
-    pub failed: u64,
-    /// Attempts made.
-    pub attempts: u64,
-    /// Endpoints disabled by 410 Gone.
-    pub endpoints_disabled: u64,
-}
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 enum Phase {
@@ -185,7 +92,6 @@ pub(crate) struct Hooks {
     engine: Engine,
     config: HookConfig,
     policy: Policy,
-    topic_endpoints: HashMap<Box<str>, Vec<EndpointId>>,
     endpoint_topic: HashMap<EndpointId, Box<str>>,
     clients: Vec<(u32, Option<Client>)>,
     free: Vec<usize>,
@@ -221,7 +127,6 @@ impl Hooks {
             engine: Engine::new(config.engine.clone()),
             config,
             policy,
-            topic_endpoints: HashMap::new(),
             endpoint_topic: HashMap::new(),
             clients: Vec::new(),
             free: Vec::new(),
@@ -245,10 +150,6 @@ impl Hooks {
             attempts: s.attempts,
             endpoints_disabled: s.endpoints_disabled,
         }
-    }
-
-    pub(crate) fn has_subscribers(&self, topic: &str) -> bool {
-        self.topic_endpoints.contains_key(topic)
     }
 }
 
@@ -331,29 +232,25 @@ impl Core {
         secret: Option<&str>,
     ) -> Result<WebhookCreated, WebhookError> {
         if !crate::proto::topic::valid_topic(topic) {
-            return Err(WebhookError("bad topic name".into()));
+            return Err(WebhookError::BadTopic);
         }
-        let parsed = Url::parse(url).map_err(|e| WebhookError(format!("bad url: {e}")))?;
+        let parsed = Url::parse(url).map_err(|e| WebhookError::BadUrl(e.to_string()))?;
         if let Host::Ip(ip) = parsed.host {
             ssrf::check(SocketAddr::new(ip, parsed.port), &self.hooks.policy)
-                .map_err(|e| WebhookError(e.to_string()))?;
+                .map_err(|e| WebhookError::Refused(e.to_string()))?;
         }
         let secret = match secret {
-            Some(s) => Secret::parse(s).map_err(|e| WebhookError(format!("bad secret: {e}")))?,
+            Some(s) => Secret::parse(s).map_err(|e| WebhookError::BadSecret(e.to_string()))?,
             None => {
                 use rand::RngCore;
                 let mut key = [0u8; 32];
                 rand::thread_rng().fill_bytes(&mut key);
-                Secret::from_bytes(&key).map_err(|e| WebhookError(e.to_string()))?
+                Secret::from_bytes(&key).map_err(|e| WebhookError::BadSecret(e.to_string()))?
             }
         };
         let text = secret.to_string();
         let id = self.hooks.engine.add_endpoint(parsed, secret);
-        self.hooks
-            .topic_endpoints
-            .entry(topic.into())
-            .or_default()
-            .push(id);
+        self.subs.subscribe(topic, SubKey::Hook(id), 0);
         self.hooks.endpoint_topic.insert(id, topic.into());
         debug!("webhook {id} registered for {topic:?}: {url}");
         Ok(WebhookCreated {
@@ -370,12 +267,7 @@ impl Core {
             return false;
         }
         self.hooks.endpoint_topic.remove(&id);
-        if let Some(list) = self.hooks.topic_endpoints.get_mut(topic) {
-            list.retain(|e| *e != id);
-            if list.is_empty() {
-                self.hooks.topic_endpoints.remove(topic);
-            }
-        }
+        self.subs.unsubscribe(topic, SubKey::Hook(id));
         let now = self.now;
         self.hooks.engine.remove_endpoint(id, now);
         self.drive_hooks();
@@ -383,12 +275,10 @@ impl Core {
     }
 
     pub(crate) fn list_webhooks(&self, topic: &str) -> Vec<WebhookInfo> {
-        let Some(ids) = self.hooks.topic_endpoints.get(topic) else {
-            return Vec::new();
-        };
-        ids.iter()
+        self.hook_ids(topic)
+            .into_iter()
             .filter_map(|id| {
-                let e = self.hooks.engine.endpoint(*id)?;
+                let e = self.hooks.engine.endpoint(id)?;
                 Some(WebhookInfo {
                     id: id.to_string(),
                     url: e.url.to_string(),
@@ -398,22 +288,24 @@ impl Core {
             .collect()
     }
 
-    /// The secrets of registrations whose URL points at this server itself.
-    pub(crate) fn own_webhook_secrets(&self) -> Vec<Secret> {
-        let local = self.local_addr;
+    /// The webhook endpoints subscribed to `topic`, from the one subscription table.
+    fn hook_ids(&self, topic: &str) -> Vec<EndpointId> {
+        self.subs
+            .subscribers(topic)
+            .iter()
+            .filter_map(|e| match e.key {
+                SubKey::Hook(id) => Some(id),
+                SubKey::Conn(_) => None,
+            })
+            .collect()
+    }
+
+    /// Every registration's URL and secret (`whsec_...`).
+    pub(crate) fn webhook_secrets(&self) -> Vec<(String, String)> {
         self.hooks
             .engine
             .endpoints()
-            .filter(|(_, e)| {
-                e.url.port == local.port()
-                    && match &e.url.host {
-                        Host::Ip(ip) => {
-                            *ip == local.ip() || (ip.is_loopback() && local.ip().is_loopback())
-                        }
-                        Host::Name(n) => n == "localhost" && local.ip().is_loopback(),
-                    }
-            })
-            .map(|(_, e)| e.secret.clone())
+            .map(|(_, e)| (e.url.to_string(), e.secret.to_string()))
             .collect()
     }
 
@@ -421,10 +313,7 @@ impl Core {
 
     /// Enqueues one message per endpoint subscribed to `topic`, sharing one body.
     pub(crate) fn publish_webhooks(&mut self, topic: &str, ev: &Event) {
-        let Some(ids) = self.hooks.topic_endpoints.get(topic) else {
-            return;
-        };
-        let ids = ids.clone();
+        let ids = self.hook_ids(topic);
         let body: Rc<[u8]> = webhook_body(topic, ev, unix_millis()).into();
         self.hooks.seq += 1;
         let webhook_id: Rc<str> = format!("msg_{}_{}", self.hooks.prefix, self.hooks.seq).into();

@@ -15,7 +15,7 @@
 //! * [`write_page`] writes `{"events":[...],"next":M,"gap":false}` (long-poll and `/events`)
 //! * [`write_gap`] writes `{"gap":true,"oldest":N}` (the WebSocket gap notice)
 
-use super::topic::{Event, Page};
+use super::topic::{Page, TopicEvent};
 
 /// Appends `s` as a quoted JSON string.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -82,7 +82,7 @@ pub fn write_u64(out: &mut Vec<u8>, mut n: u64) {
 
 /// Appends one event: `{"id":1,"event":null,"data":"..."}` (`event` is a string when the
 /// event has a name).
-pub fn write_event(out: &mut Vec<u8>, ev: &Event) {
+pub fn write_event(out: &mut Vec<u8>, ev: &TopicEvent) {
     out.extend_from_slice(b"{\"id\":");
     write_u64(out, ev.id);
     out.extend_from_slice(b",\"event\":");
@@ -258,7 +258,7 @@ mod tests {
     fn event_exact() {
         let table = [
             (
-                Event {
+                TopicEvent {
                     id: 1,
                     event: None,
                     data: "hi".into(),
@@ -266,7 +266,7 @@ mod tests {
                 r#"{"id":1,"event":null,"data":"hi"}"#,
             ),
             (
-                Event {
+                TopicEvent {
                     id: 42,
                     event: Some("up".into()),
                     data: "a\"b\nc".into(),
@@ -274,7 +274,7 @@ mod tests {
                 r#"{"id":42,"event":"up","data":"a\"b\nc"}"#,
             ),
             (
-                Event {
+                TopicEvent {
                     id: 3,
                     event: None,
                     data: "".into(),
@@ -291,12 +291,12 @@ mod tests {
 
     #[test]
     fn page_exact() {
-        let a = Rc::new(Event {
+        let a = Rc::new(TopicEvent {
             id: 4,
             event: None,
             data: "x".into(),
         });
-        let b = Rc::new(Event {
+        let b = Rc::new(TopicEvent {
             id: 5,
             event: Some("e".into()),
             data: "y".into(),

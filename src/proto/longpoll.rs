@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 /// Where one parked request sits.
-struct Slot {
+struct ParkedEntry {
     topic: Box<str>,
     since: u64,
     /// Index in `by_topic[topic]`.
@@ -31,7 +31,7 @@ struct Slot {
 
 /// Parked long-poll requests, by topic and by connection key.
 pub struct Parked<K> {
-    by_key: HashMap<K, Slot>,
+    by_key: HashMap<K, ParkedEntry>,
     by_topic: HashMap<Box<str>, Vec<K>>,
 }
 
@@ -62,7 +62,7 @@ impl<K: Copy + Eq + Hash> Parked<K> {
         let index = keys.len() - 1;
         self.by_key.insert(
             key,
-            Slot {
+            ParkedEntry {
                 topic: topic.into(),
                 since,
                 index,

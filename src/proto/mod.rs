@@ -4,10 +4,14 @@
 //! passes `now` and random bytes in. That keeps every module deterministic, unit-testable
 //! with exact byte vectors and fuzzable.
 
+pub mod fanout;
 pub mod http1;
 pub mod json;
 pub mod longpoll;
+pub mod out;
+pub mod server;
 pub mod sse;
+pub mod subs;
 pub mod timer;
 pub mod topic;
 pub mod webhook;

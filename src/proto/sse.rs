@@ -27,7 +27,7 @@
 use std::fmt;
 
 use super::json::write_u64;
-use super::topic::Event;
+use super::topic::TopicEvent;
 
 /// Why an event cannot be written as SSE. These are the caller's mistakes, not a peer's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,7 +151,7 @@ pub fn write_gap(out: &mut Vec<u8>, oldest: u64) {
 /// Infallible for events from [`Topics::publish`](super::topic::Topics::publish), which
 /// validates event names. A hand-made event whose name holds a line break is not written
 /// (and logged), rather than corrupting the stream.
-pub fn write_topic_event(out: &mut Vec<u8>, ev: &Event) {
+pub fn write_topic_event(out: &mut Vec<u8>, ev: &TopicEvent) {
     let mut digits = Vec::with_capacity(20);
     write_u64(&mut digits, ev.id);
     let id = std::str::from_utf8(&digits).unwrap_or("0");
@@ -267,7 +267,7 @@ mod tests {
     fn topic_event_exact() {
         let table = [
             (
-                Event {
+                TopicEvent {
                     id: 1,
                     event: None,
                     data: "hi".into(),
@@ -275,7 +275,7 @@ mod tests {
                 "id: 1\ndata: hi\n\n",
             ),
             (
-                Event {
+                TopicEvent {
                     id: 99,
                     event: Some("up".into()),
                     data: "a\nb".into(),
@@ -284,7 +284,7 @@ mod tests {
             ),
             // Hand-made, invalid: nothing is written.
             (
-                Event {
+                TopicEvent {
                     id: 2,
                     event: Some("x\ny".into()),
                     data: "d".into(),
@@ -359,7 +359,7 @@ mod tests {
         });
         write_topic_event(
             &mut stream,
-            &Event {
+            &TopicEvent {
                 id: 6,
                 event: None,
                 data: "t".into(),

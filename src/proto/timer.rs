@@ -18,7 +18,7 @@
 //! cancels timeouts all day long (every keep-alive request does) keeps a heap no bigger
 //! than about twice the number of live timers.
 //!
-//! A [`TimerId`] carries the slot and the sequence number, so an id that was cancelled or
+//! A [`TimerKey`] carries the slot and the sequence number, so an id that was cancelled or
 //! has fired never matches a later timer that reuses its slot.
 
 use std::cmp::Reverse;
@@ -28,7 +28,7 @@ use std::time::Instant;
 /// Identifies one armed timer. Ids are never reused: once a timer fired or was cancelled,
 /// its id matches nothing.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct TimerId {
+pub struct TimerKey {
     slot: usize,
     seq: u64,
 }
@@ -70,7 +70,7 @@ impl<T> Timers<T> {
     }
 
     /// Arms a timer that expires at `at`, carrying `value`.
-    pub fn insert(&mut self, at: Instant, value: T) -> TimerId {
+    pub fn insert(&mut self, at: Instant, value: T) -> TimerKey {
         let seq = self.next_seq;
         self.next_seq += 1;
         let slot = Some(Slot { seq, value });
@@ -86,12 +86,12 @@ impl<T> Timers<T> {
         };
         self.heap.push(Reverse((at, seq, index)));
         self.live += 1;
-        TimerId { slot: index, seq }
+        TimerKey { slot: index, seq }
     }
 
     /// Disarms a timer and gives its value back; `None` when it already fired or was
     /// cancelled.
-    pub fn cancel(&mut self, id: TimerId) -> Option<T> {
+    pub fn cancel(&mut self, id: TimerKey) -> Option<T> {
         let value = self.take_slot(id.slot, id.seq)?;
         // The heap entry stays behind as a stale one; compact when stale entries outnumber
         // live ones (the constant keeps tiny heaps from being rebuilt over and over).
@@ -109,7 +109,7 @@ impl<T> Timers<T> {
 
     /// Removes and returns the earliest timer whose deadline is at or before `now`; timers
     /// with equal deadlines come out in insertion order. Call it until it returns `None`.
-    pub fn pop_expired(&mut self, now: Instant) -> Option<(TimerId, T)> {
+    pub fn pop_expired(&mut self, now: Instant) -> Option<(TimerKey, T)> {
         self.drop_stale_top();
         let &Reverse((at, seq, slot)) = self.heap.peek()?;
         if at > now {
@@ -117,7 +117,7 @@ impl<T> Timers<T> {
         }
         self.heap.pop();
         let value = self.take_slot(slot, seq)?;
-        Some((TimerId { slot, seq }, value))
+        Some((TimerKey { slot, seq }, value))
     }
 
     /// The number of live timers.
@@ -284,7 +284,7 @@ mod tests {
         // Deterministic pseudo-random operations checked against a sorted Vec.
         let b = Instant::now();
         let mut t = Timers::new();
-        let mut model: Vec<(u64, u64, TimerId)> = Vec::new(); // (ms, seq, id)
+        let mut model: Vec<(u64, u64, TimerKey)> = Vec::new(); // (ms, seq, id)
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut rnd = move || {
             state ^= state << 13;

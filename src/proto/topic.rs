@@ -1,6 +1,6 @@
 //! Named topics, each with a bounded history of published events.
 //!
-//! A publisher appends an [`Event`] to a topic; subscribers on every transport (WebSocket,
+//! A publisher appends a [`TopicEvent`] to a topic; subscribers on every transport (WebSocket,
 //! Server-Sent Events, long-poll, webhooks) read it from there. Each topic keeps its most
 //! recent events in a ring buffer bounded both by count and by bytes ([`HistoryLimits`]),
 //! so a client that reconnects with a cursor (`since`, or SSE's `Last-Event-ID`) can catch
@@ -16,7 +16,7 @@
 //! # Eviction
 //!
 //! After each publish the oldest events are dropped while the topic holds more than
-//! `max_events` events or more than `max_bytes` bytes ([`Event::bytes`]: data plus event
+//! `max_events` events or more than `max_bytes` bytes ([`TopicEvent::bytes`]: data plus event
 //! name), but the newest event is always kept, even when it alone exceeds the byte budget,
 //! so that a publish is never lost before anyone could read it.
 //!
@@ -40,7 +40,7 @@
 //! * `more` is `true` when kept events follow the returned ones (the page was cut at
 //!   `max`).
 //!
-//! Events are shared as [`Rc<Event>`]: the driver is single-threaded and hands the same
+//! Events are shared as [`Rc<TopicEvent>`]: the driver is single-threaded and hands the same
 //! event to the history and to many subscriber queues without copying it.
 
 use std::collections::{HashMap, VecDeque};
@@ -72,16 +72,16 @@ impl Default for HistoryLimits {
 
 /// One published event.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
+pub struct TopicEvent {
     /// Per-topic id, starting at 1.
     pub id: u64,
-    /// Event name (SSE `event:` field); `None` for the default (`message`).
+    /// TopicEvent name (SSE `event:` field); `None` for the default (`message`).
     pub event: Option<Box<str>>,
     /// The payload, any UTF-8 text.
     pub data: Box<str>,
 }
 
-impl Event {
+impl TopicEvent {
     /// The bytes this event counts against [`HistoryLimits::max_bytes`]: data plus name.
     pub fn bytes(&self) -> usize {
         self.data.len() + self.event.as_deref().map_or(0, str::len)
@@ -152,8 +152,8 @@ pub fn valid_event_name(name: &str) -> bool {
 #[derive(Default)]
 struct Topic {
     /// Kept events, oldest first; ids are consecutive.
-    history: VecDeque<Rc<Event>>,
-    /// Sum of [`Event::bytes`] over `history`.
+    history: VecDeque<Rc<TopicEvent>>,
+    /// Sum of [`TopicEvent::bytes`] over `history`.
     bytes: usize,
     /// Id of the last event published (0 before the first).
     last_id: u64,
@@ -169,7 +169,7 @@ impl Topic {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Page<'a> {
     /// At most `max` events, ids ascending and consecutive.
-    pub events: Vec<&'a Rc<Event>>,
+    pub events: Vec<&'a Rc<TopicEvent>>,
     /// Events after the cursor were lost (evicted, or the cursor is ahead of the topic).
     pub gap: bool,
     /// The cursor to read after next time: the last returned id, or the effective cursor.
@@ -210,7 +210,7 @@ impl Topics {
         topic: &str,
         event: Option<&str>,
         data: &str,
-    ) -> Result<Rc<Event>, PublishError> {
+    ) -> Result<Rc<TopicEvent>, PublishError> {
         if !valid_topic(topic) {
             return Err(PublishError::BadTopic);
         }
@@ -229,7 +229,7 @@ impl Topics {
             return Err(PublishError::BadTopic); // unreachable: inserted just above
         };
         t.last_id += 1;
-        let ev = Rc::new(Event {
+        let ev = Rc::new(TopicEvent {
             id: t.last_id,
             event: event.map(Into::into),
             data: data.into(),
@@ -446,7 +446,7 @@ mod tests {
         let ev = t.publish("a", Some("n"), "data").unwrap();
         assert_eq!(
             *ev,
-            Event {
+            TopicEvent {
                 id: 6,
                 event: Some("n".into()),
                 data: "data".into()

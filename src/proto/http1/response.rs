@@ -153,6 +153,48 @@ impl Response {
     }
 }
 
+impl Response {
+    /// Writes only the head of this response for a body of `body_len` bytes sent separately
+    /// (a body encoded once and shared by many connections, such as a long-poll page):
+    /// the same header section [`encode`](Self::encode) writes, always with
+    /// `Content-Length: body_len`. The caller queues the body after it unless `head_only`.
+    pub fn encode_head(
+        &self,
+        version: Version,
+        keep_alive: bool,
+        date: Option<&str>,
+        body_len: usize,
+        out: &mut Vec<u8>,
+    ) {
+        let status =
+            if (200..=999).contains(&self.status) && self.status != 204 && self.status != 304 {
+                self.status
+            } else {
+                500
+            };
+        write_status_line(out, status);
+        for (name, value) in &self.headers {
+            if !is_framing(name) {
+                write_field(out, name, value);
+            }
+        }
+        if let Some(date) = date {
+            write_field(out, "Date", date);
+        }
+        let _ = write!(out, "Content-Length: {body_len}\r\n");
+        if !keep_alive {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if version == Version::Http10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        log::trace!(
+            "-> {status} {} ({body_len} shared body bytes)",
+            reason_phrase(status)
+        );
+    }
+}
+
 fn is_framing(name: &str) -> bool {
     name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
 }

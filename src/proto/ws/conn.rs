@@ -3,7 +3,7 @@
 //!
 //! # Theory of operation
 //!
-//! [`Connection::read`] is handed the driver's read buffer. It walks it frame by frame:
+//! [`Receiver::read`] is handed the driver's read buffer. It walks it frame by frame:
 //!
 //! * At a frame boundary it parses a header ([`parse_header`]) and applies the server's
 //!   rules: client frames must be masked (§5.1), RSV bits must be zero (no extension is
@@ -25,7 +25,7 @@
 //!
 //! Closing (§7): a Close from the peer is validated (status code, UTF-8 reason), echoed
 //! with the same status code, and reported; after it `read` consumes nothing. A close
-//! started by us ([`Connection::close`]) makes further data frames be discarded, unread,
+//! started by us ([`Sender::close`]) makes further data frames be discarded, unread,
 //! until the peer's Close arrives. On any protocol fault `read` returns the error after
 //! writing the Close frame carrying its code ("_Fail the WebSocket Connection_", §7.1.7);
 //! the connection is then dead. In both cases the server closes the TCP connection
@@ -33,53 +33,10 @@
 
 use std::ops::Range;
 
+pub use super::close::{close_code, CloseError};
 use super::frame::{encode_frame, parse_header, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
-
-/// Close status codes (§7.4.1, and the IANA "WebSocket Close Code Number Registry").
-pub mod close_code {
-    /// The purpose of the connection has been fulfilled.
-    pub const NORMAL: u16 = 1000;
-    /// The endpoint is going away (server shutting down, page left).
-    pub const GOING_AWAY: u16 = 1001;
-    /// The peer broke the protocol.
-    pub const PROTOCOL_ERROR: u16 = 1002;
-    /// The endpoint cannot accept this type of data (e.g. binary for a text-only service).
-    pub const UNSUPPORTED_DATA: u16 = 1003;
-    /// Reserved: "no status code was present". Never sent on the wire.
-    pub const NO_STATUS: u16 = 1005;
-    /// Reserved: "closed abnormally", without a Close frame. Never sent on the wire.
-    pub const ABNORMAL: u16 = 1006;
-    /// Data inconsistent with the message type (e.g. non-UTF-8 in a text message).
-    pub const INVALID_PAYLOAD: u16 = 1007;
-    /// A message violates the endpoint's policy.
-    pub const POLICY_VIOLATION: u16 = 1008;
-    /// A message (or frame) is too big to process.
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// The client expected the server to negotiate an extension.
-    pub const MANDATORY_EXTENSION: u16 = 1010;
-    /// The server met an unexpected condition.
-    pub const INTERNAL_ERROR: u16 = 1011;
-    /// The service is restarting (IANA registry).
-    pub const SERVICE_RESTART: u16 = 1012;
-    /// Temporary overload, try again later (IANA registry).
-    pub const TRY_AGAIN_LATER: u16 = 1013;
-    /// A gateway got an invalid response upstream (IANA registry).
-    pub const BAD_GATEWAY: u16 = 1014;
-
-    /// Whether `code` may appear in a Close frame on the wire.
-    ///
-    /// Valid: 1000-1003, 1007-1011 (§7.4.1), 1012-1014 (registered with IANA since RFC
-    /// 6455: Service Restart, Try Again Later, Bad Gateway), 3000-3999 (registered by
-    /// libraries and frameworks) and 4000-4999 (private use). Invalid: below 1000, 1004
-    /// (reserved), 1005, 1006 and 1015 ("MUST NOT be set as a status code in a Close
-    /// control frame"), the rest of 1016-2999 (reserved for this protocol and extensions,
-    /// unassigned), and 5000 and above (undefined).
-    pub fn is_valid(code: u16) -> bool {
-        matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
-    }
-}
 
 /// Limits of one connection. Every limit is checked against the length a header announces,
 /// before any memory is reserved for the payload.
@@ -99,23 +56,6 @@ impl Default for Config {
         }
     }
 }
-
-/// A fault that fails the connection: the close status code sent to the peer and why.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CloseError {
-    /// The status code of the Close frame (1002, 1007, 1009, ...).
-    pub code: u16,
-    /// A short reason, also sent as the Close frame's reason.
-    pub reason: &'static str,
-}
-
-impl std::fmt::Display for CloseError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "websocket close {}: {}", self.code, self.reason)
-    }
-}
-
-impl std::error::Error for CloseError {}
 
 /// What [`Connection::read`] reports. Payloads borrow the read buffer or the connection's
 /// message buffer, until the next call.
@@ -141,9 +81,9 @@ pub enum Event<'a> {
     },
 }
 
-/// Where the closing handshake stands.
+/// Where the closing handshake stands; owned by the [`Sender`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
+enum CloseProgress {
     /// Messages flow both ways.
     Open,
     /// We sent a Close; the peer's data frames are discarded until its Close arrives.
@@ -200,14 +140,16 @@ enum Ready {
     Assembled(Kind),
 }
 
-/// One WebSocket connection, server side, after a successful handshake.
+/// The receiving half of a server-side WebSocket connection: frames in, messages out.
 ///
 /// It owns no buffer while idle: the message buffer exists only while a fragmented or
-/// partially received message is assembled.
+/// partially received message is assembled. While the application handles a message, the
+/// driver lends it this half only; sends and closes go through the [`Sender`], so a Close
+/// requested inside a callback takes effect at once and the next [`read`](Self::read)
+/// already discards what follows.
 #[derive(Debug)]
-pub struct Connection {
+pub struct Receiver {
     config: Config,
-    phase: Phase,
     /// The data frame being streamed, if any.
     frame: Option<Streaming>,
     /// The type of the fragmented message being assembled, if any.
@@ -218,6 +160,30 @@ pub struct Connection {
     data: Vec<u8>,
     /// `data` was handed out in the last event and is freed on the next call.
     release: bool,
+}
+
+/// The sending half: the one owner of the closing-handshake state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sender {
+    progress: CloseProgress,
+}
+
+impl Default for Sender {
+    fn default() -> Self {
+        Sender {
+            progress: CloseProgress::Open,
+        }
+    }
+}
+
+/// One WebSocket connection, server side, after a successful handshake: both halves
+/// together, for code that does not need to split them.
+#[derive(Debug)]
+pub struct Connection {
+    /// The receiving half.
+    pub receiver: Receiver,
+    /// The sending half.
+    pub sender: Sender,
 }
 
 fn err(code: u16, reason: &'static str) -> CloseError {
@@ -237,8 +203,56 @@ impl Connection {
     /// A connection that has just completed its opening handshake.
     pub fn new(config: Config) -> Self {
         Connection {
+            receiver: Receiver::new(config),
+            sender: Sender::default(),
+        }
+    }
+
+    /// [`Receiver::read`] with this connection's sender.
+    pub fn read<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, Option<Event<'a>>), CloseError> {
+        self.receiver.read(&mut self.sender, buf, out)
+    }
+
+    /// [`Sender::send_text`].
+    pub fn send_text(&mut self, out: &mut Vec<u8>, text: &str) -> bool {
+        self.sender.send_text(out, text)
+    }
+
+    /// [`Sender::send_binary`].
+    pub fn send_binary(&mut self, out: &mut Vec<u8>, data: &[u8]) -> bool {
+        self.sender.send_binary(out, data)
+    }
+
+    /// [`Sender::send_ping`].
+    pub fn send_ping(&mut self, out: &mut Vec<u8>, data: &[u8]) -> bool {
+        self.sender.send_ping(out, data)
+    }
+
+    /// [`Sender::close`].
+    pub fn close(&mut self, out: &mut Vec<u8>, code: u16, reason: &str) -> bool {
+        self.sender.close(out, code, reason)
+    }
+
+    /// [`Sender::is_closed`].
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
+    /// [`Sender::close_sent`].
+    pub fn close_sent(&self) -> bool {
+        self.sender.close_sent()
+    }
+}
+
+impl Receiver {
+    /// The receiving half of a connection that has just completed its opening handshake.
+    pub fn new(config: Config) -> Self {
+        Receiver {
             config,
-            phase: Phase::Open,
             frame: None,
             message: None,
             utf8: Utf8Validator::new(),
@@ -261,8 +275,13 @@ impl Connection {
     /// Close frame with the error's code has been appended to `out` (unless we had
     /// already sent one) and the connection is dead: flush `out` and close TCP. After
     /// [`Event::Close`] likewise. Once closed or failed, `read` consumes nothing.
+    ///
+    /// Control frames, Close echoes and failures consult and update `send`, the one owner
+    /// of the closing state: once `send` has sent a Close (perhaps from a callback since the
+    /// last call), data frames are discarded, unread, until the peer's Close.
     pub fn read<'a>(
         &'a mut self,
+        send: &mut Sender,
         buf: &'a mut [u8],
         out: &mut Vec<u8>,
     ) -> Result<(usize, Option<Event<'a>>), CloseError> {
@@ -270,12 +289,16 @@ impl Connection {
             self.release = false;
             self.data = Vec::new();
         }
-        if self.is_closed() {
+        if send.is_closed() {
             return Ok((0, None));
         }
-        let (used, ready) = match self.advance(buf, out) {
+        if send.close_sent() {
+            // Any message in assembly is now moot (§5.5.1).
+            self.drop_message_keep_frame();
+        }
+        let (used, ready) = match self.advance(send, buf, out) {
             Ok(step) => step,
-            Err(e) => return Err(self.fail(e, out)),
+            Err(e) => return Err(self.fail(send, e, out)),
         };
         let buf: &'a [u8] = buf;
         let event = match ready {
@@ -285,7 +308,7 @@ impl Connection {
             Ready::Pong(r) => Some(Event::Pong(&buf[r])),
             Ready::Text(r) => match std::str::from_utf8(&buf[r]) {
                 Ok(text) => Some(Event::Text(text)),
-                Err(_) => return Err(self.fail(BAD_UTF8, out)),
+                Err(_) => return Err(self.fail(send, BAD_UTF8, out)),
             },
             // The reason was checked before the echo was written.
             Ready::Close(code, r) => Some(Event::Close {
@@ -293,8 +316,7 @@ impl Connection {
                 reason: std::str::from_utf8(&buf[r]).unwrap_or_default(),
             }),
             Ready::Assembled(kind) => {
-                // Split the borrows: `data` is lent out for 'a, `phase` may still change.
-                let Connection { data, phase, .. } = self;
+                let data = &self.data;
                 match kind {
                     Kind::Binary => Some(Event::Binary(&data[..])),
                     // The validator accepted every byte and ended complete, so this cannot
@@ -302,7 +324,7 @@ impl Connection {
                     Kind::Text => match std::str::from_utf8(data) {
                         Ok(text) => Some(Event::Text(text)),
                         Err(_) => {
-                            *phase = Phase::Failed;
+                            send.progress = CloseProgress::Failed;
                             write_close(out, Some(BAD_UTF8.code), BAD_UTF8.reason);
                             return Err(BAD_UTF8);
                         }
@@ -314,7 +336,12 @@ impl Connection {
     }
 
     /// Walks `buf` until an event is ready or the input runs out.
-    fn advance(&mut self, buf: &mut [u8], out: &mut Vec<u8>) -> Result<(usize, Ready), CloseError> {
+    fn advance(
+        &mut self,
+        send: &mut Sender,
+        buf: &mut [u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(usize, Ready), CloseError> {
         let mut pos = 0;
         loop {
             if let Some(mut frame) = self.frame {
@@ -383,18 +410,18 @@ impl Connection {
                 let payload = &mut buf[start..end];
                 apply_mask(payload, key, 0);
                 match header.opcode {
-                    OpCode::Ping if self.phase == Phase::Open => {
+                    OpCode::Ping if send.progress == CloseProgress::Open => {
                         // "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
                         // response [...] A Pong frame sent in response to a Ping frame must
                         // have identical "Application data"" (§5.5.2, §5.5.3)
                         encode_frame(out, OpCode::Pong, payload);
                         return Ok((pos, Ready::Ping(start..end)));
                     }
-                    OpCode::Pong if self.phase == Phase::Open => {
+                    OpCode::Pong if send.progress == CloseProgress::Open => {
                         return Ok((pos, Ready::Pong(start..end)));
                     }
                     OpCode::Close => {
-                        let code = self.on_close(payload, out)?;
+                        let code = self.on_close(send, payload, out)?;
                         let reason_start = if code.is_some() { start + 2 } else { start };
                         return Ok((pos, Ready::Close(code, reason_start..end)));
                     }
@@ -403,7 +430,7 @@ impl Connection {
                 }
             }
 
-            if self.phase != Phase::Open {
+            if send.progress != CloseProgress::Open {
                 // We sent a Close: skip the peer's data until its Close (§5.5.1: "After
                 // sending a Close frame, the endpoint MUST NOT send any more data frames").
                 pos = start;
@@ -465,7 +492,12 @@ impl Connection {
 
     /// Validates the peer's Close payload (already unmasked), echoes it if we have not sent
     /// a Close, and returns its status code.
-    fn on_close(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<Option<u16>, CloseError> {
+    fn on_close(
+        &mut self,
+        send: &mut Sender,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Option<u16>, CloseError> {
         // "If there is a body, the first two bytes of the body MUST be a 2-byte unsigned
         // integer (in network byte order) representing a status code" (§5.5.1)
         let code = match payload {
@@ -487,22 +519,22 @@ impl Connection {
         // "If an endpoint receives a Close frame and did not previously send a Close frame,
         // the endpoint MUST send a Close frame in response. [...] it is typical to echo the
         // status code it received." (§5.5.1)
-        if self.phase == Phase::Open {
+        if send.progress == CloseProgress::Open {
             write_close(out, code, "");
         }
-        self.phase = Phase::Closed;
+        send.progress = CloseProgress::Closed;
         self.drop_message();
         Ok(code)
     }
 
     /// Fails the connection (§7.1.7): sends a Close with the error's code unless one was
     /// already sent, and stops.
-    fn fail(&mut self, e: CloseError, out: &mut Vec<u8>) -> CloseError {
+    fn fail(&mut self, send: &mut Sender, e: CloseError, out: &mut Vec<u8>) -> CloseError {
         log::debug!("ws failing connection: {e}");
-        if self.phase == Phase::Open {
+        if send.progress == CloseProgress::Open {
             write_close(out, Some(e.code), e.reason);
         }
-        self.phase = Phase::Failed;
+        send.progress = CloseProgress::Failed;
         self.drop_message();
         e
     }
@@ -514,6 +546,18 @@ impl Connection {
         self.release = false;
     }
 
+    /// Forgets the message being assembled; a data frame being streamed is now skipped.
+    fn drop_message_keep_frame(&mut self) {
+        self.message = None;
+        self.data = Vec::new();
+        self.release = false;
+        if let Some(frame) = &mut self.frame {
+            frame.discard = true;
+        }
+    }
+}
+
+impl Sender {
     /// Sends a text message as one frame. Returns false, writing nothing, once a Close was
     /// sent (§5.5.1).
     pub fn send_text(&mut self, out: &mut Vec<u8>, text: &str) -> bool {
@@ -532,8 +576,13 @@ impl Connection {
         data.len() <= MAX_CONTROL_PAYLOAD && self.send(out, OpCode::Ping, data)
     }
 
-    fn send(&mut self, out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) -> bool {
-        if self.phase != Phase::Open {
+    /// Sends one frame of any data or control `opcode` (control payloads at most 125
+    /// bytes). Returns false, writing nothing, once a Close was sent.
+    pub fn send(&mut self, out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) -> bool {
+        if self.progress != CloseProgress::Open
+            || opcode == OpCode::Close
+            || (opcode.is_control() && payload.len() > MAX_CONTROL_PAYLOAD)
+        {
             return false;
         }
         encode_frame(out, opcode, payload);
@@ -542,38 +591,39 @@ impl Connection {
 
     /// Starts the closing handshake (§7.1.2) with a status `code` and a `reason`, cut to
     /// 123 bytes on a character boundary. Returns false, writing nothing, when a Close was
-    /// already sent or `code` may not be sent ([`close_code::is_valid`]). Then keep
-    /// reading: data frames are discarded until the peer's [`Event::Close`].
+    /// already sent or `code` may not be sent ([`close_code::is_valid`]). The receiving
+    /// half then discards data frames until the peer's [`Event::Close`].
     pub fn close(&mut self, out: &mut Vec<u8>, code: u16, reason: &str) -> bool {
-        if self.phase != Phase::Open || !close_code::is_valid(code) {
+        if self.progress != CloseProgress::Open || !close_code::is_valid(code) {
             return false;
         }
         write_close(out, Some(code), reason);
-        self.phase = Phase::CloseSent;
-        // Any message in assembly is now moot.
-        self.message = None;
-        self.data = Vec::new();
-        self.release = false;
-        if let Some(frame) = &mut self.frame {
-            frame.discard = true;
-        }
+        self.progress = CloseProgress::CloseSent;
         true
+    }
+
+    /// Marks a Close as sent without writing one: the caller queued a Close frame encoded
+    /// elsewhere (or the connection is being abandoned).
+    pub fn mark_close_sent(&mut self) {
+        if self.progress == CloseProgress::Open {
+            self.progress = CloseProgress::CloseSent;
+        }
     }
 
     /// True once the connection is over: Close sent and received, or failed.
     pub fn is_closed(&self) -> bool {
-        matches!(self.phase, Phase::Closed | Phase::Failed)
+        matches!(self.progress, CloseProgress::Closed | CloseProgress::Failed)
     }
 
     /// True once we have sent a Close (ours, an echo, or a failure).
     pub fn close_sent(&self) -> bool {
-        self.phase != Phase::Open
+        self.progress != CloseProgress::Open
     }
 }
 
-/// Appends a Close frame: no body for `None`, else the code and `reason` cut to fit 125
+/// Appends a Close frame (server side, unmasked): no body for `None`, else the code and `reason` cut to fit 125
 /// bytes on a char boundary.
-fn write_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
+pub fn write_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
     let mut body = [0u8; MAX_CONTROL_PAYLOAD];
     let len = match code {
         None => 0,

@@ -26,7 +26,7 @@
 //! Non-minimal length encodings (e.g. a length of 5 in the 16-bit form) are accepted when
 //! parsing; [`write_header`] always writes the minimal one, as §5.2 requires of senders.
 
-use super::conn::{close_code, CloseError};
+use super::close::{close_code, CloseError};
 
 /// A frame's opcode (§5.2, §11.8). The reserved opcodes `0x3..=0x7` and `0xB..=0xF` have no
 /// variant: [`parse_header`] rejects them.

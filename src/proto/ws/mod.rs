@@ -14,13 +14,15 @@
 //! through [`Connection::send_text`] and friends. No extension is negotiated, so RSV bits
 //! are always an error.
 
+pub mod close;
 pub mod conn;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod utf8;
 
-pub use conn::{close_code, CloseError, Config, Connection, Event};
+pub use close::{close_code, CloseError};
+pub use conn::{write_close, Config, Connection, Event, Receiver, Sender};
 pub use frame::{encode_frame, parse_header, write_header, FrameHeader, OpCode};
 pub use handshake::{
     accept_key, validate_request, write_accept_response, Handshake, HandshakeError,

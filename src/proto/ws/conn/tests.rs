@@ -609,12 +609,12 @@ fn partial_frames_are_consumed_and_buffer_released() {
     let mut first = f[..500].to_vec();
     let (n, ev) = conn.read(&mut first, &mut out).unwrap();
     assert_eq!((n, ev), (500, None));
-    assert!(conn.data.capacity() > 0);
+    assert!(conn.receiver.data.capacity() > 0);
     let mut second = f[500..].to_vec();
     let (n, ev) = conn.read(&mut second, &mut out).unwrap();
     assert_eq!((n, ev), (f.len() - 500, Some(Event::Binary(&[9; 1000]))));
     assert_eq!(conn.read(&mut [], &mut out), Ok((0, None)));
-    assert_eq!(conn.data.capacity(), 0);
+    assert_eq!(conn.receiver.data.capacity(), 0);
     // An incomplete header or control frame is not consumed.
     let ping = frame(0x89, b"abc");
     let mut part = ping[..8].to_vec();

@@ -1,0 +1,257 @@
+//! Encode once, share everywhere: the bytes one published event becomes on each transport,
+//! and the replays and pages that resuming subscribers get.
+//!
+//! A [`Broadcast`] is made per publish. Each transport's bytes are encoded the first time
+//! a subscriber of that transport asks ([`Broadcast::bytes_for`]) and then shared (an
+//! `Rc<[u8]>`, queued by reference in every connection's [`OutQueue`](super::out::OutQueue)).
+//! Parked long polls get a page per distinct cursor ([`Broadcast::page_for`]), also encoded
+//! once and shared.
+//!
+//! Wire formats:
+//! * WebSocket: one unmasked text frame (RFC 6455 §5.2, §5.6) whose payload is
+//!   `{"id":N,"event":null|"name","data":"..."}`; a resume with lost events starts with
+//!   `{"gap":true,"oldest":N}`.
+//! * SSE (WHATWG HTML §9.2.4): `id: N`, `event: name`, one `data:` line per line, a blank
+//!   line; in one chunk (RFC 9112 §7.1) on HTTP/1.1 streams. A resume with lost events
+//!   starts with `event: gap` whose data is the oldest kept id.
+//! * Long poll: `{"events":[...],"next":M,"gap":false}`.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::http1::Response;
+use super::server::Transport;
+use super::topic::{Page, TopicEvent, Topics};
+use super::ws::{self, OpCode};
+use super::{json, sse};
+
+/// Room kept in front of a WebSocket payload for its frame header (at most 10 bytes for
+/// an unmasked server frame).
+const WS_HEADER_ROOM: usize = 10;
+
+/// Writes `payload_writer`'s bytes as one text frame, building the payload only once: it
+/// is written after room for the header, which is filled in when its length is known.
+fn text_frame(hint: usize, write_payload: impl FnOnce(&mut Vec<u8>)) -> Rc<[u8]> {
+    let mut v = Vec::with_capacity(hint + WS_HEADER_ROOM);
+    v.resize(WS_HEADER_ROOM, 0);
+    write_payload(&mut v);
+    let len = v.len() - WS_HEADER_ROOM;
+    let mut head = Vec::with_capacity(WS_HEADER_ROOM);
+    ws::write_header(&mut head, true, OpCode::Text, None, len as u64);
+    let start = WS_HEADER_ROOM - head.len();
+    v[start..WS_HEADER_ROOM].copy_from_slice(&head);
+    Rc::from(&v[start..])
+}
+
+/// One text frame carrying `text`, for a message sent to many WebSockets.
+pub fn text_message_frame(text: &str) -> Rc<[u8]> {
+    text_frame(text.len(), |v| v.extend_from_slice(text.as_bytes()))
+}
+
+/// The text frame carrying one topic event to WebSocket subscribers.
+pub fn ws_event_frame(ev: &TopicEvent) -> Rc<[u8]> {
+    text_frame(ev.data.len() + 48, |v| json::write_event(v, ev))
+}
+
+/// One SSE event, chunk-framed when the stream is chunked.
+pub fn sse_event_bytes(ev: &TopicEvent, chunked: bool) -> Rc<[u8]> {
+    let mut text = Vec::with_capacity(ev.data.len() + 40);
+    if chunked {
+        // Room for the chunk-size line; filled in once the length is known.
+        text.resize(10, 0);
+    }
+    sse::write_topic_event(&mut text, ev);
+    if !chunked {
+        return text.into();
+    }
+    let len = text.len() - 10;
+    let size = format!("{len:X}\r\n");
+    let start = 10 - size.len();
+    text[start..10].copy_from_slice(size.as_bytes());
+    text.extend_from_slice(b"\r\n");
+    Rc::from(&text[start..])
+}
+
+/// The replay a WebSocket subscriber resuming after a cursor gets: the gap notice when
+/// events were lost, then one frame per kept event.
+pub fn ws_replay(page: &Page<'_>, out: &mut Vec<u8>) {
+    if page.gap {
+        let mut text = Vec::with_capacity(32);
+        json::write_gap(&mut text, page.oldest);
+        ws::encode_frame(out, OpCode::Text, &text);
+    }
+    let mut text = Vec::new();
+    for ev in &page.events {
+        text.clear();
+        json::write_event(&mut text, ev);
+        ws::encode_frame(out, OpCode::Text, &text);
+    }
+}
+
+/// The first bytes of an SSE stream: `retry:` when configured, then (resuming) the gap
+/// event and the kept events after the cursor.
+pub fn sse_first(retry: Option<u64>, page: Option<&Page<'_>>, out: &mut Vec<u8>) {
+    if let Some(ms) = retry {
+        sse::write_retry(out, ms);
+    }
+    if let Some(page) = page {
+        if page.gap {
+            sse::write_gap(out, page.oldest);
+        }
+        for ev in &page.events {
+            sse::write_topic_event(out, ev);
+        }
+    }
+}
+
+/// The header fields of an SSE stream's answer.
+pub const SSE_HEADERS: &[(&str, &str)] = &[
+    ("Content-Type", "text/event-stream"),
+    ("Cache-Control", "no-cache"),
+    ("X-Accel-Buffering", "no"),
+];
+
+/// The head of a long-poll answer (its body is a shared page).
+pub fn poll_head() -> Response {
+    Response::new(200)
+        .header("Content-Type", "application/json")
+        .header("Cache-Control", "no-store")
+}
+
+/// A long-poll page body.
+pub fn page_body(page: &Page<'_>) -> Rc<[u8]> {
+    let mut body =
+        Vec::with_capacity(64 + page.events.iter().map(|e| e.data.len() + 40).sum::<usize>());
+    json::write_page(&mut body, page);
+    body.into()
+}
+
+/// The empty page a long poll whose timeout passed gets.
+pub fn empty_page(since: u64) -> Rc<[u8]> {
+    page_body(&Page {
+        events: Vec::new(),
+        gap: false,
+        next: since,
+        oldest: 0,
+        more: false,
+    })
+}
+
+/// The encodings of one published event, made lazily, each once.
+#[derive(Debug)]
+pub struct Broadcast {
+    event: Rc<TopicEvent>,
+    ws: Option<Rc<[u8]>>,
+    sse_chunked: Option<Rc<[u8]>>,
+    sse_plain: Option<Rc<[u8]>>,
+    /// Long-poll pages by cursor, with the number of events in each.
+    pages: HashMap<u64, (Rc<[u8]>, usize)>,
+}
+
+impl Broadcast {
+    /// The encodings of `event` (none made yet).
+    pub fn new(event: Rc<TopicEvent>) -> Self {
+        Broadcast {
+            event,
+            ws: None,
+            sse_chunked: None,
+            sse_plain: None,
+            pages: HashMap::new(),
+        }
+    }
+
+    /// The event.
+    pub fn event(&self) -> &Rc<TopicEvent> {
+        &self.event
+    }
+
+    /// The bytes for a subscriber of `transport` (`None` for [`Transport::None`]).
+    pub fn bytes_for(&mut self, transport: Transport) -> Option<Rc<[u8]>> {
+        let ev = &self.event;
+        let slot = match transport {
+            Transport::WebSocket => self.ws.get_or_insert_with(|| ws_event_frame(ev)),
+            Transport::SseChunked => self
+                .sse_chunked
+                .get_or_insert_with(|| sse_event_bytes(ev, true)),
+            Transport::SsePlain => self
+                .sse_plain
+                .get_or_insert_with(|| sse_event_bytes(ev, false)),
+            Transport::None => return None,
+        };
+        Some(Rc::clone(slot))
+    }
+
+    /// The long-poll page for a client parked after `since` on `topic` (at most `batch`
+    /// events), encoded once per distinct cursor; with the number of events in it.
+    pub fn page_for(
+        &mut self,
+        topics: &Topics,
+        topic: &str,
+        since: u64,
+        batch: usize,
+    ) -> (Rc<[u8]>, usize) {
+        let entry = self.pages.entry(since).or_insert_with(|| {
+            let page = topics.read_after(topic, since, batch);
+            (page_body(&page), page.events.len())
+        });
+        (Rc::clone(&entry.0), entry.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::http1;
+
+    fn ev(id: u64, data: &str) -> TopicEvent {
+        TopicEvent {
+            id,
+            event: None,
+            data: data.into(),
+        }
+    }
+
+    #[test]
+    fn ws_frame_matches_the_plain_encoder() {
+        for len in [0usize, 1, 80, 125, 126, 1000, 70_000] {
+            let e = ev(7, &"x".repeat(len));
+            let mut json_text = Vec::new();
+            json::write_event(&mut json_text, &e);
+            let mut want = Vec::new();
+            ws::encode_frame(&mut want, OpCode::Text, &json_text);
+            assert_eq!(&*ws_event_frame(&e), &want[..], "len {len}");
+        }
+    }
+
+    #[test]
+    fn sse_bytes_match_the_plain_encoder() {
+        for len in [0usize, 3, 300, 70_000] {
+            let e = ev(9, &"y".repeat(len));
+            let mut text = Vec::new();
+            sse::write_topic_event(&mut text, &e);
+            let mut want = Vec::new();
+            http1::write_chunk(&mut want, &text);
+            assert_eq!(&*sse_event_bytes(&e, true), &want[..]);
+            assert_eq!(&*sse_event_bytes(&e, false), &text[..]);
+        }
+    }
+
+    #[test]
+    fn pages_are_encoded_once_per_cursor() {
+        let mut topics = Topics::new(Default::default());
+        let first = topics.publish("t", None, "a").unwrap();
+        let second = topics.publish("t", None, "b").unwrap();
+        let mut b = Broadcast::new(second);
+        let (p1, n1) = b.page_for(&topics, "t", first.id, 100);
+        let (p2, _) = b.page_for(&topics, "t", first.id, 100);
+        assert!(Rc::ptr_eq(&p1, &p2));
+        assert_eq!(n1, 1);
+        let (p0, n0) = b.page_for(&topics, "t", first.id - 1, 100);
+        assert_eq!(n0, 2);
+        assert!(!Rc::ptr_eq(&p0, &p1));
+        assert!(Rc::ptr_eq(
+            &b.bytes_for(Transport::WebSocket).unwrap(),
+            &b.bytes_for(Transport::WebSocket).unwrap()
+        ));
+    }
+}

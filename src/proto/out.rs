@@ -1,0 +1,237 @@
+//! The per-connection output queue: owned chunks for one connection's bytes, shared chunks
+//! for bytes encoded once and sent to many (a broadcast frame, an SSE event, a long-poll
+//! body).
+//!
+//! Everything the core writes for a connection goes through an [`OutQueue`]; the driver
+//! only asks it for [`io_slices`](OutQueue::io_slices) to hand to `writev` and reports how
+//! many bytes the socket took with [`advance`](OutQueue::advance). An idle connection's
+//! queue holds no heap memory: drained owned chunks go back to a per-thread pool (the loop
+//! is single-threaded) and the deque's own allocation is freed.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::rc::Rc;
+
+/// Owned output chunks are filled up to this size before a new one is started, so a chunk
+/// never grows (and reallocates) past it.
+pub const OUT_CHUNK: usize = 64 * 1024;
+/// Drained chunks kept for reuse.
+const POOL_MAX: usize = 16;
+/// Most slices handed to one `writev`.
+pub const MAX_SLICES: usize = 32;
+
+thread_local! {
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_chunk() -> Vec<u8> {
+    POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default()
+}
+
+fn give_chunk(mut v: Vec<u8>) {
+    if v.capacity() <= OUT_CHUNK {
+        v.clear();
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < POOL_MAX {
+                p.push(v);
+            }
+        });
+    }
+}
+
+/// A piece of queued output.
+#[derive(Debug)]
+enum Chunk {
+    /// Bytes for this connection only.
+    Owned(Vec<u8>),
+    /// Bytes shared by many connections (encoded once).
+    Shared(Rc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(r) => r,
+        }
+    }
+}
+
+/// The bytes queued for one connection, in order.
+#[derive(Debug, Default)]
+pub struct OutQueue {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    offset: usize,
+    /// Bytes queued and not yet written.
+    len: usize,
+}
+
+impl OutQueue {
+    /// Nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Lets `f` append about `hint` bytes, coalescing small writes into the tail owned chunk;
+    /// a write that would push the tail past [`OUT_CHUNK`] starts a new chunk. Returns what
+    /// `f` returns.
+    pub fn append<R>(&mut self, hint: usize, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let fits =
+            matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() + hint <= OUT_CHUNK);
+        if !fits {
+            let mut v = take_chunk();
+            v.reserve(hint);
+            self.chunks.push_back(Chunk::Owned(v));
+        }
+        let Some(Chunk::Owned(v)) = self.chunks.back_mut() else {
+            unreachable!("an owned chunk was just ensured at the back");
+        };
+        let before = v.len();
+        let r = f(v);
+        let added = v.len() - before;
+        self.len += added;
+        if v.is_empty() {
+            // Nothing was written into a fresh chunk: do not keep it.
+            if let Some(Chunk::Owned(v)) = self.chunks.pop_back() {
+                give_chunk(v);
+            }
+        }
+        r
+    }
+
+    /// Appends a copy of `bytes`.
+    pub fn push_slice(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.append(bytes.len(), |v| v.extend_from_slice(bytes));
+        }
+    }
+
+    /// Queues a shared chunk without copying it.
+    pub fn push_shared(&mut self, bytes: &Rc<[u8]>) {
+        if !bytes.is_empty() {
+            self.len += bytes.len();
+            self.chunks.push_back(Chunk::Shared(Rc::clone(bytes)));
+        }
+    }
+
+    /// Drops every queued chunk that has not started to be written, so that a close frame
+    /// or last chunk can follow at once without breaking framing.
+    pub fn drop_unstarted(&mut self) {
+        let keep = usize::from(self.offset > 0);
+        while self.chunks.len() > keep {
+            if let Some(c) = self.chunks.pop_back() {
+                self.len -= c.bytes().len();
+                if let Chunk::Owned(v) = c {
+                    give_chunk(v);
+                }
+            }
+        }
+    }
+
+    /// Fills `slices` with the queued bytes, oldest first, for one vectored write; returns
+    /// how many slices were filled.
+    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (i, c) in self.chunks.iter().take(slices.len()).enumerate() {
+            let b = c.bytes();
+            slices[i] = IoSlice::new(if i == 0 { &b[self.offset..] } else { b });
+            n += 1;
+        }
+        n
+    }
+
+    /// The socket took `n` bytes from the front.
+    pub fn advance(&mut self, mut n: usize) {
+        n = n.min(self.len);
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
+            let rest = front.bytes().len() - self.offset;
+            if n >= rest {
+                n -= rest;
+                self.offset = 0;
+                if let Some(Chunk::Owned(v)) = self.chunks.pop_front() {
+                    give_chunk(v);
+                }
+            } else {
+                self.offset += n;
+                n = 0;
+            }
+        }
+        if self.chunks.is_empty() {
+            // Give back the deque's own allocation too: idle connections hold nothing.
+            self.chunks = VecDeque::new();
+            self.offset = 0;
+        }
+    }
+
+    /// All queued bytes, concatenated (for tests and fuzzing).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len);
+        for (i, c) in self.chunks.iter().enumerate() {
+            let b = c.bytes();
+            v.extend_from_slice(if i == 0 { &b[self.offset..] } else { b });
+        }
+        v
+    }
+
+    /// Takes every queued byte out (for tests and fuzzing).
+    pub fn take_all(&mut self) -> Vec<u8> {
+        let v = self.to_vec();
+        self.advance(self.len);
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_order_across_partial_writes() {
+        let mut q = OutQueue::default();
+        q.push_slice(b"hello ");
+        q.push_shared(&Rc::from(&b"shared "[..]));
+        q.push_slice(b"world");
+        assert_eq!(q.len(), 18);
+        q.advance(7);
+        assert_eq!(q.len(), 11);
+        q.drop_unstarted();
+        // The shared chunk was partly written, so it stays; "world" goes.
+        assert_eq!(q.len(), 6);
+        assert_eq!(q.to_vec(), b"hared ");
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        assert_eq!(q.io_slices(&mut slices), 1);
+        assert_eq!(&*slices[0], b"hared ");
+        q.advance(6);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn empty_append_leaves_no_chunk() {
+        let mut q = OutQueue::default();
+        q.append(10, |_| ());
+        assert!(q.is_empty());
+        assert_eq!(q.io_slices(&mut [IoSlice::new(&[])]), 0);
+    }
+
+    #[test]
+    fn owned_chunks_stop_at_the_chunk_size() {
+        let mut q = OutQueue::default();
+        let big = vec![1u8; OUT_CHUNK - 10];
+        q.push_slice(&big);
+        q.push_slice(&[2u8; 20]);
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        assert_eq!(q.io_slices(&mut slices), 2);
+    }
+}
