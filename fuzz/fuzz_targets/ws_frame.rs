@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pushwire::proto::ws::{CloseError, Config, Connection, Event};
+use pushwire::proto::ws::{CloseError, Connection, WsEvent, WsLimits};
 
 #[derive(Debug, PartialEq)]
 enum Owned {
@@ -17,18 +17,18 @@ enum Owned {
     Close(Option<u16>, String),
 }
 
-fn owned(e: Event<'_>) -> Owned {
+fn owned(e: WsEvent<'_>) -> Owned {
     match e {
-        Event::Text(t) => Owned::Text(t.to_owned()),
-        Event::Binary(b) => Owned::Binary(b.to_vec()),
-        Event::Ping(b) => Owned::Ping(b.to_vec()),
-        Event::Pong(b) => Owned::Pong(b.to_vec()),
-        Event::Close { code, reason } => Owned::Close(code, reason.to_owned()),
+        WsEvent::Text(t) => Owned::Text(t.to_owned()),
+        WsEvent::Binary(b) => Owned::Binary(b.to_vec()),
+        WsEvent::Ping(b) => Owned::Ping(b.to_vec()),
+        WsEvent::Pong(b) => Owned::Pong(b.to_vec()),
+        WsEvent::Close { code, reason } => Owned::Close(code, reason.to_owned()),
     }
 }
 
 fn drive(
-    config: Config,
+    config: WsLimits,
     pieces: &mut dyn Iterator<Item = &[u8]>,
 ) -> (Vec<Owned>, Option<CloseError>, Vec<u8>) {
     let mut conn = Connection::new(config);
@@ -64,9 +64,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let (sizes, input) = rest.split_at(rest.len().min(3));
     let config = if limits & 1 == 0 {
-        Config::default()
+        WsLimits::default()
     } else {
-        Config {
+        WsLimits {
             max_frame_bytes: usize::from(limits),
             max_message_bytes: 2 * usize::from(limits),
         }

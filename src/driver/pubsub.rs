@@ -167,7 +167,7 @@ impl Core {
 
     /// Accepts a WebSocket upgrade on connection `i`.
     pub(super) fn upgrade(&mut self, i: usize, req: &Request, acc: &WsAccept) -> bool {
-        let limits = ws::Config {
+        let limits = ws::WsLimits {
             max_frame_bytes: self.config.ws_max_frame,
             max_message_bytes: acc.max_message.unwrap_or(self.config.ws_max_message),
         };

@@ -7,7 +7,6 @@
 pub mod fanout;
 pub mod http1;
 pub mod json;
-pub mod longpoll;
 pub mod out;
 pub mod server;
 pub mod sse;

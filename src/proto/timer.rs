@@ -34,7 +34,7 @@ pub struct TimerKey {
 }
 
 /// One occupied slot: the sequence number of the timer that owns it and its value.
-struct Slot<T> {
+struct HeapEntry<T> {
     seq: u64,
     value: T,
 }
@@ -44,7 +44,7 @@ struct Slot<T> {
 pub struct Timers<T> {
     /// Min-heap on `(deadline, seq)`; may hold stale entries (see the module docs).
     heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
-    slots: Vec<Option<Slot<T>>>,
+    slots: Vec<Option<HeapEntry<T>>>,
     /// Indices of empty slots.
     free: Vec<usize>,
     next_seq: u64,
@@ -73,7 +73,7 @@ impl<T> Timers<T> {
     pub fn insert(&mut self, at: Instant, value: T) -> TimerKey {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let slot = Some(Slot { seq, value });
+        let slot = Some(HeapEntry { seq, value });
         let index = match self.free.pop() {
             Some(index) => {
                 self.slots[index] = slot;

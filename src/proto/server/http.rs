@@ -182,7 +182,7 @@ impl ServerConn {
         &mut self,
         req: &Request,
         protocol: Option<&str>,
-        limits: ws::Config,
+        limits: ws::WsLimits,
         env: &mut Env<'_>,
     ) -> bool {
         let headers = req

@@ -96,23 +96,23 @@ impl ServerConn {
         let (n, msg, close) = match step {
             Ok((n, None)) => (n, None, None),
             Ok((n, Some(ev))) => match ev {
-                ws::Event::Text(t) => {
+                ws::WsEvent::Text(t) => {
                     log::trace!("ws text {} bytes", t.len());
                     (n, Some(Message::Text(t)), None)
                 }
-                ws::Event::Binary(b) => {
+                ws::WsEvent::Binary(b) => {
                     log::trace!("ws binary {} bytes", b.len());
                     (n, Some(Message::Binary(b)), None)
                 }
-                ws::Event::Ping(p) => {
+                ws::WsEvent::Ping(p) => {
                     log::trace!("ws ping {} bytes (pong queued)", p.len());
                     (n, None, None)
                 }
-                ws::Event::Pong(p) => {
+                ws::WsEvent::Pong(p) => {
                     log::trace!("ws pong {} bytes", p.len());
                     (n, None, None)
                 }
-                ws::Event::Close { code, reason } => {
+                ws::WsEvent::Close { code, reason } => {
                     log::debug!("ws close received: {code:?} {reason:?}");
                     (n, None, Some(code.unwrap_or(close_code::NO_STATUS)))
                 }

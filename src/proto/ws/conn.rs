@@ -8,7 +8,7 @@
 //! * At a frame boundary it parses a header ([`parse_header`]) and applies the server's
 //!   rules: client frames must be masked (§5.1), RSV bits must be zero (no extension is
 //!   negotiated, §5.2), fragments must follow each other properly (§5.4), and the frame and
-//!   message must fit the [`Config`] limits, checked against the header's length before a
+//!   message must fit the [`WsLimits`] limits, checked against the header's length before a
 //!   single payload byte is stored.
 //! * A **control frame** (≤ 125 bytes) is handled only once it is complete in the buffer;
 //!   until then nothing of it is consumed. It is unmasked in place and reported as an
@@ -41,16 +41,16 @@ use super::utf8::Utf8Validator;
 /// Limits of one connection. Every limit is checked against the length a header announces,
 /// before any memory is reserved for the payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Config {
+pub struct WsLimits {
     /// The largest data frame payload accepted (1009 above it). Default 16 MiB.
     pub max_frame_bytes: usize,
     /// The largest message accepted, all fragments together (1009 above it). Default 16 MiB.
     pub max_message_bytes: usize,
 }
 
-impl Default for Config {
+impl Default for WsLimits {
     fn default() -> Self {
-        Config {
+        WsLimits {
             max_frame_bytes: 16 << 20,
             max_message_bytes: 16 << 20,
         }
@@ -60,7 +60,7 @@ impl Default for Config {
 /// What [`Connection::read`] reports. Payloads borrow the read buffer or the connection's
 /// message buffer, until the next call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event<'a> {
+pub enum WsEvent<'a> {
     /// A whole text message (valid UTF-8, all fragments joined).
     Text(&'a str),
     /// A whole binary message.
@@ -149,7 +149,7 @@ enum Ready {
 /// already discards what follows.
 #[derive(Debug)]
 pub struct Receiver {
-    config: Config,
+    config: WsLimits,
     /// The data frame being streamed, if any.
     frame: Option<Streaming>,
     /// The type of the fragmented message being assembled, if any.
@@ -201,7 +201,7 @@ const BAD_UTF8: CloseError = CloseError {
 
 impl Connection {
     /// A connection that has just completed its opening handshake.
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: WsLimits) -> Self {
         Connection {
             receiver: Receiver::new(config),
             sender: Sender::default(),
@@ -213,7 +213,7 @@ impl Connection {
         &'a mut self,
         buf: &'a mut [u8],
         out: &mut Vec<u8>,
-    ) -> Result<(usize, Option<Event<'a>>), CloseError> {
+    ) -> Result<(usize, Option<WsEvent<'a>>), CloseError> {
         self.receiver.read(&mut self.sender, buf, out)
     }
 
@@ -250,7 +250,7 @@ impl Connection {
 
 impl Receiver {
     /// The receiving half of a connection that has just completed its opening handshake.
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: WsLimits) -> Self {
         Receiver {
             config,
             frame: None,
@@ -274,7 +274,7 @@ impl Receiver {
     /// Output the protocol forces (Pong, Close echo) is appended to `out`. On `Err` the
     /// Close frame with the error's code has been appended to `out` (unless we had
     /// already sent one) and the connection is dead: flush `out` and close TCP. After
-    /// [`Event::Close`] likewise. Once closed or failed, `read` consumes nothing.
+    /// [`WsEvent::Close`] likewise. Once closed or failed, `read` consumes nothing.
     ///
     /// Control frames, Close echoes and failures consult and update `send`, the one owner
     /// of the closing state: once `send` has sent a Close (perhaps from a callback since the
@@ -284,7 +284,7 @@ impl Receiver {
         send: &mut Sender,
         buf: &'a mut [u8],
         out: &mut Vec<u8>,
-    ) -> Result<(usize, Option<Event<'a>>), CloseError> {
+    ) -> Result<(usize, Option<WsEvent<'a>>), CloseError> {
         if self.release {
             self.release = false;
             self.data = Vec::new();
@@ -303,26 +303,26 @@ impl Receiver {
         let buf: &'a [u8] = buf;
         let event = match ready {
             Ready::Nothing => None,
-            Ready::Binary(r) => Some(Event::Binary(&buf[r])),
-            Ready::Ping(r) => Some(Event::Ping(&buf[r])),
-            Ready::Pong(r) => Some(Event::Pong(&buf[r])),
+            Ready::Binary(r) => Some(WsEvent::Binary(&buf[r])),
+            Ready::Ping(r) => Some(WsEvent::Ping(&buf[r])),
+            Ready::Pong(r) => Some(WsEvent::Pong(&buf[r])),
             Ready::Text(r) => match std::str::from_utf8(&buf[r]) {
-                Ok(text) => Some(Event::Text(text)),
+                Ok(text) => Some(WsEvent::Text(text)),
                 Err(_) => return Err(self.fail(send, BAD_UTF8, out)),
             },
             // The reason was checked before the echo was written.
-            Ready::Close(code, r) => Some(Event::Close {
+            Ready::Close(code, r) => Some(WsEvent::Close {
                 code,
                 reason: std::str::from_utf8(&buf[r]).unwrap_or_default(),
             }),
             Ready::Assembled(kind) => {
                 let data = &self.data;
                 match kind {
-                    Kind::Binary => Some(Event::Binary(&data[..])),
+                    Kind::Binary => Some(WsEvent::Binary(&data[..])),
                     // The validator accepted every byte and ended complete, so this cannot
                     // fail; std's check gives us the &str without `unsafe`.
                     Kind::Text => match std::str::from_utf8(data) {
-                        Ok(text) => Some(Event::Text(text)),
+                        Ok(text) => Some(WsEvent::Text(text)),
                         Err(_) => {
                             send.progress = CloseProgress::Failed;
                             write_close(out, Some(BAD_UTF8.code), BAD_UTF8.reason);
@@ -592,7 +592,7 @@ impl Sender {
     /// Starts the closing handshake (§7.1.2) with a status `code` and a `reason`, cut to
     /// 123 bytes on a character boundary. Returns false, writing nothing, when a Close was
     /// already sent or `code` may not be sent ([`close_code::is_valid`]). The receiving
-    /// half then discards data frames until the peer's [`Event::Close`].
+    /// half then discards data frames until the peer's [`WsEvent::Close`].
     pub fn close(&mut self, out: &mut Vec<u8>, code: u16, reason: &str) -> bool {
         if self.progress != CloseProgress::Open || !close_code::is_valid(code) {
             return false;

@@ -9,7 +9,7 @@
 //!   (§5.5), the closing handshake and failing the connection (§7).
 //!
 //! A driver accepts the handshake with [`validate_request`] and [`write_accept_response`],
-//! then moves bytes: input into [`Connection::read`], which returns [`Event`]s and appends
+//! then moves bytes: input into [`Connection::read`], which returns [`WsEvent`]s and appends
 //! what the protocol forces (Pong, Close) to an output buffer; application messages go out
 //! through [`Connection::send_text`] and friends. No extension is negotiated, so RSV bits
 //! are always an error.
@@ -22,7 +22,7 @@ pub mod mask;
 pub mod utf8;
 
 pub use close::{close_code, CloseError};
-pub use conn::{write_close, Config, Connection, Event, Receiver, Sender};
+pub use conn::{write_close, Connection, Receiver, Sender, WsEvent, WsLimits};
 pub use frame::{encode_frame, parse_header, write_header, FrameHeader, OpCode};
 pub use handshake::{
     accept_key, validate_request, write_accept_response, Handshake, HandshakeError,

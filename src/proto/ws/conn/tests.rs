@@ -55,14 +55,14 @@ enum Ev {
     Close(Option<u16>, String),
 }
 
-impl From<Event<'_>> for Ev {
-    fn from(e: Event<'_>) -> Ev {
+impl From<WsEvent<'_>> for Ev {
+    fn from(e: WsEvent<'_>) -> Ev {
         match e {
-            Event::Text(t) => Ev::Text(t.to_owned()),
-            Event::Binary(b) => Ev::Binary(b.to_vec()),
-            Event::Ping(b) => Ev::Ping(b.to_vec()),
-            Event::Pong(b) => Ev::Pong(b.to_vec()),
-            Event::Close { code, reason } => Ev::Close(code, reason.to_owned()),
+            WsEvent::Text(t) => Ev::Text(t.to_owned()),
+            WsEvent::Binary(b) => Ev::Binary(b.to_vec()),
+            WsEvent::Ping(b) => Ev::Ping(b.to_vec()),
+            WsEvent::Pong(b) => Ev::Pong(b.to_vec()),
+            WsEvent::Close { code, reason } => Ev::Close(code, reason.to_owned()),
         }
     }
 }
@@ -122,7 +122,7 @@ fn drive(conn: &mut Connection, pieces: &[&[u8]]) -> Outcome {
 
 /// Runs `input` whole, byte by byte and split at every point; all must agree. Returns the
 /// whole-input outcome.
-fn run_with(config: Config, input: &[u8]) -> Outcome {
+fn run_with(config: WsLimits, input: &[u8]) -> Outcome {
     let whole = drive(&mut Connection::new(config), &[input]);
     let bytes: Vec<&[u8]> = input.chunks(1).collect();
     let mut bytewise = drive(&mut Connection::new(config), &bytes);
@@ -139,7 +139,7 @@ fn run_with(config: Config, input: &[u8]) -> Outcome {
 }
 
 fn run(input: &[u8]) -> Outcome {
-    run_with(Config::default(), input)
+    run_with(WsLimits::default(), input)
 }
 
 fn ok(events: Vec<Ev>, out: Vec<u8>) -> Outcome {
@@ -208,11 +208,11 @@ fn rfc_5_7_lengths_256_and_64k() {
     let f = frame(0x82, &p64k);
     assert_eq!(&f[..10], [0x82, 0xFF, 0, 0, 0, 0, 0, 1, 0, 0]);
     // Whole and in a few pieces (every split would be slow in debug builds).
-    let whole = drive(&mut Connection::new(Config::default()), &[&f]);
+    let whole = drive(&mut Connection::new(WsLimits::default()), &[&f]);
     assert_eq!(whole, ok(vec![Ev::Binary(p64k.clone())], vec![]));
     let pieces: Vec<&[u8]> = f.chunks(997).collect();
     assert_eq!(
-        drive(&mut Connection::new(Config::default()), &pieces),
+        drive(&mut Connection::new(WsLimits::default()), &pieces),
         whole
     );
 }
@@ -385,7 +385,7 @@ fn invalid_utf8_fails_fast_1007() {
 
 #[test]
 fn limits_1009_from_the_header() {
-    let config = Config {
+    let config = WsLimits {
         max_frame_bytes: 10,
         max_message_bytes: 16,
     };
@@ -399,7 +399,7 @@ fn limits_1009_from_the_header() {
     // A 2^62-byte frame header: no allocation attempted.
     let huge = [0x82, 0xFF, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
     assert_eq!(
-        run_with(Config::default(), &huge),
+        run_with(WsLimits::default(), &huge),
         failed(vec![], vec![], 1009, too_big)
     );
     // Exactly at the limits is fine.
@@ -499,7 +499,7 @@ fn close_reason_must_be_utf8_1007() {
 
 #[test]
 fn close_initiated_by_server() {
-    let mut conn = Connection::new(Config::default());
+    let mut conn = Connection::new(WsLimits::default());
     let mut out = Vec::new();
     assert!(conn.send_text(&mut out, "hi"));
     assert!(conn.close(&mut out, 1001, "going away"));
@@ -530,7 +530,7 @@ fn close_initiated_by_server() {
 
 #[test]
 fn close_mid_message_discards_the_rest() {
-    let mut conn = Connection::new(Config::default());
+    let mut conn = Connection::new(WsLimits::default());
     let big = frame(0x81, &[b'a'; 300]);
     let got = drive(&mut conn, &[&big[..100]]);
     assert_eq!(got.events, []);
@@ -545,7 +545,7 @@ fn close_mid_message_discards_the_rest() {
 
 #[test]
 fn failure_after_close_sent_writes_no_second_close() {
-    let mut conn = Connection::new(Config::default());
+    let mut conn = Connection::new(WsLimits::default());
     let mut out = Vec::new();
     assert!(conn.close(&mut out, 1000, ""));
     let got = drive(&mut conn, &[&frame(0xC1, b"x")]);
@@ -561,7 +561,7 @@ fn failure_after_close_sent_writes_no_second_close() {
 
 #[test]
 fn close_refuses_unsendable_codes_and_cuts_reason() {
-    let mut conn = Connection::new(Config::default());
+    let mut conn = Connection::new(WsLimits::default());
     let mut out = Vec::new();
     for code in [0, 999, 1005, 1006, 1015, 5000] {
         assert!(!conn.close(&mut out, code, ""));
@@ -576,7 +576,7 @@ fn close_refuses_unsendable_codes_and_cuts_reason() {
 
 #[test]
 fn send_frames() {
-    let mut conn = Connection::new(Config::default());
+    let mut conn = Connection::new(WsLimits::default());
     let mut out = Vec::new();
     assert!(conn.send_binary(&mut out, &[1, 2]));
     assert!(conn.send_ping(&mut out, b"p"));
@@ -589,21 +589,21 @@ fn send_frames() {
 
 #[test]
 fn whole_message_is_zero_copy() {
-    let mut conn = Connection::new(Config::default());
+    let mut conn = Connection::new(WsLimits::default());
     let mut buf = frame(0x82, b"abcdef");
     let range = buf.as_ptr_range();
     let mut out = Vec::new();
     let (n, ev) = conn.read(&mut buf, &mut out).unwrap();
     assert_eq!(n, 12);
     match ev {
-        Some(Event::Binary(b)) => assert!(range.contains(&b.as_ptr())),
+        Some(WsEvent::Binary(b)) => assert!(range.contains(&b.as_ptr())),
         other => panic!("{other:?}"),
     }
 }
 
 #[test]
 fn partial_frames_are_consumed_and_buffer_released() {
-    let mut conn = Connection::new(Config::default());
+    let mut conn = Connection::new(WsLimits::default());
     let mut out = Vec::new();
     let f = frame(0x82, &[9; 1000]);
     let mut first = f[..500].to_vec();
@@ -612,7 +612,7 @@ fn partial_frames_are_consumed_and_buffer_released() {
     assert!(conn.receiver.data.capacity() > 0);
     let mut second = f[500..].to_vec();
     let (n, ev) = conn.read(&mut second, &mut out).unwrap();
-    assert_eq!((n, ev), (f.len() - 500, Some(Event::Binary(&[9; 1000]))));
+    assert_eq!((n, ev), (f.len() - 500, Some(WsEvent::Binary(&[9; 1000]))));
     assert_eq!(conn.read(&mut [], &mut out), Ok((0, None)));
     assert_eq!(conn.receiver.data.capacity(), 0);
     // An incomplete header or control frame is not consumed.
