@@ -172,3 +172,28 @@ fn allow_origin_refuses_other_sites() {
     let (_, r) = WsClient::try_open(hub.addr, "/topics/o/ws", "Origin: http://good.example\r\n");
     assert_eq!(r.status, 101);
 }
+
+/// Issue 9's bug: the hub closes with 1003 on a binary frame; text frames that came in the
+/// same TCP segment behind it must be neither published nor echoed, and nothing may follow
+/// the Close.
+#[test]
+fn frames_behind_a_refused_binary_frame_are_not_published() {
+    let hub = start_hub(&[]);
+    let mut watcher = WsClient::open(hub.addr, "/topics/after/ws", "");
+    let mut c = WsClient::open(hub.addr, "/topics/after/ws", "");
+    let mut burst = frame_bytes(true, 2, b"\x00\x01binary", [9, 8, 7, 6]);
+    burst.extend(frame_bytes(true, 1, b"must not be published 1", [1, 2, 3, 4]));
+    burst.extend(frame_bytes(true, 1, b"must not be published 2", [5, 6, 7, 8]));
+    c.s.write_all(&burst).unwrap();
+    let close = c.recv().expect("the close frame");
+    assert_eq!(close.opcode, 8, "the first frame back is the Close, got {close:?}");
+    assert_eq!(&close.payload[..2], &1003u16.to_be_bytes());
+    // Complete the handshake; nothing but EOF may follow our Close.
+    c.send_frame(true, 8, &1000u16.to_be_bytes());
+    assert_eq!(c.recv(), None, "no frame after the Close");
+    // Nothing reached the topic: its log is empty and the watcher got nothing.
+    let r = get(hub.addr, "/topics/after/events?since=0");
+    assert_eq!(json_ids(&r.text()), Vec::<u64>::new(), "{}", r.text());
+    assert_eq!(post(hub.addr, "/topics/after", "marker").status, 201);
+    assert!(watcher.recv_text().contains("\"data\":\"marker\""));
+}
