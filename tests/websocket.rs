@@ -182,11 +182,24 @@ fn frames_behind_a_refused_binary_frame_are_not_published() {
     let mut watcher = WsClient::open(hub.addr, "/topics/after/ws", "");
     let mut c = WsClient::open(hub.addr, "/topics/after/ws", "");
     let mut burst = frame_bytes(true, 2, b"\x00\x01binary", [9, 8, 7, 6]);
-    burst.extend(frame_bytes(true, 1, b"must not be published 1", [1, 2, 3, 4]));
-    burst.extend(frame_bytes(true, 1, b"must not be published 2", [5, 6, 7, 8]));
+    burst.extend(frame_bytes(
+        true,
+        1,
+        b"must not be published 1",
+        [1, 2, 3, 4],
+    ));
+    burst.extend(frame_bytes(
+        true,
+        1,
+        b"must not be published 2",
+        [5, 6, 7, 8],
+    ));
     c.s.write_all(&burst).unwrap();
     let close = c.recv().expect("the close frame");
-    assert_eq!(close.opcode, 8, "the first frame back is the Close, got {close:?}");
+    assert_eq!(
+        close.opcode, 8,
+        "the first frame back is the Close, got {close:?}"
+    );
     assert_eq!(&close.payload[..2], &1003u16.to_be_bytes());
     // Complete the handshake; nothing but EOF may follow our Close.
     c.send_frame(true, 8, &1000u16.to_be_bytes());

@@ -10,9 +10,9 @@ use log::{debug, trace};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
-use super::buf::ReadBuf;
 use super::{Core, Note, SubKey, TimerEv};
 use crate::api::{CloseInfo, ConnId};
+use crate::proto::inbuf::InBuf;
 use crate::proto::out::{OutQueue, MAX_SLICES};
 use crate::proto::server::{CloseReason, ConnKind, Env, Expired, ServerConn};
 use crate::proto::timer::TimerKey;
@@ -30,7 +30,7 @@ pub(super) struct Conn {
     pub(super) stream: TcpStream,
     pub(super) id: ConnId,
     pub(super) proto: ServerConn,
-    pub(super) rbuf: ReadBuf,
+    pub(super) rbuf: InBuf,
     pub(super) out: OutQueue,
     /// The armed timer and its deadline.
     timer: Option<(TimerKey, Instant)>,
@@ -98,7 +98,7 @@ impl Core {
             stream,
             id,
             proto,
-            rbuf: ReadBuf::default(),
+            rbuf: InBuf::default(),
             out,
             timer: None,
             kind: ConnKind::Http,
@@ -284,7 +284,7 @@ impl Core {
         self.subs.remove_key(SubKey::Conn(c.id));
         let _ = self.poll.registry().deregister(&mut c.stream);
         c.rbuf.clear();
-        c.rbuf.release_if_empty(&mut self.read_pool);
+        c.rbuf.release_if_empty();
         debug!("{} closed: {why}", c.id);
         let info = CloseInfo {
             kind: c.kind,

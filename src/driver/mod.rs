@@ -22,14 +22,13 @@
 //! so a send or a close from the callback acts on the connection at once.
 
 mod app;
-mod buf;
 mod conn;
 mod ctx;
 mod handle;
 mod pubsub;
 mod webhook;
 
-use std::io;
+use std::io::{self, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -49,7 +48,6 @@ use crate::proto::topic::Topics;
 use crate::proto::webhook::EndpointId;
 
 pub use app::App;
-use buf::ReadPool;
 use conn::ConnSlot;
 pub use ctx::Ctx;
 pub(crate) use handle::Command;
@@ -98,7 +96,6 @@ pub(crate) struct Core {
     free: Vec<usize>,
     live: usize,
     counts: [usize; 4],
-    read_pool: ReadPool,
     timers: Timers<TimerEv>,
     /// An accept retry is armed (one at a time, however often the listener wakes us).
     accept_retry: bool,
@@ -146,7 +143,6 @@ impl<A: App> Server<A> {
             free: Vec::new(),
             live: 0,
             counts: [0; 4],
-            read_pool: ReadPool::new(16),
             timers: Timers::new(),
             accept_retry: false,
             topics: Topics::new(config.history),
@@ -320,12 +316,17 @@ impl<A: App> Server<A> {
                 c.read_paused = true;
                 break;
             }
-            match c.rbuf.read_from(&mut c.stream, &mut core.read_pool, limit) {
+            let read = match c.rbuf.spare(limit) {
+                Some(space) => c.stream.read(space).map(Some),
+                None => Ok(None),
+            };
+            match read {
                 Ok(Some(0)) => {
                     c.eof = true;
                     break;
                 }
                 Ok(Some(n)) => {
+                    c.rbuf.filled(n);
                     trace!("{} read {n} bytes", c.id);
                     self.process(i);
                     budget = budget.saturating_sub(n);
@@ -362,7 +363,7 @@ impl<A: App> Server<A> {
         let Some(c) = conn::slot(&mut core.slots, i) else {
             return;
         };
-        c.rbuf.release_if_empty(&mut core.read_pool);
+        c.rbuf.release_if_empty();
         if c.eof {
             let unread = c.rbuf.len();
             core.with_conn(i, |p, env| p.on_eof(unread, env));
@@ -488,7 +489,7 @@ impl Core {
     }
 
     fn read_limit(&self) -> usize {
-        (self.config.conn.limits.max_head_bytes + 4096).max(buf::READ_MAX)
+        (self.config.conn.limits.max_head_bytes + 4096).max(crate::proto::inbuf::READ_MAX)
     }
 
     fn poll_timeout(&mut self) -> Option<std::time::Duration> {

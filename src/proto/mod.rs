@@ -6,6 +6,7 @@
 
 pub mod fanout;
 pub mod http1;
+pub mod inbuf;
 pub mod json;
 pub mod out;
 pub mod server;
