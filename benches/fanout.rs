@@ -231,6 +231,10 @@ fn parse_args() -> Result<Args, String> {
         if flag == "--bench" {
             continue;
         }
+        if flag == "--self-test" {
+            self_test();
+            exit(0);
+        }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let bad = || format!("bad value for {flag}: {value:?}");
         match flag.as_str() {
@@ -942,6 +946,26 @@ struct Tally {
 }
 
 impl Tally {
+    fn new(n: usize, data: Vec<Vec<u8>>, webhooks: bool) -> Self {
+        let publishes = data.len();
+        Tally {
+            expect: n as u32,
+            published: 0,
+            delivered: vec![0; publishes],
+            last_at: vec![None; publishes],
+            last_cpu: vec![0; publishes],
+            hook_ids: vec![None; publishes],
+            hook_seen: if webhooks {
+                vec![vec![false; publishes]; n]
+            } else {
+                Vec::new()
+            },
+            data,
+            errors: Vec::new(),
+            error_count: 0,
+        }
+    }
+
     fn error(&mut self, e: String) {
         self.error_count += 1;
         if self.errors.len() < MAX_ERROR_LINES {
@@ -1053,7 +1077,6 @@ impl Bench {
         sha.update(ws_key.as_bytes());
         sha.update(WS_GUID.as_bytes());
         let ws_accept = BASE64.encode(sha.finalize());
-        let publishes = data.len();
         Ok(Bench {
             transport,
             addr,
@@ -1072,22 +1095,7 @@ impl Bench {
             rbuf: vec![0; 256 * 1024],
             ws_key,
             ws_accept,
-            tally: Tally {
-                expect: n as u32,
-                published: 0,
-                delivered: vec![0; publishes],
-                last_at: vec![None; publishes],
-                last_cpu: vec![0; publishes],
-                hook_ids: vec![None; publishes],
-                hook_seen: if transport == Transport::Webhook {
-                    vec![vec![false; publishes]; n]
-                } else {
-                    Vec::new()
-                },
-                data,
-                errors: Vec::new(),
-                error_count: 0,
-            },
+            tally: Tally::new(n, data, transport == Transport::Webhook),
         })
     }
 
@@ -1838,7 +1846,7 @@ fn feed(
                 if done {
                     return Err("the SSE stream ended".into());
                 }
-                sse_lines(i, s, tally);
+                sse_lines(i, &mut s.text, &mut s.sse, &mut s.seq, tally);
             } else if done {
                 if used < input.len() {
                     return Err("bytes after a poll answer".into());
@@ -1858,7 +1866,7 @@ fn feed(
         }
         Body::Raw => {
             s.text.extend_from_slice(input);
-            sse_lines(i, s, tally);
+            sse_lines(i, &mut s.text, &mut s.sse, &mut s.seq, tally);
         }
     }
     Ok(became_ready)
@@ -1895,15 +1903,14 @@ fn ws_frame_header(b: &[u8]) -> Result<Option<(u8, bool, usize, usize)>, String>
 }
 
 /// Parses the complete SSE lines in `s.text`, dispatching events on blank lines.
-fn sse_lines(i: usize, s: &mut Sub, tally: &mut Tally) {
+fn sse_lines(i: usize, text: &mut Vec<u8>, ev: &mut SseEvent, seq: &mut Seq, tally: &mut Tally) {
     let mut pos = 0;
-    while let Some(nl) = s.text[pos..].iter().position(|&c| c == b'\n') {
-        let mut line = &s.text[pos..pos + nl];
+    while let Some(nl) = text[pos..].iter().position(|&c| c == b'\n') {
+        let mut line = &text[pos..pos + nl];
         pos += nl + 1;
         if let Some(l) = line.strip_suffix(b"\r") {
             line = l;
         }
-        let ev = &mut s.sse;
         if line.is_empty() {
             if ev.has_data {
                 if ev.named.is_some() {
@@ -1912,7 +1919,7 @@ fn sse_lines(i: usize, s: &mut Sub, tally: &mut Tally) {
                         String::from_utf8_lossy(ev.named.as_deref().unwrap_or_default())
                     ));
                 } else if let Some(id) = ev.id {
-                    tally.sub_event(i, &mut s.seq, id, &ev.data);
+                    tally.sub_event(i, seq, id, &ev.data);
                 } else {
                     tally.error(format!("subscriber {i}: an SSE event without id"));
                 }
@@ -1946,7 +1953,7 @@ fn sse_lines(i: usize, s: &mut Sub, tally: &mut Tally) {
             _ => {} // retry: and unknown fields
         }
     }
-    s.text.drain(..pos);
+    text.drain(..pos);
 }
 
 /// A whole poll answer is in `s.text`.
@@ -1970,4 +1977,112 @@ fn poll_answer(i: usize, s: &mut Sub, tally: &mut Tally) -> Result<(), String> {
     s.body = Body::Head;
     s.rearm = true;
     Ok(())
+}
+
+/// `--self-test`: the decoders and the checks against hand-made input, split every way.
+fn self_test() {
+    // Chunked, fed one byte at a time and whole.
+    let wire = b"5;ext=1\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nrest";
+    for step in [1, 2, 3, 7, wire.len()] {
+        let mut dec = Chunked::default();
+        let mut out = Vec::new();
+        let mut used = 0;
+        for piece in wire.chunks(step) {
+            if dec.state == ChunkState::Done {
+                break;
+            }
+            used += dec.feed(piece, &mut out).expect("valid chunked");
+        }
+        assert!(dec.state == ChunkState::Done, "step {step}");
+        assert_eq!(out, b"hello 0123456789", "step {step}");
+        assert_eq!(&wire[used..], b"rest", "step {step}");
+    }
+    assert!(Chunked::default().feed(b"zz\r\n", &mut Vec::new()).is_err());
+
+    // JSON events: one WebSocket message, a poll page, a webhook body.
+    let page = br#"{"events":[{"id":7,"event":null,"data":"a"},{"id":8,"event":"x","data":"b"}],"next":8,"gap":false}"#;
+    let evs = json_events(page).expect("page");
+    assert_eq!(evs, vec![(7, &b"a"[..]), (8, &b"b"[..])]);
+    let hook = br#"{"type":"message","timestamp":"2026-01-01T00:00:00Z","data":{"topic":"fanout","id":3,"event":null,"data":"fanout-000001-xx"}}"#;
+    assert_eq!(
+        json_events(hook).expect("hook"),
+        vec![(3, &b"fanout-000001-xx"[..])]
+    );
+    assert_eq!(
+        json_events(br#"{"events":[],"next":0,"gap":false}"#).expect("empty"),
+        vec![]
+    );
+    assert_eq!(
+        json_number(
+            br#"{"connections":{"http":1,"parked":12}}"#,
+            "connections",
+            "parked"
+        ),
+        Some(12)
+    );
+    assert_eq!(data_index(&event_data(42, 64)), Some(42));
+    assert_eq!(event_data(3, 64).len(), 64);
+
+    // WebSocket frame headers: 7-bit and 16-bit lengths, partial frames, a masked frame.
+    assert_eq!(
+        ws_frame_header(&[0x81, 3, b'a', b'b', b'c']).expect("ok"),
+        Some((1, true, 2, 3))
+    );
+    assert_eq!(ws_frame_header(&[0x81, 3, b'a']).expect("ok"), None);
+    let mut long = vec![0x81, 126, 1, 0];
+    long.resize(4 + 256, b'x');
+    assert_eq!(ws_frame_header(&long).expect("ok"), Some((1, true, 4, 256)));
+    assert_eq!(ws_frame_header(&long[..100]).expect("ok"), None);
+    assert!(ws_frame_header(&[0x81, 0x83, 0, 0, 0, 0]).is_err());
+
+    // SSE: events split anywhere, a heartbeat comment, CRLF lines.
+    let data: Vec<Vec<u8>> = (0..3).map(|k| event_data(k, 24)).collect();
+    let mut stream = Vec::new();
+    for (k, d) in data.iter().enumerate() {
+        stream.extend_from_slice(format!(": heartbeat\n\nid: {}\r\ndata: ", 10 + k).as_bytes());
+        stream.extend_from_slice(d);
+        stream.extend_from_slice(b"\n\n");
+    }
+    for step in [1, 5, stream.len()] {
+        let mut tally = Tally::new(1, data.clone(), false);
+        tally.published = 3;
+        let (mut text, mut ev, mut seq) = (Vec::new(), SseEvent::default(), Seq::default());
+        for piece in stream.chunks(step) {
+            text.extend_from_slice(piece);
+            sse_lines(0, &mut text, &mut ev, &mut seq, &mut tally);
+        }
+        assert_eq!(tally.error_count, 0, "step {step}: {:?}", tally.errors);
+        assert_eq!(
+            (seq.got, seq.first_id, seq.last_id),
+            (3, 10, 12),
+            "step {step}"
+        );
+        assert_eq!(tally.delivered, vec![1, 1, 1]);
+    }
+
+    // The checks: a duplicate, a gap, wrong data, one event too many; webhooks twice.
+    let mut tally = Tally::new(2, data.clone(), true);
+    tally.published = 2;
+    let mut seq = Seq::default();
+    tally.sub_event(0, &mut seq, 5, &data[0]);
+    tally.sub_event(0, &mut seq, 5, &data[1]);
+    assert_eq!(tally.error_count, 1, "duplicate");
+    let mut seq = Seq::default();
+    tally.sub_event(1, &mut seq, 5, &data[0]);
+    tally.sub_event(1, &mut seq, 7, &data[1]);
+    assert_eq!(tally.error_count, 2, "gap");
+    let mut seq = Seq::default();
+    tally.sub_event(1, &mut seq, 5, &data[1]);
+    assert_eq!(tally.error_count, 3, "wrong data");
+    let mut seq = Seq::default();
+    tally.sub_event(1, &mut seq, 5, &data[0]);
+    tally.sub_event(1, &mut seq, 6, &data[1]);
+    tally.sub_event(1, &mut seq, 7, &data[2]);
+    assert_eq!(tally.error_count, 4, "beyond the publishes");
+    tally.hook_event(0, 5, &data[0]);
+    tally.hook_event(0, 5, &data[0]);
+    assert_eq!(tally.error_count, 5, "webhook twice");
+    tally.hook_event(1, 9, &data[0]);
+    assert_eq!(tally.error_count, 6, "webhook with another id");
+    println!("fanout self-test: ok");
 }
