@@ -33,7 +33,7 @@
 
 use std::ops::Range;
 
-pub use super::close::{close_code, CloseError};
+pub use super::close::{close_code, write_close, CloseError};
 use super::frame::{encode_frame, parse_header, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
@@ -619,25 +619,6 @@ impl Sender {
     pub fn close_sent(&self) -> bool {
         self.progress != CloseProgress::Open
     }
-}
-
-/// Appends a Close frame (server side, unmasked): no body for `None`, else the code and `reason` cut to fit 125
-/// bytes on a char boundary.
-pub fn write_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
-    let mut body = [0u8; MAX_CONTROL_PAYLOAD];
-    let len = match code {
-        None => 0,
-        Some(code) => {
-            let mut cut = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            body[..2].copy_from_slice(&code.to_be_bytes());
-            body[2..2 + cut].copy_from_slice(&reason.as_bytes()[..cut]);
-            2 + cut
-        }
-    };
-    encode_frame(out, OpCode::Close, &body[..len]);
 }
 
 #[cfg(test)]
