@@ -31,7 +31,6 @@ use mio::{Interest, Token, Waker};
 
 use super::{deadline, Command, Core, Note, TimerEv};
 use crate::proto::http1::{ClientResponse, Limits, ResponseReader};
-use crate::proto::json;
 use crate::proto::timer::TimerId as RawTimer;
 use crate::proto::topic::Event;
 use crate::proto::webhook::{
@@ -259,42 +258,6 @@ fn unix_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// `2026-11-28T10:11:12.345Z` from milliseconds since the epoch (RFC 3339, UTC).
-pub(crate) fn rfc3339_millis(ms: u64) -> String {
-    let secs = ms / 1000;
-    let rem = secs % 86_400;
-    let (year, month, day) = crate::proto::http1::civil_from_days((secs / 86_400) as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        ms % 1000
-    )
-}
-
-/// The delivered body: `{"type":...,"timestamp":...,"data":{"topic":...,"id":N,...}}`.
-fn webhook_body(topic: &str, ev: &Event, published_ms: u64) -> Vec<u8> {
-    let mut b = Vec::with_capacity(ev.data.len() + topic.len() + 128);
-    b.extend_from_slice(b"{\"type\":");
-    json::write_str(&mut b, ev.event.as_deref().unwrap_or("message"));
-    b.extend_from_slice(b",\"timestamp\":");
-    json::write_str(&mut b, &rfc3339_millis(published_ms));
-    b.extend_from_slice(b",\"data\":{\"topic\":");
-    json::write_str(&mut b, topic);
-    b.extend_from_slice(b",\"id\":");
-    json::write_u64(&mut b, ev.id);
-    b.extend_from_slice(b",\"event\":");
-    match &ev.event {
-        Some(e) => json::write_str(&mut b, e),
-        None => b.extend_from_slice(b"null"),
-    }
-    b.extend_from_slice(b",\"data\":");
-    json::write_str(&mut b, &ev.data);
-    b.extend_from_slice(b"}}");
-    b
-}
-
 fn spawn_resolver(
     resolver: Option<Resolver>,
     tx: Sender<Command>,
@@ -425,7 +388,9 @@ impl Core {
             return;
         };
         let ids = ids.clone();
-        let body: Rc<[u8]> = webhook_body(topic, ev, unix_millis()).into();
+        let mut body = Vec::new();
+        webhook::body::webhook_body(&mut body, topic, ev, unix_millis());
+        let body: Rc<[u8]> = body.into();
         self.hooks.seq += 1;
         let webhook_id: Rc<str> = format!("msg_{}_{}", self.hooks.prefix, self.hooks.seq).into();
         let now = self.now;
@@ -1044,42 +1009,5 @@ impl Core {
                 retry_after,
             },
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(
-            rfc3339_millis(1_795_860_671_999),
-            "2026-11-28T10:11:11.999Z"
-        );
-    }
-
-    #[test]
-    fn body_shape() {
-        let ev = Event {
-            id: 7,
-            event: Some("note".into()),
-            data: "a\"b".into(),
-        };
-        let b = webhook_body("t.1", &ev, 0);
-        assert_eq!(
-            String::from_utf8(b).unwrap(),
-            r#"{"type":"note","timestamp":"1970-01-01T00:00:00.000Z","data":{"topic":"t.1","id":7,"event":"note","data":"a\"b"}}"#
-        );
-        let ev = Event {
-            id: 1,
-            event: None,
-            data: "".into(),
-        };
-        assert!(String::from_utf8(webhook_body("t", &ev, 0))
-            .unwrap()
-            .starts_with(r#"{"type":"message","#));
     }
 }

@@ -12,8 +12,8 @@
 //! 1. Registration: [`url::Url::parse`] the target (only `http://`), [`ssrf::check`] it
 //!    when it is an IP literal, [`sign::Secret::parse`] or generate the secret, then
 //!    [`engine::Engine::add_endpoint`].
-//! 2. Publishing: [`engine::Engine::enqueue`] one message per endpoint, sharing one
-//!    `Rc<[u8]>` body.
+//! 2. Publishing: encode the JSON [`body::webhook_body`] once and
+//!    [`engine::Engine::enqueue`] one message per endpoint, sharing one `Rc<[u8]>` body.
 //! 3. The loop: call [`engine::Engine::poll_action`] until `None` after every input; for
 //!    each `Attempt`, resolve the host off-thread, [`ssrf::check`] every address, connect,
 //!    write [`request::encode_webhook`], read the response (the HTTP/1 response parser
@@ -25,6 +25,7 @@
 //!
 //! [Standard Webhooks]: https://www.standardwebhooks.com
 
+pub mod body;
 pub mod engine;
 pub mod request;
 pub mod schedule;
