@@ -26,6 +26,7 @@
 //! [Standard Webhooks]: https://www.standardwebhooks.com
 
 pub mod body;
+pub mod client;
 pub mod engine;
 pub mod request;
 pub mod schedule;
@@ -33,6 +34,7 @@ pub mod sign;
 pub mod ssrf;
 pub mod url;
 
+pub use client::{ClientConfig, ClientConn, ClientEvent, ClientPhase, HookJob};
 pub use engine::{
     Action, AttemptId, AttemptResult, EndpointId, EndpointInfo, Engine, EngineConfig, EngineStats,
     MessageId, Outcome,
