@@ -117,7 +117,7 @@ impl HookJob {
     }
 
     /// Encodes the signed request of one attempt with
-    /// [`encode_webhook`](super::request::encode_webhook) (`unix_secs`: the attempt's
+    /// [`encode_webhook`] (`unix_secs`: the attempt's
     /// `webhook-timestamp`) and makes a job of it.
     pub fn encode(
         attempt: AttemptId,
