@@ -21,7 +21,6 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::rc::Rc;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -31,11 +30,11 @@ use mio::net::TcpStream;
 use mio::{Interest, Token, Waker};
 
 use super::{deadline, Command, Core, Note, TimerEv};
-use crate::proto::timer::TimerId as RawTimer;
+use crate::proto::timer::{TimerId as RawTimer, Timers};
 use crate::proto::topic::Event;
 use crate::proto::webhook::{
-    self, ssrf, Action, AttemptId, AttemptResult, ClientConfig, ClientConn, ClientEvent,
-    EndpointId, Engine, EngineConfig, HookJob, Host, Outcome, Policy, Secret, Url,
+    ssrf, AttemptId, AttemptResult, ClientConfig, ClientConn, ClientEvent, ClientPhase,
+    Destination, Engine, EngineConfig, HookAction, HookJob, Outcome, Policy, Registry, Secret,
 };
 
 /// Tokens at and above this belong to webhook client connections.
@@ -154,12 +153,9 @@ struct HookSocket {
 
 /// The webhook state of a [`Core`].
 pub(crate) struct Hooks {
-    engine: Engine,
+    reg: Registry,
     config: HookConfig,
     client: ClientConfig,
-    policy: Policy,
-    topic_endpoints: HashMap<Box<str>, Vec<EndpointId>>,
-    endpoint_topic: HashMap<EndpointId, Box<str>>,
     sockets: Vec<(u32, Option<HookSocket>)>,
     free: Vec<usize>,
     idle: HashMap<SocketAddr, Vec<usize>>,
@@ -167,8 +163,6 @@ pub(crate) struct Hooks {
     resolving: HashMap<u64, (HookJob, u16)>,
     resolver_tx: Option<mpsc::Sender<(u64, String, u16)>>,
     next_resolve: u64,
-    prefix: String,
-    seq: u64,
     engine_timer: Option<(RawTimer, Instant)>,
     /// `drive_hooks` is running: results reported meanwhile are picked up by its loop
     /// instead of recursing (a run of synchronous connect failures would otherwise nest
@@ -183,40 +177,29 @@ impl Hooks {
             allow: vec![local],
         };
         // A random per-process prefix keeps webhook-ids unique across restarts.
-        let prefix: String = {
-            use rand::Rng;
-            let mut rng = rand::thread_rng();
-            (0..12)
-                .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..36)]))
-                .collect()
-        };
+        let prefix = Registry::id_prefix(&rand::random::<[u8; 12]>());
         let client = ClientConfig {
             connect_timeout: config.connect_timeout,
             attempt_timeout: config.attempt_timeout,
             ..ClientConfig::default()
         };
         Hooks {
-            engine: Engine::new(config.engine.clone()),
+            reg: Registry::new(Engine::new(config.engine.clone()), policy, prefix),
             config,
             client,
-            policy,
-            topic_endpoints: HashMap::new(),
-            endpoint_topic: HashMap::new(),
             sockets: Vec::new(),
             free: Vec::new(),
             idle: HashMap::new(),
             resolving: HashMap::new(),
             resolver_tx: None,
             next_resolve: 0,
-            prefix,
-            seq: 0,
             engine_timer: None,
             driving: false,
         }
     }
 
     pub(crate) fn stats(&self) -> WebhookStats {
-        let s = self.engine.stats();
+        let s = self.reg.engine().stats();
         WebhookStats {
             delivered: s.delivered,
             retrying: s.retrying,
@@ -227,7 +210,7 @@ impl Hooks {
     }
 
     pub(crate) fn has_subscribers(&self, topic: &str) -> bool {
-        self.topic_endpoints.contains_key(topic)
+        self.reg.has_subscribers(topic)
     }
 
     fn socket(&mut self, idx: usize) -> Option<&mut HookSocket> {
@@ -240,6 +223,21 @@ fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Moves `timer` to `at` (none: cancelled), unless it is there already.
+fn rearm(
+    timers: &mut Timers<TimerEv>,
+    timer: &mut Option<(RawTimer, Instant)>,
+    at: Option<Instant>,
+    ev: TimerEv,
+) {
+    if timer.map(|t| t.1) != at {
+        if let Some((t, _)) = timer.take() {
+            timers.cancel(t);
+        }
+        *timer = at.map(|at| (timers.insert(at, ev), at));
+    }
 }
 
 /// The mio interest a connection asks for (`None`: it is closed).
@@ -279,7 +277,7 @@ fn spawn_resolver(
 }
 
 impl Core {
-    // ---- registration -------------------------------------------------------------------
+    // ---- registration and publishing ----------------------------------------------------
 
     pub(crate) fn add_webhook(
         &mut self,
@@ -287,113 +285,43 @@ impl Core {
         url: &str,
         secret: Option<&str>,
     ) -> Result<WebhookCreated, WebhookError> {
-        if !crate::proto::topic::valid_topic(topic) {
-            return Err(WebhookError("bad topic name".into()));
-        }
-        let parsed = Url::parse(url).map_err(|e| WebhookError(format!("bad url: {e}")))?;
-        if let Host::Ip(ip) = parsed.host {
-            ssrf::check(SocketAddr::new(ip, parsed.port), &self.hooks.policy)
-                .map_err(|e| WebhookError(e.to_string()))?;
-        }
-        let secret = match secret {
-            Some(s) => Secret::parse(s).map_err(|e| WebhookError(format!("bad secret: {e}")))?,
-            None => {
-                use rand::RngCore;
-                let mut key = [0u8; 32];
-                rand::thread_rng().fill_bytes(&mut key);
-                Secret::from_bytes(&key).map_err(|e| WebhookError(e.to_string()))?
-            }
-        };
-        let text = secret.to_string();
-        let id = self.hooks.engine.add_endpoint(parsed, secret);
-        self.hooks
-            .topic_endpoints
-            .entry(topic.into())
-            .or_default()
-            .push(id);
-        self.hooks.endpoint_topic.insert(id, topic.into());
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
+        let (id, secret) = (self.hooks.reg.add(topic, url, secret, &key))
+            .map_err(|e| WebhookError(e.to_string()))?;
         debug!("webhook {id} registered for {topic:?}: {url}");
-        Ok(WebhookCreated {
-            id: id.to_string(),
-            secret: text,
-        })
+        let (id, secret) = (id.to_string(), secret.to_string());
+        Ok(WebhookCreated { id, secret })
     }
 
     pub(crate) fn remove_webhook(&mut self, topic: &str, id: &str) -> bool {
-        let Ok(id) = id.parse::<EndpointId>() else {
-            return false;
-        };
-        if self.hooks.endpoint_topic.get(&id).map(|t| &**t) != Some(topic) {
-            return false;
+        let removed = self.hooks.reg.remove(topic, id, self.now);
+        if removed {
+            self.drive_hooks();
         }
-        self.hooks.endpoint_topic.remove(&id);
-        if let Some(list) = self.hooks.topic_endpoints.get_mut(topic) {
-            list.retain(|e| *e != id);
-            if list.is_empty() {
-                self.hooks.topic_endpoints.remove(topic);
-            }
-        }
-        let now = self.now;
-        self.hooks.engine.remove_endpoint(id, now);
-        self.drive_hooks();
-        true
+        removed
     }
 
     pub(crate) fn list_webhooks(&self, topic: &str) -> Vec<WebhookInfo> {
-        let Some(ids) = self.hooks.topic_endpoints.get(topic) else {
-            return Vec::new();
-        };
-        ids.iter()
-            .filter_map(|id| {
-                let e = self.hooks.engine.endpoint(*id)?;
-                Some(WebhookInfo {
-                    id: id.to_string(),
-                    url: e.url.to_string(),
-                    disabled: e.disabled,
-                })
-            })
-            .collect()
+        let list = self.hooks.reg.list(topic);
+        list.map(|(id, e)| WebhookInfo {
+            id: id.to_string(),
+            url: e.url.to_string(),
+            disabled: e.disabled,
+        })
+        .collect()
     }
 
     /// The secrets of registrations whose URL points at this server itself.
     pub(crate) fn own_webhook_secrets(&self) -> Vec<Secret> {
-        let local = self.local_addr;
-        self.hooks
-            .engine
-            .endpoints()
-            .filter(|(_, e)| {
-                e.url.port == local.port()
-                    && match &e.url.host {
-                        Host::Ip(ip) => {
-                            *ip == local.ip() || (ip.is_loopback() && local.ip().is_loopback())
-                        }
-                        Host::Name(n) => n == "localhost" && local.ip().is_loopback(),
-                    }
-            })
-            .map(|(_, e)| e.secret.clone())
-            .collect()
+        self.hooks.reg.own_secrets(self.local_addr)
     }
-
-    // ---- publishing ----------------------------------------------------------------------
 
     /// Enqueues one message per endpoint subscribed to `topic`, sharing one body.
     pub(crate) fn publish_webhooks(&mut self, topic: &str, ev: &Event) {
-        let Some(ids) = self.hooks.topic_endpoints.get(topic) else {
-            return;
-        };
-        let ids = ids.clone();
-        let mut body = Vec::new();
-        webhook::body::webhook_body(&mut body, topic, ev, unix_millis());
-        let body: Rc<[u8]> = body.into();
-        self.hooks.seq += 1;
-        let webhook_id: Rc<str> = format!("msg_{}_{}", self.hooks.prefix, self.hooks.seq).into();
-        let now = self.now;
-        for id in ids {
-            self.hooks
-                .engine
-                .enqueue(id, webhook_id.clone(), body.clone(), now);
+        if self.hooks.reg.publish(topic, ev, unix_millis(), self.now) > 0 {
+            self.drive_hooks();
         }
-        self.drive_hooks();
     }
 
     // ---- the engine's actions ------------------------------------------------------------
@@ -404,69 +332,40 @@ impl Core {
             return;
         }
         self.hooks.driving = true;
-        let now = self.now;
-        while let Some(action) = self.hooks.engine.poll_action(now) {
+        while let Some(action) = self.hooks.reg.poll_action(self.now, unix_millis() / 1000) {
             match action {
-                Action::Attempt {
-                    attempt,
+                HookAction::Send { job, to } => match to {
+                    Destination::Addr(addr) => self.connect_to(job, vec![addr]),
+                    Destination::Lookup { name, port } => self.lookup(job, name, port),
+                },
+                HookAction::Report { attempt, result } => self.finish_attempt(attempt, result),
+                HookAction::Finished {
                     endpoint,
-                    number,
-                    webhook_id,
-                    body,
-                    ..
-                } => {
-                    trace!("webhook {webhook_id} attempt {number} to endpoint {endpoint}");
-                    self.start_attempt(attempt, endpoint, &webhook_id, &body);
-                }
-                Action::Finished {
-                    endpoint,
+                    topic,
                     webhook_id,
                     outcome,
-                    ..
                 } => {
-                    match &outcome {
-                        Outcome::Delivered { attempts, latency } => {
-                            self.stats.delivered_webhook += 1;
-                            debug!("webhook {webhook_id} delivered after {attempts} attempt(s), {latency:?}");
-                        }
-                        Outcome::Failed { attempts, error } => {
-                            debug!(
-                                "webhook {webhook_id} failed after {attempts} attempt(s): {error}"
-                            );
-                        }
+                    if let Outcome::Delivered { .. } = outcome {
+                        self.stats.delivered_webhook += 1;
                     }
-                    let topic = self
-                        .hooks
-                        .endpoint_topic
-                        .get(&endpoint)
-                        .map(|t| t.to_string())
-                        .unwrap_or_default();
+                    let (endpoint, webhook_id) = (endpoint.to_string(), webhook_id.to_string());
                     self.notes.push(Note::Webhook(WebhookOutcome {
-                        endpoint: endpoint.to_string(),
+                        endpoint,
                         topic,
-                        webhook_id: webhook_id.to_string(),
+                        webhook_id,
                         outcome,
                     }));
-                }
-                Action::EndpointDisabled { endpoint, reason } => {
-                    // The engine logs it; the application hears of it through the failed
-                    // outcomes and `Ctx::webhooks` (disabled: true).
-                    trace!("webhook endpoint {endpoint} disabled: {reason}");
                 }
             }
         }
         self.hooks.driving = false;
-        let next = self.hooks.engine.next_deadline();
-        let current = self.hooks.engine_timer.map(|(_, at)| at);
-        if next != current {
-            if let Some((t, _)) = self.hooks.engine_timer.take() {
-                self.timers.cancel(t);
-            }
-            if let Some(at) = next {
-                let t = self.timers.insert(at, TimerEv::HookEngine);
-                self.hooks.engine_timer = Some((t, at));
-            }
-        }
+        let next = self.hooks.reg.engine().next_deadline();
+        rearm(
+            &mut self.timers,
+            &mut self.hooks.engine_timer,
+            next,
+            TimerEv::HookEngine,
+        );
     }
 
     pub(crate) fn hook_engine_timer(&mut self, tid: RawTimer) {
@@ -481,53 +380,25 @@ impl Core {
         let jitter: f64 = rand::random();
         // A fresh reading: the loop's `now` is per batch, and latencies should be exact.
         let now = Instant::now().max(self.now);
-        self.hooks
-            .engine
-            .attempt_finished(attempt, result, now, jitter);
+        let engine = self.hooks.reg.engine_mut();
+        engine.attempt_finished(attempt, result, now, jitter);
         self.drive_hooks();
     }
 
-    fn start_attempt(
-        &mut self,
-        attempt: AttemptId,
-        endpoint: EndpointId,
-        webhook_id: &str,
-        body: &[u8],
-    ) {
-        let Some(info) = self.hooks.engine.endpoint(endpoint) else {
-            self.finish_attempt(attempt, AttemptResult::Io("endpoint removed".into()));
-            return;
-        };
-        let (url, ts) = (info.url.clone(), unix_millis() / 1000);
-        let job = match HookJob::encode(attempt, &url, &info.secret, webhook_id, ts, body, self.now)
-        {
-            Ok(job) => job,
-            Err(e) => {
-                let why = format!("cannot encode the request: {e}");
-                self.finish_attempt(attempt, AttemptResult::Io(why));
-                return;
-            }
-        };
-        let name = match &url.host {
-            Host::Ip(ip) => return self.connect_to(job, vec![SocketAddr::new(*ip, url.port)]),
-            Host::Name(name) => name,
-        };
+    /// Sends `job` once the resolver thread has looked `name` up.
+    fn lookup(&mut self, job: HookJob, name: String, port: u16) {
         let (config, tx, waker) = (&self.hooks.config, &self.tx, &self.waker);
-        let resolver_tx = self.hooks.resolver_tx.get_or_insert_with(|| {
+        let resolver_tx = (self.hooks.resolver_tx).get_or_insert_with(|| {
             spawn_resolver(config.resolver.clone(), tx.clone(), waker.clone())
         });
         self.hooks.next_resolve += 1;
         let n = self.hooks.next_resolve;
-        let sent = resolver_tx.send((n, name.clone(), url.port)).is_ok();
         trace!("resolving {name} (request {n})");
-        if !sent {
-            self.finish_attempt(
-                attempt,
-                AttemptResult::ConnectFailed("resolver unavailable".into()),
-            );
-            return;
+        if resolver_tx.send((n, name, port)).is_err() {
+            let why = "resolver unavailable".into();
+            return self.finish_attempt(job.attempt(), AttemptResult::ConnectFailed(why));
         }
-        self.hooks.resolving.insert(n, (job, url.port));
+        self.hooks.resolving.insert(n, (job, port));
         // A lookup that never comes back still ends the attempt in time.
         let at = deadline(self.now, self.hooks.config.attempt_timeout);
         self.timers.insert(at, TimerEv::HookResolve(n));
@@ -536,11 +407,7 @@ impl Core {
     /// The server stops: every message still queued, retrying or in flight gets its one
     /// outcome now (failed: "endpoint removed") instead of vanishing silently.
     pub(crate) fn shutdown_hooks(&mut self) {
-        let ids: Vec<EndpointId> = self.hooks.engine.endpoints().map(|(id, _)| id).collect();
-        let now = self.now;
-        for id in ids {
-            self.hooks.engine.remove_endpoint(id, now);
-        }
+        self.hooks.reg.remove_all(self.now);
         for n in self.hooks.resolving.keys().copied().collect::<Vec<_>>() {
             if let Some((job, _)) = self.hooks.resolving.remove(&n) {
                 self.finish_attempt(job.attempt(), AttemptResult::Io("server stopped".into()));
@@ -574,41 +441,30 @@ impl Core {
         };
         match result {
             Ok(addrs) if !addrs.is_empty() => {
-                let addrs = addrs
-                    .iter()
-                    .map(|a| SocketAddr::new(a.ip(), port))
-                    .collect();
-                self.connect_to(job, addrs);
+                let with_port = |a: &SocketAddr| SocketAddr::new(a.ip(), port);
+                self.connect_to(job, addrs.iter().map(with_port).collect());
             }
-            Ok(_) => self.finish_attempt(
-                job.attempt(),
-                AttemptResult::ConnectFailed("no address found".into()),
-            ),
+            Ok(_) => {
+                let why = "no address found".into();
+                self.finish_attempt(job.attempt(), AttemptResult::ConnectFailed(why));
+            }
             Err(e) => self.finish_attempt(job.attempt(), AttemptResult::ConnectFailed(e)),
         }
     }
 
     /// Checks the addresses with the SSRF guard and starts the job on the first allowed.
     fn connect_to(&mut self, job: HookJob, addrs: Vec<SocketAddr>) {
-        let mut refused = None;
-        let allowed = addrs
-            .iter()
-            .copied()
-            .find(|a| match ssrf::check(*a, &self.hooks.policy) {
-                Ok(()) => true,
+        let mut why = String::from("no address");
+        for addr in addrs {
+            match ssrf::check(addr, self.hooks.reg.policy()) {
+                Ok(()) => return self.run_job(job, addr),
                 Err(e) => {
                     debug!("webhook target refused: {e}");
-                    refused = Some(e.to_string());
-                    false
+                    why = e.to_string();
                 }
-            });
-        match allowed {
-            Some(addr) => self.run_job(job, addr),
-            None => {
-                let why = refused.unwrap_or_else(|| "no address".into());
-                self.finish_attempt(job.attempt(), AttemptResult::Refused(why));
             }
         }
+        self.finish_attempt(job.attempt(), AttemptResult::Refused(why));
     }
 
     // ---- the sockets ----------------------------------------------------------------------
@@ -708,17 +564,8 @@ impl Core {
                         .registry()
                         .reregister(&mut s.stream, Token(CLIENT_BASE + idx), want);
             }
-            let at = s.conn.poll_timeout();
-            if at != s.timer.map(|t| t.1) {
-                let (gen, old) = (s.gen, s.timer.take());
-                let new = at.map(|at| (self.timers.insert(at, TimerEv::HookClient(idx, gen)), at));
-                if let Some((t, _)) = old {
-                    self.timers.cancel(t);
-                }
-                if let Some(s) = self.hooks.socket(idx) {
-                    s.timer = new;
-                }
-            }
+            let ev = TimerEv::HookClient(idx, s.gen);
+            rearm(&mut self.timers, &mut s.timer, s.conn.poll_timeout(), ev);
             if pool {
                 self.hooks.idle.entry(addr).or_default().push(idx);
             }
@@ -764,7 +611,7 @@ impl Core {
     fn client_io(&mut self, idx: usize) -> Option<ClientEvent> {
         let now = self.now;
         let s = self.hooks.socket(idx)?;
-        if s.conn.phase() == webhook::ClientPhase::Connecting {
+        if s.conn.phase() == ClientPhase::Connecting {
             // A non-blocking connect has finished when the socket turns writable:
             // `take_error` says whether it failed, `peer_addr` whether it is up.
             if let Ok(Some(e)) | Err(e) = s.stream.take_error() {

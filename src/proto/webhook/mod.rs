@@ -28,6 +28,7 @@
 pub mod body;
 pub mod client;
 pub mod engine;
+pub mod registry;
 pub mod request;
 pub mod schedule;
 pub mod sign;
@@ -39,6 +40,7 @@ pub use engine::{
     Action, AttemptId, AttemptResult, EndpointId, EndpointInfo, Engine, EngineConfig, EngineStats,
     MessageId, Outcome,
 };
+pub use registry::{Destination, HookAction, RegisterError, Registry};
 pub use request::{encode_post, encode_webhook, RequestError, USER_AGENT};
 pub use schedule::{parse_retry_after, Schedule, ScheduleError, MAX_RETRY_AFTER};
 pub use sign::{verify, Secret, SecretError, VerifyError, DEFAULT_TOLERANCE};
