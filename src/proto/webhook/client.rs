@@ -2,19 +2,20 @@
 //!
 //! [`ClientConn`] makes every decision about one client connection to a webhook
 //! receiver; the driver only moves bytes and reports what the socket did. It implements the
-//! client side of RFC 9112: the request goes out whole (§2.1), the response is read with
+//! client side of RFC 9112: the request goes out as the encoder made it, the response is read with
 //! [`ResponseReader`] (status line §4, body length §6.3, the body capped and discarded),
-//! and the connection is kept for another request only as §9.3 and §9.6 allow.
+//! and the connection is kept for another request only as persistence (§9.3) allows.
 //!
 //! # Theory of operation
 //!
 //! ```text
-//!            on_connected             request written             response
-//! Connecting ------------> Writing -------------------> Reading ----------> Idle
-//!     |                      |  \---(first response byte:       |  (reusable) |
-//!     |                      |       early answer)-->-----------+             | send(job)
-//!     |                      +<------------------------------------------------+
-//!     +-- any failure, EOF, timeout, or a response that is not reusable --> Closed
+//!              on_connected            request written           response
+//!  Connecting -------------> Writing -----------------> Reading ----------> Idle
+//!                             |  ^  first response byte   ^    (reusable)   |
+//!                             |  |  (an early answer)     |                 |
+//!                             |  +------------------------|--- send(job) ---+
+//!                             +---------------------------+
+//!  any phase: a failure, EOF, a timeout, a response that is not reusable --> Closed
 //! ```
 //!
 //! * **Connecting**: the driver has started a non-blocking connect. It tells the
@@ -22,25 +23,29 @@
 //! * **Writing**: [`ClientConn::pending`] is the part of the request the socket has not
 //!   taken yet; the driver writes it and reports [`ClientConn::wrote`]. Response bytes may
 //!   arrive before the request is all out (a receiver answering 413 as soon as it sees the
-//!   head): the connection then stops writing and reads the answer, but never reuses the
-//!   connection afterwards, because the receiver would read the rest of the request as the
-//!   start of the next one.
+//!   head). RFC 9112 §9.5: "A client sending a message body SHOULD monitor the network
+//!   connection for an error response while it is transmitting the request"; the
+//!   connection then stops writing and reads the answer, and is never reused afterwards:
+//!   the receiver would read the rest of the request as the start of the next one.
 //! * **Reading**: [`ClientConn::on_read`] feeds the bytes to the response reader.
 //! * **Idle**: the connection sits in the driver's pool until [`ClientConn::send`] gives it
-//!   the next request. A receiver may close an idle connection at any time (RFC 9112 §9.5),
-//!   so the connection keeps reading: EOF or any byte while idle closes it.
+//!   the next request. "A client, server, or proxy MAY close the transport connection at
+//!   any time" (RFC 9112 §9.5), so the connection keeps reading: EOF or any byte while idle
+//!   closes it.
 //!
 //! **Reuse** (RFC 9112 §9.3): only when the whole request was written, the response allows
 //! persistence (HTTP/1.1 without `Connection: close`, HTTP/1.0 with `keep-alive`, and not
 //! delimited by the connection closing) and no byte follows the response.
 //!
-//! **The stale pooled connection** (RFC 9112 §9.3.1, "a client MAY retry a request that is
-//! idempotent... when the connection closes before a response"): the receiver may have
-//! closed a pooled connection while the request was on its way. A reused connection that
-//! meets EOF or an error before any response byte gives its job back as
-//! [`ClientEvent::RetryFresh`], marked so that it goes out once more on a *new* connection;
-//! a second failure is reported. Delivery is at least once anyway: receivers deduplicate
-//! by `webhook-id`.
+//! **The stale pooled connection**: RFC 9112 §9.5 goes on: "a client might have started
+//! to send a new request at the same time that the server has decided to close the
+//! "idle" connection". A reused connection that meets EOF or an error before any response
+//! byte gives its job back as [`ClientEvent::RetryFresh`], marked so that it goes out once
+//! more on a *new* connection; a second failure is reported. POST is not idempotent, and
+//! RFC 9110 §9.2.2 says a client "SHOULD NOT automatically retry a request with a
+//! non-idempotent method unless it has some means to know that the request semantics are
+//! actually idempotent": Standard Webhooks receivers deduplicate by `webhook-id`, which is
+//! the same on the retry, so delivery stays at least once and effectively once.
 //!
 //! **Deadlines** (all computed from the `now` values the driver passes in): the connect
 //! timeout, counted from [`ClientConn::connect`]; the whole-attempt timeout, counted from
