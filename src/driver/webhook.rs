@@ -624,7 +624,7 @@ impl Core {
             }
             trace!("webhook: client {idx} connected to {}", s.addr);
         }
-        while s.conn.wants_write() {
+        while !s.conn.pending().is_empty() {
             match s.stream.write(s.conn.pending()) {
                 Ok(0) => return s.conn.on_error("connection closed while writing".into()),
                 Ok(n) => s.conn.wrote(n),
