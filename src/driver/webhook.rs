@@ -242,12 +242,9 @@ fn rearm(
 
 /// The mio interest a connection asks for (`None`: it is closed).
 fn interest(conn: &ClientConn) -> Option<Interest> {
-    match (conn.wants_read(), conn.wants_write()) {
-        (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-        (true, false) => Some(Interest::READABLE),
-        (false, true) => Some(Interest::WRITABLE),
-        (false, false) => None,
-    }
+    let read = conn.wants_read().then_some(Interest::READABLE);
+    let write = conn.wants_write().then_some(Interest::WRITABLE);
+    read.map_or(write, |r| Some(write.map_or(r, |w| r | w)))
 }
 
 fn spawn_resolver(
@@ -359,13 +356,11 @@ impl Core {
             }
         }
         self.hooks.driving = false;
-        let next = self.hooks.reg.engine().next_deadline();
-        rearm(
-            &mut self.timers,
+        let (next, timer) = (
+            self.hooks.reg.engine().next_deadline(),
             &mut self.hooks.engine_timer,
-            next,
-            TimerEv::HookEngine,
         );
+        rearm(&mut self.timers, timer, next, TimerEv::HookEngine);
     }
 
     pub(crate) fn hook_engine_timer(&mut self, tid: RawTimer) {
@@ -482,7 +477,7 @@ impl Core {
             Some((idx, s)) => match s.conn.send(job) {
                 Ok(()) => {
                     trace!("webhook: reusing connection {idx} to {addr}");
-                    return self.pump(idx);
+                    return self.hook_client_event(idx, true, true);
                 }
                 Err(job) => job,
             },
@@ -595,14 +590,9 @@ impl Core {
         self.settle_client(idx, ev);
     }
 
-    /// A readiness event for webhook client `idx` (spurious ones are harmless).
-    pub(crate) fn hook_client_event(&mut self, idx: usize, readable: bool, writable: bool) {
-        if readable || writable {
-            self.pump(idx);
-        }
-    }
-
-    fn pump(&mut self, idx: usize) {
+    /// A readiness event for webhook client `idx`. Which kind does not matter: the
+    /// connection's state says what to try, and a spurious event ends in `WouldBlock`.
+    pub(crate) fn hook_client_event(&mut self, idx: usize, _readable: bool, _writable: bool) {
         let ev = self.client_io(idx);
         self.settle_client(idx, ev);
     }
