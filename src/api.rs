@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::proto::http1::Response;
 use crate::proto::server::{CloseReason, ConnKind};
-use crate::proto::webhook::Outcome;
+use crate::proto::webhook::{Outcome, RegisterError};
 
 /// Identifies one connection for as long as it is open.
 ///
@@ -225,6 +225,17 @@ impl fmt::Display for WebhookError {
 }
 
 impl std::error::Error for WebhookError {}
+
+impl From<RegisterError> for WebhookError {
+    fn from(e: RegisterError) -> Self {
+        match e {
+            RegisterError::BadTopic => WebhookError::BadTopic,
+            RegisterError::BadUrl(e) => WebhookError::BadUrl(e.to_string()),
+            RegisterError::Refused(e) => WebhookError::Refused(e.to_string()),
+            RegisterError::BadSecret(e) => WebhookError::BadSecret(e.to_string()),
+        }
+    }
+}
 
 /// The final result of one webhook message, handed to
 /// [`App::on_webhook`](crate::App::on_webhook). Exactly one per message.

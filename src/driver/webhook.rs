@@ -1,29 +1,29 @@
-//! The webhook sender's socket side: an HTTP/1.1 client on the same mio loop.
+//! The webhook sender's socket side: sockets for the pure client connections.
 //!
 //! The delivery decisions (retries, backoff, pausing, outcomes) belong to the pure
-//! [`Engine`]; this file carries out its `Attempt` actions:
+//! [`Engine`], and every decision about one connection (what to write, reading the
+//! response, reuse, the stale-connection retry, its deadlines) to the pure [`ClientConn`].
+//! This file moves bytes for them and carries out the engine's `Attempt` actions:
 //!
 //! 1. **Resolve.** IP literals connect directly. Host names go to one resolver thread,
 //!    whose answer comes back through the loop's command channel and `mio::Waker`, so a
 //!    slow DNS server never stalls the loop.
 //! 2. **Guard.** Every resolved address passes [`ssrf::check`] right before connecting (so
 //!    DNS rebinding cannot slip a private address in after registration).
-//! 3. **Connect** non-blocking, or reuse an idle keep-alive connection to the same
-//!    address. A pooled connection the server closed is noticed (EOF while idle), and a
-//!    request that meets EOF on a reused connection before any response byte is retried
-//!    once on a fresh one.
-//! 4. **Write** the signed request, **read** the response with the sans-IO
-//!    [`ResponseReader`] (body capped and discarded), and report one [`AttemptResult`].
-//!
-//! Timeouts: connect (default 5 s) and whole attempt (default 15 s), on the loop's timers.
+//! 3. **Connect** non-blocking, or take an idle keep-alive connection to the same address
+//!    from the pool (at most [`MAX_IDLE_PER_ADDR`] per address).
+//! 4. **Pump**: write [`ClientConn::pending`] and read until `WouldBlock`, hand every
+//!    outcome to the connection, then in one place ([`Core::settle_client`]) drop the
+//!    socket, pool it or set its interest and its one timer from
+//!    [`ClientConn::poll_timeout`], and pass the [`ClientEvent`] on: a result to the
+//!    engine, or the job of a stale pooled connection to a fresh connect.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::rc::Rc;
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, trace, warn};
 use mio::net::TcpStream;
@@ -34,74 +34,42 @@ use crate::api::{
     Resolver, WebhookCreated, WebhookError, WebhookInfo, WebhookOutcome, WebhookStats,
 };
 use crate::config::HookConfig;
-use crate::proto::http1::{ClientResponse, Limits, ResponseReader};
-use crate::proto::json;
-use crate::proto::timer::TimerKey as RawTimer;
-use crate::proto::topic::TopicEvent as Event;
+use crate::proto::timer::{TimerKey as RawTimer, Timers};
+use crate::proto::topic::TopicEvent;
 use crate::proto::webhook::{
-    self, ssrf, Action, AttemptId, AttemptResult, EndpointId, Engine, Host, Outcome, Policy,
-    Secret, Url,
+    ssrf, AttemptId, AttemptResult, ClientConfig, ClientConn, ClientEvent, ClientPhase,
+    Destination, EndpointId, Engine, HookAction, HookJob, Outcome, Policy, Registry,
 };
 
 /// Tokens at and above this belong to webhook client connections.
 pub(crate) const CLIENT_BASE: usize = usize::MAX / 2;
-/// Response body bytes kept (for logs); the rest is read and discarded.
-const BODY_CAP: usize = 1024;
 /// Idle keep-alive connections kept per destination.
 const MAX_IDLE_PER_ADDR: usize = 16;
-/// An idle pooled connection is closed after this long.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
-enum Phase {
-    Connecting,
-    Writing,
-    Reading,
-    Idle,
-}
-
-/// One request to be made, kept until it has a result.
-struct Job {
-    attempt: AttemptId,
-    request: Rc<[u8]>,
-    addr: SocketAddr,
-    started: Instant,
-    /// Already moved once from a stale pooled connection to a fresh one.
-    retried: bool,
-}
-
-struct Client {
+/// The socket of one webhook client connection and the pure connection it serves.
+struct HookSocket {
     stream: TcpStream,
     gen: u32,
     addr: SocketAddr,
-    phase: Phase,
-    job: Option<Job>,
-    reader: Option<ResponseReader>,
-    written: usize,
-    rbuf: Vec<u8>,
-    got_bytes: bool,
-    reused: bool,
-    timer: Option<RawTimer>,
+    conn: ClientConn,
+    /// The interest registered with mio.
+    interest: Interest,
+    /// The one timer, armed at `conn.poll_timeout()`.
+    timer: Option<(RawTimer, Instant)>,
 }
-
-/// An attempt waiting for the resolver: its id, request bytes, port and start time.
-type Pending = (AttemptId, Rc<[u8]>, u16, Instant);
 
 /// The webhook state of a [`Core`].
 pub(crate) struct Hooks {
-    engine: Engine,
+    reg: Registry,
     config: HookConfig,
-    policy: Policy,
-    endpoint_topic: HashMap<EndpointId, Box<str>>,
-    clients: Vec<(u32, Option<Client>)>,
+    client: ClientConfig,
+    sockets: Vec<(u32, Option<HookSocket>)>,
     free: Vec<usize>,
     idle: HashMap<SocketAddr, Vec<usize>>,
-    /// Attempts waiting for the resolver, by request number.
-    resolving: HashMap<u64, Pending>,
+    /// Jobs waiting for the resolver (with their port), by request number.
+    resolving: HashMap<u64, (HookJob, u16)>,
     resolver_tx: Option<mpsc::Sender<(u64, String, u16)>>,
     next_resolve: u64,
-    prefix: String,
-    seq: u64,
     engine_timer: Option<(RawTimer, Instant)>,
     /// `drive_hooks` is running: results reported meanwhile are picked up by its loop
     /// instead of recursing (a run of synchronous connect failures would otherwise nest
@@ -116,33 +84,29 @@ impl Hooks {
             allow: vec![local],
         };
         // A random per-process prefix keeps webhook-ids unique across restarts.
-        let prefix: String = {
-            use rand::Rng;
-            let mut rng = rand::thread_rng();
-            (0..12)
-                .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..36)]))
-                .collect()
+        let prefix = Registry::id_prefix(&rand::random::<[u8; 12]>());
+        let client = ClientConfig {
+            connect_timeout: config.connect_timeout,
+            attempt_timeout: config.attempt_timeout,
+            ..ClientConfig::default()
         };
         Hooks {
-            engine: Engine::new(config.engine.clone()),
+            reg: Registry::new(Engine::new(config.engine.clone()), policy, prefix),
             config,
-            policy,
-            endpoint_topic: HashMap::new(),
-            clients: Vec::new(),
+            client,
+            sockets: Vec::new(),
             free: Vec::new(),
             idle: HashMap::new(),
             resolving: HashMap::new(),
             resolver_tx: None,
             next_resolve: 0,
-            prefix,
-            seq: 0,
             engine_timer: None,
             driving: false,
         }
     }
 
     pub(crate) fn stats(&self) -> WebhookStats {
-        let s = self.engine.stats();
+        let s = self.reg.engine().stats();
         WebhookStats {
             delivered: s.delivered,
             retrying: s.retrying,
@@ -150,6 +114,10 @@ impl Hooks {
             attempts: s.attempts,
             endpoints_disabled: s.endpoints_disabled,
         }
+    }
+
+    fn socket(&mut self, idx: usize) -> Option<&mut HookSocket> {
+        self.sockets.get_mut(idx).and_then(|s| s.1.as_mut())
     }
 }
 
@@ -160,40 +128,26 @@ fn unix_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// `2026-11-28T10:11:12.345Z` from milliseconds since the epoch (RFC 3339, UTC).
-pub(crate) fn rfc3339_millis(ms: u64) -> String {
-    let secs = ms / 1000;
-    let rem = secs % 86_400;
-    let (year, month, day) = crate::proto::http1::civil_from_days((secs / 86_400) as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        ms % 1000
-    )
+/// Moves `timer` to `at` (none: cancelled), unless it is there already.
+fn rearm(
+    timers: &mut Timers<TimerEv>,
+    timer: &mut Option<(RawTimer, Instant)>,
+    at: Option<Instant>,
+    ev: TimerEv,
+) {
+    if timer.map(|t| t.1) != at {
+        if let Some((t, _)) = timer.take() {
+            timers.cancel(t);
+        }
+        *timer = at.map(|at| (timers.insert(at, ev), at));
+    }
 }
 
-/// The delivered body: `{"type":...,"timestamp":...,"data":{"topic":...,"id":N,...}}`.
-fn webhook_body(topic: &str, ev: &Event, published_ms: u64) -> Vec<u8> {
-    let mut b = Vec::with_capacity(ev.data.len() + topic.len() + 128);
-    b.extend_from_slice(b"{\"type\":");
-    json::write_str(&mut b, ev.event.as_deref().unwrap_or("message"));
-    b.extend_from_slice(b",\"timestamp\":");
-    json::write_str(&mut b, &rfc3339_millis(published_ms));
-    b.extend_from_slice(b",\"data\":{\"topic\":");
-    json::write_str(&mut b, topic);
-    b.extend_from_slice(b",\"id\":");
-    json::write_u64(&mut b, ev.id);
-    b.extend_from_slice(b",\"event\":");
-    match &ev.event {
-        Some(e) => json::write_str(&mut b, e),
-        None => b.extend_from_slice(b"null"),
-    }
-    b.extend_from_slice(b",\"data\":");
-    json::write_str(&mut b, &ev.data);
-    b.extend_from_slice(b"}}");
-    b
+/// The mio interest a connection asks for (`None`: it is closed).
+fn interest(conn: &ClientConn) -> Option<Interest> {
+    let read = conn.wants_read().then_some(Interest::READABLE);
+    let write = conn.wants_write().then_some(Interest::WRITABLE);
+    read.map_or(write, |r| Some(write.map_or(r, |w| r | w)))
 }
 
 fn spawn_resolver(
@@ -223,7 +177,7 @@ fn spawn_resolver(
 }
 
 impl Core {
-    // ---- registration -------------------------------------------------------------------
+    // ---- registration and publishing ----------------------------------------------------
 
     pub(crate) fn add_webhook(
         &mut self,
@@ -231,99 +185,64 @@ impl Core {
         url: &str,
         secret: Option<&str>,
     ) -> Result<WebhookCreated, WebhookError> {
-        if !crate::proto::topic::valid_topic(topic) {
-            return Err(WebhookError::BadTopic);
-        }
-        let parsed = Url::parse(url).map_err(|e| WebhookError::BadUrl(e.to_string()))?;
-        if let Host::Ip(ip) = parsed.host {
-            ssrf::check(SocketAddr::new(ip, parsed.port), &self.hooks.policy)
-                .map_err(|e| WebhookError::Refused(e.to_string()))?;
-        }
-        let secret = match secret {
-            Some(s) => Secret::parse(s).map_err(|e| WebhookError::BadSecret(e.to_string()))?,
-            None => {
-                use rand::RngCore;
-                let mut key = [0u8; 32];
-                rand::thread_rng().fill_bytes(&mut key);
-                Secret::from_bytes(&key).map_err(|e| WebhookError::BadSecret(e.to_string()))?
-            }
-        };
-        let text = secret.to_string();
-        let id = self.hooks.engine.add_endpoint(parsed, secret);
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
+        let (id, secret) = self.hooks.reg.add(topic, url, secret, &key)?;
         self.subs.subscribe(topic, SubKey::Hook(id), 0);
-        self.hooks.endpoint_topic.insert(id, topic.into());
         debug!("webhook {id} registered for {topic:?}: {url}");
-        Ok(WebhookCreated {
-            id: id.to_string(),
-            secret: text,
-        })
+        let (id, secret) = (id.to_string(), secret.to_string());
+        Ok(WebhookCreated { id, secret })
     }
 
     pub(crate) fn remove_webhook(&mut self, topic: &str, id: &str) -> bool {
-        let Ok(id) = id.parse::<EndpointId>() else {
+        let Some(id) = self.hooks.reg.remove(topic, id, self.now) else {
             return false;
         };
-        if self.hooks.endpoint_topic.get(&id).map(|t| &**t) != Some(topic) {
-            return false;
-        }
-        self.hooks.endpoint_topic.remove(&id);
         self.subs.unsubscribe(topic, SubKey::Hook(id));
-        let now = self.now;
-        self.hooks.engine.remove_endpoint(id, now);
         self.drive_hooks();
         true
     }
 
-    pub(crate) fn list_webhooks(&self, topic: &str) -> Vec<WebhookInfo> {
-        self.hook_ids(topic)
-            .into_iter()
-            .filter_map(|id| {
-                let e = self.hooks.engine.endpoint(id)?;
-                Some(WebhookInfo {
-                    id: id.to_string(),
-                    url: e.url.to_string(),
-                    disabled: e.disabled,
-                })
-            })
-            .collect()
-    }
-
     /// The webhook endpoints subscribed to `topic`, from the one subscription table.
     fn hook_ids(&self, topic: &str) -> Vec<EndpointId> {
-        self.subs
-            .subscribers(topic)
-            .iter()
-            .filter_map(|e| match e.key {
-                SubKey::Hook(id) => Some(id),
-                SubKey::Conn(_) => None,
-            })
-            .collect()
+        let subs = self.subs.subscribers(topic).iter();
+        subs.filter_map(|e| match e.key {
+            SubKey::Hook(id) => Some(id),
+            SubKey::Conn(_) => None,
+        })
+        .collect()
+    }
+
+    pub(crate) fn list_webhooks(&self, topic: &str) -> Vec<WebhookInfo> {
+        let ids = self.hook_ids(topic);
+        let list = self.hooks.reg.list(&ids);
+        list.map(|(id, e)| WebhookInfo {
+            id: id.to_string(),
+            url: e.url.to_string(),
+            disabled: e.disabled,
+        })
+        .collect()
     }
 
     /// Every registration's URL and secret (`whsec_...`).
     pub(crate) fn webhook_secrets(&self) -> Vec<(String, String)> {
-        self.hooks
-            .engine
-            .endpoints()
+        let endpoints = self.hooks.reg.engine().endpoints();
+        endpoints
             .map(|(_, e)| (e.url.to_string(), e.secret.to_string()))
             .collect()
     }
 
-    // ---- publishing ----------------------------------------------------------------------
-
     /// Enqueues one message per endpoint subscribed to `topic`, sharing one body.
-    pub(crate) fn publish_webhooks(&mut self, topic: &str, ev: &Event) {
+    pub(crate) fn publish_webhooks(&mut self, topic: &str, ev: &TopicEvent) {
         let ids = self.hook_ids(topic);
-        let body: Rc<[u8]> = webhook_body(topic, ev, unix_millis()).into();
-        self.hooks.seq += 1;
-        let webhook_id: Rc<str> = format!("msg_{}_{}", self.hooks.prefix, self.hooks.seq).into();
-        let now = self.now;
-        for id in ids {
-            self.hooks
-                .engine
-                .enqueue(id, webhook_id.clone(), body.clone(), now);
+        if self
+            .hooks
+            .reg
+            .publish(topic, &ids, ev, unix_millis(), self.now)
+            > 0
+        {
+            self.drive_hooks();
         }
-        self.drive_hooks();
     }
 
     // ---- the engine's actions ------------------------------------------------------------
@@ -334,69 +253,38 @@ impl Core {
             return;
         }
         self.hooks.driving = true;
-        let now = self.now;
-        while let Some(action) = self.hooks.engine.poll_action(now) {
+        while let Some(action) = self.hooks.reg.poll_action(self.now, unix_millis() / 1000) {
             match action {
-                Action::Attempt {
-                    attempt,
+                HookAction::Send { job, to } => match to {
+                    Destination::Addr(addr) => self.connect_to(job, vec![addr]),
+                    Destination::Lookup { name, port } => self.lookup(job, name, port),
+                },
+                HookAction::Report { attempt, result } => self.finish_attempt(attempt, result),
+                HookAction::Finished {
                     endpoint,
-                    number,
-                    webhook_id,
-                    body,
-                    ..
-                } => {
-                    trace!("webhook {webhook_id} attempt {number} to endpoint {endpoint}");
-                    self.start_attempt(attempt, endpoint, &webhook_id, &body);
-                }
-                Action::Finished {
-                    endpoint,
+                    topic,
                     webhook_id,
                     outcome,
-                    ..
                 } => {
-                    match &outcome {
-                        Outcome::Delivered { attempts, latency } => {
-                            self.stats.delivered_webhook += 1;
-                            debug!("webhook {webhook_id} delivered after {attempts} attempt(s), {latency:?}");
-                        }
-                        Outcome::Failed { attempts, error } => {
-                            debug!(
-                                "webhook {webhook_id} failed after {attempts} attempt(s): {error}"
-                            );
-                        }
+                    if let Outcome::Delivered { .. } = outcome {
+                        self.stats.delivered_webhook += 1;
                     }
-                    let topic = self
-                        .hooks
-                        .endpoint_topic
-                        .get(&endpoint)
-                        .map(|t| t.to_string())
-                        .unwrap_or_default();
+                    let (endpoint, webhook_id) = (endpoint.to_string(), webhook_id.to_string());
                     self.notes.push(Note::Webhook(WebhookOutcome {
-                        endpoint: endpoint.to_string(),
+                        endpoint,
                         topic,
-                        webhook_id: webhook_id.to_string(),
+                        webhook_id,
                         outcome,
                     }));
-                }
-                Action::EndpointDisabled { endpoint, reason } => {
-                    // The engine logs it; the application hears of it through the failed
-                    // outcomes and `Ctx::webhooks` (disabled: true).
-                    trace!("webhook endpoint {endpoint} disabled: {reason}");
                 }
             }
         }
         self.hooks.driving = false;
-        let next = self.hooks.engine.next_deadline();
-        let current = self.hooks.engine_timer.map(|(_, at)| at);
-        if next != current {
-            if let Some((t, _)) = self.hooks.engine_timer.take() {
-                self.timers.cancel(t);
-            }
-            if let Some(at) = next {
-                let t = self.timers.insert(at, TimerEv::HookEngine);
-                self.hooks.engine_timer = Some((t, at));
-            }
-        }
+        let (next, timer) = (
+            self.hooks.reg.engine().next_deadline(),
+            &mut self.hooks.engine_timer,
+        );
+        rearm(&mut self.timers, timer, next, TimerEv::HookEngine);
     }
 
     pub(crate) fn hook_engine_timer(&mut self, tid: RawTimer) {
@@ -411,98 +299,47 @@ impl Core {
         let jitter: f64 = rand::random();
         // A fresh reading: the loop's `now` is per batch, and latencies should be exact.
         let now = Instant::now().max(self.now);
-        self.hooks
-            .engine
-            .attempt_finished(attempt, result, now, jitter);
+        let engine = self.hooks.reg.engine_mut();
+        engine.attempt_finished(attempt, result, now, jitter);
         self.drive_hooks();
     }
 
-    fn start_attempt(
-        &mut self,
-        attempt: AttemptId,
-        endpoint: EndpointId,
-        webhook_id: &str,
-        body: &[u8],
-    ) {
-        let Some(info) = self.hooks.engine.endpoint(endpoint) else {
-            self.finish_attempt(attempt, AttemptResult::Io("endpoint removed".into()));
-            return;
-        };
-        let url = info.url.clone();
-        let mut request = Vec::with_capacity(body.len() + 512);
-        let ts = unix_millis() / 1000;
-        if let Err(e) =
-            webhook::encode_webhook(&mut request, &url, &info.secret, webhook_id, ts, &[], body)
-        {
-            self.finish_attempt(
-                attempt,
-                AttemptResult::Io(format!("cannot encode the request: {e}")),
-            );
-            return;
+    /// Sends `job` once the resolver thread has looked `name` up.
+    fn lookup(&mut self, job: HookJob, name: String, port: u16) {
+        let (config, tx, waker) = (&self.hooks.config, &self.tx, &self.waker);
+        let resolver_tx = (self.hooks.resolver_tx).get_or_insert_with(|| {
+            spawn_resolver(config.resolver.clone(), tx.clone(), waker.clone())
+        });
+        self.hooks.next_resolve += 1;
+        let n = self.hooks.next_resolve;
+        trace!("resolving {name} (request {n})");
+        if resolver_tx.send((n, name, port)).is_err() {
+            let why = "resolver unavailable".into();
+            return self.finish_attempt(job.attempt(), AttemptResult::ConnectFailed(why));
         }
-        let request: Rc<[u8]> = request.into();
-        match &url.host {
-            Host::Ip(ip) => self.connect_to(
-                attempt,
-                request,
-                vec![SocketAddr::new(*ip, url.port)],
-                self.now,
-            ),
-            Host::Name(name) => {
-                if self.hooks.resolver_tx.is_none() {
-                    let tx = spawn_resolver(
-                        self.hooks.config.resolver.clone(),
-                        self.tx.clone(),
-                        self.waker.clone(),
-                    );
-                    self.hooks.resolver_tx = Some(tx);
-                }
-                self.hooks.next_resolve += 1;
-                let n = self.hooks.next_resolve;
-                self.hooks
-                    .resolving
-                    .insert(n, (attempt, request, url.port, self.now));
-                // A lookup that never comes back still ends the attempt in time.
-                let at = deadline(self.now, self.hooks.config.attempt_timeout);
-                self.timers.insert(at, TimerEv::HookResolve(n));
-                let sent = self
-                    .hooks
-                    .resolver_tx
-                    .as_ref()
-                    .is_some_and(|tx| tx.send((n, name.clone(), url.port)).is_ok());
-                trace!("resolving {name} (request {n})");
-                if !sent {
-                    self.hooks.resolving.remove(&n);
-                    self.finish_attempt(
-                        attempt,
-                        AttemptResult::ConnectFailed("resolver unavailable".into()),
-                    );
-                }
-            }
-        }
+        self.hooks.resolving.insert(n, (job, port));
+        // A lookup that never comes back still ends the attempt in time.
+        let at = deadline(self.now, self.hooks.config.attempt_timeout);
+        self.timers.insert(at, TimerEv::HookResolve(n));
     }
 
     /// The server stops: every message still queued, retrying or in flight gets its one
     /// outcome now (failed: "endpoint removed") instead of vanishing silently.
     pub(crate) fn shutdown_hooks(&mut self) {
-        let ids: Vec<EndpointId> = self.hooks.engine.endpoints().map(|(id, _)| id).collect();
-        let now = self.now;
-        for id in ids {
-            self.hooks.engine.remove_endpoint(id, now);
-        }
+        self.hooks.reg.remove_all(self.now);
         for n in self.hooks.resolving.keys().copied().collect::<Vec<_>>() {
-            if let Some((attempt, ..)) = self.hooks.resolving.remove(&n) {
-                self.finish_attempt(attempt, AttemptResult::Io("server stopped".into()));
+            if let Some((job, _)) = self.hooks.resolving.remove(&n) {
+                self.finish_attempt(job.attempt(), AttemptResult::Io("server stopped".into()));
             }
         }
-        for idx in 0..self.hooks.clients.len() {
-            let job = self.hooks.clients[idx]
-                .1
-                .as_mut()
-                .and_then(|c| c.job.take());
-            self.drop_client(idx);
-            if let Some(job) = job {
-                self.finish_attempt(job.attempt, AttemptResult::Io("server stopped".into()));
+        for idx in 0..self.hooks.sockets.len() {
+            let ev = self
+                .hooks
+                .socket(idx)
+                .and_then(|s| s.conn.abort("server stopped"));
+            self.drop_socket(idx);
+            if let Some((attempt, result)) = ev.and_then(|ev| ev.attempt_result()) {
+                self.finish_attempt(attempt, result);
             }
         }
         self.drive_hooks();
@@ -510,465 +347,220 @@ impl Core {
 
     /// Lookup `n` took the whole attempt time: the attempt times out (a late answer is ignored).
     pub(crate) fn hook_resolve_timer(&mut self, n: u64) {
-        if let Some((attempt, ..)) = self.hooks.resolving.remove(&n) {
+        if let Some((job, _)) = self.hooks.resolving.remove(&n) {
             debug!("webhook: name lookup {n} did not answer in time");
-            self.finish_attempt(attempt, AttemptResult::Timeout);
+            self.finish_attempt(job.attempt(), AttemptResult::Timeout);
         }
     }
 
     /// The resolver thread answered request `n`.
     pub(crate) fn resolved(&mut self, n: u64, result: Result<Vec<SocketAddr>, String>) {
-        let Some((attempt, request, port, started)) = self.hooks.resolving.remove(&n) else {
+        let Some((job, port)) = self.hooks.resolving.remove(&n) else {
             return;
         };
         match result {
             Ok(addrs) if !addrs.is_empty() => {
-                let addrs = addrs
-                    .into_iter()
-                    .map(|a| SocketAddr::new(a.ip(), port))
-                    .collect();
-                self.connect_to(attempt, request, addrs, started);
+                let with_port = |a: &SocketAddr| SocketAddr::new(a.ip(), port);
+                self.connect_to(job, addrs.iter().map(with_port).collect());
             }
-            Ok(_) => self.finish_attempt(
-                attempt,
-                AttemptResult::ConnectFailed("no address found".into()),
-            ),
-            Err(e) => self.finish_attempt(attempt, AttemptResult::ConnectFailed(e)),
+            Ok(_) => {
+                let why = "no address found".into();
+                self.finish_attempt(job.attempt(), AttemptResult::ConnectFailed(why));
+            }
+            Err(e) => self.finish_attempt(job.attempt(), AttemptResult::ConnectFailed(e)),
         }
     }
 
-    /// Checks the addresses with the SSRF guard and starts the request on the first allowed.
-    fn connect_to(
-        &mut self,
-        attempt: AttemptId,
-        request: Rc<[u8]>,
-        addrs: Vec<SocketAddr>,
-        started: Instant,
-    ) {
-        let mut refused = None;
-        let Some(addr) =
-            addrs
-                .iter()
-                .copied()
-                .find(|a| match ssrf::check(*a, &self.hooks.policy) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        debug!("webhook target refused: {e}");
-                        refused = Some(e.to_string());
-                        false
-                    }
-                })
-        else {
-            let why = refused.unwrap_or_else(|| "no address".into());
-            self.finish_attempt(attempt, AttemptResult::Refused(why));
-            return;
+    /// Checks the addresses with the SSRF guard and starts the job on the first allowed.
+    fn connect_to(&mut self, job: HookJob, addrs: Vec<SocketAddr>) {
+        let mut why = String::from("no address");
+        for addr in addrs {
+            match ssrf::check(addr, self.hooks.reg.policy()) {
+                Ok(()) => return self.run_job(job, addr),
+                Err(e) => {
+                    debug!("webhook target refused: {e}");
+                    why = e.to_string();
+                }
+            }
+        }
+        self.finish_attempt(job.attempt(), AttemptResult::Refused(why));
+    }
+
+    // ---- the sockets ----------------------------------------------------------------------
+
+    /// Puts `job` on an idle pooled connection to `addr`, or on a new one.
+    fn run_job(&mut self, job: HookJob, addr: SocketAddr) {
+        let pooled = match self.hooks.idle.get_mut(&addr) {
+            Some(list) if !job.needs_fresh() => list.pop(),
+            _ => None,
         };
-        let job = Job {
-            attempt,
-            request,
+        if self.hooks.idle.get(&addr).is_some_and(Vec::is_empty) {
+            self.hooks.idle.remove(&addr);
+        }
+        let job = match pooled.and_then(|idx| Some((idx, self.hooks.socket(idx)?))) {
+            Some((idx, s)) => match s.conn.send(job) {
+                Ok(()) => {
+                    trace!("webhook: reusing connection {idx} to {addr}");
+                    return self.hook_client_event(idx, true, true);
+                }
+                Err(job) => job,
+            },
+            None => job,
+        };
+        let mut stream = match TcpStream::connect(addr) {
+            Ok(stream) => stream,
+            Err(e) => {
+                let why = format!("{addr}: {e}");
+                return self.finish_attempt(job.attempt(), AttemptResult::ConnectFailed(why));
+            }
+        };
+        let idx = self.hooks.free.pop().unwrap_or_else(|| {
+            self.hooks.sockets.push((0, None));
+            self.hooks.sockets.len() - 1
+        });
+        let attempt = job.attempt();
+        let conn = ClientConn::connect(job, self.now, self.hooks.client);
+        let interest = interest(&conn).unwrap_or(Interest::WRITABLE);
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut stream, Token(CLIENT_BASE + idx), interest)
+        {
+            self.hooks.free.push(idx);
+            return self.finish_attempt(attempt, AttemptResult::ConnectFailed(e.to_string()));
+        }
+        debug!("webhook: connecting to {addr} (client {idx})");
+        let slot = &mut self.hooks.sockets[idx];
+        slot.0 = slot.0.wrapping_add(1);
+        let gen = slot.0;
+        slot.1 = Some(HookSocket {
+            stream,
+            gen,
             addr,
-            started,
-            retried: false,
-        };
-        self.run_job(job);
+            conn,
+            interest,
+            timer: None,
+        });
+        self.settle_client(idx, None);
     }
 
-    /// Puts `job` on an idle pooled connection to its address, or a new one.
-    fn run_job(&mut self, job: Job) {
-        let pooled = self.hooks.idle.get_mut(&job.addr).and_then(|v| v.pop());
-        if self.hooks.idle.get(&job.addr).is_some_and(Vec::is_empty) {
-            self.hooks.idle.remove(&job.addr);
-        }
-        let idx = match pooled {
-            Some(idx) if !job.retried => {
-                trace!("webhook: reusing connection {idx} to {}", job.addr);
-                idx
-            }
-            other => {
-                if let Some(idx) = other {
-                    self.hooks.idle.entry(job.addr).or_default().push(idx);
-                }
-                match TcpStream::connect(job.addr) {
-                    Ok(stream) => {
-                        let idx = self.hooks.free.pop().unwrap_or_else(|| {
-                            self.hooks.clients.push((0, None));
-                            self.hooks.clients.len() - 1
-                        });
-                        let slot = &mut self.hooks.clients[idx];
-                        slot.0 = slot.0.wrapping_add(1);
-                        slot.1 = Some(Client {
-                            stream,
-                            gen: slot.0,
-                            addr: job.addr,
-                            phase: Phase::Connecting,
-                            job: None,
-                            reader: None,
-                            written: 0,
-                            rbuf: Vec::new(),
-                            got_bytes: false,
-                            reused: false,
-                            timer: None,
-                        });
-                        let c = self.hooks.clients[idx].1.as_mut().expect("just set");
-                        if let Err(e) = self.poll.registry().register(
-                            &mut c.stream,
-                            Token(CLIENT_BASE + idx),
-                            Interest::READABLE | Interest::WRITABLE,
-                        ) {
-                            self.drop_client(idx);
-                            self.finish_attempt(
-                                job.attempt,
-                                AttemptResult::ConnectFailed(e.to_string()),
-                            );
-                            return;
-                        }
-                        debug!("webhook: connecting to {} (client {idx})", job.addr);
-                        idx
-                    }
-                    Err(e) => {
-                        self.finish_attempt(
-                            job.attempt,
-                            AttemptResult::ConnectFailed(format!("{}: {e}", job.addr)),
-                        );
-                        return;
-                    }
-                }
-            }
-        };
-        let attempt_deadline = deadline(job.started, self.hooks.config.attempt_timeout);
-        let connect_deadline = deadline(self.now, self.hooks.config.connect_timeout);
-        let Some(c) = self.hooks.clients[idx].1.as_mut() else {
+    fn drop_socket(&mut self, idx: usize) {
+        let Some(mut s) = self.hooks.sockets.get_mut(idx).and_then(|s| s.1.take()) else {
             return;
         };
-        let connecting = c.phase == Phase::Connecting;
-        c.reused = !connecting;
-        if !connecting {
-            c.phase = Phase::Writing;
-            let _ = self.poll.registry().reregister(
-                &mut c.stream,
-                Token(CLIENT_BASE + idx),
-                Interest::READABLE | Interest::WRITABLE,
-            );
-        }
-        c.job = Some(job);
-        c.reader = Some(ResponseReader::new(false, BODY_CAP, &Limits::default()));
-        c.written = 0;
-        c.rbuf.clear();
-        c.got_bytes = false;
-        let deadline = if connecting {
-            connect_deadline.min(attempt_deadline)
-        } else {
-            attempt_deadline
-        };
-        let gen = c.gen;
-        self.set_client_timer(idx, gen, deadline);
-        if !connecting {
-            self.client_write(idx);
-        }
-    }
-
-    fn set_client_timer(&mut self, idx: usize, gen: u32, at: Instant) {
-        let Some(c) = self.hooks.clients.get_mut(idx).and_then(|s| s.1.as_mut()) else {
-            return;
-        };
-        if let Some(t) = c.timer.take() {
+        if let Some((t, _)) = s.timer.take() {
             self.timers.cancel(t);
         }
-        c.timer = Some(self.timers.insert(at, TimerEv::HookClient(idx, gen)));
-    }
-
-    fn drop_client(&mut self, idx: usize) {
-        let Some(slot) = self.hooks.clients.get_mut(idx) else {
-            return;
-        };
-        let Some(mut c) = slot.1.take() else { return };
-        if let Some(t) = c.timer.take() {
-            self.timers.cancel(t);
-        }
-        let _ = self.poll.registry().deregister(&mut c.stream);
-        if let Some(list) = self.hooks.idle.get_mut(&c.addr) {
+        let _ = self.poll.registry().deregister(&mut s.stream);
+        if let Some(list) = self.hooks.idle.get_mut(&s.addr) {
             list.retain(|i| *i != idx);
             if list.is_empty() {
-                self.hooks.idle.remove(&c.addr);
+                self.hooks.idle.remove(&s.addr);
             }
         }
         self.hooks.free.push(idx);
-        trace!("webhook: client {idx} to {} closed", c.addr);
+        trace!("webhook: client {idx} to {} closed", s.addr);
     }
 
-    /// Fails the client's current job (if any) and closes the connection. A stale pooled
-    /// connection (EOF before any response byte) gets the job retried once on a fresh one.
-    fn client_failed(&mut self, idx: usize, result: AttemptResult) {
-        let Some(c) = self.hooks.clients.get_mut(idx).and_then(|s| s.1.as_mut()) else {
+    /// After any input to client `idx`'s connection: drop, pool or re-arm the socket (the
+    /// one place interest and the timer are set), then pass `ev` on. Last, because a result
+    /// runs the engine, which may give this very connection its next job.
+    fn settle_client(&mut self, idx: usize, ev: Option<ClientEvent>) {
+        let pool = matches!(ev, Some(ClientEvent::Response { reusable: true, .. }));
+        let Some(s) = self.hooks.sockets.get_mut(idx).and_then(|s| s.1.as_mut()) else {
             return;
         };
-        let job = c.job.take();
-        let stale = c.reused && !c.got_bytes;
-        self.drop_client(idx);
-        if let Some(mut job) = job {
-            if stale && !job.retried {
-                debug!("webhook: pooled connection to {} was closed by the server; retrying on a new one", job.addr);
-                job.retried = true;
-                self.run_job(job);
-            } else {
-                self.finish_attempt(job.attempt, result);
+        let addr = s.addr;
+        let pooled = self.hooks.idle.get(&addr).map_or(0, Vec::len);
+        if s.conn.is_closed() || (pool && pooled >= MAX_IDLE_PER_ADDR) {
+            self.drop_socket(idx);
+        } else {
+            let want = interest(&s.conn).unwrap_or(Interest::READABLE);
+            if want != s.interest {
+                s.interest = want;
+                let _ =
+                    self.poll
+                        .registry()
+                        .reregister(&mut s.stream, Token(CLIENT_BASE + idx), want);
             }
+            let ev = TimerEv::HookClient(idx, s.gen);
+            rearm(&mut self.timers, &mut s.timer, s.conn.poll_timeout(), ev);
+            if pool {
+                self.hooks.idle.entry(addr).or_default().push(idx);
+            }
+        }
+        match ev {
+            Some(ClientEvent::RetryFresh(job)) => self.run_job(job, addr),
+            Some(ClientEvent::Closed(why)) => trace!("webhook: client {idx} to {addr}: {why}"),
+            Some(ev) => {
+                if let Some((attempt, result)) = ev.attempt_result() {
+                    self.finish_attempt(attempt, result);
+                }
+            }
+            None => {}
         }
     }
 
     pub(crate) fn hook_client_timer(&mut self, idx: usize, gen: u32, tid: RawTimer) {
-        let Some(c) = self.hooks.clients.get_mut(idx).and_then(|s| s.1.as_mut()) else {
+        let now = self.now;
+        let Some(s) = self.hooks.socket(idx) else {
             return;
         };
-        if c.gen != gen || c.timer != Some(tid) {
+        if s.gen != gen || s.timer.map(|t| t.0) != Some(tid) {
             return;
         }
-        c.timer = None;
-        match c.phase {
-            Phase::Idle => self.drop_client(idx),
-            Phase::Connecting => {
-                let timed_out = c.job.as_ref().is_some_and(|j| {
-                    self.now >= deadline(j.started, self.hooks.config.attempt_timeout)
-                });
-                let r = if timed_out {
-                    AttemptResult::Timeout
-                } else {
-                    AttemptResult::ConnectFailed("connect timeout".into())
-                };
-                c.reused = false;
-                self.client_failed(idx, r);
-            }
-            Phase::Writing | Phase::Reading => {
-                c.reused = false;
-                self.client_failed(idx, AttemptResult::Timeout);
-            }
-        }
+        s.timer = None;
+        let ev = s.conn.handle_timeout(now);
+        self.settle_client(idx, ev);
     }
 
-    /// A readiness event for webhook client `idx`.
-    pub(crate) fn hook_client_event(&mut self, idx: usize, readable: bool, writable: bool) {
-        let Some(c) = self.hooks.clients.get_mut(idx).and_then(|s| s.1.as_mut()) else {
-            return;
-        };
-        if c.phase == Phase::Connecting && (writable || readable) {
+    /// A readiness event for webhook client `idx`. Which kind does not matter: the
+    /// connection's state says what to try, and a spurious event ends in `WouldBlock`.
+    pub(crate) fn hook_client_event(&mut self, idx: usize, _readable: bool, _writable: bool) {
+        let ev = self.client_io(idx);
+        self.settle_client(idx, ev);
+    }
+
+    /// Finishes a connect, writes and reads until `WouldBlock` or an event.
+    fn client_io(&mut self, idx: usize) -> Option<ClientEvent> {
+        let now = self.now;
+        let s = self.hooks.socket(idx)?;
+        if s.conn.phase() == ClientPhase::Connecting {
             // A non-blocking connect has finished when the socket turns writable:
             // `take_error` says whether it failed, `peer_addr` whether it is up.
-            match c.stream.take_error() {
-                Ok(Some(e)) | Err(e) => {
-                    let addr = c.addr;
-                    c.reused = false;
-                    self.client_failed(idx, AttemptResult::ConnectFailed(format!("{addr}: {e}")));
-                    return;
-                }
-                Ok(None) => {}
+            if let Ok(Some(e)) | Err(e) = s.stream.take_error() {
+                return s.conn.on_error(format!("{}: {e}", s.addr));
             }
-            match c.stream.peer_addr() {
-                Ok(_) => {
-                    trace!("webhook: client {idx} connected to {}", c.addr);
-                    c.phase = Phase::Writing;
-                    let attempt_deadline = c
-                        .job
-                        .as_ref()
-                        .map(|j| deadline(j.started, self.hooks.config.attempt_timeout));
-                    let gen = c.gen;
-                    if let Some(at) = attempt_deadline {
-                        self.set_client_timer(idx, gen, at);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => {
-                    c.reused = false;
-                    self.client_failed(idx, AttemptResult::ConnectFailed(e.to_string()));
-                    return;
-                }
+            match s.stream.peer_addr() {
+                Ok(_) => s.conn.on_connected(),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return None,
+                Err(e) => return s.conn.on_error(format!("{}: {e}", s.addr)),
             }
+            trace!("webhook: client {idx} connected to {}", s.addr);
         }
-        if writable {
-            self.client_write(idx);
-        }
-        if readable {
-            self.client_read(idx);
-        }
-    }
-
-    fn client_write(&mut self, idx: usize) {
-        let Some(c) = self.hooks.clients.get_mut(idx).and_then(|s| s.1.as_mut()) else {
-            return;
-        };
-        if c.phase != Phase::Writing {
-            return;
-        }
-        let Some(job) = c.job.as_ref() else { return };
-        let request = job.request.clone();
-        while c.written < request.len() {
-            match c.stream.write(&request[c.written..]) {
-                Ok(0) => {
-                    self.client_failed(
-                        idx,
-                        AttemptResult::Io("connection closed while writing".into()),
-                    );
-                    return;
-                }
-                Ok(n) => c.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+        while !s.conn.pending().is_empty() {
+            match s.stream.write(s.conn.pending()) {
+                Ok(0) => return s.conn.on_error("connection closed while writing".into()),
+                Ok(n) => s.conn.wrote(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.client_failed(idx, AttemptResult::Io(format!("write: {e}")));
-                    return;
-                }
+                Err(e) => return s.conn.on_error(format!("write: {e}")),
             }
         }
-        trace!(
-            "webhook: client {idx} wrote {} request bytes",
-            request.len()
-        );
-        c.phase = Phase::Reading;
-        let _ = self.poll.registry().reregister(
-            &mut c.stream,
-            Token(CLIENT_BASE + idx),
-            Interest::READABLE,
-        );
-        // The response may already be there.
-        self.client_read(idx);
-    }
-
-    fn client_read(&mut self, idx: usize) {
+        // Read even without a readable event: the response may already be there.
         let mut tmp = [0u8; 16 * 1024];
-        loop {
-            let Some(c) = self.hooks.clients.get_mut(idx).and_then(|s| s.1.as_mut()) else {
-                return;
-            };
-            let n = match c.stream.read(&mut tmp) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+        while s.conn.wants_read() {
+            let ev = match s.stream.read(&mut tmp) {
+                Ok(0) => return s.conn.on_eof(now, unix_millis() / 1000),
+                Ok(n) => s.conn.on_read(&tmp[..n], now, unix_millis() / 1000),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    if c.phase == Phase::Idle {
-                        self.drop_client(idx);
-                    } else {
-                        self.client_failed(idx, AttemptResult::Io(format!("read: {e}")));
-                    }
-                    return;
-                }
+                Err(e) => return s.conn.on_error(format!("read: {e}")),
             };
-            if c.phase == Phase::Writing && n > 0 {
-                // An early answer (say, 413 before the whole body went out): read it.
-                c.phase = Phase::Reading;
-            }
-            if c.phase == Phase::Idle {
-                // EOF (or unexpected bytes) on an idle pooled connection: it is done.
-                self.drop_client(idx);
-                return;
-            }
-            if c.phase != Phase::Reading {
-                if n == 0 {
-                    return;
-                }
-                continue;
-            }
-            let Some(reader) = c.reader.as_mut() else {
-                return;
-            };
-            let done: Result<Option<ClientResponse>, String> = if n == 0 {
-                reader.on_eof().map_err(|e| e.to_string())
-            } else {
-                c.got_bytes = true;
-                c.rbuf.extend_from_slice(&tmp[..n]);
-                match reader.advance(&c.rbuf) {
-                    Ok((used, resp)) => {
-                        c.rbuf.drain(..used);
-                        Ok(resp)
-                    }
-                    Err(e) => Err(e.to_string()),
-                }
-            };
-            match done {
-                Ok(Some(resp)) => {
-                    self.client_response(idx, resp);
-                    return;
-                }
-                Ok(None) if n == 0 => {
-                    self.client_failed(
-                        idx,
-                        AttemptResult::Io("connection closed before a complete response".into()),
-                    );
-                    return;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.client_failed(idx, AttemptResult::Io(format!("bad response: {e}")));
-                    return;
-                }
+            if ev.is_some() {
+                return ev;
             }
         }
-    }
-
-    fn client_response(&mut self, idx: usize, resp: ClientResponse) {
-        let Some(c) = self.hooks.clients.get_mut(idx).and_then(|s| s.1.as_mut()) else {
-            return;
-        };
-        let Some(job) = c.job.take() else { return };
-        debug!("webhook: {} answered {}", c.addr, resp.status);
-        let retry_after = resp
-            .header("retry-after")
-            .and_then(|v| webhook::parse_retry_after(v, unix_millis() / 1000));
-        // Reusable only when the whole request went out (an early answer may cut it short:
-        // the rest would be read as the next request) and nothing follows the response.
-        let reusable = resp.keep_alive && c.rbuf.is_empty() && c.written == job.request.len();
-        if reusable && self.hooks.idle.get(&c.addr).map_or(0, Vec::len) < MAX_IDLE_PER_ADDR {
-            c.phase = Phase::Idle;
-            c.reader = None;
-            c.rbuf = Vec::new();
-            let (addr, gen) = (c.addr, c.gen);
-            self.hooks.idle.entry(addr).or_default().push(idx);
-            let at = deadline(self.now, IDLE_TIMEOUT);
-            self.set_client_timer(idx, gen, at);
-        } else {
-            self.drop_client(idx);
-        }
-        self.finish_attempt(
-            job.attempt,
-            AttemptResult::Status {
-                code: resp.status,
-                retry_after,
-            },
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(951_782_400_123), "2000-02-29T00:00:00.123Z");
-        assert_eq!(
-            rfc3339_millis(1_795_860_671_999),
-            "2026-11-28T10:11:11.999Z"
-        );
-    }
-
-    #[test]
-    fn body_shape() {
-        let ev = Event {
-            id: 7,
-            event: Some("note".into()),
-            data: "a\"b".into(),
-        };
-        let b = webhook_body("t.1", &ev, 0);
-        assert_eq!(
-            String::from_utf8(b).unwrap(),
-            r#"{"type":"note","timestamp":"1970-01-01T00:00:00.000Z","data":{"topic":"t.1","id":7,"event":"note","data":"a\"b"}}"#
-        );
-        let ev = Event {
-            id: 1,
-            event: None,
-            data: "".into(),
-        };
-        assert!(String::from_utf8(webhook_body("t", &ev, 0))
-            .unwrap()
-            .starts_with(r#"{"type":"message","#));
+        None
     }
 }

@@ -12,8 +12,8 @@
 //! 1. Registration: [`url::Url::parse`] the target (only `http://`), [`ssrf::check`] it
 //!    when it is an IP literal, [`sign::Secret::parse`] or generate the secret, then
 //!    [`engine::Engine::add_endpoint`].
-//! 2. Publishing: [`engine::Engine::enqueue`] one message per endpoint, sharing one
-//!    `Rc<[u8]>` body.
+//! 2. Publishing: encode the JSON [`body::webhook_body`] once and
+//!    [`engine::Engine::enqueue`] one message per endpoint, sharing one `Rc<[u8]>` body.
 //! 3. The loop: call [`engine::Engine::poll_action`] until `None` after every input; for
 //!    each `Attempt`, resolve the host off-thread, [`ssrf::check`] every address, connect,
 //!    write [`request::encode_webhook`], read the response (the HTTP/1 response parser
@@ -25,17 +25,22 @@
 //!
 //! [Standard Webhooks]: https://www.standardwebhooks.com
 
+pub mod body;
+pub mod client;
 pub mod engine;
+pub mod registry;
 pub mod request;
 pub mod schedule;
 pub mod sign;
 pub mod ssrf;
 pub mod url;
 
+pub use client::{ClientConfig, ClientConn, ClientEvent, ClientPhase, HookJob};
 pub use engine::{
     Action, AttemptId, AttemptResult, EndpointId, EndpointInfo, Engine, EngineConfig, EngineStats,
     MessageId, Outcome,
 };
+pub use registry::{Destination, HookAction, RegisterError, Registry};
 pub use request::{encode_post, encode_webhook, RequestError, USER_AGENT};
 pub use schedule::{parse_retry_after, Schedule, ScheduleError, MAX_RETRY_AFTER};
 pub use sign::{verify, Secret, SecretError, VerifyError, DEFAULT_TOLERANCE};

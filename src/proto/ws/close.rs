@@ -84,4 +84,3 @@ pub fn write_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
     };
     encode_frame(out, OpCode::Close, &body[..len]);
 }
-

@@ -1,0 +1,977 @@
+//! One keep-alive HTTP/1.1 connection of the webhook sender, sans-IO.
+//!
+//! [`ClientConn`] makes every decision about one client connection to a webhook
+//! receiver; the driver only moves bytes and reports what the socket did. It implements the
+//! client side of RFC 9112: the request goes out as the encoder made it, the response is read with
+//! [`ResponseReader`] (status line §4, body length §6.3, the body capped and discarded),
+//! and the connection is kept for another request only as persistence (§9.3) allows.
+//!
+//! # Theory of operation
+//!
+//! ```text
+//!              on_connected            request written           response
+//!  Connecting -------------> Writing -----------------> Reading ----------> Idle
+//!                             |  ^  first response byte   ^    (reusable)   |
+//!                             |  |  (an early answer)     |                 |
+//!                             |  +------------------------|--- send(job) ---+
+//!                             +---------------------------+
+//!  any phase: a failure, EOF, a timeout, a response that is not reusable --> Closed
+//! ```
+//!
+//! * **Connecting**: the driver has started a non-blocking connect. It tells the
+//!   connection how that went: [`ClientConn::on_connected`] or [`ClientConn::on_error`].
+//! * **Writing**: [`ClientConn::pending`] is the part of the request the socket has not
+//!   taken yet; the driver writes it and reports [`ClientConn::wrote`]. Response bytes may
+//!   arrive before the request is all out (a receiver answering 413 as soon as it sees the
+//!   head). RFC 9112 §9.5: "A client sending a message body SHOULD monitor the network
+//!   connection for an error response while it is transmitting the request"; the
+//!   connection then stops writing and reads the answer, and is never reused afterwards:
+//!   the receiver would read the rest of the request as the start of the next one.
+//! * **Reading**: [`ClientConn::on_read`] feeds the bytes to the response reader.
+//! * **Idle**: the connection sits in the driver's pool until [`ClientConn::send`] gives it
+//!   the next request. "A client, server, or proxy MAY close the transport connection at
+//!   any time" (RFC 9112 §9.5), so the connection keeps reading: EOF or any byte while idle
+//!   closes it.
+//!
+//! **Reuse** (RFC 9112 §9.3): only when the whole request was written, the response allows
+//! persistence (HTTP/1.1 without `Connection: close`, HTTP/1.0 with `keep-alive`, and not
+//! delimited by the connection closing) and no byte follows the response.
+//!
+//! **The stale pooled connection**: RFC 9112 §9.5 goes on: "a client might have started
+//! to send a new request at the same time that the server has decided to close the
+//! "idle" connection". A reused connection that meets EOF or an error before any response
+//! byte gives its job back as [`ClientEvent::RetryFresh`], marked so that it goes out once
+//! more on a *new* connection; a second failure is reported. POST is not idempotent, and
+//! RFC 9110 §9.2.2 says a client "SHOULD NOT automatically retry a request with a
+//! non-idempotent method unless it has some means to know that the request semantics are
+//! actually idempotent": Standard Webhooks receivers deduplicate by `webhook-id`, which is
+//! the same on the retry, so delivery stays at least once and effectively once.
+//!
+//! **Deadlines** (all computed from the `now` values the driver passes in): the connect
+//! timeout, counted from [`ClientConn::connect`]; the whole-attempt timeout, counted from
+//! [`HookJob::started`] (so the name lookup and the connect count); the idle timeout of a
+//! pooled connection. [`ClientConn::poll_timeout`] is the nearest one that applies in the
+//! current phase; [`ClientConn::handle_timeout`] acts on it.
+//!
+//! **Results** are values: every method that can end the attempt or the connection returns
+//! an `Option<`[`ClientEvent`]`>`. After any call the driver looks at
+//! [`ClientConn::is_closed`], [`ClientConn::wants_read`], [`ClientConn::wants_write`] and
+//! [`ClientConn::poll_timeout`] to drop the socket, set its interest and arm its timer.
+
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use log::{debug, trace};
+
+use super::engine::{AttemptId, AttemptResult};
+use super::request::{encode_webhook, RequestError};
+use super::schedule::parse_retry_after;
+use super::sign::Secret;
+use super::url::Url;
+use crate::proto::http1::{ClientResponse, Limits, ResponseReader};
+
+/// The settings of a [`ClientConn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// How long a TCP connect may take (default 5 s).
+    pub connect_timeout: Duration,
+    /// How long a whole attempt may take, from [`HookJob::started`] to the end of the
+    /// response (default 15 s).
+    pub attempt_timeout: Duration,
+    /// How long a connection may sit idle in the pool (default 30 s).
+    pub idle_timeout: Duration,
+    /// Response body bytes kept (for logs); the rest is read and dropped (default 1 KiB).
+    pub body_cap: usize,
+    /// Limits on the response head.
+    pub limits: Limits,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connect_timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(30),
+            body_cap: 1024,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// One request to make for one attempt of the engine, kept until it has a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookJob {
+    attempt: AttemptId,
+    request: Rc<[u8]>,
+    started: Instant,
+    /// Already moved once from a stale pooled connection to a fresh one.
+    retried: bool,
+}
+
+impl HookJob {
+    /// A job sending the complete request bytes `request` for `attempt`, which started at
+    /// `started` (the attempt timeout counts from there).
+    pub fn new(attempt: AttemptId, request: Rc<[u8]>, started: Instant) -> HookJob {
+        HookJob {
+            attempt,
+            request,
+            started,
+            retried: false,
+        }
+    }
+
+    /// Encodes the signed request of one attempt with
+    /// [`encode_webhook`] (`unix_secs`: the attempt's
+    /// `webhook-timestamp`) and makes a job of it.
+    pub fn encode(
+        attempt: AttemptId,
+        url: &Url,
+        secret: &Secret,
+        webhook_id: &str,
+        unix_secs: u64,
+        body: &[u8],
+        started: Instant,
+    ) -> Result<HookJob, RequestError> {
+        let mut request = Vec::with_capacity(body.len() + 512);
+        encode_webhook(&mut request, url, secret, webhook_id, unix_secs, &[], body)?;
+        Ok(HookJob::new(attempt, request.into(), started))
+    }
+
+    /// The engine's attempt this job carries out.
+    pub fn attempt(&self) -> AttemptId {
+        self.attempt
+    }
+
+    /// When the attempt started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The whole request.
+    pub fn request(&self) -> &[u8] {
+        &self.request
+    }
+
+    /// The job was given back by a stale pooled connection: it must go out on a new
+    /// connection, not on another pooled one.
+    pub fn needs_fresh(&self) -> bool {
+        self.retried
+    }
+}
+
+/// Where a [`ClientConn`] is (see the module's theory of operation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientPhase {
+    /// The TCP connect is under way.
+    Connecting,
+    /// Writing the request (some of it may still be unwritten).
+    Writing,
+    /// The request is written (or the answer came early): reading the response.
+    Reading,
+    /// In the pool, waiting for the next request.
+    Idle,
+    /// Finished: the driver closes the socket.
+    Closed,
+}
+
+/// What a [`ClientConn`] has to report after an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// A complete response ended the attempt.
+    Response {
+        /// The attempt it answers.
+        attempt: AttemptId,
+        /// The final status code.
+        status: u16,
+        /// The parsed `Retry-After`, if any.
+        retry_after: Option<Duration>,
+        /// The connection is now [`ClientPhase::Idle`] and may go into the pool; otherwise
+        /// it is closed.
+        reusable: bool,
+    },
+    /// The attempt failed; the connection is closed.
+    Failed {
+        /// The failed attempt.
+        attempt: AttemptId,
+        /// Why, for the engine.
+        result: AttemptResult,
+    },
+    /// A reused connection turned out stale before any response byte: it is closed, and
+    /// the job goes out again on a new connection to the same address (it is marked
+    /// [`HookJob::needs_fresh`], so this happens at most once).
+    RetryFresh(HookJob),
+    /// An idle connection ended (closed by the peer, unexpected bytes, an error or the idle
+    /// timeout); no attempt was running.
+    Closed(&'static str),
+}
+
+impl ClientEvent {
+    /// The attempt this event ends and its result for the engine, if it ends one.
+    pub fn attempt_result(&self) -> Option<(AttemptId, AttemptResult)> {
+        match self {
+            ClientEvent::Response {
+                attempt,
+                status,
+                retry_after,
+                ..
+            } => Some((
+                *attempt,
+                AttemptResult::Status {
+                    code: *status,
+                    retry_after: *retry_after,
+                },
+            )),
+            ClientEvent::Failed { attempt, result } => Some((*attempt, result.clone())),
+            ClientEvent::RetryFresh(_) | ClientEvent::Closed(_) => None,
+        }
+    }
+}
+
+/// One client connection to a webhook receiver, sans-IO (see the module docs).
+pub struct ClientConn {
+    config: ClientConfig,
+    phase: ClientPhase,
+    job: Option<HookJob>,
+    /// Request bytes the socket has taken.
+    written: usize,
+    reader: ResponseReader,
+    /// Response bytes not consumed by the reader yet.
+    rbuf: Vec<u8>,
+    /// A response byte has arrived for the current job.
+    got_bytes: bool,
+    /// The current job runs on a connection taken from the pool.
+    reused: bool,
+    connect_deadline: Option<Instant>,
+    idle_deadline: Option<Instant>,
+}
+
+impl fmt::Debug for ClientConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConn")
+            .field("phase", &self.phase)
+            .field("attempt", &self.job.as_ref().map(HookJob::attempt))
+            .field("written", &self.written)
+            .field("reused", &self.reused)
+            .finish()
+    }
+}
+
+/// `now + after`, saturating far in the future instead of overflowing.
+fn later(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
+impl ClientConn {
+    /// A new connection for `job`, whose non-blocking connect the driver started at `now`.
+    pub fn connect(job: HookJob, now: Instant, config: ClientConfig) -> ClientConn {
+        ClientConn {
+            reader: ResponseReader::new(false, config.body_cap, &config.limits),
+            config,
+            phase: ClientPhase::Connecting,
+            job: Some(job),
+            written: 0,
+            rbuf: Vec::new(),
+            got_bytes: false,
+            reused: false,
+            connect_deadline: Some(later(now, config.connect_timeout)),
+            idle_deadline: None,
+        }
+    }
+
+    /// The connect has completed: start writing the request.
+    pub fn on_connected(&mut self) {
+        if self.phase == ClientPhase::Connecting {
+            trace!("webhook client: connected");
+            self.phase = ClientPhase::Writing;
+            self.connect_deadline = None;
+        }
+    }
+
+    /// Gives an idle pooled connection its next job. Refused (the job comes back) unless
+    /// the connection is [`ClientPhase::Idle`] and the job may use a pooled connection
+    /// (not [`HookJob::needs_fresh`]).
+    pub fn send(&mut self, job: HookJob) -> Result<(), HookJob> {
+        if self.phase != ClientPhase::Idle || job.needs_fresh() {
+            return Err(job);
+        }
+        trace!("webhook client: reused for attempt {}", job.attempt());
+        self.phase = ClientPhase::Writing;
+        self.job = Some(job);
+        self.reused = true;
+        self.idle_deadline = None;
+        Ok(())
+    }
+
+    /// The phase.
+    pub fn phase(&self) -> ClientPhase {
+        self.phase
+    }
+
+    /// The connection is done; the driver closes the socket.
+    pub fn is_closed(&self) -> bool {
+        self.phase == ClientPhase::Closed
+    }
+
+    /// The connection is in the pool, waiting for a job.
+    pub fn is_idle(&self) -> bool {
+        self.phase == ClientPhase::Idle
+    }
+
+    /// The driver should read: in every live phase (the completion of a connect is
+    /// signalled as writable, but an error may come as readable; an idle connection watches
+    /// for the receiver closing it).
+    pub fn wants_read(&self) -> bool {
+        self.phase != ClientPhase::Closed
+    }
+
+    /// The driver should write: while connecting (writable means connected) and while part
+    /// of the request is unwritten.
+    pub fn wants_write(&self) -> bool {
+        match self.phase {
+            ClientPhase::Connecting => true,
+            ClientPhase::Writing => !self.pending().is_empty(),
+            _ => false,
+        }
+    }
+
+    /// The request bytes still to be written (empty unless [`ClientPhase::Writing`]).
+    pub fn pending(&self) -> &[u8] {
+        match (&self.job, self.phase) {
+            (Some(job), ClientPhase::Writing) => job.request.get(self.written..).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// The socket took the first `n` bytes of [`pending`](Self::pending).
+    pub fn wrote(&mut self, n: usize) {
+        let Some(job) = &self.job else { return };
+        if self.phase != ClientPhase::Writing {
+            return;
+        }
+        self.written = (self.written + n).min(job.request.len());
+        trace!(
+            "webhook client -> {n} request bytes ({}/{})",
+            self.written,
+            job.request.len()
+        );
+        if self.written == job.request.len() {
+            self.phase = ClientPhase::Reading;
+        }
+    }
+
+    /// Bytes read from the socket. `now` and `unix_secs` (the wall clock, for an HTTP-date
+    /// in `Retry-After`) are used when they complete the response.
+    pub fn on_read(&mut self, data: &[u8], now: Instant, unix_secs: u64) -> Option<ClientEvent> {
+        match self.phase {
+            ClientPhase::Idle => return Some(self.close_idle("unexpected bytes while idle")),
+            ClientPhase::Writing if !data.is_empty() => {
+                // An early answer (say, 413 before the whole body went out): read it, and
+                // stop writing.
+                debug!(
+                    "webhook client: answer before the request was written ({} bytes unsent)",
+                    self.pending().len()
+                );
+                self.phase = ClientPhase::Reading;
+            }
+            ClientPhase::Reading => {}
+            _ => return None,
+        }
+        if data.is_empty() {
+            return None;
+        }
+        trace!("webhook client <- {} response bytes", data.len());
+        self.got_bytes = true;
+        self.rbuf.extend_from_slice(data);
+        match self.reader.advance(&self.rbuf) {
+            Ok((used, response)) => {
+                self.rbuf.drain(..used);
+                response.map(|r| self.respond(r, false, now, unix_secs))
+            }
+            Err(e) => Some(self.fail(format!("bad response: {e}"))),
+        }
+    }
+
+    /// The receiver closed the connection (a read returned 0).
+    pub fn on_eof(&mut self, now: Instant, unix_secs: u64) -> Option<ClientEvent> {
+        match self.phase {
+            ClientPhase::Idle => Some(self.close_idle("closed by the receiver while idle")),
+            ClientPhase::Connecting => Some(self.fail("connection closed while connecting".into())),
+            ClientPhase::Writing | ClientPhase::Reading => match self.reader.on_eof() {
+                // A body delimited by the connection closing (RFC 9112 §6.3 point 8).
+                Ok(Some(r)) => Some(self.respond(r, true, now, unix_secs)),
+                Ok(None) | Err(_) => {
+                    Some(self.fail("connection closed before a complete response".into()))
+                }
+            },
+            ClientPhase::Closed => None,
+        }
+    }
+
+    /// The socket failed (`error` says how: a failed connect, a write or read error).
+    pub fn on_error(&mut self, error: String) -> Option<ClientEvent> {
+        match self.phase {
+            ClientPhase::Idle => Some(self.close_idle("error while idle")),
+            ClientPhase::Connecting => Some(self.finish(AttemptResult::ConnectFailed(error))),
+            ClientPhase::Writing | ClientPhase::Reading => Some(self.fail(error)),
+            ClientPhase::Closed => None,
+        }
+    }
+
+    /// Ends the connection at once (the server stops): a running attempt fails with
+    /// `reason`.
+    pub fn abort(&mut self, reason: &str) -> Option<ClientEvent> {
+        match self.phase {
+            ClientPhase::Closed => None,
+            ClientPhase::Idle => Some(self.close_idle("closed by us")),
+            _ => Some(self.finish(AttemptResult::Io(reason.into()))),
+        }
+    }
+
+    /// The nearest deadline of the current phase: the connect timeout or the attempt
+    /// timeout (whichever is first) while connecting, the attempt timeout while writing and
+    /// reading, the idle timeout in the pool.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let attempt = self
+            .job
+            .as_ref()
+            .map(|j| later(j.started, self.config.attempt_timeout));
+        match self.phase {
+            ClientPhase::Connecting => match (self.connect_deadline, attempt) {
+                (Some(c), Some(a)) => Some(c.min(a)),
+                (c, a) => c.or(a),
+            },
+            ClientPhase::Writing | ClientPhase::Reading => attempt,
+            ClientPhase::Idle => self.idle_deadline,
+            ClientPhase::Closed => None,
+        }
+    }
+
+    /// Acts on the deadline if it has passed at `now` (nothing happens before it).
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<ClientEvent> {
+        if self.poll_timeout().is_none_or(|at| now < at) {
+            return None;
+        }
+        let attempt_over = self
+            .job
+            .as_ref()
+            .is_some_and(|j| now >= later(j.started, self.config.attempt_timeout));
+        match self.phase {
+            ClientPhase::Idle => Some(self.close_idle("idle timeout")),
+            ClientPhase::Connecting if !attempt_over => {
+                debug!("webhook client: connect timeout");
+                Some(self.finish(AttemptResult::ConnectFailed("connect timeout".into())))
+            }
+            ClientPhase::Connecting | ClientPhase::Writing | ClientPhase::Reading => {
+                debug!("webhook client: attempt timeout");
+                Some(self.finish(AttemptResult::Timeout))
+            }
+            ClientPhase::Closed => None,
+        }
+    }
+
+    /// A complete response: the attempt's result, and the reuse decision.
+    fn respond(
+        &mut self,
+        response: ClientResponse,
+        eof: bool,
+        now: Instant,
+        unix_secs: u64,
+    ) -> ClientEvent {
+        let job = self.job.take();
+        let request_len = job.as_ref().map_or(0, |j| j.request.len());
+        debug!(
+            "webhook client <- {} ({} body bytes kept)",
+            response.status,
+            response.body.len()
+        );
+        let retry_after = response
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(v, unix_secs));
+        // Reusable only when the whole request went out (an early answer may cut it short:
+        // the rest would be read as the next request) and nothing follows the response.
+        let reusable =
+            !eof && response.keep_alive && self.rbuf.is_empty() && self.written == request_len;
+        self.reset();
+        if reusable {
+            self.phase = ClientPhase::Idle;
+            self.idle_deadline = Some(later(now, self.config.idle_timeout));
+        } else {
+            trace!("webhook client: not reusable, closing");
+            self.phase = ClientPhase::Closed;
+        }
+        match job {
+            Some(job) => ClientEvent::Response {
+                attempt: job.attempt,
+                status: response.status,
+                retry_after,
+                reusable,
+            },
+            None => ClientEvent::Closed("response without a request"),
+        }
+    }
+
+    /// The connection failed mid-request or mid-response: a stale pooled connection gives
+    /// its job back for a fresh one, anything else fails the attempt.
+    fn fail(&mut self, error: String) -> ClientEvent {
+        let stale = self.reused && !self.got_bytes;
+        match self.job.take() {
+            Some(mut job) if stale && !job.retried => {
+                debug!(
+                    "webhook client: pooled connection was stale ({error}); retrying on a new one"
+                );
+                job.retried = true;
+                self.reset();
+                self.phase = ClientPhase::Closed;
+                ClientEvent::RetryFresh(job)
+            }
+            job => {
+                self.job = job;
+                self.finish(AttemptResult::Io(error))
+            }
+        }
+    }
+
+    /// Closes the connection and fails the current attempt with `result`.
+    fn finish(&mut self, result: AttemptResult) -> ClientEvent {
+        let job = self.job.take();
+        self.reset();
+        self.phase = ClientPhase::Closed;
+        match job {
+            Some(job) => {
+                debug!("webhook client: attempt {} failed: {result:?}", job.attempt);
+                ClientEvent::Failed {
+                    attempt: job.attempt,
+                    result,
+                }
+            }
+            None => ClientEvent::Closed("closed"),
+        }
+    }
+
+    fn close_idle(&mut self, why: &'static str) -> ClientEvent {
+        trace!("webhook client: idle connection ends: {why}");
+        self.reset();
+        self.phase = ClientPhase::Closed;
+        ClientEvent::Closed(why)
+    }
+
+    /// Forgets the finished exchange (the job itself is taken by the caller).
+    fn reset(&mut self) {
+        self.job = None;
+        self.written = 0;
+        self.rbuf = Vec::new();
+        self.got_bytes = false;
+        self.reused = false;
+        self.connect_deadline = None;
+        self.idle_deadline = None;
+        self.reader = ResponseReader::new(false, self.config.body_cap, &self.config.limits);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::webhook::{Action, Engine, EngineConfig};
+
+    const REQ: &[u8] = b"POST /hook HTTP/1.1\r\nHost: 127.0.0.1:9\r\nContent-Length: 2\r\n\r\n{}";
+    const OK: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
+
+    /// Real attempt ids come from an engine.
+    fn attempts(n: usize) -> Vec<AttemptId> {
+        let mut e = Engine::new(EngineConfig {
+            max_in_flight_per_endpoint: n,
+            ..EngineConfig::default()
+        });
+        let secret = Secret::from_bytes(&[7; 32]).unwrap();
+        let ep = e.add_endpoint(Url::parse("http://127.0.0.1:9/hook").unwrap(), secret);
+        let t = Instant::now();
+        for i in 0..n {
+            e.enqueue(ep, format!("msg_{i}").into(), b"{}"[..].into(), t);
+        }
+        std::iter::from_fn(|| match e.poll_action(t)? {
+            Action::Attempt { attempt, .. } => Some(attempt),
+            _ => None,
+        })
+        .collect()
+    }
+
+    fn job(attempt: AttemptId, started: Instant) -> HookJob {
+        HookJob::new(attempt, REQ.into(), started)
+    }
+
+    /// A connection to which `job` was fully written at `t`.
+    fn written(job: HookJob, t: Instant) -> ClientConn {
+        let mut c = ClientConn::connect(job, t, ClientConfig::default());
+        c.on_connected();
+        let n = c.pending().len();
+        c.wrote(n);
+        c
+    }
+
+    /// A pooled (idle) connection after one exchange at `t`.
+    fn pooled(attempt: AttemptId, t: Instant) -> ClientConn {
+        let mut c = written(job(attempt, t), t);
+        let ev = c.on_read(OK, t, 0).unwrap();
+        assert!(matches!(ev, ClientEvent::Response { reusable: true, .. }));
+        assert!(c.is_idle());
+        c
+    }
+
+    fn response(attempt: AttemptId, status: u16, reusable: bool) -> ClientEvent {
+        ClientEvent::Response {
+            attempt,
+            status,
+            retry_after: None,
+            reusable,
+        }
+    }
+
+    fn io(attempt: AttemptId, why: &str) -> Option<ClientEvent> {
+        Some(ClientEvent::Failed {
+            attempt,
+            result: AttemptResult::Io(why.into()),
+        })
+    }
+
+    #[test]
+    fn encode_builds_the_signed_request() {
+        let a = attempts(1)[0];
+        let url = Url::parse("http://127.0.0.1:9/hook").unwrap();
+        let secret = Secret::from_bytes(&[7; 32]).unwrap();
+        let t = Instant::now();
+        let j = HookJob::encode(a, &url, &secret, "msg_1", 1_700_000_000, b"{}", t).unwrap();
+        let text = std::str::from_utf8(j.request()).unwrap();
+        assert!(text.starts_with("POST /hook HTTP/1.1\r\n"), "{text}");
+        assert!(text.contains("\r\nwebhook-id: msg_1\r\n"), "{text}");
+        assert!(
+            text.contains("\r\nwebhook-timestamp: 1700000000\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\n{}"), "{text}");
+        assert_eq!((j.attempt(), j.started(), j.needs_fresh()), (a, t, false));
+    }
+
+    #[test]
+    fn the_request_is_written_in_pieces() {
+        let a = attempts(1)[0];
+        let t = Instant::now();
+        let mut c = ClientConn::connect(job(a, t), t, ClientConfig::default());
+        assert_eq!(c.phase(), ClientPhase::Connecting);
+        assert!(c.wants_write() && c.wants_read());
+        assert_eq!(
+            c.pending(),
+            b"",
+            "nothing to write before the connect completes"
+        );
+        c.on_connected();
+        assert_eq!(c.phase(), ClientPhase::Writing);
+        assert_eq!(c.pending(), REQ);
+        c.wrote(5);
+        assert_eq!(c.pending(), &REQ[5..]);
+        assert_eq!(&c.pending()[..4], b"/hoo");
+        c.wrote(REQ.len() - 6);
+        assert_eq!(c.pending(), b"}");
+        assert!(c.wants_write());
+        c.wrote(1);
+        assert_eq!(c.pending(), b"");
+        assert!(!c.wants_write() && c.wants_read());
+        assert_eq!(c.phase(), ClientPhase::Reading);
+        c.wrote(3); // a confused driver changes nothing
+        assert_eq!(c.phase(), ClientPhase::Reading);
+    }
+
+    #[test]
+    fn a_response_byte_by_byte_equals_one_read() {
+        let resp: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Busy\r\nRetry-After: 7\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        let a = attempts(1)[0];
+        let t = Instant::now();
+        let expect = ClientEvent::Response {
+            attempt: a,
+            status: 503,
+            retry_after: Some(Duration::from_secs(7)),
+            reusable: true,
+        };
+        let mut whole = written(job(a, t), t);
+        assert_eq!(whole.on_read(resp, t, 0), Some(expect.clone()));
+        let mut drip = written(job(a, t), t);
+        for (i, b) in resp.iter().enumerate() {
+            let ev = drip.on_read(std::slice::from_ref(b), t, 0);
+            if i + 1 < resp.len() {
+                assert_eq!(ev, None, "at byte {i}");
+            } else {
+                assert_eq!(ev, Some(expect.clone()));
+            }
+        }
+        for c in [whole, drip] {
+            assert!(c.is_idle());
+            assert_eq!(c.poll_timeout(), Some(t + Duration::from_secs(30)));
+        }
+        assert_eq!(
+            expect.attempt_result(),
+            Some((
+                a,
+                AttemptResult::Status {
+                    code: 503,
+                    retry_after: Some(Duration::from_secs(7))
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn retry_after_as_an_http_date_uses_the_given_clock() {
+        let a = attempts(1)[0];
+        let t = Instant::now();
+        let mut c = written(job(a, t), t);
+        let resp = b"HTTP/1.1 429 Slow Down\r\nRetry-After: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+                     Content-Length: 0\r\n\r\n";
+        let ev = c.on_read(resp, t, 784_111_767).unwrap();
+        let ClientEvent::Response { retry_after, .. } = ev else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(retry_after, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn keep_alive_reuse() {
+        let ids = attempts(2);
+        let t = Instant::now();
+        let mut c = pooled(ids[0], t);
+        assert_eq!(c.pending(), b"");
+        assert!(!c.wants_write() && c.wants_read(), "idle watches for EOF");
+        let t2 = t + Duration::from_secs(2);
+        c.send(job(ids[1], t2)).unwrap();
+        assert_eq!(c.phase(), ClientPhase::Writing);
+        assert_eq!(c.pending(), REQ);
+        assert_eq!(c.poll_timeout(), Some(t2 + Duration::from_secs(15)));
+        c.wrote(REQ.len());
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(c.on_read(resp, t2, 0), Some(response(ids[1], 200, true)));
+        assert!(c.is_idle());
+        // Only an idle connection takes a job.
+        let mut busy = written(job(ids[0], t), t);
+        assert!(busy.send(job(ids[1], t)).is_err());
+    }
+
+    #[test]
+    fn connection_close_and_friends_are_not_reusable() {
+        let a = attempts(1)[0];
+        let t = Instant::now();
+        for resp in [
+            &b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+            // Bytes after the response: the connection is out of step.
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\n",
+        ] {
+            let mut c = written(job(a, t), t);
+            assert_eq!(c.on_read(resp, t, 0), Some(response(a, 200, false)));
+            assert!(c.is_closed() && !c.wants_read() && !c.wants_write());
+            assert_eq!(c.poll_timeout(), None);
+        }
+        // HTTP/1.0 asking for keep-alive may be kept.
+        let mut c = written(job(a, t), t);
+        let resp = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(c.on_read(resp, t, 0), Some(response(a, 200, true)));
+        // A body delimited by the close completes at EOF, and the connection is done.
+        let mut c = written(job(a, t), t);
+        assert_eq!(c.on_read(b"HTTP/1.1 200 OK\r\n\r\npartial", t, 0), None);
+        assert_eq!(c.on_eof(t, 0), Some(response(a, 200, false)));
+        assert!(c.is_closed());
+    }
+
+    #[test]
+    fn an_early_answer_stops_the_write_and_is_not_reusable() {
+        let a = attempts(1)[0];
+        let t = Instant::now();
+        let mut c = ClientConn::connect(job(a, t), t, ClientConfig::default());
+        c.on_connected();
+        c.wrote(10);
+        let resp = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(c.on_read(&resp[..4], t, 0), None);
+        assert_eq!(c.phase(), ClientPhase::Reading);
+        assert!(
+            !c.wants_write(),
+            "no more request bytes after an answer began"
+        );
+        assert_eq!(c.pending(), b"");
+        assert_eq!(c.on_read(&resp[4..], t, 0), Some(response(a, 413, false)));
+        assert!(c.is_closed());
+    }
+
+    #[test]
+    fn a_stale_pooled_connection_retries_once_on_a_fresh_one() {
+        let ids = attempts(2);
+        let t = Instant::now();
+        // EOF right after the request went out.
+        let mut c = pooled(ids[0], t);
+        c.send(job(ids[1], t)).unwrap();
+        c.wrote(REQ.len());
+        let Some(ClientEvent::RetryFresh(retry)) = c.on_eof(t, 0) else {
+            panic!("expected a retry")
+        };
+        assert!(c.is_closed());
+        assert_eq!((retry.attempt(), retry.request()), (ids[1], REQ));
+        assert!(retry.needs_fresh());
+        // An error while writing, too.
+        let mut c = pooled(ids[0], t);
+        c.send(job(ids[1], t)).unwrap();
+        c.wrote(3);
+        let ev = c.on_error("write: broken pipe".into());
+        assert!(matches!(ev, Some(ClientEvent::RetryFresh(_))), "{ev:?}");
+        // The retried job never goes on a pooled connection...
+        let mut other = pooled(ids[0], t);
+        let retry = other.send(retry).unwrap_err();
+        // ...and fails for real when its fresh connection fails the same way.
+        let mut fresh = ClientConn::connect(retry, t, ClientConfig::default());
+        fresh.on_connected();
+        fresh.wrote(REQ.len());
+        let why = "connection closed before a complete response";
+        assert_eq!(fresh.on_eof(t, 0), io(ids[1], why));
+        // A fresh connection does not retry, nor a reused one that got response bytes.
+        assert_eq!(written(job(ids[1], t), t).on_eof(t, 0), io(ids[1], why));
+        let mut c = pooled(ids[0], t);
+        c.send(job(ids[1], t)).unwrap();
+        c.wrote(REQ.len());
+        assert_eq!(c.on_read(b"HTTP/1.1 2", t, 0), None);
+        assert_eq!(c.on_eof(t, 0), io(ids[1], why));
+        // A timeout on a reused connection is a timeout, not a stale connection.
+        let mut c = pooled(ids[0], t);
+        c.send(job(ids[1], t)).unwrap();
+        let ev = c.handle_timeout(t + Duration::from_secs(15));
+        assert_eq!(
+            ev,
+            Some(ClientEvent::Failed {
+                attempt: ids[1],
+                result: AttemptResult::Timeout
+            })
+        );
+    }
+
+    #[test]
+    fn connect_timeout_versus_attempt_timeout() {
+        let a = attempts(1)[0];
+        let t = Instant::now();
+        let s = Duration::from_secs;
+        // Connect started with the attempt: the connect timeout (5 s) comes first.
+        let mut c = ClientConn::connect(job(a, t), t, ClientConfig::default());
+        assert_eq!(c.poll_timeout(), Some(t + s(5)));
+        assert_eq!(c.handle_timeout(t + s(4)), None);
+        assert_eq!(c.phase(), ClientPhase::Connecting);
+        assert_eq!(
+            c.handle_timeout(t + s(5)),
+            Some(ClientEvent::Failed {
+                attempt: a,
+                result: AttemptResult::ConnectFailed("connect timeout".into())
+            })
+        );
+        assert!(c.is_closed());
+        // The name lookup took 12 s of the 15: the attempt timeout comes first.
+        let mut c = ClientConn::connect(job(a, t), t + s(12), ClientConfig::default());
+        assert_eq!(c.poll_timeout(), Some(t + s(15)));
+        let timeout = Some(ClientEvent::Failed {
+            attempt: a,
+            result: AttemptResult::Timeout,
+        });
+        assert_eq!(c.handle_timeout(t + s(15)), timeout);
+        // Once connected only the attempt timeout counts.
+        let mut c = ClientConn::connect(job(a, t), t, ClientConfig::default());
+        c.on_connected();
+        assert_eq!(c.poll_timeout(), Some(t + s(15)));
+        assert_eq!(c.handle_timeout(t + s(6)), None);
+        c.wrote(REQ.len());
+        assert_eq!(c.poll_timeout(), Some(t + s(15)));
+        assert_eq!(c.handle_timeout(t + s(15)), timeout);
+        assert_eq!(c.handle_timeout(t + s(16)), None, "reported once");
+    }
+
+    #[test]
+    fn the_idle_timeout_closes_a_pooled_connection() {
+        let a = attempts(1)[0];
+        let t = Instant::now();
+        let mut c = pooled(a, t);
+        assert_eq!(c.poll_timeout(), Some(t + Duration::from_secs(30)));
+        assert_eq!(c.handle_timeout(t + Duration::from_secs(29)), None);
+        assert_eq!(
+            c.handle_timeout(t + Duration::from_secs(30)),
+            Some(ClientEvent::Closed("idle timeout"))
+        );
+        assert!(c.is_closed());
+        // The receiver closing it, or sending anything, ends it too.
+        let mut c = pooled(a, t);
+        assert!(matches!(c.on_eof(t, 0), Some(ClientEvent::Closed(_))));
+        let mut c = pooled(a, t);
+        assert!(matches!(
+            c.on_read(b"x", t, 0),
+            Some(ClientEvent::Closed(_))
+        ));
+        let mut c = pooled(a, t);
+        assert_eq!(
+            c.abort("server stopped"),
+            Some(ClientEvent::Closed("closed by us"))
+        );
+    }
+
+    #[test]
+    fn eof_before_a_complete_response() {
+        let a = attempts(1)[0];
+        let t = Instant::now();
+        let why = "connection closed before a complete response";
+        for part in [
+            &b""[..],
+            b"HTTP/1.1 200 OK\r\nContent-Le",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        ] {
+            let mut c = written(job(a, t), t);
+            assert_eq!(c.on_read(part, t, 0), None);
+            assert_eq!(c.on_eof(t, 0), io(a, why), "{part:?}");
+            assert!(c.is_closed());
+        }
+        let mut c = ClientConn::connect(job(a, t), t, ClientConfig::default());
+        assert_eq!(c.on_eof(t, 0), io(a, "connection closed while connecting"));
+    }
+
+    #[test]
+    fn bad_responses_and_socket_errors_fail_the_attempt() {
+        let a = attempts(1)[0];
+        let t = Instant::now();
+        for bad in [
+            &b"HTTP/1.1 abc OK\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+            b"SMTP ready\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        ] {
+            let mut c = written(job(a, t), t);
+            let ev = c.on_read(bad, t, 0);
+            let Some(ClientEvent::Failed {
+                result: AttemptResult::Io(why),
+                ..
+            }) = ev
+            else {
+                panic!("{bad:?}: {ev:?}")
+            };
+            assert!(why.starts_with("bad response: "), "{why}");
+            assert!(c.is_closed());
+        }
+        let mut c = ClientConn::connect(job(a, t), t, ClientConfig::default());
+        assert_eq!(
+            c.on_error("127.0.0.1:9: connection refused".into()),
+            Some(ClientEvent::Failed {
+                attempt: a,
+                result: AttemptResult::ConnectFailed("127.0.0.1:9: connection refused".into())
+            })
+        );
+        let mut c = written(job(a, t), t);
+        assert_eq!(c.on_error("read: reset".into()), io(a, "read: reset"));
+        assert_eq!(
+            c.on_error("again".into()),
+            None,
+            "closed: nothing more to say"
+        );
+        let mut c = written(job(a, t), t);
+        assert_eq!(c.abort("server stopped"), io(a, "server stopped"));
+    }
+}
