@@ -294,7 +294,7 @@ pub struct EventPage {
 }
 
 impl EventPage {
-    pub(crate) fn from_page(page: &crate::proto::topic::Page<'_>) -> Self {
+    pub(crate) fn from_page(page: &crate::proto::topic::Page) -> Self {
         EventPage {
             events: page
                 .events

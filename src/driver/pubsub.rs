@@ -8,7 +8,7 @@ use log::{debug, trace};
 
 use super::{conn, Core, Note, SubKey};
 use crate::api::{ConnId, Park, SseStream, WsAccept};
-use crate::proto::fanout::{self, Broadcast};
+use crate::proto::fanout::Broadcast;
 use crate::proto::http1::{Request, Response};
 use crate::proto::server::{ConnKind, Delivery, Transport};
 use crate::proto::subs::Entry;
@@ -85,23 +85,22 @@ impl Core {
             return;
         };
         let key = SubKey::Conn(c.id);
-        let (body, n) = match from {
+        match from {
             Some((topic, since, cast)) => {
-                cast.page_for(&self.topics, topic, since, self.config.poll_batch)
+                let batch = self.config.poll_batch;
+                let (body, n) = cast.page_for(&self.topics, topic, since, batch);
+                if self.with_conn(i, |p, env| p.answer_poll_shared(&body, env)) == Some(true) {
+                    self.stats.delivered_longpoll += n as u64;
+                }
             }
             None => {
                 let topic = self.subs.topics_of(key).next().map(str::to_owned);
-                let since = topic
-                    .and_then(|t| self.subs.unsubscribe(&t, key))
-                    .unwrap_or(0);
-                (fanout::empty_page(since), 0)
+                let since = topic.and_then(|t| self.subs.unsubscribe(&t, key));
+                let since = since.unwrap_or(0);
+                self.with_conn(i, |p, env| p.answer_poll_empty(since, env));
             }
-        };
-        self.subs.remove_key(key);
-        let head = fanout::poll_head();
-        if self.with_conn(i, |p, env| p.respond_shared(&head, &body, env)) == Some(true) {
-            self.stats.delivered_longpoll += n as u64;
         }
+        self.subs.remove_key(key);
     }
 
     pub(super) fn park(&mut self, i: usize, p: Park) {
@@ -116,9 +115,7 @@ impl Core {
             .read_after(&p.topic, p.since, self.config.poll_batch);
         if !page.events.is_empty() || page.gap {
             let n = page.events.len();
-            let body = fanout::page_body(&page);
-            let head = fanout::poll_head();
-            if self.with_conn(i, |c, env| c.respond_shared(&head, &body, env)) == Some(true) {
+            if self.with_conn(i, |c, env| c.answer_poll(&page, env)) == Some(true) {
                 self.stats.delivered_longpoll += n as u64;
             }
             return;
@@ -141,16 +138,12 @@ impl Core {
             });
             return;
         }
-        let mut first = Vec::new();
-        let mut replayed = 0;
         let page = s
             .last_id
             .map(|last| self.topics.read_after(&s.topic, last, usize::MAX));
-        if let Some(page) = &page {
-            replayed = page.events.len();
-        }
-        fanout::sse_first(self.config.sse_retry, page.as_ref(), &mut first);
-        let started = self.with_conn(i, |c, env| c.start_sse(fanout::SSE_HEADERS, &first, env));
+        let replayed = page.as_ref().map_or(0, |p| p.events.len());
+        let retry = self.config.sse_retry;
+        let started = self.with_conn(i, |c, env| c.start_topic_stream(retry, page.as_ref(), env));
         let Some(c) = conn::slot(&mut self.slots, i) else {
             return;
         };
@@ -190,13 +183,9 @@ impl Core {
         }
         if let Some(since) = since {
             let page = self.topics.read_after(topic, since, usize::MAX);
-            let mut frames = Vec::new();
-            fanout::ws_replay(&page, &mut frames);
-            self.stats.delivered_websocket += page.events.len() as u64;
-            if let Some(c) = conn::slot(&mut self.slots, i) {
-                c.out.push_slice(&frames);
+            if self.with_conn(i, |c, env| c.ws_replay(&page, env)) == Some(true) {
+                self.stats.delivered_websocket += page.events.len() as u64;
             }
-            self.mark_dirty(i);
         }
         self.subs.subscribe(topic, SubKey::Conn(conn), 0);
         true

@@ -74,7 +74,7 @@ pub fn sse_event_bytes(ev: &TopicEvent, chunked: bool) -> Rc<[u8]> {
 
 /// The replay a WebSocket subscriber resuming after a cursor gets: the gap notice when
 /// events were lost, then one frame per kept event.
-pub fn ws_replay(page: &Page<'_>, out: &mut Vec<u8>) {
+pub fn ws_replay(page: &Page, out: &mut Vec<u8>) {
     if page.gap {
         let mut text = Vec::with_capacity(32);
         json::write_gap(&mut text, page.oldest);
@@ -90,7 +90,7 @@ pub fn ws_replay(page: &Page<'_>, out: &mut Vec<u8>) {
 
 /// The first bytes of an SSE stream: `retry:` when configured, then (resuming) the gap
 /// event and the kept events after the cursor.
-pub fn sse_first(retry: Option<u64>, page: Option<&Page<'_>>, out: &mut Vec<u8>) {
+pub fn sse_first(retry: Option<u64>, page: Option<&Page>, out: &mut Vec<u8>) {
     if let Some(ms) = retry {
         sse::write_retry(out, ms);
     }
@@ -119,7 +119,7 @@ pub fn poll_head() -> Response {
 }
 
 /// A long-poll page body.
-pub fn page_body(page: &Page<'_>) -> Rc<[u8]> {
+pub fn page_body(page: &Page) -> Rc<[u8]> {
     let mut body =
         Vec::with_capacity(64 + page.events.iter().map(|e| e.data.len() + 40).sum::<usize>());
     json::write_page(&mut body, page);

@@ -96,7 +96,7 @@ pub fn write_event(out: &mut Vec<u8>, ev: &TopicEvent) {
 }
 
 /// Appends a page of events: `{"events":[...],"next":M,"gap":false}`.
-pub fn write_page(out: &mut Vec<u8>, page: &Page<'_>) {
+pub fn write_page(out: &mut Vec<u8>, page: &Page) {
     out.extend_from_slice(b"{\"events\":[");
     for (i, ev) in page.events.iter().enumerate() {
         if i > 0 {
@@ -314,7 +314,7 @@ mod tests {
             ),
             (
                 Page {
-                    events: vec![&a],
+                    events: vec![a.clone()],
                     gap: true,
                     next: 4,
                     oldest: 4,
@@ -324,7 +324,7 @@ mod tests {
             ),
             (
                 Page {
-                    events: vec![&a, &b],
+                    events: vec![a.clone(), b.clone()],
                     gap: false,
                     next: 5,
                     oldest: 1,

@@ -167,9 +167,9 @@ impl Topic {
 
 /// A page of events answering [`Topics::read_after`]; see the module docs for the rules.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Page<'a> {
+pub struct Page {
     /// At most `max` events, ids ascending and consecutive.
-    pub events: Vec<&'a Rc<TopicEvent>>,
+    pub events: Vec<Rc<TopicEvent>>,
     /// Events after the cursor were lost (evicted, or the cursor is ahead of the topic).
     pub gap: bool,
     /// The cursor to read after next time: the last returned id, or the effective cursor.
@@ -255,7 +255,7 @@ impl Topics {
 
     /// At most `max` kept events of `topic` with ids greater than `since`, with the gap
     /// and cursor rules of the module docs. An unknown topic reads as an empty one.
-    pub fn read_after(&self, topic: &str, since: u64, max: usize) -> Page<'_> {
+    pub fn read_after(&self, topic: &str, since: u64, max: usize) -> Page {
         let Some(t) = self.topics.get(topic) else {
             return Page {
                 events: Vec::new(),
@@ -283,7 +283,7 @@ impl Topics {
         // Ids are consecutive, so the first event after `from` sits at `from + 1 - oldest`.
         let start = usize::try_from(from.saturating_sub(oldest - 1)).unwrap_or(usize::MAX);
         let start = start.min(t.history.len());
-        let events: Vec<_> = t.history.range(start..).take(max).collect();
+        let events: Vec<_> = t.history.range(start..).take(max).cloned().collect();
         let more = start + events.len() < t.history.len();
         let next = events.last().map_or(from, |e| e.id);
         Page {
@@ -328,7 +328,7 @@ mod tests {
         }
     }
 
-    fn ids(page: &Page<'_>) -> Vec<u64> {
+    fn ids(page: &Page) -> Vec<u64> {
         page.events.iter().map(|e| e.id).collect()
     }
 
@@ -576,6 +576,6 @@ mod tests {
         let mut t = Topics::new(HistoryLimits::default());
         let ev = t.publish("a", None, "x").unwrap();
         let p = t.read_after("a", 0, 1);
-        assert!(Rc::ptr_eq(&ev, p.events[0]));
+        assert!(Rc::ptr_eq(&ev, &p.events[0]));
     }
 }

@@ -4,8 +4,10 @@
 use std::rc::Rc;
 
 use super::{Closing, Deadline, Env, Mode, Owed, ServerConn};
+use crate::proto::fanout;
 use crate::proto::http1::{self, Request, Response, Version};
 use crate::proto::out::OutQueue;
+use crate::proto::topic::Page;
 use crate::proto::ws;
 
 /// Appends stream bytes, in a chunk when the stream is chunked.
@@ -201,7 +203,7 @@ impl ServerConn {
             Ok(_) if req.version != Version::Http11 => {
                 Err(Response::text(400, "WebSocket needs HTTP/1.1\n"))
             }
-            Ok(hs) if protocol.is_some_and(|p| !hs.protocols.iter().any(|o| *o == p)) => {
+            Ok(hs) if protocol.is_some_and(|p| !hs.protocols.contains(&p)) => {
                 log::warn!(
                     "application chose subprotocol {protocol:?}, which the client did not offer"
                 );
@@ -224,6 +226,8 @@ impl ServerConn {
         }
         env.out
             .append(160, |out| ws::write_accept_response(out, key, protocol));
+        // A slow reader's Close must follow the 101, not replace it.
+        env.out.seal();
         log::debug!("upgraded to WebSocket");
         self.mode = Mode::Ws {
             recv: Some(Box::new(ws::Receiver::new(limits))),
@@ -257,6 +261,8 @@ impl ServerConn {
         env.out.append(256, |out| {
             http1::write_stream_head(out, owed.version, 200, headers, env.date)
         });
+        // A slow reader's last chunk must follow the head, not replace it.
+        env.out.seal();
         push_stream(env.out, chunked, first);
         self.mode = Mode::Sse { chunked };
         self.set_timer(env, Deadline::Heartbeat, env.cfg.sse_heartbeat);
@@ -275,6 +281,36 @@ impl ServerConn {
         o.parked = true;
         self.set_timer(env, Deadline::Park, timeout);
         true
+    }
+
+    /// Answers the owed (parked or new) long poll with `page`.
+    pub fn answer_poll(&mut self, page: &Page, env: &mut Env<'_>) -> bool {
+        self.respond_shared(&fanout::poll_head(), &fanout::page_body(page), env)
+    }
+
+    /// Answers a parked long poll whose timeout passed (or that a stop ends) with the
+    /// empty page after `since`.
+    pub fn answer_poll_empty(&mut self, since: u64, env: &mut Env<'_>) -> bool {
+        self.respond_shared(&fanout::poll_head(), &fanout::empty_page(since), env)
+    }
+
+    /// Answers a parked long poll with a page encoded once for everyone parked on the same
+    /// cursor ([`Broadcast::page_for`](crate::proto::fanout::Broadcast::page_for)).
+    pub fn answer_poll_shared(&mut self, body: &Rc<[u8]>, env: &mut Env<'_>) -> bool {
+        self.respond_shared(&fanout::poll_head(), body, env)
+    }
+
+    /// Starts the SSE stream of a topic: `retry:` when configured, then (resuming) the gap
+    /// event and the kept events of `replay`. See [`start_sse`](Self::start_sse).
+    pub fn start_topic_stream(
+        &mut self,
+        retry: Option<u64>,
+        replay: Option<&Page>,
+        env: &mut Env<'_>,
+    ) -> bool {
+        let mut first = Vec::new();
+        fanout::sse_first(retry, replay, &mut first);
+        self.start_sse(fanout::SSE_HEADERS, &first, env)
     }
 
     /// Appends bytes of the `text/event-stream` format to an SSE stream (framed as the

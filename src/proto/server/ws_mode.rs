@@ -4,7 +4,9 @@
 use std::rc::Rc;
 
 use super::{Closing, Deadline, Env, Message, Mode, ServerConn, SlowPolicy};
+use crate::proto::fanout;
 use crate::proto::http1;
+use crate::proto::topic::Page;
 use crate::proto::ws::{self, close_code, OpCode};
 
 /// Which shared encoding of a broadcast a connection takes.
@@ -167,6 +169,17 @@ impl ServerConn {
         log::debug!("ws close sent: {code} {reason:?}");
         self.ws_code = Some(code);
         self.set_timer(env, Deadline::WsClose, env.cfg.ws_close_timeout);
+        true
+    }
+
+    /// Replays kept events to a WebSocket that subscribes with a cursor: the gap notice
+    /// when events were lost, then one frame per event. `false` when it is no open
+    /// WebSocket.
+    pub fn ws_replay(&mut self, page: &Page, env: &mut Env<'_>) -> bool {
+        if !self.ws_open() {
+            return false;
+        }
+        env.out.append(64, |out| fanout::ws_replay(page, out));
         true
     }
 
