@@ -165,7 +165,7 @@ impl Core {
         if kind == ConnKind::Http && !c.rbuf.is_empty() && !c.proto.owes_answer() {
             self.ready.push(i);
         }
-        if !c.out.is_empty() && !c.dirty {
+        if (!c.out.is_empty() || c.proto.awaiting_drain()) && !c.dirty {
             c.dirty = true;
             self.dirty.push(i);
         }

@@ -67,6 +67,9 @@ pub struct OutQueue {
     offset: usize,
     /// Bytes queued and not yet written.
     len: usize,
+    /// The first this many chunks are protected from [`drop_unstarted`](Self::drop_unstarted)
+    /// (a response head that must go out before anything else can).
+    sealed: usize,
 }
 
 impl OutQueue {
@@ -84,8 +87,8 @@ impl OutQueue {
     /// a write that would push the tail past [`OUT_CHUNK`] starts a new chunk. Returns what
     /// `f` returns.
     pub fn append<R>(&mut self, hint: usize, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-        let fits =
-            matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() + hint <= OUT_CHUNK);
+        let fits = self.chunks.len() > self.sealed
+            && matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() + hint <= OUT_CHUNK);
         if !fits {
             let mut v = take_chunk();
             v.reserve(hint);
@@ -122,10 +125,16 @@ impl OutQueue {
         }
     }
 
-    /// Drops every queued chunk that has not started to be written, so that a close frame
-    /// or last chunk can follow at once without breaking framing.
+    /// Protects everything queued so far from [`drop_unstarted`](Self::drop_unstarted):
+    /// the head of a response whose body may be cut short (a 101, an SSE head).
+    pub fn seal(&mut self) {
+        self.sealed = self.chunks.len();
+    }
+
+    /// Drops every queued chunk that has not started to be written (except sealed ones), so
+    /// that a close frame or last chunk can follow at once without breaking framing.
     pub fn drop_unstarted(&mut self) {
-        let keep = usize::from(self.offset > 0);
+        let keep = usize::from(self.offset > 0).max(self.sealed);
         while self.chunks.len() > keep {
             if let Some(c) = self.chunks.pop_back() {
                 self.len -= c.bytes().len();
@@ -160,6 +169,7 @@ impl OutQueue {
             if n >= rest {
                 n -= rest;
                 self.offset = 0;
+                self.sealed = self.sealed.saturating_sub(1);
                 if let Some(Chunk::Owned(v)) = self.chunks.pop_front() {
                     give_chunk(v);
                 }
@@ -172,6 +182,7 @@ impl OutQueue {
             // Give back the deque's own allocation too: idle connections hold nothing.
             self.chunks = VecDeque::new();
             self.offset = 0;
+            self.sealed = 0;
         }
     }
 
@@ -215,6 +226,22 @@ mod tests {
         assert_eq!(&*slices[0], b"hared ");
         q.advance(6);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn sealed_chunks_survive_drop_unstarted() {
+        let mut q = OutQueue::default();
+        q.push_slice(b"HTTP/1.1 101 ...\r\n\r\n");
+        q.seal();
+        q.push_slice(b"frame");
+        q.push_shared(&Rc::from(&b"shared"[..]));
+        q.drop_unstarted();
+        assert_eq!(q.to_vec(), b"HTTP/1.1 101 ...\r\n\r\n");
+        q.advance(q.len());
+        q.push_slice(b"a");
+        q.push_slice(b"b");
+        q.drop_unstarted();
+        assert!(q.is_empty(), "the seal ends once its chunks are written");
     }
 
     #[test]

@@ -118,6 +118,9 @@ impl Response {
                 log::debug!("dropped framing header field {name:?}: the serialiser writes it");
                 continue;
             }
+            if is_connection_close(name, value) && !keep_alive {
+                continue;
+            }
             write_field(out, name, value);
         }
         if let Some(date) = date {
@@ -197,6 +200,12 @@ impl Response {
 
 fn is_framing(name: &str) -> bool {
     name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+}
+
+/// `Connection: close` given by the application: honoured through the keep-alive decision
+/// (the caller sees it and passes `keep_alive: false`) and written once, by the serialiser.
+fn is_connection_close(name: &str, value: &str) -> bool {
+    name.eq_ignore_ascii_case("connection") && value.trim().eq_ignore_ascii_case("close")
 }
 
 fn write_status_line(out: &mut Vec<u8>, status: u16) {

@@ -303,6 +303,13 @@ impl ServerConn {
         self.timer = None;
     }
 
+    /// True while the connection waits for its queue to drain before half-closing: the
+    /// driver must try a flush (and call [`on_drained`](Self::on_drained)) even when
+    /// nothing is queued.
+    pub fn awaiting_drain(&self) -> bool {
+        self.closing == Closing::AfterFlush && self.done.is_none()
+    }
+
     /// True while the connection takes new output (not closing, not over).
     pub fn is_open(&self) -> bool {
         self.closing == Closing::No && self.done.is_none()
