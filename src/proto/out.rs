@@ -59,10 +59,70 @@ impl Chunk {
     }
 }
 
+/// Queued chunks: the oldest inline, the rest in a deque that exists only while two or
+/// more chunks are queued. A connection that gets one message at a time (the common case
+/// of a subscriber) queues and drains without allocating.
+#[derive(Debug, Default)]
+struct Chunks {
+    first: Option<Chunk>,
+    rest: VecDeque<Chunk>,
+}
+
+impl Chunks {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn push_back(&mut self, c: Chunk) {
+        if self.first.is_none() {
+            self.first = Some(c);
+        } else {
+            self.rest.push_back(c);
+        }
+    }
+
+    fn back(&self) -> Option<&Chunk> {
+        self.rest.back().or(self.first.as_ref())
+    }
+
+    fn back_mut(&mut self) -> Option<&mut Chunk> {
+        match self.rest.back_mut() {
+            Some(c) => Some(c),
+            None => self.first.as_mut(),
+        }
+    }
+
+    fn pop_back(&mut self) -> Option<Chunk> {
+        self.rest.pop_back().or_else(|| self.first.take())
+    }
+
+    fn front(&self) -> Option<&Chunk> {
+        self.first.as_ref()
+    }
+
+    fn pop_front(&mut self) -> Option<Chunk> {
+        let c = self.first.take();
+        self.first = self.rest.pop_front();
+        if self.rest.is_empty() && self.rest.capacity() > 0 {
+            // Give the deque's allocation back: idle connections hold nothing.
+            self.rest = VecDeque::new();
+        }
+        c
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Chunk> {
+        self.first.iter().chain(self.rest.iter())
+    }
+}
+
 /// The bytes queued for one connection, in order.
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    chunks: VecDeque<Chunk>,
+    chunks: Chunks,
     /// Bytes of the front chunk already written.
     offset: usize,
     /// Bytes queued and not yet written.
@@ -179,8 +239,6 @@ impl OutQueue {
             }
         }
         if self.chunks.is_empty() {
-            // Give back the deque's own allocation too: idle connections hold nothing.
-            self.chunks = VecDeque::new();
             self.offset = 0;
             self.sealed = 0;
         }
