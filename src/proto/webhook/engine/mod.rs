@@ -29,7 +29,7 @@
 //! | result | effect |
 //! |---|---|
 //! | 2xx | delivered |
-//! | 3xx (redirects are not followed), 408, 429, 5xx, other codes, timeout, connect or I/O error | retry per the [`Schedule`]; fail with this error when it is exhausted |
+//! | 3xx (redirects are not followed), 408, 429, 5xx, other codes, timeout, connect or I/O error | retry per the [`Schedule`](super::schedule::Schedule); fail with this error when it is exhausted |
 //! | 429 or 503 with `Retry-After` | retry after that delay instead (capped at [`MAX_RETRY_AFTER`]) |
 //! | 410 Gone | fail, and disable the endpoint: its other messages fail with "endpoint disabled", and so do later ones at once |
 //! | other 4xx | fail without retrying |

@@ -44,7 +44,7 @@ macro_rules! id_type {
         pub struct $name(pub(in crate::proto::webhook) u64);
 
         impl $name {
-            /// The number inside (unique within one [`Engine`]; counts up from 1).
+            /// The number inside (unique within one [`Engine`](super::Engine); counts up from 1).
             pub fn as_u64(self) -> u64 {
                 self.0
             }
@@ -68,7 +68,7 @@ id_type!(
     MessageId
 );
 id_type!(
-    /// Names one delivery attempt; report its result with [`Engine::attempt_finished`].
+    /// Names one delivery attempt; report its result with [`Engine::attempt_finished`](super::Engine::attempt_finished)(super::Engine::attempt_finished).
     AttemptId
 );
 
@@ -83,7 +83,7 @@ impl FromStr for EndpointId {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttemptResult {
     /// A complete response: its status code and its parsed `Retry-After`, if any (see
-    /// [`super::schedule::parse_retry_after`]).
+    /// [`parse_retry_after`](crate::proto::webhook::parse_retry_after)).
     Status {
         /// The final (non-1xx) status code.
         code: u16,
@@ -119,7 +119,7 @@ pub enum Outcome {
     },
 }
 
-/// Something for the driver to do; see [`Engine::poll_action`].
+/// Something for the driver to do; see [`Engine::poll_action`](super::Engine::poll_action).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Make one attempt: POST `body` to the endpoint's URL, signed with its secret and
@@ -127,7 +127,7 @@ pub enum Action {
     Attempt {
         /// Report the result under this id.
         attempt: AttemptId,
-        /// Where to (look up its URL and secret with [`Engine::endpoint`]).
+        /// Where to (look up its URL and secret with [`Engine::endpoint`](super::Engine::endpoint)).
         endpoint: EndpointId,
         /// Which message.
         message: MessageId,
