@@ -158,6 +158,9 @@ impl Core {
                 c.timer = Some((self.timers.insert(at, TimerEv::Conn(c.id)), at));
             }
         }
+        if c.proto.take_slow() {
+            self.notes.push(Note::Slow(c.id, kind));
+        }
         if let Some(why) = c.proto.finished() {
             self.close_now(i, why);
             return;
@@ -259,6 +262,17 @@ impl Core {
                 let _ = c.stream.shutdown(Shutdown::Write);
                 self.ready.push(i);
             }
+        }
+    }
+
+    /// Before the core judges a reader slow (its queue at the high-water mark), let the
+    /// socket take what it can: the queue may only look full because this step has not
+    /// flushed yet.
+    pub(super) fn flush_if_full(&mut self, i: usize) {
+        let full =
+            slot(&mut self.slots, i).is_some_and(|c| c.out.len() >= self.config.conn.high_water);
+        if full {
+            self.flush(i);
         }
     }
 

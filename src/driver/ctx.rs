@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{conn, Command, Core, SubKey, TimerEv};
+use super::{Command, Core, SubKey, TimerEv};
 use crate::api::{
     ConnId, EventPage, Stats, TimerId, WebhookCreated, WebhookError, WebhookInfo, WebhookStats,
 };
@@ -65,12 +65,7 @@ impl<'a> Ctx<'a> {
         let Some(i) = self.core.index_of(conn) else {
             return false;
         };
-        let core = &mut *self.core;
-        if conn::slot(&mut core.slots, i)
-            .is_some_and(|c| c.out.len() >= core.config.conn.high_water)
-        {
-            core.flush(i);
-        }
+        self.core.flush_if_full(i);
         self.core
             .with_conn(i, |p, env| p.ws_send(opcode, payload, env))
             .unwrap_or(false)
@@ -101,6 +96,7 @@ impl<'a> Ctx<'a> {
             let Some(i) = self.core.index_of(id) else {
                 continue;
             };
+            self.core.flush_if_full(i);
             let delivered = self.core.with_conn(i, |p, env| {
                 p.transport() == crate::proto::server::Transport::WebSocket
                     && p.deliver(&frame, env) == Delivery::Queued

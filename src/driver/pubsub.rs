@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use log::{debug, trace};
 
-use super::{conn, Core, Note, SubKey};
+use super::{conn, Core, SubKey};
 use crate::api::{ConnId, Park, SseStream, WsAccept};
 use crate::proto::fanout::Broadcast;
 use crate::proto::http1::{Request, Response};
@@ -57,10 +57,7 @@ impl Core {
             }
             return;
         }
-        if c.out.len() >= self.config.conn.high_water {
-            // Let the socket take what it can before judging the reader slow.
-            self.flush(i);
-        }
+        self.flush_if_full(i);
         let Some(bytes) = cast.bytes_for(transport) else {
             return;
         };
@@ -69,11 +66,7 @@ impl Core {
                 self.stats.delivered_websocket += 1
             }
             Some(Delivery::Queued) => self.stats.delivered_sse += 1,
-            Some(Delivery::Slow) => {
-                let kind =
-                    conn::slot(&mut self.slots, i).map_or(ConnKind::Http, |c| c.proto.kind());
-                self.notes.push(Note::Slow(conn, kind));
-            }
+            // A slow reader (Delivery::Slow) is reported by `settle`.
             _ => {}
         }
     }

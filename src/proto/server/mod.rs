@@ -245,6 +245,8 @@ pub struct ServerConn {
     out_mark: usize,
     ws_code: Option<u16>,
     done: Option<CloseReason>,
+    /// The slow-reader policy ended the connection and the application is not told yet.
+    slow: bool,
 }
 
 /// What a deadline meant, when the driver must act on it.
@@ -269,6 +271,7 @@ impl ServerConn {
             out_mark: 0,
             ws_code: None,
             done: None,
+            slow: false,
         };
         c.set_timer(env, Deadline::Idle, env.cfg.idle_timeout);
         c
@@ -295,6 +298,12 @@ impl ServerConn {
     /// `Some(why)` once the connection is over: drop the socket now.
     pub fn finished(&self) -> Option<CloseReason> {
         self.done
+    }
+
+    /// True once (then false): the slow-reader policy ended this connection, through a
+    /// broadcast or a direct send; tell the application.
+    pub fn take_slow(&mut self) -> bool {
+        std::mem::take(&mut self.slow)
     }
 
     /// Ends the connection at once (an I/O error, the server stopped).

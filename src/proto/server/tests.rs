@@ -904,6 +904,8 @@ fn a_slow_websocket_reader_is_closed_on_a_direct_send_too() {
     assert!(!h.call(|c, env| c.ws_send(OpCode::Text, b"x", env)));
     same(h.out.to_vec(), server_close(1008, "slow reader"));
     assert_eq!(h.conn.ws_code(), Some(1008));
+    assert!(h.conn.take_slow(), "the application is to be told");
+    assert!(!h.conn.take_slow(), "once");
 }
 
 #[test]

@@ -226,6 +226,7 @@ impl ServerConn {
             Mode::Http { .. } => return Delivery::Dropped,
         }
         self.start_closing(env);
+        self.slow = true;
         Delivery::Slow
     }
 
