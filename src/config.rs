@@ -56,7 +56,7 @@ impl Default for HookConfig {
 /// | `ws_max_frame` / `ws_max_message` | 16 MiB / 16 MiB | close 1009 |
 /// | `high_water` | 1 MiB queued per connection | [`SlowPolicy`]; reading pauses for HTTP/WebSocket input |
 /// | `ws_close_timeout` | 5 s | after our close frame, wait this long for the peer's |
-/// | `sse_heartbeat` | 15 s | a `: heartbeat` comment on idle streams |
+/// | `sse_heartbeat` | 15 s | a `: heartbeat` comment on idle streams (zero: none) |
 /// | `sse_retry` | none | a `retry:` field at the start of each stream |
 /// | `poll_batch` | 100 events | per long-poll answer; the client follows `next` |
 /// | `stop_timeout` | 5 s | graceful stop: queued output is flushed for at most this long |
@@ -138,7 +138,7 @@ impl Config {
         slow_policy: SlowPolicy => conn.slow_policy);
     setter!(/// How long to wait for the peer's close frame after sending ours.
         ws_close_timeout: Duration => conn.ws_close_timeout);
-    setter!(/// Interval of SSE heartbeat comments.
+    setter!(/// Interval of SSE heartbeat comments (zero: no heartbeats).
         sse_heartbeat: Duration => conn.sse_heartbeat);
     setter!(/// `retry:` value (milliseconds) sent at the start of each SSE stream.
         sse_retry: Option<u64> => sse_retry);

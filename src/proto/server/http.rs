@@ -265,7 +265,7 @@ impl ServerConn {
         env.out.seal();
         push_stream(env.out, chunked, first);
         self.mode = Mode::Sse { chunked };
-        self.set_timer(env, Deadline::Heartbeat, env.cfg.sse_heartbeat);
+        self.arm_heartbeat(env);
         true
     }
 

@@ -143,7 +143,7 @@ pub struct ConnSettings {
     pub slow_policy: SlowPolicy,
     /// Wait for the peer's Close after ours.
     pub ws_close_timeout: Duration,
-    /// Interval of SSE heartbeat comments.
+    /// Interval of SSE heartbeat comments (zero: none).
     pub sse_heartbeat: Duration,
     /// How long a closing connection waits for the peer to read our last bytes and hang up.
     pub linger: Duration,
@@ -355,6 +355,16 @@ impl ServerConn {
         false
     }
 
+    /// The next SSE heartbeat; a zero interval means none (never a deadline due at once,
+    /// again and again).
+    fn arm_heartbeat(&mut self, env: &Env<'_>) {
+        if env.cfg.sse_heartbeat.is_zero() {
+            self.timer = None;
+        } else {
+            self.set_timer(env, Deadline::Heartbeat, env.cfg.sse_heartbeat);
+        }
+    }
+
     fn set_timer(&mut self, env: &Env<'_>, what: Deadline, after: Duration) {
         self.timer = Some((deadline(env.now, after), what));
     }
@@ -388,7 +398,7 @@ impl ServerConn {
                     super::sse::write_comment(&mut body, "heartbeat");
                     http::push_stream(env.out, chunked, &body);
                 }
-                self.set_timer(env, Deadline::Heartbeat, env.cfg.sse_heartbeat);
+                self.arm_heartbeat(env);
             }
             Deadline::WsClose => self.done = Some(CloseReason::CloseTimeout),
             Deadline::Linger if self.closing == Closing::AfterFlush && queued < self.out_mark => {

@@ -1364,3 +1364,19 @@ fn nothing_is_queued_after_finished() {
     assert_eq!(h.conn.finished(), Some(CloseReason::CloseTimeout));
     assert_silent(&mut h);
 }
+
+#[test]
+fn a_zero_heartbeat_interval_means_no_heartbeat() {
+    let cfg = ConnSettings {
+        sse_heartbeat: Duration::ZERO,
+        ..ConnSettings::default()
+    };
+    let mut h = H::with(cfg);
+    h.request(b"GET /sse HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(h.call(|c, env| c.start_sse(&[("Content-Type", "text/event-stream")], b"", env)));
+    assert_eq!(
+        h.conn.poll_timeout(),
+        None,
+        "no deadline due at once, again and again"
+    );
+}
