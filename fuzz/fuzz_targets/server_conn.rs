@@ -396,7 +396,7 @@ impl Harness {
         } else if path.starts_with("/shared") {
             let page = Rc::clone(&self.shared_page);
             self.conn
-                .respond_shared(&fanout::poll_head(), &page, env!(self));
+                .respond_shared(fanout::poll_head(), &page, env!(self));
         } else {
             self.conn
                 .respond(&Response::text(200, "ok\n"), env!(self));
@@ -454,7 +454,7 @@ impl Harness {
             6 => {
                 let page = Rc::clone(&self.shared_page);
                 self.conn
-                    .respond_shared(&fanout::poll_head(), &page, env!(self));
+                    .respond_shared(fanout::poll_head(), &page, env!(self));
             }
             _ => self.later = Some(req), // still later
         }
@@ -486,7 +486,7 @@ impl Harness {
     fn answer_parked(&mut self) {
         let page = Rc::clone(&self.shared_page);
         self.conn
-            .respond_shared(&fanout::poll_head(), &page, env!(self));
+            .respond_shared(fanout::poll_head(), &page, env!(self));
     }
 
     /// The socket takes up to `n` queued bytes.

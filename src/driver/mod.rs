@@ -101,6 +101,8 @@ pub(crate) struct Core {
     accept_retry: bool,
     topics: Topics,
     subs: Subscriptions<SubKey>,
+    /// A publish's copy of its topic's subscribers, kept for the next publish.
+    scratch: Vec<crate::proto::subs::Entry<SubKey>>,
     ready: Vec<usize>,
     dirty: Vec<usize>,
     notes: Vec<Note>,
@@ -147,6 +149,7 @@ impl<A: App> Server<A> {
             accept_retry: false,
             topics: Topics::new(config.history),
             subs: Subscriptions::new(),
+            scratch: Vec::new(),
             ready: Vec::new(),
             dirty: Vec::new(),
             notes: Vec::new(),

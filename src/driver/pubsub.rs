@@ -27,15 +27,17 @@ impl Core {
         trace!("publish {topic:?} id {} ({} bytes)", ev.id, ev.data.len());
         let id = ev.id;
         let mut cast = Broadcast::new(Rc::clone(&ev));
-        let mut subs = Vec::new();
+        let mut subs = std::mem::take(&mut self.scratch);
         self.subs.copy_subscribers(topic, &mut subs);
         let mut hooks = false;
-        for Entry { key, cursor } in subs {
+        for &Entry { key, cursor } in &subs {
             match key {
                 SubKey::Hook(_) => hooks = true,
                 SubKey::Conn(conn) => self.deliver_event(conn, cursor, topic, &mut cast),
             }
         }
+        subs.clear();
+        self.scratch = subs;
         if hooks {
             self.publish_webhooks(topic, &ev);
         }
@@ -81,8 +83,9 @@ impl Core {
         match from {
             Some((topic, since, cast)) => {
                 let batch = self.config.poll_batch;
-                let (body, n) = cast.page_for(&self.topics, topic, since, batch);
-                if self.with_conn(i, |p, env| p.answer_poll_shared(&body, env)) == Some(true) {
+                let page = cast.page_for(&self.topics, topic, since, batch);
+                let n = page.events;
+                if self.with_conn(i, |p, env| p.answer_poll_shared(page, env)) == Some(true) {
                     self.stats.delivered_longpoll += n as u64;
                 }
             }

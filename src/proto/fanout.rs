@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::LazyLock;
 
 use super::http1::Response;
 use super::server::Transport;
@@ -111,11 +112,15 @@ pub const SSE_HEADERS: &[(&str, &str)] = &[
     ("X-Accel-Buffering", "no"),
 ];
 
-/// The head of a long-poll answer (its body is a shared page).
-pub fn poll_head() -> Response {
-    Response::new(200)
-        .header("Content-Type", "application/json")
-        .header("Cache-Control", "no-store")
+/// The head of a long-poll answer (its body is a shared page); made once, so answering a
+/// poll allocates nothing for its header fields.
+pub fn poll_head() -> &'static Response {
+    static HEAD: LazyLock<Response> = LazyLock::new(|| {
+        Response::new(200)
+            .header("Content-Type", "application/json")
+            .header("Cache-Control", "no-store")
+    });
+    &HEAD
 }
 
 /// A long-poll page body.
@@ -137,6 +142,19 @@ pub fn empty_page(since: u64) -> Rc<[u8]> {
     })
 }
 
+/// One long-poll page shared by every poll parked on the same cursor: its body and, made
+/// on first use, the whole answer (head and body) for the common case of an HTTP/1.1
+/// keep-alive GET, so most parked polls are answered with one shared chunk.
+#[derive(Debug, Clone)]
+pub struct SharedPage {
+    /// The JSON body.
+    pub body: Rc<[u8]>,
+    /// Events in it.
+    pub events: usize,
+    /// Head and body of the HTTP/1.1 keep-alive answer, once one was made.
+    pub whole: Option<Rc<[u8]>>,
+}
+
 /// The encodings of one published event, made lazily, each once.
 #[derive(Debug)]
 pub struct Broadcast {
@@ -144,8 +162,8 @@ pub struct Broadcast {
     ws: Option<Rc<[u8]>>,
     sse_chunked: Option<Rc<[u8]>>,
     sse_plain: Option<Rc<[u8]>>,
-    /// Long-poll pages by cursor, with the number of events in each.
-    pages: HashMap<u64, (Rc<[u8]>, usize)>,
+    /// Long-poll pages by cursor.
+    pages: HashMap<u64, SharedPage>,
 }
 
 impl Broadcast {
@@ -182,19 +200,22 @@ impl Broadcast {
     }
 
     /// The long-poll page for a client parked after `since` on `topic` (at most `batch`
-    /// events), encoded once per distinct cursor; with the number of events in it.
+    /// events), encoded once per distinct cursor.
     pub fn page_for(
         &mut self,
         topics: &Topics,
         topic: &str,
         since: u64,
         batch: usize,
-    ) -> (Rc<[u8]>, usize) {
-        let entry = self.pages.entry(since).or_insert_with(|| {
+    ) -> &mut SharedPage {
+        self.pages.entry(since).or_insert_with(|| {
             let page = topics.read_after(topic, since, batch);
-            (page_body(&page), page.events.len())
-        });
-        (Rc::clone(&entry.0), entry.1)
+            SharedPage {
+                body: page_body(&page),
+                events: page.events.len(),
+                whole: None,
+            }
+        })
     }
 }
 
@@ -242,13 +263,13 @@ mod tests {
         let first = topics.publish("t", None, "a").unwrap();
         let second = topics.publish("t", None, "b").unwrap();
         let mut b = Broadcast::new(second);
-        let (p1, n1) = b.page_for(&topics, "t", first.id, 100);
-        let (p2, _) = b.page_for(&topics, "t", first.id, 100);
-        assert!(Rc::ptr_eq(&p1, &p2));
-        assert_eq!(n1, 1);
-        let (p0, n0) = b.page_for(&topics, "t", first.id - 1, 100);
-        assert_eq!(n0, 2);
-        assert!(!Rc::ptr_eq(&p0, &p1));
+        let p1 = b.page_for(&topics, "t", first.id, 100).clone();
+        let p2 = b.page_for(&topics, "t", first.id, 100).clone();
+        assert!(Rc::ptr_eq(&p1.body, &p2.body));
+        assert_eq!(p1.events, 1);
+        let p0 = b.page_for(&topics, "t", first.id - 1, 100).clone();
+        assert_eq!(p0.events, 2);
+        assert!(!Rc::ptr_eq(&p0.body, &p1.body));
         assert!(Rc::ptr_eq(
             &b.bytes_for(Transport::WebSocket).unwrap(),
             &b.bytes_for(Transport::WebSocket).unwrap()

@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use super::{Closing, Deadline, Env, Mode, Owed, ServerConn};
-use crate::proto::fanout;
+use crate::proto::fanout::{self, SharedPage};
 use crate::proto::http1::{self, Request, Response, Version};
 use crate::proto::out::OutQueue;
 use crate::proto::topic::Page;
@@ -285,19 +285,45 @@ impl ServerConn {
 
     /// Answers the owed (parked or new) long poll with `page`.
     pub fn answer_poll(&mut self, page: &Page, env: &mut Env<'_>) -> bool {
-        self.respond_shared(&fanout::poll_head(), &fanout::page_body(page), env)
+        self.respond_shared(fanout::poll_head(), &fanout::page_body(page), env)
     }
 
     /// Answers a parked long poll whose timeout passed (or that a stop ends) with the
     /// empty page after `since`.
     pub fn answer_poll_empty(&mut self, since: u64, env: &mut Env<'_>) -> bool {
-        self.respond_shared(&fanout::poll_head(), &fanout::empty_page(since), env)
+        self.respond_shared(fanout::poll_head(), &fanout::empty_page(since), env)
     }
 
     /// Answers a parked long poll with a page encoded once for everyone parked on the same
-    /// cursor ([`Broadcast::page_for`](crate::proto::fanout::Broadcast::page_for)).
-    pub fn answer_poll_shared(&mut self, body: &Rc<[u8]>, env: &mut Env<'_>) -> bool {
-        self.respond_shared(&fanout::poll_head(), body, env)
+    /// cursor ([`Broadcast::page_for`](crate::proto::fanout::Broadcast::page_for)). An
+    /// HTTP/1.1 keep-alive GET, the common case, gets the page's whole answer as one shared
+    /// chunk, made by the first such poll.
+    pub fn answer_poll_shared(&mut self, page: &mut SharedPage, env: &mut Env<'_>) -> bool {
+        let common = match &self.mode {
+            Mode::Http { owed: Some(o), .. } => {
+                o.version == Version::Http11 && o.keep_alive && !o.head && !env.stopping
+            }
+            _ => false,
+        };
+        if !common || !self.is_open() {
+            return self.respond_shared(fanout::poll_head(), &page.body, env);
+        }
+        let whole = page.whole.get_or_insert_with(|| {
+            let mut v = Vec::with_capacity(page.body.len() + 160);
+            fanout::poll_head().encode_head(
+                Version::Http11,
+                true,
+                env.date,
+                page.body.len(),
+                &mut v,
+            );
+            v.extend_from_slice(&page.body);
+            v.into()
+        });
+        self.take_owed();
+        env.out.push_shared(whole);
+        self.answered(true, env);
+        true
     }
 
     /// Starts the SSE stream of a topic: `retry:` when configured, then (resuming) the gap

@@ -1380,3 +1380,43 @@ fn a_zero_heartbeat_interval_means_no_heartbeat() {
         "no deadline due at once, again and again"
     );
 }
+
+#[test]
+fn parked_polls_on_one_cursor_share_one_whole_answer() {
+    let body: Rc<[u8]> = Rc::from(&b"{\"events\":[],\"next\":4,\"gap\":false}"[..]);
+    let mut page = crate::proto::fanout::SharedPage {
+        body: Rc::clone(&body),
+        events: 0,
+        whole: None,
+    };
+    let want: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+        Cache-Control: no-store\r\nContent-Length: 34\r\n\r\n{\"events\":[],\"next\":4,\"gap\":false}";
+    let mut made: Option<Rc<[u8]>> = None;
+    for _ in 0..2 {
+        let mut h = H::new();
+        h.request(b"GET /poll HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(h.call(|c, env| c.park(Duration::from_secs(30), env)));
+        assert!(h.call(|c, env| c.answer_poll_shared(&mut page, env)));
+        assert_eq!(h.conn.kind(), ConnKind::Http);
+        same(h.take(), want);
+        let whole = page.whole.clone().expect("the whole answer was made");
+        let first = made.get_or_insert_with(|| Rc::clone(&whole));
+        assert!(Rc::ptr_eq(first, &whole), "made once, then shared");
+    }
+    // HTTP/1.0 and HEAD get their own head, and the shared body.
+    let mut h = H::new();
+    h.request(b"HEAD /poll HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(h.call(|c, env| c.answer_poll_shared(&mut page, env)));
+    same(
+        h.take(),
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n\
+          Content-Length: 34\r\n\r\n",
+    );
+    let mut h = H::new();
+    h.request(b"GET /poll HTTP/1.0\r\n\r\n");
+    assert!(h.call(|c, env| c.answer_poll_shared(&mut page, env)));
+    assert!(h
+        .out
+        .to_vec()
+        .ends_with(b"Connection: close\r\n\r\n{\"events\":[],\"next\":4,\"gap\":false}"));
+}
