@@ -199,11 +199,17 @@ impl Core {
 
     pub(super) fn flush_dirty(&mut self) {
         while !self.dirty.is_empty() {
-            for i in std::mem::take(&mut self.dirty) {
+            let mut batch = std::mem::take(&mut self.dirty);
+            for &i in &batch {
                 if let Some(c) = slot(&mut self.slots, i) {
                     c.dirty = false;
                     self.flush(i);
                 }
+            }
+            if self.dirty.is_empty() {
+                // Keep the list's allocation for the next step (a fan-out fills it again).
+                batch.clear();
+                self.dirty = batch;
             }
         }
     }

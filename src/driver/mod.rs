@@ -241,9 +241,14 @@ impl<A: App> Server<A> {
                 }
             }
             self.run_timers();
-            for i in std::mem::take(&mut self.core.ready) {
+            let mut ready = std::mem::take(&mut self.core.ready);
+            for &i in &ready {
                 self.process(i);
                 self.read_conn(i);
+            }
+            if self.core.ready.is_empty() {
+                ready.clear();
+                self.core.ready = ready;
             }
             self.after_step();
         }
