@@ -62,13 +62,14 @@ pub mod proto;
 mod api;
 mod config;
 mod driver;
+mod server;
 
 pub use api::{
     CloseInfo, ConnId, EventPage, Park, Reply, Resolver, SseStream, Stats, StoredEvent, TimerId,
     WebhookCreated, WebhookError, WebhookInfo, WebhookOutcome, WebhookStats, WsAccept,
 };
 pub use config::Config;
-pub use driver::{App, Ctx, Handle, Server};
 pub use proto::http1::{Request, Response};
 pub use proto::server::{CloseReason, ConnKind, Message, SlowPolicy};
 pub use proto::topic::PublishError;
+pub use server::{App, Ctx, Handle, Server};

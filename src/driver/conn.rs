@@ -26,20 +26,20 @@ pub(super) struct ConnSlot {
 
 /// The I/O facts of one connection, and its core.
 #[derive(Debug)]
-pub(super) struct Conn {
-    pub(super) stream: TcpStream,
-    pub(super) id: ConnId,
-    pub(super) proto: ServerConn,
-    pub(super) rbuf: InBuf,
-    pub(super) out: OutQueue,
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    pub(crate) id: ConnId,
+    pub(crate) proto: ServerConn,
+    pub(crate) rbuf: InBuf,
+    pub(crate) out: OutQueue,
     /// The armed timer and its deadline.
     timer: Option<(TimerKey, Instant)>,
     /// The kind last seen (for the per-kind counts).
     kind: ConnKind,
     writable: bool,
-    pub(super) read_paused: bool,
-    pub(super) eof: bool,
-    pub(super) dirty: bool,
+    pub(crate) read_paused: bool,
+    pub(crate) eof: bool,
+    pub(crate) dirty: bool,
 }
 
 /// The connection in slot `i`, borrowing only the slab.
@@ -57,18 +57,18 @@ fn kind_index(k: ConnKind) -> usize {
 }
 
 impl Core {
-    pub(super) fn index_of(&self, id: ConnId) -> Option<usize> {
+    pub(crate) fn index_of(&self, id: ConnId) -> Option<usize> {
         let i = id.index as usize;
         let s = self.slots.get(i)?;
         (s.gen == id.gen && s.conn.is_some()).then_some(i)
     }
 
     /// The connection `id`, if it is still open.
-    pub(super) fn conn(&self, id: ConnId) -> Option<&Conn> {
+    pub(crate) fn conn(&self, id: ConnId) -> Option<&Conn> {
         self.slots.get(self.index_of(id)?)?.conn.as_ref()
     }
 
-    pub(super) fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    pub(crate) fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
         let i = self.free.pop().unwrap_or_else(|| {
             self.slots.push(ConnSlot { gen: 0, conn: None });
@@ -115,7 +115,7 @@ impl Core {
 
     /// Calls the core of connection `i` with an [`Env`], then applies what it decided
     /// ([`settle`](Self::settle)). `None` when the connection is gone.
-    pub(super) fn with_conn<R>(
+    pub(crate) fn with_conn<R>(
         &mut self,
         i: usize,
         f: impl FnOnce(&mut ServerConn, &mut Env<'_>) -> R,
@@ -174,7 +174,7 @@ impl Core {
         }
     }
 
-    pub(super) fn conn_timer(&mut self, key: TimerKey, id: ConnId) {
+    pub(crate) fn conn_timer(&mut self, key: TimerKey, id: ConnId) {
         let Some(i) = self.index_of(id) else { return };
         let Some(c) = slot(&mut self.slots, i) else {
             return;
@@ -188,7 +188,7 @@ impl Core {
         }
     }
 
-    pub(super) fn mark_dirty(&mut self, i: usize) {
+    pub(crate) fn mark_dirty(&mut self, i: usize) {
         if let Some(c) = slot(&mut self.slots, i) {
             if !c.dirty {
                 c.dirty = true;
@@ -197,7 +197,7 @@ impl Core {
         }
     }
 
-    pub(super) fn flush_dirty(&mut self) {
+    pub(crate) fn flush_dirty(&mut self) {
         while !self.dirty.is_empty() {
             let mut batch = std::mem::take(&mut self.dirty);
             for &i in &batch {
@@ -216,7 +216,7 @@ impl Core {
 
     /// Writes what connection `i` has queued; keeps writable interest only while bytes
     /// remain; tells the core when the queue drained.
-    pub(super) fn flush(&mut self, i: usize) {
+    pub(crate) fn flush(&mut self, i: usize) {
         let Some(c) = slot(&mut self.slots, i) else {
             return;
         };
@@ -274,7 +274,7 @@ impl Core {
     /// Before the core judges a reader slow (its queue at the high-water mark), let the
     /// socket take what it can: the queue may only look full because this step has not
     /// flushed yet.
-    pub(super) fn flush_if_full(&mut self, i: usize) {
+    pub(crate) fn flush_if_full(&mut self, i: usize) {
         let full =
             slot(&mut self.slots, i).is_some_and(|c| c.out.len() >= self.config.conn.high_water);
         if full {
@@ -283,7 +283,7 @@ impl Core {
     }
 
     /// An I/O error: the connection ends now.
-    pub(super) fn fail_conn(&mut self, i: usize, why: CloseReason) {
+    pub(crate) fn fail_conn(&mut self, i: usize, why: CloseReason) {
         self.with_conn(i, |p, _| p.abort(why));
     }
 
@@ -314,7 +314,7 @@ impl Core {
         self.notes.push(Note::Closed(c.id, info));
     }
 
-    pub(super) fn close_all(&mut self) {
+    pub(crate) fn close_all(&mut self) {
         for i in 0..self.slots.len() {
             self.fail_conn(i, CloseReason::ServerStopped);
         }

@@ -21,10 +21,7 @@
 //! While a WebSocket message is handled only the connection's receiving half is lent out,
 //! so a send or a close from the callback acts on the connection at once.
 
-mod app;
 mod conn;
-mod ctx;
-mod handle;
 mod pubsub;
 mod webhook;
 
@@ -41,17 +38,15 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::api::{CloseInfo, ConnId, Reply, Stats, TimerId, WebhookOutcome};
 use crate::config::Config;
 use crate::proto::http1::{self, Request};
+use crate::proto::server::Message;
 use crate::proto::server::{deadline, ConnKind};
 use crate::proto::subs::Subscriptions;
 use crate::proto::timer::{TimerKey, Timers};
 use crate::proto::topic::Topics;
 use crate::proto::webhook::EndpointId;
 
-pub use app::App;
 use conn::ConnSlot;
-pub use ctx::Ctx;
-pub(crate) use handle::Command;
-pub use handle::Handle;
+
 use webhook::{Hooks, CLIENT_BASE};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -72,7 +67,7 @@ enum TimerEv {
 
 /// A subscriber in the one subscription table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum SubKey {
+pub(crate) enum SubKey {
     /// A WebSocket, an SSE stream or a parked long poll.
     Conn(ConnId),
     /// A webhook endpoint.
@@ -86,46 +81,67 @@ enum Note {
     Webhook(WebhookOutcome),
 }
 
+/// What the loop calls when something happens: the application's side, implemented by
+/// every [`App`](crate::App). Each call gets the driver's state to act on.
+pub(crate) trait Handler {
+    fn request(&mut self, core: &mut Core, conn: ConnId, req: &Request) -> Reply;
+    fn ws_open(&mut self, core: &mut Core, conn: ConnId);
+    fn ws_message(&mut self, core: &mut Core, conn: ConnId, msg: Message<'_>);
+    fn closed(&mut self, core: &mut Core, conn: ConnId, info: &CloseInfo);
+    fn timer(&mut self, core: &mut Core, timer: TimerId, tag: u64);
+    fn webhook(&mut self, core: &mut Core, outcome: &WebhookOutcome);
+    fn slow_reader(&mut self, core: &mut Core, conn: ConnId, kind: ConnKind);
+}
+
+/// What another thread asks the loop to do (through a [`Handle`](crate::Handle) or the
+/// resolver thread).
+pub(crate) enum Command {
+    /// Run this on the loop thread.
+    Run(Box<dyn FnOnce(&mut Core) + Send>),
+    /// The resolver thread's answer to request `n`.
+    Resolved(u64, Result<Vec<SocketAddr>, String>),
+}
+
 /// The driver's state: everything but the application.
 pub(crate) struct Core {
     poll: Poll,
     listener: Option<TcpListener>,
-    local_addr: SocketAddr,
+    pub(crate) local_addr: SocketAddr,
     config: Config,
     slots: Vec<ConnSlot>,
     free: Vec<usize>,
     live: usize,
-    counts: [usize; 4],
+    pub(crate) counts: [usize; 4],
     timers: Timers<TimerEv>,
     /// An accept retry is armed (one at a time, however often the listener wakes us).
     accept_retry: bool,
-    topics: Topics,
-    subs: Subscriptions<SubKey>,
+    pub(crate) topics: Topics,
+    pub(crate) subs: Subscriptions<SubKey>,
     /// A publish's copy of its topic's subscribers, kept for the next publish.
     scratch: Vec<crate::proto::subs::Entry<SubKey>>,
     ready: Vec<usize>,
     dirty: Vec<usize>,
     notes: Vec<Note>,
-    stats: Stats,
+    pub(crate) stats: Stats,
     stopping: Option<Instant>,
     /// The `Date` header value and the second it was made for.
     date: (u64, String),
     rx: Receiver<Command>,
-    tx: Sender<Command>,
-    waker: Arc<Waker>,
-    now: Instant,
-    hooks: Hooks,
+    pub(crate) tx: Sender<Command>,
+    pub(crate) waker: Arc<Waker>,
+    pub(crate) now: Instant,
+    pub(crate) hooks: Hooks,
 }
 
-/// A pushwire server: one listener, one thread, one `mio::Poll`.
-pub struct Server<A: App> {
-    app: A,
-    core: Core,
+/// The loop: the driver's state and the handler it calls.
+pub(crate) struct Driver<H: Handler> {
+    pub(crate) core: Core,
+    pub(crate) handler: H,
 }
 
-impl<A: App> Server<A> {
-    /// Binds `addr` and prepares the loop. Nothing is served until [`Server::run`].
-    pub fn bind(addr: impl ToSocketAddrs, config: Config, app: A) -> io::Result<Self> {
+impl<H: Handler> Driver<H> {
+    /// Binds `addr` and prepares the loop.
+    pub(crate) fn bind(addr: impl ToSocketAddrs, config: Config, handler: H) -> io::Result<Self> {
         let addr = addr
             .to_socket_addrs()?
             .next()
@@ -164,43 +180,12 @@ impl<A: App> Server<A> {
             config,
         };
         debug!("listening on {local_addr}");
-        Ok(Server { app, core })
+        Ok(Driver { core, handler })
     }
 
-    /// The address the server listens on (useful after binding port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.core.local_addr
-    }
-
-    /// A handle for other threads.
-    pub fn handle(&self) -> Handle {
-        Handle {
-            tx: self.core.tx.clone(),
-            waker: self.core.waker.clone(),
-        }
-    }
-
-    /// The application.
-    pub fn app(&self) -> &A {
-        &self.app
-    }
-
-    /// The application, mutably.
-    pub fn app_mut(&mut self) -> &mut A {
-        &mut self.app
-    }
-
-    /// Runs `f` with a context before (or between) runs, e.g. to publish initial events.
-    pub fn with_ctx<R>(&mut self, f: impl FnOnce(&mut A, &mut Ctx<'_>) -> R) -> R {
-        self.core.tick();
-        let r = f(&mut self.app, &mut Ctx::new(&mut self.core));
-        self.after_step();
-        r
-    }
-
-    /// Runs the loop until the server is stopped (through [`Handle::stop`] or
-    /// [`Ctx::stop`]) and every connection is closed or the stop timeout passed.
-    pub fn run(&mut self) -> io::Result<()> {
+    /// Runs the loop until the server is stopped and every connection is closed or the
+    /// stop timeout passed.
+    pub(crate) fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
             self.core.tick();
@@ -255,7 +240,7 @@ impl<A: App> Server<A> {
     }
 
     /// Flushes what callbacks queued and tells the application about closes.
-    fn after_step(&mut self) {
+    pub(crate) fn after_step(&mut self) {
         loop {
             self.core.flush_dirty();
             if self.core.notes.is_empty() {
@@ -268,11 +253,11 @@ impl<A: App> Server<A> {
     fn deliver_notes(&mut self) {
         while !self.core.notes.is_empty() {
             for n in std::mem::take(&mut self.core.notes) {
-                let mut cx = Ctx::new(&mut self.core);
+                let (h, core) = (&mut self.handler, &mut self.core);
                 match n {
-                    Note::Closed(id, info) => self.app.on_close(&mut cx, id, &info),
-                    Note::Slow(id, kind) => self.app.on_slow_reader(&mut cx, id, kind),
-                    Note::Webhook(outcome) => self.app.on_webhook(&mut cx, &outcome),
+                    Note::Closed(id, info) => h.closed(core, id, &info),
+                    Note::Slow(id, kind) => h.slow_reader(core, id, kind),
+                    Note::Webhook(outcome) => h.webhook(core, &outcome),
                 }
             }
         }
@@ -280,11 +265,10 @@ impl<A: App> Server<A> {
 
     fn drain_commands(&mut self) {
         while let Ok(cmd) = self.core.rx.try_recv() {
-            if let Command::Resolved(n, result) = cmd {
-                self.core.resolved(n, result);
-                continue;
+            match cmd {
+                Command::Run(f) => f(&mut self.core),
+                Command::Resolved(n, result) => self.core.resolved(n, result),
             }
-            Ctx::new(&mut self.core).run_command(cmd);
         }
     }
 
@@ -292,10 +276,7 @@ impl<A: App> Server<A> {
         let now = self.core.now;
         while let Some((key, ev)) = self.core.timers.pop_expired(now) {
             match ev {
-                TimerEv::App(tag) => {
-                    let mut cx = Ctx::new(&mut self.core);
-                    self.app.on_timer(&mut cx, TimerId(key), tag);
-                }
+                TimerEv::App(tag) => self.handler.timer(&mut self.core, TimerId(key), tag),
                 TimerEv::AcceptRetry => {
                     self.core.accept_retry = false;
                     self.core.accept();
@@ -423,7 +404,7 @@ impl<A: App> Server<A> {
             req.version,
             req.body.len()
         );
-        let reply = self.app.on_request(&mut Ctx::new(&mut self.core), id, &req);
+        let reply = self.handler.request(&mut self.core, id, &req);
         if self.core.index_of(id).is_none() {
             return;
         }
@@ -436,9 +417,9 @@ impl<A: App> Server<A> {
             Reply::Sse(s) => self.core.start_sse(i, s),
             Reply::WebSocket(acc) => {
                 if self.core.upgrade(i, &req, &acc) {
-                    self.app.on_ws_open(&mut Ctx::new(&mut self.core), id);
+                    self.handler.ws_open(&mut self.core, id);
                     if let Some((topic, since)) = &acc.subscribe {
-                        Ctx::new(&mut self.core).subscribe(id, topic, *since);
+                        self.core.subscribe_ws(id, topic, *since);
                     }
                 }
             }
@@ -464,8 +445,7 @@ impl<A: App> Server<A> {
                 .with_conn(i, |p, env| p.ws_read(&mut recv, rbuf.pending_mut(), env));
             let Some((n, msg)) = step else { break };
             if let Some(msg) = msg {
-                self.app
-                    .on_ws_message(&mut Ctx::new(&mut self.core), id, msg);
+                self.handler.ws_message(&mut self.core, id, msg);
             }
             rbuf.consume(n);
             if n == 0 || rbuf.is_empty() || self.core.index_of(id).is_none() {
@@ -486,7 +466,7 @@ impl<A: App> Server<A> {
 
 impl Core {
     /// Reads the clock: the loop's `now` and, once a second, the `Date` header value.
-    fn tick(&mut self) {
+    pub(crate) fn tick(&mut self) {
         self.now = Instant::now();
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -543,7 +523,7 @@ impl Core {
     }
 
     /// Stops gracefully: no new connections; every open one finishes politely.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if self.stopping.is_some() {
             return;
         }
@@ -563,8 +543,14 @@ impl Core {
         }
     }
 
+    /// Calls the application's timer `tag` after `after`.
+    pub(crate) fn set_timer(&mut self, after: std::time::Duration, tag: u64) -> TimerKey {
+        self.timers
+            .insert(deadline(self.now, after), TimerEv::App(tag))
+    }
+
     /// Drops an application timer.
-    fn cancel_timer(&mut self, key: TimerKey) -> bool {
+    pub(crate) fn cancel_timer(&mut self, key: TimerKey) -> bool {
         self.timers.cancel(key).is_some()
     }
 }

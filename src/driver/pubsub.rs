@@ -16,7 +16,7 @@ use crate::proto::topic::{valid_topic, PublishError};
 use crate::proto::ws;
 
 impl Core {
-    pub(super) fn publish(
+    pub(crate) fn publish(
         &mut self,
         topic: &str,
         event: Option<&str>,
@@ -75,7 +75,7 @@ impl Core {
 
     /// Answers a parked long poll: from a publish (the page for its cursor, shared by
     /// everyone parked on the same cursor), or with the empty page (its timeout, a stop).
-    pub(super) fn answer_parked(&mut self, i: usize, from: Option<(&str, u64, &mut Broadcast)>) {
+    pub(crate) fn answer_parked(&mut self, i: usize, from: Option<(&str, u64, &mut Broadcast)>) {
         let Some(c) = conn::slot(&mut self.slots, i) else {
             return;
         };
@@ -99,7 +99,7 @@ impl Core {
         self.subs.remove_key(key);
     }
 
-    pub(super) fn park(&mut self, i: usize, p: Park) {
+    pub(crate) fn park(&mut self, i: usize, p: Park) {
         if !valid_topic(&p.topic) {
             self.with_conn(i, |c, env| {
                 c.respond(&Response::text(400, "bad topic name\n"), env)
@@ -127,7 +127,7 @@ impl Core {
     }
 
     /// Turns connection `i` into an SSE stream of a topic.
-    pub(super) fn start_sse(&mut self, i: usize, s: SseStream) {
+    pub(crate) fn start_sse(&mut self, i: usize, s: SseStream) {
         if !valid_topic(&s.topic) {
             self.with_conn(i, |c, env| {
                 c.respond(&Response::text(400, "bad topic name\n"), env)
@@ -155,7 +155,7 @@ impl Core {
     }
 
     /// Accepts a WebSocket upgrade on connection `i`.
-    pub(super) fn upgrade(&mut self, i: usize, req: &Request, acc: &WsAccept) -> bool {
+    pub(crate) fn upgrade(&mut self, i: usize, req: &Request, acc: &WsAccept) -> bool {
         let limits = ws::WsLimits {
             max_frame_bytes: self.config.ws_max_frame,
             max_message_bytes: acc.max_message.unwrap_or(self.config.ws_max_message),
@@ -165,7 +165,7 @@ impl Core {
     }
 
     /// Subscribes an open WebSocket to `topic`, replaying the kept events after `since`.
-    pub(super) fn subscribe_ws(&mut self, conn: ConnId, topic: &str, since: Option<u64>) -> bool {
+    pub(crate) fn subscribe_ws(&mut self, conn: ConnId, topic: &str, since: Option<u64>) -> bool {
         let Some(i) = self.index_of(conn) else {
             return false;
         };

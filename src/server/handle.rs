@@ -11,27 +11,7 @@ use mio::Waker;
 
 use super::ctx::Ctx;
 use crate::api::ConnId;
-
-/// A closure run on the loop thread with a context.
-pub(crate) type LoopJob = Box<dyn FnOnce(&mut Ctx<'_>) + Send>;
-
-/// What another thread asks the loop to do.
-pub(crate) enum Command {
-    Publish {
-        topic: String,
-        event: Option<String>,
-        data: String,
-    },
-    SendText(ConnId, String),
-    SendBinary(ConnId, Vec<u8>),
-    Ping(ConnId, Vec<u8>),
-    CloseWs(ConnId, u16, String),
-    Close(ConnId),
-    Run(LoopJob),
-    Stop,
-    /// The resolver thread's answer to request `n`.
-    Resolved(u64, Result<Vec<std::net::SocketAddr>, String>),
-}
+use crate::driver::{Command, Core};
 
 /// A `Send + Clone` handle that injects work into a running [`Server`](crate::Server)
 /// from any thread.
@@ -52,54 +32,75 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Handle {
-    fn send(&self, cmd: Command) -> bool {
-        self.tx.send(cmd).is_ok() && self.waker.wake().is_ok()
+    pub(crate) fn new(core: &Core) -> Handle {
+        Handle {
+            tx: core.tx.clone(),
+            waker: core.waker.clone(),
+        }
+    }
+
+    fn send(&self, f: impl FnOnce(&mut Ctx<'_>) + Send + 'static) -> bool {
+        let job = move |core: &mut Core| f(&mut Ctx::new(core));
+        self.tx.send(Command::Run(Box::new(job))).is_ok() && self.waker.wake().is_ok()
     }
 
     /// Publishes an event to `topic` (errors such as a bad topic name are logged).
     /// Use [`Handle::run`] with [`Ctx::publish`](crate::Ctx::publish) to see the result.
     pub fn publish(&self, topic: &str, event: Option<&str>, data: &str) -> bool {
-        self.send(Command::Publish {
-            topic: topic.to_owned(),
-            event: event.map(str::to_owned),
-            data: data.to_owned(),
+        let (topic, event, data) = (topic.to_owned(), event.map(str::to_owned), data.to_owned());
+        self.send(move |cx| {
+            if let Err(e) = cx.publish(&topic, event.as_deref(), &data) {
+                log::warn!("publish to {topic:?} from a handle failed: {e}");
+            }
         })
     }
 
     /// Sends a text message to a WebSocket connection.
     pub fn send_text(&self, conn: ConnId, text: &str) -> bool {
-        self.send(Command::SendText(conn, text.to_owned()))
+        let text = text.to_owned();
+        self.send(move |cx| {
+            cx.send_text(conn, &text);
+        })
     }
 
     /// Sends a binary message to a WebSocket connection.
     pub fn send_binary(&self, conn: ConnId, data: &[u8]) -> bool {
-        self.send(Command::SendBinary(conn, data.to_vec()))
+        let data = data.to_vec();
+        self.send(move |cx| {
+            cx.send_binary(conn, &data);
+        })
     }
 
     /// Sends a ping (at most 125 bytes) to a WebSocket connection.
     pub fn ping(&self, conn: ConnId, data: &[u8]) -> bool {
-        self.send(Command::Ping(conn, data.to_vec()))
+        let data = data.to_vec();
+        self.send(move |cx| {
+            cx.ping(conn, &data);
+        })
     }
 
     /// Starts a WebSocket's closing handshake with `code` and `reason`.
     pub fn close_ws(&self, conn: ConnId, code: u16, reason: &str) -> bool {
-        self.send(Command::CloseWs(conn, code, reason.to_owned()))
+        let reason = reason.to_owned();
+        self.send(move |cx| {
+            cx.close_ws(conn, code, &reason);
+        })
     }
 
     /// Closes a connection (a WebSocket with 1000 and the closing handshake).
     pub fn close(&self, conn: ConnId) -> bool {
-        self.send(Command::Close(conn))
+        self.send(move |cx| cx.close(conn))
     }
 
     /// Runs `f` on the loop thread with a context: anything a callback can do.
     pub fn run(&self, f: impl FnOnce(&mut Ctx<'_>) + Send + 'static) -> bool {
-        self.send(Command::Run(Box::new(f)))
+        self.send(f)
     }
 
     /// Stops the server gracefully: stop accepting, flush what is queued (bounded by the
     /// configured stop timeout), close every connection, return from
     /// [`Server::run`](crate::Server::run).
     pub fn stop(&self) -> bool {
-        self.send(Command::Stop)
+        self.send(|cx| cx.stop())
     }
 }

@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{Command, Core, SubKey, TimerEv};
 use crate::api::{
     ConnId, EventPage, Stats, TimerId, WebhookCreated, WebhookError, WebhookInfo, WebhookStats,
 };
+use crate::driver::{Core, SubKey};
 use crate::proto::http1::Response;
-use crate::proto::server::{deadline, ConnKind, Delivery};
+use crate::proto::server::{ConnKind, Delivery};
 use crate::proto::topic::PublishError;
 use crate::proto::ws::OpCode;
 
@@ -18,35 +18,8 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub(super) fn new(core: &'a mut Core) -> Self {
+    pub(crate) fn new(core: &'a mut Core) -> Self {
         Ctx { core }
-    }
-
-    /// Carries out a command from a [`Handle`](crate::Handle).
-    pub(super) fn run_command(&mut self, cmd: Command) {
-        match cmd {
-            Command::Publish { topic, event, data } => {
-                if let Err(e) = self.publish(&topic, event.as_deref(), &data) {
-                    log::warn!("publish to {topic:?} from a handle failed: {e}");
-                }
-            }
-            Command::SendText(c, t) => {
-                self.send_text(c, &t);
-            }
-            Command::SendBinary(c, b) => {
-                self.send_binary(c, &b);
-            }
-            Command::Ping(c, p) => {
-                self.ping(c, &p);
-            }
-            Command::CloseWs(c, code, reason) => {
-                self.close_ws(c, code, &reason);
-            }
-            Command::Close(c) => self.close(c),
-            Command::Run(f) => f(self),
-            Command::Stop => self.stop(),
-            Command::Resolved(n, result) => self.core.resolved(n, result),
-        }
     }
 
     /// Publishes an event to `topic` and delivers it to every subscriber: WebSocket and SSE
@@ -177,8 +150,7 @@ impl<'a> Ctx<'a> {
 
     /// Calls `tag`'s [`App::on_timer`](crate::App::on_timer) after `after`.
     pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerId {
-        let at = deadline(self.core.now, after);
-        TimerId(self.core.timers.insert(at, TimerEv::App(tag)))
+        TimerId(self.core.set_timer(after, tag))
     }
 
     /// Cancels a timer; `false` if it already fired or was cancelled.

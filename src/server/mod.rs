@@ -1,0 +1,135 @@
+//! The application's side of the loop: the [`App`] trait it implements, the [`Server`]
+//! that runs it, the [`Ctx`] every callback gets and the [`Handle`] for other threads.
+//!
+//! The loop (the driver) calls [`App`] methods; every call gets a [`Ctx`] that lets the
+//! application send, close, publish and set timers. Inside the loop nothing goes through a
+//! channel: the context acts on the connections directly. Only other threads use a
+//! [`Handle`], which wakes the loop through `mio::Waker`.
+
+mod ctx;
+mod handle;
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+pub use ctx::Ctx;
+pub use handle::Handle;
+
+use crate::api::{CloseInfo, ConnId, Reply, TimerId, WebhookOutcome};
+use crate::config::Config;
+use crate::driver::{Core, Driver, Handler};
+use crate::proto::http1::Request;
+use crate::proto::server::{ConnKind, Message};
+
+/// The application: the loop calls these methods. Only `on_request` is required.
+pub trait App {
+    /// A complete HTTP request arrived on `conn`. Answer it with a [`Reply`].
+    fn on_request(&mut self, cx: &mut Ctx<'_>, conn: ConnId, req: &Request) -> Reply;
+
+    /// A WebSocket handshake on `conn` was accepted and answered with 101.
+    fn on_ws_open(&mut self, cx: &mut Ctx<'_>, conn: ConnId) {
+        let _ = (cx, conn);
+    }
+
+    /// A complete WebSocket message arrived. A close started from here
+    /// ([`Ctx::close_ws`]) takes effect at once: messages behind it are not delivered.
+    fn on_ws_message(&mut self, cx: &mut Ctx<'_>, conn: ConnId, msg: Message<'_>) {
+        let _ = (cx, conn, msg);
+    }
+
+    /// `conn` closed (any kind). Called exactly once per connection that was accepted.
+    fn on_close(&mut self, cx: &mut Ctx<'_>, conn: ConnId, info: &CloseInfo) {
+        let _ = (cx, conn, info);
+    }
+
+    /// A timer set with [`Ctx::set_timer`] fired.
+    fn on_timer(&mut self, cx: &mut Ctx<'_>, timer: TimerId, tag: u64) {
+        let _ = (cx, timer, tag);
+    }
+
+    /// A webhook message reached its one final outcome (delivered or failed).
+    fn on_webhook(&mut self, cx: &mut Ctx<'_>, outcome: &WebhookOutcome) {
+        let _ = (cx, outcome);
+    }
+
+    /// `conn`'s output queue passed the high-water mark; the configured
+    /// [`SlowPolicy`](crate::SlowPolicy) was applied (SSE streams are always closed: their
+    /// clients resume with `Last-Event-ID`).
+    fn on_slow_reader(&mut self, cx: &mut Ctx<'_>, conn: ConnId, kind: ConnKind) {
+        let _ = (cx, conn, kind);
+    }
+}
+
+/// Every application is the loop's handler: each event becomes its callback, with a [`Ctx`].
+impl<A: App> Handler for A {
+    fn request(&mut self, core: &mut Core, conn: ConnId, req: &Request) -> Reply {
+        self.on_request(&mut Ctx::new(core), conn, req)
+    }
+    fn ws_open(&mut self, core: &mut Core, conn: ConnId) {
+        self.on_ws_open(&mut Ctx::new(core), conn)
+    }
+    fn ws_message(&mut self, core: &mut Core, conn: ConnId, msg: Message<'_>) {
+        self.on_ws_message(&mut Ctx::new(core), conn, msg)
+    }
+    fn closed(&mut self, core: &mut Core, conn: ConnId, info: &CloseInfo) {
+        self.on_close(&mut Ctx::new(core), conn, info)
+    }
+    fn timer(&mut self, core: &mut Core, timer: TimerId, tag: u64) {
+        self.on_timer(&mut Ctx::new(core), timer, tag)
+    }
+    fn webhook(&mut self, core: &mut Core, outcome: &WebhookOutcome) {
+        self.on_webhook(&mut Ctx::new(core), outcome)
+    }
+    fn slow_reader(&mut self, core: &mut Core, conn: ConnId, kind: ConnKind) {
+        self.on_slow_reader(&mut Ctx::new(core), conn, kind)
+    }
+}
+
+/// A pushwire server: one listener, one thread, one `mio::Poll`.
+pub struct Server<A: App> {
+    driver: Driver<A>,
+}
+
+impl<A: App> Server<A> {
+    /// Binds `addr` and prepares the loop. Nothing is served until [`Server::run`].
+    pub fn bind(addr: impl ToSocketAddrs, config: Config, app: A) -> io::Result<Self> {
+        Ok(Server {
+            driver: Driver::bind(addr, config, app)?,
+        })
+    }
+
+    /// The address the server listens on (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.driver.core.local_addr
+    }
+
+    /// A handle for other threads.
+    pub fn handle(&self) -> Handle {
+        Handle::new(&self.driver.core)
+    }
+
+    /// The application.
+    pub fn app(&self) -> &A {
+        &self.driver.handler
+    }
+
+    /// The application, mutably.
+    pub fn app_mut(&mut self) -> &mut A {
+        &mut self.driver.handler
+    }
+
+    /// Runs `f` with a context before (or between) runs, e.g. to publish initial events.
+    pub fn with_ctx<R>(&mut self, f: impl FnOnce(&mut A, &mut Ctx<'_>) -> R) -> R {
+        let d = &mut self.driver;
+        d.core.tick();
+        let r = f(&mut d.handler, &mut Ctx::new(&mut d.core));
+        d.after_step();
+        r
+    }
+
+    /// Runs the loop until the server is stopped (through [`Handle::stop`] or
+    /// [`Ctx::stop`]) and every connection is closed or the stop timeout passed.
+    pub fn run(&mut self) -> io::Result<()> {
+        self.driver.run()
+    }
+}
