@@ -40,12 +40,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use pushwire::proto::fanout;
+use pushwire::proto::fanout::{self, Transport};
 use pushwire::proto::http1::{Limits, Request, Response};
 use pushwire::proto::out::{OutQueue, MAX_SLICES};
 use pushwire::proto::server::{
-    CloseReason, ConnKind, ConnSettings, Delivery, Env, Expired, Message, ServerConn,
-    SlowPolicy, Transport,
+    CloseReason, ConnKind, ConnSettings, Delivery, Env, Expired, Message, ServerConn, SlowPolicy,
 };
 use pushwire::proto::topic::TopicEvent;
 use pushwire::proto::ws::{self, OpCode, WsLimits};
@@ -311,7 +310,10 @@ impl Harness {
                 return;
             }
             let (n, req) = self.conn.read_http(&self.rbuf, env!(self));
-            assert!(n <= self.rbuf.len(), "read_http consumed more than it was given");
+            assert!(
+                n <= self.rbuf.len(),
+                "read_http consumed more than it was given"
+            );
             self.rbuf.drain(..n);
             match req {
                 Some(req) => self.dispatch(req),
@@ -325,7 +327,10 @@ impl Harness {
         let Some(mut recv) = self.conn.take_receiver() else {
             return;
         };
-        assert!(self.conn.take_receiver().is_none(), "the receiver was lent twice");
+        assert!(
+            self.conn.take_receiver().is_none(),
+            "the receiver was lent twice"
+        );
         let mut rbuf = std::mem::take(&mut self.rbuf);
         for _ in 0..256 {
             let total = rbuf.len();
@@ -398,8 +403,7 @@ impl Harness {
             self.conn
                 .respond_shared(fanout::poll_head(), &page, env!(self));
         } else {
-            self.conn
-                .respond(&Response::text(200, "ok\n"), env!(self));
+            self.conn.respond(&Response::text(200, "ok\n"), env!(self));
         }
     }
 
@@ -518,7 +522,10 @@ impl Harness {
         self.read_paused = false;
         let shut = self.conn.on_drained(env!(self));
         if shut {
-            assert!(!self.half_closed, "on_drained asked for a second half-close");
+            assert!(
+                !self.half_closed,
+                "on_drained asked for a second half-close"
+            );
             self.half_closed = true;
         }
         if was_paused || shut {
@@ -590,16 +597,26 @@ impl Harness {
         }
         match self.conn.kind() {
             ConnKind::Http if !self.conn.owes_answer() => {
-                assert!(timer.is_some(), "an idle HTTP connection without a deadline")
+                assert!(
+                    timer.is_some(),
+                    "an idle HTTP connection without a deadline"
+                )
             }
             ConnKind::Parked | ConnKind::Sse => {
-                assert!(timer.is_some(), "a parked poll / SSE stream without a deadline")
+                assert!(
+                    timer.is_some(),
+                    "a parked poll / SSE stream without a deadline"
+                )
             }
             _ => {}
         }
         if self.later.is_some() {
             // The app still owes it, unless the connection ended or failed meanwhile.
-            assert!(self.conn.owes_answer() || !self.conn.is_open() || self.conn.kind() != ConnKind::Http);
+            assert!(
+                self.conn.owes_answer()
+                    || !self.conn.is_open()
+                    || self.conn.kind() != ConnKind::Http
+            );
         }
     }
 
@@ -648,7 +665,11 @@ impl Harness {
                         // Just before the deadline: a (spurious) call does nothing.
                         let len = self.out.len();
                         assert_eq!(self.conn.handle_timeout(env!(self)), Expired::Nothing);
-                        assert_eq!(self.conn.poll_timeout(), Some(at), "an early call moved the deadline");
+                        assert_eq!(
+                            self.conn.poll_timeout(),
+                            Some(at),
+                            "an early call moved the deadline"
+                        );
                         assert_eq!(self.out.len(), len, "an early call queued output");
                     }
                 }
@@ -736,7 +757,10 @@ impl Harness {
         if self.upgraded {
             check_ws_wire(&wire);
         } else {
-            assert!(find(&wire, b"HTTP/1.1 101").is_none(), "a 101 without an upgrade");
+            assert!(
+                find(&wire, b"HTTP/1.1 101").is_none(),
+                "a 101 without an upgrade"
+            );
         }
         if self.sse_started && !self.sse_head_answered {
             check_sse_wire(&wire);
@@ -768,8 +792,15 @@ fn check_ws_wire(wire: &[u8]) {
     while !rest.is_empty() {
         let (h, n) = match ws::parse_header(rest) {
             Ok(Some(h)) => h,
-            Ok(None) => panic!("a cut frame header after the 101: {:?}", &rest[..rest.len().min(16)]),
-            Err(e) => panic!("a bad frame after the 101 ({}): {:?}", e.reason, &rest[..rest.len().min(16)]),
+            Ok(None) => panic!(
+                "a cut frame header after the 101: {:?}",
+                &rest[..rest.len().min(16)]
+            ),
+            Err(e) => panic!(
+                "a bad frame after the 101 ({}): {:?}",
+                e.reason,
+                &rest[..rest.len().min(16)]
+            ),
         };
         assert!(h.mask.is_none(), "a masked server frame");
         assert_eq!(h.rsv, 0);

@@ -21,10 +21,22 @@ use std::rc::Rc;
 use std::sync::LazyLock;
 
 use super::http1::Response;
-use super::server::Transport;
 use super::topic::{Page, TopicEvent, Topics};
 use super::ws::{self, OpCode};
 use super::{json, sse};
+
+/// Which shared encoding of a broadcast a connection takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// A WebSocket: one text frame.
+    WebSocket,
+    /// An SSE stream on HTTP/1.1: the event in one chunk.
+    SseChunked,
+    /// An SSE stream on HTTP/1.0: the event as it is.
+    SsePlain,
+    /// Neither (plain HTTP, a parked poll): broadcasts do not go here.
+    None,
+}
 
 /// Room kept in front of a WebSocket payload for its frame header (at most 10 bytes for
 /// an unmasked server frame).

@@ -71,7 +71,7 @@ impl<'a> Ctx<'a> {
             };
             self.core.flush_if_full(i);
             let delivered = self.core.with_conn(i, |p, env| {
-                p.transport() == crate::proto::server::Transport::WebSocket
+                p.transport() == crate::proto::fanout::Transport::WebSocket
                     && p.deliver(&frame, env) == Delivery::Queued
             });
             n += usize::from(delivered == Some(true));

@@ -58,7 +58,7 @@ use super::http1::{Limits, RequestReader, Version};
 use super::out::OutQueue;
 use super::ws;
 
-pub use ws_mode::{Delivery, Transport};
+pub use ws_mode::Delivery;
 
 /// What kind of connection a connection currently is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]

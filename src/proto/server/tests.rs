@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::proto::fanout::Transport;
 use crate::proto::http1::{Request, Response};
 use crate::proto::ws::{OpCode, WsLimits};
 

@@ -4,23 +4,10 @@
 use std::rc::Rc;
 
 use super::{Closing, Deadline, Env, Message, Mode, ServerConn, SlowPolicy};
-use crate::proto::fanout;
+use crate::proto::fanout::{self, Transport};
 use crate::proto::http1;
 use crate::proto::topic::Page;
 use crate::proto::ws::{self, close_code, OpCode};
-
-/// Which shared encoding of a broadcast a connection takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// A WebSocket: one text frame.
-    WebSocket,
-    /// An SSE stream on HTTP/1.1: the event in one chunk.
-    SseChunked,
-    /// An SSE stream on HTTP/1.0: the event as it is.
-    SsePlain,
-    /// Neither (plain HTTP, a parked poll): broadcasts do not go here.
-    None,
-}
 
 /// What became of a broadcast offered to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,8 +3,6 @@
 //! Kept apart from the frame codec and the connection so both can use them without
 //! depending on each other.
 
-use super::frame::{encode_frame, OpCode, MAX_CONTROL_PAYLOAD};
-
 /// Close status codes (§7.4.1, and the IANA "WebSocket Close Code Number Registry").
 pub mod close_code {
     /// The purpose of the connection has been fulfilled.
@@ -65,22 +63,3 @@ impl std::fmt::Display for CloseError {
 }
 
 impl std::error::Error for CloseError {}
-
-/// Appends a Close frame (server side, unmasked): no body for `None`, else the code and `reason` cut to fit 125
-/// bytes on a char boundary.
-pub fn write_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
-    let mut body = [0u8; MAX_CONTROL_PAYLOAD];
-    let len = match code {
-        None => 0,
-        Some(code) => {
-            let mut cut = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            body[..2].copy_from_slice(&code.to_be_bytes());
-            body[2..2 + cut].copy_from_slice(&reason.as_bytes()[..cut]);
-            2 + cut
-        }
-    };
-    encode_frame(out, OpCode::Close, &body[..len]);
-}

@@ -33,8 +33,10 @@
 
 use std::ops::Range;
 
-pub use super::close::{close_code, write_close, CloseError};
-use super::frame::{encode_frame, parse_header, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
+pub use super::close::{close_code, CloseError};
+use super::frame::{
+    encode_frame, parse_header, write_close, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD,
+};
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
 

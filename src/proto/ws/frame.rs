@@ -205,6 +205,25 @@ pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// Appends a Close frame (server side, unmasked): no body for `None`, else the code and `reason` cut to fit 125
+/// bytes on a char boundary.
+pub fn write_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
+    let mut body = [0u8; MAX_CONTROL_PAYLOAD];
+    let len = match code {
+        None => 0,
+        Some(code) => {
+            let mut cut = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            body[..2].copy_from_slice(&code.to_be_bytes());
+            body[2..2 + cut].copy_from_slice(&reason.as_bytes()[..cut]);
+            2 + cut
+        }
+    };
+    encode_frame(out, OpCode::Close, &body[..len]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,9 +21,9 @@ pub mod handshake;
 pub mod mask;
 pub mod utf8;
 
-pub use close::{close_code, write_close, CloseError};
+pub use close::{close_code, CloseError};
 pub use conn::{Connection, Receiver, Sender, WsEvent, WsLimits};
-pub use frame::{encode_frame, parse_header, write_header, FrameHeader, OpCode};
+pub use frame::{encode_frame, parse_header, write_close, write_header, FrameHeader, OpCode};
 pub use handshake::{
     accept_key, validate_request, write_accept_response, Handshake, HandshakeError,
 };
