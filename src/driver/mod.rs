@@ -343,7 +343,7 @@ impl<H: Handler> Driver<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.core
-                        .fail_conn(i, crate::CloseReason::ReadError(e.kind()));
+                        .fail_conn(i, crate::proto::server::CloseReason::ReadError(e.kind()));
                     return;
                 }
             }
