@@ -100,11 +100,18 @@ impl Core {
         self.subs.remove_key(key);
     }
 
+    /// A long-lived reply names a valid topic; otherwise it is answered 400.
+    fn topic_ok(&mut self, i: usize, topic: &str) -> bool {
+        let ok = valid_topic(topic);
+        if !ok {
+            let resp = Response::text(400, "bad topic name\n");
+            self.with_conn(i, |c, env| c.respond(&resp, env));
+        }
+        ok
+    }
+
     pub(crate) fn park(&mut self, i: usize, p: Park) {
-        if !valid_topic(&p.topic) {
-            self.with_conn(i, |c, env| {
-                c.respond(&Response::text(400, "bad topic name\n"), env)
-            });
+        if !self.topic_ok(i, &p.topic) {
             return;
         }
         let page = self
@@ -129,10 +136,7 @@ impl Core {
 
     /// Turns connection `i` into an SSE stream of a topic.
     pub(crate) fn start_sse(&mut self, i: usize, s: SseStream) {
-        if !valid_topic(&s.topic) {
-            self.with_conn(i, |c, env| {
-                c.respond(&Response::text(400, "bad topic name\n"), env)
-            });
+        if !self.topic_ok(i, &s.topic) {
             return;
         }
         let page = s

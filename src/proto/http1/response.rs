@@ -112,33 +112,14 @@ impl Response {
         } else {
             500
         };
-        write_status_line(out, status);
-        for (name, value) in &self.headers {
-            if is_framing(name) {
-                log::debug!("dropped framing header field {name:?}: the serialiser writes it");
-                continue;
-            }
-            if is_connection_close(name, value) && !keep_alive {
-                continue;
-            }
-            write_field(out, name, value);
-        }
-        if let Some(date) = date {
-            write_field(out, "Date", date);
-        }
         let bodyless = status < 200 || status == 204 || status == 304;
         let chunked = self.chunked && version == Version::Http11 && !bodyless;
-        if chunked {
-            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
-        } else if !bodyless {
-            let _ = write!(out, "Content-Length: {}\r\n", self.body.len());
-        }
-        if !keep_alive {
-            out.extend_from_slice(b"Connection: close\r\n");
-        } else if version == Version::Http10 {
-            out.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
+        let framing = match () {
+            _ if chunked => Framing::Chunked,
+            _ if bodyless => Framing::None,
+            _ => Framing::Length(self.body.len()),
+        };
+        self.write_head(status, framing, version, keep_alive, date, out);
         log::trace!(
             "-> {status} {} ({} body bytes)",
             reason_phrase(status),
@@ -175,26 +156,64 @@ impl Response {
             } else {
                 500
             };
+        let framing = Framing::Length(body_len);
+        self.write_head(status, framing, version, keep_alive, date, out);
+        log::trace!(
+            "-> {status} {} ({body_len} shared body bytes)",
+            reason_phrase(status)
+        );
+    }
+}
+
+/// How a response's body is delimited (RFC 9112 §6.3).
+#[derive(Clone, Copy)]
+enum Framing {
+    /// 1xx, 204, 304: no body, no `Content-Length`.
+    None,
+    Length(usize),
+    Chunked,
+}
+
+impl Response {
+    /// The status line and header section: the application's fields (framing ones and a
+    /// `Connection: close` dropped: they are written here), `Date`, the framing and
+    /// `Connection`.
+    fn write_head(
+        &self,
+        status: u16,
+        framing: Framing,
+        version: Version,
+        keep_alive: bool,
+        date: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
         write_status_line(out, status);
         for (name, value) in &self.headers {
-            if !is_framing(name) {
-                write_field(out, name, value);
+            if is_framing(name) {
+                log::debug!("dropped framing header field {name:?}: the serialiser writes it");
+                continue;
             }
+            if is_connection_close(name, value) && !keep_alive {
+                continue;
+            }
+            write_field(out, name, value);
         }
         if let Some(date) = date {
             write_field(out, "Date", date);
         }
-        let _ = write!(out, "Content-Length: {body_len}\r\n");
+        match framing {
+            Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            Framing::Length(n) => {
+                let _ = write!(out, "Content-Length: {n}\r\n");
+            }
+            Framing::None => {}
+        }
         if !keep_alive {
             out.extend_from_slice(b"Connection: close\r\n");
         } else if version == Version::Http10 {
             out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        log::trace!(
-            "-> {status} {} ({body_len} shared body bytes)",
-            reason_phrase(status)
-        );
     }
 }
 
