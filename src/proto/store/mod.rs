@@ -18,6 +18,7 @@
 //! | 5 | [`Record::OutboxEnqueued`] | one publish queued for its webhook subscribers: the `webhook-id` and body they share, the endpoints, the first attempt's due time |
 //! | 6 | [`Record::OutboxAttempt`] | a failed attempt to be retried: attempts so far, when the next is due |
 //! | 7 | [`Record::OutboxDone`] | a message reached its final outcome (delivered, or failed for good): it leaves the outbox |
+//! | 8 | [`Record::NextEndpoint`] | written by compaction: the lowest endpoint id never issued, so that the id of a removed endpoint (whose records compaction drops) is never given to a new one; clients hold these ids to unregister |
 //!
 //! Some things are deliberately not recorded:
 //!
@@ -66,6 +67,7 @@
 //! 5 OutboxEnqueued  webhook_id: str16 | next_attempt_ms: u64 | body: bytes32 | count: u32 | endpoint: u64 x count
 //! 6 OutboxAttempt   webhook_id: str16 | endpoint: u64 | attempts: u32 | next_attempt_ms: u64
 //! 7 OutboxDone      webhook_id: str16 | endpoint: u64
+//! 8 NextEndpoint    next: u64
 //! ```
 //!
 //! Decoding is strict, so that every record has exactly one encoding: topics must be
@@ -109,7 +111,8 @@
 //! # Compaction
 //!
 //! A log only grows; [`Recovered::compact`] writes a fresh segment holding just the live
-//! records ([`Recovered::live_records`]): each topic's kept events, the registrations
+//! records ([`Recovered::live_records`]): each topic's kept events, the next endpoint id,
+//! the registrations
 //! (with their disabled flag), and per outbox entry its enqueued record, narrowed to the
 //! endpoints still pending, followed by an attempt record for every message already
 //! attempted. Replaying it gives the same state. The driver keeps a [`Recovered`] up to

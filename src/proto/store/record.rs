@@ -30,6 +30,7 @@ mod ty {
     pub const OUTBOX_ENQUEUED: u8 = 5;
     pub const OUTBOX_ATTEMPT: u8 = 6;
     pub const OUTBOX_DONE: u8 = 7;
+    pub const NEXT_ENDPOINT: u8 = 8;
 }
 
 /// One entry of the log. See the module docs for why each kind exists and its layout.
@@ -100,6 +101,12 @@ pub enum Record {
         webhook_id: String,
         /// Its endpoint.
         endpoint: u64,
+    },
+    /// Endpoint ids below this one were issued (type 8): written by compaction, so that an
+    /// id removed since is never issued again after a restart.
+    NextEndpoint {
+        /// The lowest endpoint id never issued.
+        next: u64,
     },
 }
 
@@ -173,6 +180,7 @@ impl Record {
             Record::OutboxEnqueued { .. } => ty::OUTBOX_ENQUEUED,
             Record::OutboxAttempt { .. } => ty::OUTBOX_ATTEMPT,
             Record::OutboxDone { .. } => ty::OUTBOX_DONE,
+            Record::NextEndpoint { .. } => ty::NEXT_ENDPOINT,
         }
     }
 
@@ -203,7 +211,9 @@ impl Record {
                 }
                 Ok(())
             }
-            Record::WebhookDisabled { .. } | Record::WebhookRemoved { .. } => Ok(()),
+            Record::WebhookDisabled { .. }
+            | Record::WebhookRemoved { .. }
+            | Record::NextEndpoint { .. } => Ok(()),
             Record::OutboxEnqueued {
                 webhook_id,
                 endpoints,
@@ -279,7 +289,9 @@ impl Record {
                 out.push(u8::from(*disabled));
                 Ok(())
             }
-            Record::WebhookDisabled { endpoint } | Record::WebhookRemoved { endpoint } => {
+            Record::WebhookDisabled { endpoint }
+            | Record::WebhookRemoved { endpoint }
+            | Record::NextEndpoint { next: endpoint } => {
                 out.extend_from_slice(&endpoint.to_le_bytes());
                 Ok(())
             }
@@ -393,6 +405,7 @@ impl Record {
                 webhook_id: r.str16()?,
                 endpoint: r.u64()?,
             },
+            ty::NEXT_ENDPOINT => Record::NextEndpoint { next: r.u64()? },
             other => return Err(RecordError::UnknownType(other)),
         };
         if !r.0.is_empty() {

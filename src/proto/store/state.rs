@@ -133,6 +133,8 @@ pub struct Recovered {
     outbox_index: HashMap<String, u64>,
     /// Key of the next outbox entry.
     outbox_seq: u64,
+    /// The lowest endpoint id never issued.
+    next_endpoint: u64,
 }
 
 /// Two states are equal when they hold the same topics, registrations and outbox (in the
@@ -143,6 +145,7 @@ impl PartialEq for Recovered {
             && self.topics == other.topics
             && self.webhooks == other.webhooks
             && self.outbox().eq(other.outbox())
+            && self.next_endpoint == other.next_endpoint
     }
 }
 
@@ -158,6 +161,7 @@ impl Recovered {
             outbox: BTreeMap::new(),
             outbox_index: HashMap::new(),
             outbox_seq: 0,
+            next_endpoint: 1,
         }
     }
 
@@ -180,6 +184,12 @@ impl Recovered {
     /// them in).
     pub fn outbox(&self) -> impl Iterator<Item = &OutboxEntry> + '_ {
         self.outbox.values()
+    }
+
+    /// The lowest endpoint id never issued (1 when none was): the restarted engine counts
+    /// its endpoint ids from here, so a removed endpoint's id is never given to another.
+    pub fn next_endpoint(&self) -> u64 {
+        self.next_endpoint
     }
 
     /// The outbox entry of `webhook_id`.
@@ -223,6 +233,7 @@ impl Recovered {
                     disabled,
                 };
                 self.webhooks.insert(endpoint, hook);
+                self.next_endpoint = self.next_endpoint.max(endpoint.saturating_add(1));
                 Ok(())
             }
             Record::WebhookDisabled { endpoint } => match self.webhooks.get_mut(&endpoint) {
@@ -273,6 +284,10 @@ impl Recovered {
                 Some(key) if self.finish(key, endpoint) => Ok(()),
                 _ => Err(Skip::UnknownMessage),
             },
+            Record::NextEndpoint { next } => {
+                self.next_endpoint = self.next_endpoint.max(next);
+                Ok(())
+            }
         }
     }
 
@@ -353,7 +368,8 @@ impl Recovered {
     }
 
     /// The records that rebuild this state, in an order [`Recovered::apply`] accepts:
-    /// topics (each kept event), registrations, then the outbox (each entry, then an
+    /// topics (each kept event), the next endpoint id (when one was issued), registrations,
+    /// then the outbox (each entry, then an
     /// attempt record for every message already attempted).
     pub fn live_records(&self) -> impl Iterator<Item = Record> + '_ {
         let events = self.topics.iter().flat_map(|(topic, t)| {
@@ -394,7 +410,10 @@ impl Recovered {
             });
             std::iter::once(enqueued).chain(attempts)
         });
-        events.chain(hooks).chain(outbox)
+        let next = (self.next_endpoint > 1).then_some(Record::NextEndpoint {
+            next: self.next_endpoint,
+        });
+        events.chain(next).chain(hooks).chain(outbox)
     }
 
     /// Appends a compacted segment to `out`: a header and the [live

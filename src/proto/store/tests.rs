@@ -84,6 +84,7 @@ fn one_of_each() -> Vec<Record> {
             webhook_id: "m".into(),
             endpoint: 2,
         },
+        Record::NextEndpoint { next: 4 },
     ]
 }
 
@@ -117,6 +118,7 @@ fn exact_bytes_of_each_type() {
         enq_body,
         [&[6, 1, 0, b'm'][..], &le8(2), &[1, 0, 0, 0], &le8(9)].concat(),
         [&[7, 1, 0, b'm'][..], &le8(2)].concat(),
+        [&[8][..], &le8(4)].concat(),
     ];
     for (record, body) in one_of_each().iter().zip(&bodies) {
         assert_eq!(enc(record), frame(body), "{record:?}");
@@ -128,6 +130,7 @@ fn exact_bytes_of_each_type() {
 #[test]
 fn the_documented_example_and_crc() {
     let done = &one_of_each()[6];
+    assert!(matches!(done, Record::OutboxDone { .. }));
     let mut want = vec![0x0c, 0, 0, 0, 0xae, 0x91, 0xca, 0x21, 7, 1, 0, b'm', 2];
     want.extend([0; 7]);
     assert_eq!(enc(done), want);
@@ -205,7 +208,8 @@ fn decode_table() {
     let ok_done = [&[1, 0, b'm'][..], &[2, 0, 0, 0, 0, 0, 0, 0]].concat();
     let cases: &[(u8, &[u8], RecordError)] = &[
         (0, &[], RecordError::UnknownType(0)),
-        (8, &[], RecordError::UnknownType(8)),
+        (9, &[], RecordError::UnknownType(9)),
+        (8, &[4, 0, 0, 0, 0, 0, 0], RecordError::Truncated),
         (3, &[1, 0, 0], RecordError::Truncated),
         (3, &[1, 0, 0, 0, 0, 0, 0, 0, 0], RecordError::TrailingBytes),
         (7, &ok_done[..ok_done.len() - 1], RecordError::Truncated),
@@ -577,8 +581,11 @@ fn compaction_keeps_exactly_the_live_state() {
     assert_eq!(s.tail, Tail::Clean);
     let live: Vec<Record> = s.records.into_iter().map(|(_, r)| r).collect();
     assert_eq!(live, state.live_records().collect::<Vec<_>>());
-    // 3 + 1 events, 2 registrations, 2 entries and 1 attempt.
-    assert_eq!(live.len(), 9);
+    // 3 + 1 events, the next endpoint id, 2 registrations, 2 entries and 1 attempt.
+    assert_eq!(live.len(), 10);
+    // Endpoint 1 is gone, but its id is never issued again.
+    assert_eq!(state.next_endpoint(), 4);
+    assert_eq!(live[4], Record::NextEndpoint { next: 4 });
     let (again, skips) = rebuild(lim, &live);
     assert!(skips.is_empty(), "{skips:?}");
     assert_eq!(again, state);
