@@ -11,6 +11,7 @@ pub mod json;
 pub mod out;
 pub mod server;
 pub mod sse;
+pub mod store;
 pub mod subs;
 pub mod timer;
 pub mod topic;

@@ -1,0 +1,134 @@
+//! The durable log, sans-IO: the on-disk format of topic history and the webhook outbox,
+//! recovery of a segment from its bytes, the state a log rebuilds, and compaction.
+//!
+//! Nothing here touches a file. [`Record::encode`] appends a framed record to a caller's
+//! `Vec<u8>`; [`scan`] reads a whole segment given as a byte slice and says how it ends;
+//! [`Recovered`] applies records in order and writes the live ones back out
+//! ([`Recovered::compact`]). Opening, appending, `fsync`, renaming and locking belong to the
+//! driver.
+//!
+//! # What survives a restart, and the records that carry it
+//!
+//! | type | record | why it exists |
+//! |---|---|---|
+//! | 1 | [`Record::Event`] | every publish: rebuilds each topic's kept history and its last id (the next id is `last_id + 1`; the newest event is always kept, so the last id is never lost) |
+//! | 2 | [`Record::WebhookAdded`] | a registration: id, topic, URL, secret, disabled flag |
+//! | 3 | [`Record::WebhookDisabled`] | a 410 Gone disables an endpoint for good (there is no re-enable) |
+//! | 4 | [`Record::WebhookRemoved`] | an unregistration; its undelivered messages fail with it, so they leave the outbox too |
+//! | 5 | [`Record::OutboxEnqueued`] | one publish queued for its webhook subscribers: the `webhook-id` and body they share, the endpoints, the first attempt's due time |
+//! | 6 | [`Record::OutboxAttempt`] | a failed attempt to be retried: attempts so far, when the next is due |
+//! | 7 | [`Record::OutboxDone`] | a message reached its final outcome (delivered, or failed for good): it leaves the outbox |
+//! | 8 | [`Record::NextEndpoint`] | written by compaction: the lowest endpoint id never issued, so that the id of a removed endpoint (whose records compaction drops) is never given to a new one; clients hold these ids to unregister |
+//!
+//! Some things are deliberately not recorded:
+//!
+//! * **Evictions.** The kept history is a function of the events in order and the
+//!   [`HistoryLimits`](crate::proto::topic::HistoryLimits) (the rule of
+//!   [`Topics::publish`](crate::proto::topic::Topics::publish)), so recovery evicts again
+//!   instead of reading trim records. Starting with other limits keeps what the new
+//!   limits allow of the events still on disk.
+//! * **The outbox body as a reference to an event.** A message outlives its event in the
+//!   history (retries run for hours, history is bounded), so the body itself is stored,
+//!   once per publish and shared by its endpoints. The topic and event id are inside it;
+//!   the topic of an outcome comes from the registration.
+//! * **The `webhook-id` counter.** Ids are `msg_{prefix}_{n}` with a random per-process
+//!   prefix, so a restarted process never reuses one.
+//! * **Attempts in flight.** An attempt is recorded after its result. A crash during an
+//!   attempt repeats it after the restart: delivery is at least once, and receivers
+//!   deduplicate by `webhook-id`.
+//!
+//! # On-disk format
+//!
+//! A log is a sequence of segment files, replayed in order. Each segment is a header and
+//! a run of records; every integer is little endian.
+//!
+//! ```text
+//! segment header (8 bytes)
+//! +----+----+----+----+----+----+----+----+
+//! | 'P'| 'W'| 'S'| 'T'| version | reserved|    version = 1 (u16), reserved = 0
+//! +----+----+----+----+----+----+----+----+
+//!
+//! record frame (8 + len bytes)
+//! +-------------------+-------------------+------+------------------------+
+//! | len: u32          | crc: u32          | type | payload (len - 1)      |
+//! +-------------------+-------------------+------+------------------------+
+//!                                         \______ CRC-32 (IEEE) covers ___/
+//! 1 <= len <= max_record (default 16 MiB)
+//! ```
+//!
+//! Payloads, field by field (`str16`: a u16 length then that many UTF-8 bytes; `bytes32`:
+//! a u32 length then the bytes; `bytes8`: a u8 length then the bytes):
+//!
+//! ```text
+//! 1 Event           topic: str16 | id: u64 | name: str16 (0 bytes: none) | published_ms: u64 | data: bytes32 (UTF-8)
+//! 2 WebhookAdded    endpoint: u64 | topic: str16 | url: str16 | secret: bytes8 | disabled: u8 (0 or 1)
+//! 3 WebhookDisabled endpoint: u64
+//! 4 WebhookRemoved  endpoint: u64
+//! 5 OutboxEnqueued  webhook_id: str16 | next_attempt_ms: u64 | body: bytes32 | count: u32 | endpoint: u64 x count
+//! 6 OutboxAttempt   webhook_id: str16 | endpoint: u64 | attempts: u32 | next_attempt_ms: u64
+//! 7 OutboxDone      webhook_id: str16 | endpoint: u64
+//! 8 NextEndpoint    next: u64
+//! ```
+//!
+//! Decoding is strict, so that every record has exactly one encoding: topics must be
+//! valid topic names, event names valid event names (an empty name field means none), event
+//! ids at least 1, URLs 1 to 2048 bytes, secrets 24 to 64 bytes, flags 0 or 1, `webhook-id`s
+//! 1 to 255 bytes, an outbox entry's endpoints at least one and strictly ascending, and no
+//! byte may follow the last field. Every length is checked against the bytes actually
+//! there before anything is allocated, and a frame's length against `max_record` before
+//! it is believed at all.
+//!
+//! For example, `OutboxDone { webhook_id: "m", endpoint: 2 }` is 20 bytes:
+//!
+//! ```text
+//! 0c 00 00 00  ae 91 ca 21  07    01 00 'm'  02 00 00 00 00 00 00 00
+//! len = 12     crc           type  str16      endpoint
+//! ```
+//!
+//! # Recovery
+//!
+//! [`scan`] reads records until the first byte that does not start a valid one, and the
+//! [`Tail`] says what is there:
+//!
+//! * [`Tail::Clean`]: nothing; the segment ends after a record.
+//! * [`Tail::Torn`]: an unfinished write. The bytes left are shorter than a frame header,
+//!   or shorter than the length a (plausible) frame header announces, or all zero (space a
+//!   crash left allocated but unwritten). A crash while appending leaves exactly this in
+//!   the newest segment: truncate it to [`Scan::valid_len`] and append from there.
+//! * [`Tail::Corrupt`]: bytes no writer produces: a bad header, a length of 0 or over the
+//!   maximum, a checksum mismatch, or a checksum-valid record that does not decode. Keep
+//!   the records before it, move the file aside, and start a new segment.
+//!
+//! A torn tail in a segment other than the newest is damage too (the writer moved on
+//! after it): treat it as corrupt. A record whose checksum failed is never returned; a
+//! damaged length field can hide the records after it, never invent one (a CRC-32 catches
+//! every error burst of up to 32 bits in what it covers).
+//!
+//! The driver feeds the records of every segment, oldest first, to
+//! [`Recovered::apply`]. A record that contradicts the state so far (an event id that does
+//! not grow, an attempt for a message not queued, ...) is skipped with a [`Skip`] to log.
+//!
+//! # Compaction
+//!
+//! A log only grows; [`Recovered::compact`] writes a fresh segment holding just the live
+//! records ([`Recovered::live_records`]): each topic's kept events, the next endpoint id,
+//! the registrations
+//! (with their disabled flag), and per outbox entry its enqueued record, narrowed to the
+//! endpoints still pending, followed by an attempt record for every message already
+//! attempted. Replaying it gives the same state. The driver keeps a [`Recovered`] up to
+//! date by applying every record it appends, compacts when its segments hold about twice
+//! [`Recovered::live_len`], and then replaces the segments the snapshot covers with it.
+
+mod record;
+mod scan;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use record::{Record, RecordError, DEFAULT_MAX_RECORD, FRAME_HEADER_LEN, MAX_WEBHOOK_ID_LEN};
+pub use scan::{
+    scan, write_header, Corruption, Scan, Tail, FORMAT_VERSION, SEGMENT_HEADER, SEGMENT_HEADER_LEN,
+    SEGMENT_MAGIC,
+};
+pub use state::{Delivery, OutboxEntry, Recovered, Skip, StoredEvent, TopicHistory, Webhook};

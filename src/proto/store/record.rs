@@ -1,0 +1,495 @@
+//! The records of the log: their binary layouts, and their framing (length, checksum, type).
+//!
+//! See the [module docs](super) for the byte diagrams. Encoding validates a record with
+//! the same checks decoding applies, so the writer can never put on disk a record that
+//! recovery would refuse; decoding is canonical (every record has exactly one encoding),
+//! so a decoded record re-encodes to exactly the bytes it was read from.
+
+use std::fmt;
+
+use crate::proto::topic::{valid_event_name, valid_topic};
+use crate::proto::webhook::sign::{MAX_SECRET_LEN, MIN_SECRET_LEN};
+use crate::proto::webhook::url::MAX_URL_LEN;
+
+/// Bytes of a record's frame before its type byte: length (u32 LE) and CRC-32 (u32 LE).
+pub const FRAME_HEADER_LEN: usize = 8;
+
+/// The default for the largest record (type byte plus payload) the log writes and reads:
+/// 16 MiB, far above a webhook body or an event of the default 1 MiB request limit.
+pub const DEFAULT_MAX_RECORD: usize = 16 * 1024 * 1024;
+
+/// Longest `webhook-id` stored (they are `msg_{prefix}_{n}`, a few dozen bytes).
+pub const MAX_WEBHOOK_ID_LEN: usize = 255;
+
+/// Type bytes, in the order of the module docs' table.
+mod ty {
+    pub const EVENT: u8 = 1;
+    pub const WEBHOOK_ADDED: u8 = 2;
+    pub const WEBHOOK_DISABLED: u8 = 3;
+    pub const WEBHOOK_REMOVED: u8 = 4;
+    pub const OUTBOX_ENQUEUED: u8 = 5;
+    pub const OUTBOX_ATTEMPT: u8 = 6;
+    pub const OUTBOX_DONE: u8 = 7;
+    pub const NEXT_ENDPOINT: u8 = 8;
+}
+
+/// One entry of the log. See the module docs for why each kind exists and its layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// An event was published to a topic (type 1).
+    Event {
+        /// The topic (a [`valid_topic`] name).
+        topic: String,
+        /// Its per-topic id (at least 1).
+        id: u64,
+        /// The event name ([`valid_event_name`]), `None` for the default.
+        name: Option<String>,
+        /// When it was published, Unix milliseconds.
+        published_ms: u64,
+        /// The payload.
+        data: String,
+    },
+    /// A webhook was registered (type 2).
+    WebhookAdded {
+        /// The endpoint id (its decimal form is what clients see).
+        endpoint: u64,
+        /// The topic it follows.
+        topic: String,
+        /// The target URL, as given (1 to 2048 bytes).
+        url: String,
+        /// The raw signing key (24 to 64 bytes).
+        secret: Vec<u8>,
+        /// Whether the endpoint is disabled (a 410 Gone answer disables it for good).
+        disabled: bool,
+    },
+    /// A webhook endpoint was disabled (type 3).
+    WebhookDisabled {
+        /// The endpoint id.
+        endpoint: u64,
+    },
+    /// A webhook was removed; its undelivered messages failed with it (type 4).
+    WebhookRemoved {
+        /// The endpoint id.
+        endpoint: u64,
+    },
+    /// One published event was queued for delivery to some endpoints (type 5): one
+    /// message per endpoint, all with the same `webhook-id` and body, none attempted yet.
+    OutboxEnqueued {
+        /// The `webhook-id` shared by the messages.
+        webhook_id: String,
+        /// When the first attempt is due, Unix milliseconds.
+        next_attempt_ms: u64,
+        /// The request body, exactly as signed and sent.
+        body: Vec<u8>,
+        /// The endpoints, strictly ascending, at least one.
+        endpoints: Vec<u64>,
+    },
+    /// An attempt of one message failed and it will be retried (type 6).
+    OutboxAttempt {
+        /// The message's `webhook-id`.
+        webhook_id: String,
+        /// Its endpoint.
+        endpoint: u64,
+        /// Attempts made so far.
+        attempts: u32,
+        /// When the next attempt is due, Unix milliseconds.
+        next_attempt_ms: u64,
+    },
+    /// One message reached its final outcome, delivered or failed (type 7).
+    OutboxDone {
+        /// The message's `webhook-id`.
+        webhook_id: String,
+        /// Its endpoint.
+        endpoint: u64,
+    },
+    /// Endpoint ids below this one were issued (type 8): written by compaction, so that an
+    /// id removed since is never issued again after a restart.
+    NextEndpoint {
+        /// The lowest endpoint id never issued.
+        next: u64,
+    },
+}
+
+/// Why a record cannot be encoded, or why a checksum-valid record's bytes are refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordError {
+    /// The type byte is not one of the known record types.
+    UnknownType(u8),
+    /// The payload ends inside a field.
+    Truncated,
+    /// Bytes follow the payload's last field.
+    TrailingBytes,
+    /// A string field is not UTF-8.
+    BadUtf8,
+    /// A topic name is not [`valid_topic`].
+    BadTopic,
+    /// An event name is present but not [`valid_event_name`].
+    BadEventName,
+    /// An event id is 0.
+    ZeroEventId,
+    /// A URL is empty or longer than [`MAX_URL_LEN`].
+    BadUrl,
+    /// A secret is not 24 to 64 bytes (carries its length).
+    BadSecretLen(usize),
+    /// A flag byte is neither 0 nor 1 (carries it).
+    BadFlag(u8),
+    /// A `webhook-id` is empty or longer than [`MAX_WEBHOOK_ID_LEN`].
+    BadWebhookId,
+    /// An outbox entry names no endpoint.
+    NoEndpoints,
+    /// An outbox entry's endpoints are not strictly ascending.
+    EndpointsUnordered,
+    /// A field is longer than its length prefix can say.
+    FieldTooLong,
+    /// The record (type byte plus payload) is longer than the maximum (carries its length).
+    TooLarge(usize),
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordError::UnknownType(t) => write!(f, "unknown record type {t}"),
+            RecordError::Truncated => f.write_str("payload ends inside a field"),
+            RecordError::TrailingBytes => f.write_str("bytes after the last field"),
+            RecordError::BadUtf8 => f.write_str("a text field is not UTF-8"),
+            RecordError::BadTopic => f.write_str("bad topic name"),
+            RecordError::BadEventName => f.write_str("bad event name"),
+            RecordError::ZeroEventId => f.write_str("event id 0"),
+            RecordError::BadUrl => write!(f, "URL empty or longer than {MAX_URL_LEN} bytes"),
+            RecordError::BadSecretLen(n) => write!(f, "secret of {n} bytes"),
+            RecordError::BadFlag(b) => write!(f, "flag byte {b} (not 0 or 1)"),
+            RecordError::BadWebhookId => f.write_str("webhook-id empty or too long"),
+            RecordError::NoEndpoints => f.write_str("outbox entry without endpoints"),
+            RecordError::EndpointsUnordered => f.write_str("endpoints not strictly ascending"),
+            RecordError::FieldTooLong => f.write_str("field longer than its length prefix"),
+            RecordError::TooLarge(n) => write!(f, "record of {n} bytes is over the maximum"),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+impl Record {
+    /// The record's type byte.
+    pub fn type_byte(&self) -> u8 {
+        match self {
+            Record::Event { .. } => ty::EVENT,
+            Record::WebhookAdded { .. } => ty::WEBHOOK_ADDED,
+            Record::WebhookDisabled { .. } => ty::WEBHOOK_DISABLED,
+            Record::WebhookRemoved { .. } => ty::WEBHOOK_REMOVED,
+            Record::OutboxEnqueued { .. } => ty::OUTBOX_ENQUEUED,
+            Record::OutboxAttempt { .. } => ty::OUTBOX_ATTEMPT,
+            Record::OutboxDone { .. } => ty::OUTBOX_DONE,
+            Record::NextEndpoint { .. } => ty::NEXT_ENDPOINT,
+        }
+    }
+
+    /// Checks the field rules of the module docs (the checks decoding applies).
+    pub fn validate(&self) -> Result<(), RecordError> {
+        match self {
+            Record::Event {
+                topic, id, name, ..
+            } => {
+                check_topic(topic)?;
+                if *id == 0 {
+                    return Err(RecordError::ZeroEventId);
+                }
+                match name {
+                    Some(n) if !valid_event_name(n) => Err(RecordError::BadEventName),
+                    _ => Ok(()),
+                }
+            }
+            Record::WebhookAdded {
+                topic, url, secret, ..
+            } => {
+                check_topic(topic)?;
+                if url.is_empty() || url.len() > MAX_URL_LEN {
+                    return Err(RecordError::BadUrl);
+                }
+                if !(MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&secret.len()) {
+                    return Err(RecordError::BadSecretLen(secret.len()));
+                }
+                Ok(())
+            }
+            Record::WebhookDisabled { .. }
+            | Record::WebhookRemoved { .. }
+            | Record::NextEndpoint { .. } => Ok(()),
+            Record::OutboxEnqueued {
+                webhook_id,
+                endpoints,
+                ..
+            } => {
+                check_webhook_id(webhook_id)?;
+                if endpoints.is_empty() {
+                    return Err(RecordError::NoEndpoints);
+                }
+                if endpoints.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(RecordError::EndpointsUnordered);
+                }
+                Ok(())
+            }
+            Record::OutboxAttempt { webhook_id, .. } | Record::OutboxDone { webhook_id, .. } => {
+                check_webhook_id(webhook_id)
+            }
+        }
+    }
+
+    /// Appends the framed record (length, CRC-32, type, payload) to `out` and returns the
+    /// bytes appended. On error `out` is left as it was: the record is invalid (see
+    /// [`Record::validate`]) or its type byte and payload exceed `max_record` bytes.
+    pub fn encode(&self, out: &mut Vec<u8>, max_record: usize) -> Result<usize, RecordError> {
+        self.validate()?;
+        let start = out.len();
+        out.extend_from_slice(&[0; FRAME_HEADER_LEN]);
+        out.push(self.type_byte());
+        if let Err(e) = self.encode_payload(out) {
+            out.truncate(start);
+            return Err(e);
+        }
+        let body = &out[start + FRAME_HEADER_LEN..];
+        let len = body.len();
+        let Some(len32) = u32::try_from(len).ok().filter(|_| len <= max_record) else {
+            out.truncate(start);
+            return Err(RecordError::TooLarge(len));
+        };
+        let crc = crc32fast::hash(body);
+        out[start..start + 4].copy_from_slice(&len32.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        Ok(out.len() - start)
+    }
+
+    fn encode_payload(&self, out: &mut Vec<u8>) -> Result<(), RecordError> {
+        match self {
+            Record::Event {
+                topic,
+                id,
+                name,
+                published_ms,
+                data,
+            } => {
+                put_str16(out, topic)?;
+                out.extend_from_slice(&id.to_le_bytes());
+                put_str16(out, name.as_deref().unwrap_or(""))?;
+                out.extend_from_slice(&published_ms.to_le_bytes());
+                put_bytes32(out, data.as_bytes())
+            }
+            Record::WebhookAdded {
+                endpoint,
+                topic,
+                url,
+                secret,
+                disabled,
+            } => {
+                out.extend_from_slice(&endpoint.to_le_bytes());
+                put_str16(out, topic)?;
+                put_str16(out, url)?;
+                // validate() bounds the secret to 64 bytes.
+                out.push(secret.len() as u8);
+                out.extend_from_slice(secret);
+                out.push(u8::from(*disabled));
+                Ok(())
+            }
+            Record::WebhookDisabled { endpoint }
+            | Record::WebhookRemoved { endpoint }
+            | Record::NextEndpoint { next: endpoint } => {
+                out.extend_from_slice(&endpoint.to_le_bytes());
+                Ok(())
+            }
+            Record::OutboxEnqueued {
+                webhook_id,
+                next_attempt_ms,
+                body,
+                endpoints,
+            } => {
+                put_str16(out, webhook_id)?;
+                out.extend_from_slice(&next_attempt_ms.to_le_bytes());
+                put_bytes32(out, body)?;
+                let n = u32::try_from(endpoints.len()).map_err(|_| RecordError::FieldTooLong)?;
+                out.extend_from_slice(&n.to_le_bytes());
+                for e in endpoints {
+                    out.extend_from_slice(&e.to_le_bytes());
+                }
+                Ok(())
+            }
+            Record::OutboxAttempt {
+                webhook_id,
+                endpoint,
+                attempts,
+                next_attempt_ms,
+            } => {
+                put_str16(out, webhook_id)?;
+                out.extend_from_slice(&endpoint.to_le_bytes());
+                out.extend_from_slice(&attempts.to_le_bytes());
+                out.extend_from_slice(&next_attempt_ms.to_le_bytes());
+                Ok(())
+            }
+            Record::OutboxDone {
+                webhook_id,
+                endpoint,
+            } => {
+                put_str16(out, webhook_id)?;
+                out.extend_from_slice(&endpoint.to_le_bytes());
+                Ok(())
+            }
+        }
+    }
+
+    /// Decodes a record from its type byte and payload (the bytes the checksum covers,
+    /// already checked). Allocates at most the payload's length.
+    pub fn decode(ty: u8, payload: &[u8]) -> Result<Record, RecordError> {
+        let mut r = Reader(payload);
+        let record = match ty {
+            ty::EVENT => {
+                let topic = r.str16()?;
+                let id = r.u64()?;
+                let name = r.str16()?;
+                let published_ms = r.u64()?;
+                let data = r.str32()?;
+                Record::Event {
+                    topic,
+                    id,
+                    name: Some(name).filter(|n| !n.is_empty()),
+                    published_ms,
+                    data,
+                }
+            }
+            ty::WEBHOOK_ADDED => {
+                let endpoint = r.u64()?;
+                let topic = r.str16()?;
+                let url = r.str16()?;
+                let n = usize::from(r.u8()?);
+                let secret = r.take(n)?.to_vec();
+                let disabled = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    b => return Err(RecordError::BadFlag(b)),
+                };
+                Record::WebhookAdded {
+                    endpoint,
+                    topic,
+                    url,
+                    secret,
+                    disabled,
+                }
+            }
+            ty::WEBHOOK_DISABLED => Record::WebhookDisabled { endpoint: r.u64()? },
+            ty::WEBHOOK_REMOVED => Record::WebhookRemoved { endpoint: r.u64()? },
+            ty::OUTBOX_ENQUEUED => {
+                let webhook_id = r.str16()?;
+                let next_attempt_ms = r.u64()?;
+                let n = r.u32()? as usize;
+                let body = r.take(n)?.to_vec();
+                let count = r.u32()? as usize;
+                // Limits before allocation: the count must match the bytes that are there.
+                if r.0.len() / 8 < count {
+                    return Err(RecordError::Truncated);
+                }
+                let mut endpoints = Vec::with_capacity(count);
+                for _ in 0..count {
+                    endpoints.push(r.u64()?);
+                }
+                Record::OutboxEnqueued {
+                    webhook_id,
+                    next_attempt_ms,
+                    body,
+                    endpoints,
+                }
+            }
+            ty::OUTBOX_ATTEMPT => Record::OutboxAttempt {
+                webhook_id: r.str16()?,
+                endpoint: r.u64()?,
+                attempts: r.u32()?,
+                next_attempt_ms: r.u64()?,
+            },
+            ty::OUTBOX_DONE => Record::OutboxDone {
+                webhook_id: r.str16()?,
+                endpoint: r.u64()?,
+            },
+            ty::NEXT_ENDPOINT => Record::NextEndpoint { next: r.u64()? },
+            other => return Err(RecordError::UnknownType(other)),
+        };
+        if !r.0.is_empty() {
+            return Err(RecordError::TrailingBytes);
+        }
+        record.validate()?;
+        Ok(record)
+    }
+}
+
+fn check_topic(topic: &str) -> Result<(), RecordError> {
+    if valid_topic(topic) {
+        Ok(())
+    } else {
+        Err(RecordError::BadTopic)
+    }
+}
+
+fn check_webhook_id(id: &str) -> Result<(), RecordError> {
+    if (1..=MAX_WEBHOOK_ID_LEN).contains(&id.len()) {
+        Ok(())
+    } else {
+        Err(RecordError::BadWebhookId)
+    }
+}
+
+fn put_str16(out: &mut Vec<u8>, s: &str) -> Result<(), RecordError> {
+    let n = u16::try_from(s.len()).map_err(|_| RecordError::FieldTooLong)?;
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn put_bytes32(out: &mut Vec<u8>, b: &[u8]) -> Result<(), RecordError> {
+    let n = u32::try_from(b.len()).map_err(|_| RecordError::FieldTooLong)?;
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(b);
+    Ok(())
+}
+
+/// A cursor over a payload; every read checks the bytes are there before taking them.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        if self.0.len() < n {
+            return Err(RecordError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
+        let mut a = [0; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u8(&mut self) -> Result<u8, RecordError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, RecordError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, RecordError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn text(&mut self, n: usize) -> Result<String, RecordError> {
+        let bytes = self.take(n)?;
+        let s = std::str::from_utf8(bytes).map_err(|_| RecordError::BadUtf8)?;
+        Ok(s.to_owned())
+    }
+
+    fn str16(&mut self) -> Result<String, RecordError> {
+        let n = usize::from(u16::from_le_bytes(self.array()?));
+        self.text(n)
+    }
+
+    fn str32(&mut self) -> Result<String, RecordError> {
+        let n = u32::from_le_bytes(self.array()?) as usize;
+        self.text(n)
+    }
+}
