@@ -435,7 +435,10 @@ mod tests {
         assert_eq!(t.len(), 0);
         t.publish("a", None, "x", 1).unwrap();
         t.publish("b", None, "x", 1).unwrap();
-        assert_eq!(t.publish("c", None, "x", 1), Err(PublishError::TooManyTopics));
+        assert_eq!(
+            t.publish("c", None, "x", 1),
+            Err(PublishError::TooManyTopics)
+        );
         assert_eq!(t.len(), 2);
         assert_eq!(t.last_id("c"), 0);
         // Existing topics still accept events at the limit.
@@ -613,7 +616,10 @@ mod tests {
         let first = t.publish("a", None, "x", now_us).unwrap().id;
         assert_eq!(first, now_us);
         // Later publishes add 1 whatever the clock says, even if it went back.
-        assert_eq!(t.publish("a", None, "y", now_us - 5_000_000).unwrap().id, now_us + 1);
+        assert_eq!(
+            t.publish("a", None, "y", now_us - 5_000_000).unwrap().id,
+            now_us + 1
+        );
         // From the start: everything, no gap (nothing was trimmed).
         let p = t.read_after("a", 0, 10);
         assert_eq!((ids(&p), p.gap), (vec![now_us, now_us + 1], false));
@@ -626,7 +632,10 @@ mod tests {
         assert!(!t.read_after("a", now_us, 10).gap);
         // Ids stay exact in JavaScript even for a clock far in the future.
         let mut t = Topics::new(HistoryLimits::default());
-        assert_eq!(t.publish("b", None, "x", u64::MAX).unwrap().id, MAX_FIRST_ID);
+        assert_eq!(
+            t.publish("b", None, "x", u64::MAX).unwrap().id,
+            MAX_FIRST_ID
+        );
         assert!(MAX_FIRST_ID + u64::from(u32::MAX) < 1 << 53);
         assert_eq!(first_id(0), 1);
     }
