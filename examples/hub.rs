@@ -4,10 +4,17 @@
 //! ```text
 //! cargo run --release --example hub -- --addr 127.0.0.1:8080
 //! curl -d 'hello' 'http://127.0.0.1:8080/topics/demo?event=greeting'
+//! # {"topic":"demo","id":1764620000123456}
 //! curl 'http://127.0.0.1:8080/topics/demo/events?since=0'
+//! # {"events":[{"id":1764620000123456,"event":"greeting","data":"hello"}],"next":1764620000123456,"gap":false}
 //! curl -N 'http://127.0.0.1:8080/topics/demo/sse'
-//! curl 'http://127.0.0.1:8080/topics/demo/poll?since=1&timeout=30'
+//! curl 'http://127.0.0.1:8080/topics/demo/poll?since=1764620000123456&timeout=30'
 //! ```
+//!
+//! A topic's first id is the clock in microseconds when it got its first event (so a
+//! restarted hub never reuses an id), then +1 per publish. After a cursor N > 0 an answer
+//! has `gap: true` exactly when its first event is not N + 1; from 0 only when the history
+//! was trimmed.
 //!
 //! Set `PUSHWIRE_LOG=debug` (or `trace`) to watch what crosses the wire.
 

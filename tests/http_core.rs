@@ -9,6 +9,21 @@ use std::time::{Duration, Instant};
 
 use util::*;
 
+/// Posts `body` to `path`, asserts `201 {"topic":...,"id":N}` and returns N.
+fn publish_id(addr: std::net::SocketAddr, path: &str, body: &str) -> u64 {
+    let r = post(addr, path, body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    json_u64(&r.text(), "id").unwrap_or_else(|| panic!("no id in {}", r.text()))
+}
+
+/// The Unix time in microseconds, as the hub reads it for a new topic's first id.
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
 #[test]
 fn health_index_publish_and_read_back() {
     let hub = start_hub(&[]);
@@ -18,55 +33,108 @@ fn health_index_publish_and_read_back() {
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
 
+    let before = now_us();
     let r = post(
         hub.addr,
         "/topics/demo?event=greeting",
         "hello \"world\"\n\u{1}é",
     );
+    let after = now_us();
     assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(r.text(), r#"{"topic":"demo","id":1}"#);
+    let first = json_u64(&r.text(), "id").unwrap();
+    // A new topic's ids start at the clock, in microseconds.
+    assert!(
+        (before..=after).contains(&first),
+        "first id {first} not in {before}..={after}"
+    );
+    assert_eq!(r.text(), format!(r#"{{"topic":"demo","id":{first}}}"#));
     let r = post(hub.addr, "/topics/demo", "second");
-    assert_eq!(r.text(), r#"{"topic":"demo","id":2}"#);
+    assert_eq!(
+        r.text(),
+        format!(r#"{{"topic":"demo","id":{}}}"#, first + 1)
+    );
 
+    let want_all = format!(
+        concat!(
+            r#"{{"events":[{{"id":{a},"event":"greeting","data":"hello \"world\"\n\u0001é"}},"#,
+            r#"{{"id":{b},"event":null,"data":"second"}}],"next":{b},"gap":false}}"#
+        ),
+        a = first,
+        b = first + 1
+    );
     let r = get(hub.addr, "/topics/demo/events?since=0");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.text(), want_all);
+    // The cursor right before the first id is the same read: nothing missed.
+    let r = get(
+        hub.addr,
+        &format!("/topics/demo/events?since={}", first - 1),
+    );
+    assert_eq!(r.text(), want_all);
+    let r = get(hub.addr, &format!("/topics/demo/events?since={first}"));
+    assert_eq!(json_ids(&r.text()), vec![first + 1], "{}", r.text());
+    assert!(r
+        .text()
+        .ends_with(&format!(r#""next":{},"gap":false}}"#, first + 1)));
+    let r = get(
+        hub.addr,
+        &format!("/topics/demo/events?since={}", first + 1),
+    );
     assert_eq!(
         r.text(),
-        concat!(
-            r#"{"events":[{"id":1,"event":"greeting","data":"hello \"world\"\n\u0001é"},"#,
-            r#"{"id":2,"event":null,"data":"second"}],"next":2,"gap":false}"#
-        )
+        format!(r#"{{"events":[],"next":{},"gap":false}}"#, first + 1)
     );
-    let r = get(hub.addr, "/topics/demo/events?since=2");
-    assert_eq!(r.text(), r#"{"events":[],"next":2,"gap":false}"#);
     let r = get(hub.addr, "/topics/demo/events");
-    assert_eq!(json_ids(&r.text()), vec![1, 2]);
+    assert_eq!(json_ids(&r.text()), vec![first, first + 1]);
 }
 
 #[test]
 fn history_gap_is_reported() {
     let hub = start_hub(&["--history-events", "3"]);
-    for i in 1..=5 {
-        assert_eq!(post(hub.addr, "/topics/g", &format!("e{i}")).status, 201);
+    let first = publish_id(hub.addr, "/topics/g", "e1");
+    for i in 2..=5 {
+        assert_eq!(
+            publish_id(hub.addr, "/topics/g", &format!("e{i}")),
+            first + i - 1
+        );
     }
-    let r = get(hub.addr, "/topics/g/events?since=1");
-    assert_eq!(json_ids(&r.text()), vec![3, 4, 5]);
-    assert!(
-        r.text().ends_with(r#""next":5,"gap":true}"#),
-        "{}",
-        r.text()
-    );
-    let r = get(hub.addr, "/topics/g/events?since=2");
-    assert!(
-        r.text().ends_with(r#""next":5,"gap":false}"#),
-        "{}",
-        r.text()
-    );
+    // Kept: first+2..=first+4 (the last 3); next is the last id.
+    let kept = vec![first + 2, first + 3, first + 4];
+    let gap_end = format!(r#""next":{},"gap":true}}"#, first + 4);
+    let no_gap_end = format!(r#""next":{},"gap":false}}"#, first + 4);
+    // After the first event: the second was trimmed, so the first returned is not since + 1.
+    let r = get(hub.addr, &format!("/topics/g/events?since={first}"));
+    assert_eq!(json_ids(&r.text()), kept);
+    assert!(r.text().ends_with(&gap_end), "{}", r.text());
+    // After the second: the third comes next, nothing missed.
+    let r = get(hub.addr, &format!("/topics/g/events?since={}", first + 1));
+    assert_eq!(json_ids(&r.text()), kept);
+    assert!(r.text().ends_with(&no_gap_end), "{}", r.text());
+    // From the start after trimming: a gap.
+    let r = get(hub.addr, "/topics/g/events?since=0");
+    assert_eq!(json_ids(&r.text()), kept);
+    assert!(r.text().ends_with(&gap_end), "{}", r.text());
+    // An old small cursor (from before a restart that started a new range): a gap, from
+    // the oldest kept event.
+    let r = get(hub.addr, "/topics/g/events?since=5");
+    assert_eq!(json_ids(&r.text()), kept);
+    assert!(r.text().ends_with(&gap_end), "{}", r.text());
     // A cursor ahead of the topic (the server lost its history) restarts from the oldest.
-    let r = get(hub.addr, "/topics/g/events?since=99");
-    assert_eq!(json_ids(&r.text()), vec![3, 4, 5]);
-    assert!(r.text().contains(r#""gap":true"#));
+    let r = get(hub.addr, &format!("/topics/g/events?since={}", first + 99));
+    assert_eq!(json_ids(&r.text()), kept);
+    assert!(r.text().contains(r#""gap":true"#), "{}", r.text());
+
+    // An untrimmed topic: from 0 and from just before its first id there is no gap, but
+    // an old small cursor is one.
+    let f = publish_id(hub.addr, "/topics/h", "x");
+    assert_eq!(publish_id(hub.addr, "/topics/h", "y"), f + 1);
+    let end = |gap: bool| format!(r#""next":{},"gap":{gap}}}"#, f + 1);
+    for (since, gap) in [(0, false), (f - 1, false), (5, true)] {
+        let r = get(hub.addr, &format!("/topics/h/events?since={since}"));
+        assert_eq!(json_ids(&r.text()), vec![f, f + 1], "since={since}");
+        assert!(r.text().ends_with(&end(gap)), "since={since}: {}", r.text());
+    }
 }
 
 #[test]
@@ -139,9 +207,16 @@ fn pipelined_requests_are_answered_in_order() {
     raw += "GET /topics/p/events?since=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
     s.write_all(raw.as_bytes()).unwrap();
     let mut buf = Vec::new();
+    let mut first = 0;
     for i in 0..5 {
         let r = read_response(&mut s, &mut buf, false).unwrap();
-        assert_eq!(r.text(), format!("{{\"topic\":\"p\",\"id\":{}}}", i + 1));
+        if i == 0 {
+            first = json_u64(&r.text(), "id").expect("an id");
+        }
+        assert_eq!(
+            r.text(),
+            format!("{{\"topic\":\"p\",\"id\":{}}}", first + i)
+        );
         assert_eq!(read_response(&mut s, &mut buf, false).unwrap().text(), "ok");
     }
     let head = read_response(&mut s, &mut buf, true).unwrap();
@@ -154,7 +229,7 @@ fn pipelined_requests_are_answered_in_order() {
             > 0
     );
     let r = read_response(&mut s, &mut buf, false).unwrap();
-    assert_eq!(json_ids(&r.text()), vec![1, 2, 3, 4, 5]);
+    assert_eq!(json_ids(&r.text()), (first..first + 5).collect::<Vec<_>>());
     assert_eq!(r.header("connection"), Some("close"));
     assert!(buf.is_empty());
     assert!(is_closed(&mut s));
@@ -176,16 +251,23 @@ fn bodies_split_at_every_byte_boundary() {
     let cl = b"POST /topics/s HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\nhello world";
     let chunked = b"POST /topics/s HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n";
     let mut n = 0;
+    let mut first = None;
     for raw in [&cl[..], &chunked[..]] {
         for at in 1..raw.len() {
             let r = send_split(hub.addr, raw, at);
             assert_eq!(r.status, 201, "split at {at}: {}", r.text());
+            let id = json_u64(&r.text(), "id").expect("an id");
+            let first = *first.get_or_insert(id);
+            assert_eq!(id, first + n, "split at {at}: {}", r.text());
             n += 1;
         }
     }
-    let r = get(hub.addr, &format!("/topics/s/events?since={}", n - 1));
+    let first = first.unwrap();
+    let last = first + n - 1;
+    let r = get(hub.addr, &format!("/topics/s/events?since={}", last - 1));
+    assert_eq!(json_ids(&r.text()), vec![last], "{}", r.text());
     assert!(r.text().contains(r#""data":"hello world""#), "{}", r.text());
-    assert_eq!(json_u64(&r.text(), "next"), Some(n as u64));
+    assert_eq!(json_u64(&r.text(), "next"), Some(last));
 }
 
 #[test]
@@ -314,6 +396,7 @@ fn http10_keep_alive_only_when_asked() {
 fn thousand_concurrent_keep_alive_connections() {
     let hub = start_hub(&[]);
     let mut conns: Vec<TcpStream> = (0..1000).map(|_| connect(hub.addr)).collect();
+    let mut ids = Vec::with_capacity(2000);
     for round in 0..2 {
         for (i, s) in conns.iter_mut().enumerate() {
             let body = format!("c{i}r{round}");
@@ -326,10 +409,21 @@ fn thousand_concurrent_keep_alive_connections() {
         for s in conns.iter_mut() {
             let r = read_response(s, &mut Vec::new(), false).expect("response");
             assert_eq!(r.status, 201);
+            ids.push(json_u64(&r.text(), "id").expect("an id"));
         }
     }
-    let r = get(hub.addr, "/topics/k/events?since=1999");
-    assert_eq!(json_ids(&r.text()), vec![2000]);
+    // Every publish got its own id, the 2,000 ids are consecutive, and each round's ids
+    // are all below the next round's (a round is answered before the next is sent).
+    let first = *ids.iter().min().unwrap();
+    assert!(ids[..1000].iter().all(|&id| id < first + 1000), "round 0");
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (first..first + 2000).collect::<Vec<_>>());
+    let r = get(
+        hub.addr,
+        &format!("/topics/k/events?since={}", first + 1998),
+    );
+    assert_eq!(json_ids(&r.text()), vec![first + 1999]);
 }
 
 #[test]

@@ -71,6 +71,16 @@ fn spawn(
 #[test]
 fn handle_publishes_from_another_thread() {
     let (addr, handle, th) = spawn(Config::new());
+    let last_id = |handle: &pushwire::Handle| {
+        let (tx, rx) = mpsc::channel();
+        assert!(handle.run(move |cx| tx.send(cx.last_id("t")).unwrap()));
+        rx.recv_timeout(Duration::from_secs(5)).unwrap()
+    };
+    assert_eq!(last_id(&handle), 0, "an unknown topic");
+    // One event first, to learn where this topic's ids start.
+    assert!(handle.publish("t", None, "first"));
+    let first = last_id(&handle);
+    assert!(first > 0);
     let publishers: Vec<_> = (0..4)
         .map(|_| {
             let h = handle.clone();
@@ -85,11 +95,16 @@ fn handle_publishes_from_another_thread() {
         p.join().unwrap();
     }
     // Commands are handled in order, so a request made after they were all sent and a
-    // round trip through the loop sees all 1,000.
+    // round trip through the loop sees all 1,000, each with the next id.
+    assert_eq!(last_id(&handle), first + 1000);
+    assert_eq!(get(addr, "/last").text(), (first + 1000).to_string());
     let (tx, rx) = mpsc::channel();
-    handle.run(move |cx| tx.send(cx.last_id("t")).unwrap());
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 1000);
-    assert_eq!(get(addr, "/last").text(), "1000");
+    handle.run(move |cx| tx.send(cx.events("t", first, 2000)).unwrap());
+    let page = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert!(!page.gap && !page.more);
+    assert_eq!(page.next, first + 1000);
+    let ids: Vec<u64> = page.events.iter().map(|e| e.id).collect();
+    assert_eq!(ids, (first + 1..=first + 1000).collect::<Vec<_>>());
     assert!(handle.stop());
     th.join().unwrap();
     assert!(

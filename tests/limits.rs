@@ -181,16 +181,28 @@ fn an_unanswered_close_frame_times_out() {
 #[test]
 fn a_long_poll_answer_holds_at_most_poll_batch_events() {
     let (addr, handle, _, th) = start(Config::new().poll_batch(5));
-    for i in 0..12 {
-        handle.publish("t", None, &format!("e{i}"));
+    let last_id = |handle: &Handle| {
+        let (tx, rx) = mpsc::channel();
+        handle.run(move |cx| tx.send(cx.last_id("t")).unwrap());
+        rx.recv_timeout(Duration::from_secs(5)).unwrap()
+    };
+    assert!(handle.publish("t", None, "e0"));
+    // Commands run in order: once this one ran, the first event is published.
+    let first = last_id(&handle);
+    assert!(first > 0);
+    for i in 1..12 {
+        assert!(handle.publish("t", None, &format!("e{i}")));
     }
-    // Commands run in order: once this one ran, all 12 are published.
-    let (tx, rx) = mpsc::channel();
-    handle.run(move |cx| tx.send(cx.last_id("t")).unwrap());
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 12);
+    // And once this one ran, all 12 are, with consecutive ids.
+    assert_eq!(last_id(&handle), first + 11);
     let r = get(addr, "/poll");
-    assert_eq!(json_ids(&r.text()), vec![1, 2, 3, 4, 5]);
-    assert_eq!(json_u64(&r.text(), "next"), Some(5));
+    assert_eq!(
+        json_ids(&r.text()),
+        (first..first + 5).collect::<Vec<_>>(),
+        "{}",
+        r.text()
+    );
+    assert_eq!(json_u64(&r.text(), "next"), Some(first + 4));
     handle.stop();
     th.join().unwrap();
 }

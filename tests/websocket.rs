@@ -3,8 +3,30 @@
 mod util;
 
 use std::io::Write;
+use std::net::SocketAddr;
 
 use util::*;
+
+/// Publishes `body` (path and query in `path`) and returns the id from the hub's answer,
+/// `201 {"topic":..,"id":ID}`.
+fn publish(addr: SocketAddr, path: &str, body: &str) -> u64 {
+    let r = post(addr, path, body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    json_u64(&r.text(), "id").unwrap_or_else(|| panic!("no id in {}", r.text()))
+}
+
+/// Checks that `text` is the event message for `data` (no event name) and returns its id;
+/// the topic's whole log must be exactly that one event (it was the first published).
+fn only_event(addr: SocketAddr, topic: &str, text: &str, data: &str) -> u64 {
+    let id = json_u64(text, "id").unwrap_or_else(|| panic!("no id in {text}"));
+    assert_eq!(
+        text,
+        format!(r#"{{"id":{id},"event":null,"data":"{data}"}}"#)
+    );
+    let log = get(addr, &format!("/topics/{topic}/events?since=0")).text();
+    assert_eq!(json_ids(&log), vec![id], "{log}");
+    id
+}
 
 #[test]
 fn handshake_rules() {
@@ -47,23 +69,25 @@ fn subscribers_get_events_and_chat_reaches_everyone_in_order() {
     let hub = start_hub(&[]);
     let mut a = WsClient::open(hub.addr, "/topics/chat/ws", "");
     let mut b = WsClient::open(hub.addr, "/topics/chat/ws", "");
-    assert_eq!(
-        post(hub.addr, "/topics/chat?event=news", "from http").status,
-        201
-    );
-    let expect1 = r#"{"id":1,"event":"news","data":"from http"}"#;
+    let f = publish(hub.addr, "/topics/chat?event=news", "from http");
+    let expect1 = format!(r#"{{"id":{f},"event":"news","data":"from http"}}"#);
     assert_eq!(a.recv_text(), expect1);
     assert_eq!(b.recv_text(), expect1);
     a.send_text("hello from a \"quoted\" ✓");
     b.send_text("hello from b");
-    let expect2 = r#"{"id":2,"event":null,"data":"hello from a \"quoted\" ✓"}"#;
-    let expect3 = r#"{"id":3,"event":null,"data":"hello from b"}"#;
+    let expect2 = format!(
+        r#"{{"id":{},"event":null,"data":"hello from a \"quoted\" ✓"}}"#,
+        f + 1
+    );
+    let expect3 = format!(r#"{{"id":{},"event":null,"data":"hello from b"}}"#, f + 2);
     for c in [&mut a, &mut b] {
         assert_eq!(c.recv_text(), expect2);
         assert_eq!(c.recv_text(), expect3);
     }
-    let r = get(hub.addr, "/topics/chat/events?since=1");
-    assert_eq!(json_ids(&r.text()), vec![2, 3]);
+    let r = get(hub.addr, &format!("/topics/chat/events?since={f}"));
+    assert_eq!(json_ids(&r.text()), vec![f + 1, f + 2]);
+    let r = get(hub.addr, "/topics/chat/events?since=0");
+    assert_eq!(json_ids(&r.text()), vec![f, f + 1, f + 2]);
 }
 
 #[test]
@@ -79,10 +103,8 @@ fn bytes_pipelined_after_the_handshake_are_not_lost() {
     let mut c = WsClient { s, buf: Vec::new() };
     let r = read_response(&mut c.s, &mut c.buf, true).unwrap();
     assert_eq!(r.status, 101);
-    assert_eq!(
-        c.recv_text(),
-        r#"{"id":1,"event":null,"data":"early bird"}"#
-    );
+    let text = c.recv_text();
+    only_event(hub.addr, "pipe", &text, "early bird");
 }
 
 #[test]
@@ -103,10 +125,8 @@ fn ping_pong_binary_close_and_fragmentation() {
     c.send_frame(true, 9, b"mid");
     c.send_frame(true, 0, "mented ✓".as_bytes());
     assert_eq!(c.recv().unwrap().opcode, 10);
-    assert_eq!(
-        c.recv_text(),
-        r#"{"id":1,"event":null,"data":"fragmented ✓"}"#
-    );
+    let text = c.recv_text();
+    only_event(hub.addr, "f", &text, "fragmented ✓");
     // Clean close: echoed, then the server closes TCP.
     c.send_frame(true, 8, &[0x03, 0xe8]);
     assert_eq!(
@@ -149,17 +169,45 @@ fn oversized_text_closes_with_1009() {
 #[test]
 fn since_replays_with_gap_notice() {
     let hub = start_hub(&["--history-events", "2"]);
-    for i in 1..=4 {
-        post(hub.addr, "/topics/r", &format!("e{i}"));
+    let ev = |id: u64, data: &str| format!(r#"{{"id":{id},"event":null,"data":"{data}"}}"#);
+    let gap = |oldest: u64| format!(r#"{{"gap":true,"oldest":{oldest}}}"#);
+    // Ids f..=f+3; kept: f+2, f+3.
+    let f = publish(hub.addr, "/topics/r", "e1");
+    for i in 2..=4 {
+        assert_eq!(publish(hub.addr, "/topics/r", &format!("e{i}")), f + i - 1);
     }
-    let mut c = WsClient::open(hub.addr, "/topics/r/ws?since=1", "");
-    assert_eq!(c.recv_text(), r#"{"gap":true,"oldest":3}"#);
-    assert_eq!(c.recv_text(), r#"{"id":3,"event":null,"data":"e3"}"#);
-    assert_eq!(c.recv_text(), r#"{"id":4,"event":null,"data":"e4"}"#);
-    post(hub.addr, "/topics/r", "e5");
-    assert_eq!(c.recv_text(), r#"{"id":5,"event":null,"data":"e5"}"#);
-    let mut c = WsClient::open(hub.addr, "/topics/r/ws?since=3", "");
-    assert_eq!(c.recv_text(), r#"{"id":4,"event":null,"data":"e4"}"#);
+    let mut c = WsClient::open(hub.addr, &format!("/topics/r/ws?since={f}"), "");
+    assert_eq!(c.recv_text(), gap(f + 2));
+    assert_eq!(c.recv_text(), ev(f + 2, "e3"));
+    assert_eq!(c.recv_text(), ev(f + 3, "e4"));
+    assert_eq!(publish(hub.addr, "/topics/r", "e5"), f + 4);
+    assert_eq!(c.recv_text(), ev(f + 4, "e5"));
+    // Kept: f+3, f+4. Resuming inside the kept range: no notice.
+    let mut c = WsClient::open(hub.addr, &format!("/topics/r/ws?since={}", f + 2), "");
+    assert_eq!(c.recv_text(), ev(f + 3, "e4"));
+    assert_eq!(c.recv_text(), ev(f + 4, "e5"));
+    // An old small cursor (from before a restart) and "from the start" on a trimmed log:
+    // the notice, then from the oldest kept event.
+    for since in [1, 3, 0] {
+        let mut c = WsClient::open(hub.addr, &format!("/topics/r/ws?since={since}"), "");
+        assert_eq!(c.recv_text(), gap(f + 3), "since={since}");
+        assert_eq!(c.recv_text(), ev(f + 3, "e4"), "since={since}");
+        assert_eq!(c.recv_text(), ev(f + 4, "e5"), "since={since}");
+    }
+
+    // A fresh, untrimmed topic: since=3 is a gap starting at its first event; the cursor
+    // right before its first id, and 0, are not.
+    let g = publish(hub.addr, "/topics/fresh", "a");
+    assert_eq!(publish(hub.addr, "/topics/fresh", "b"), g + 1);
+    let mut c = WsClient::open(hub.addr, "/topics/fresh/ws?since=3", "");
+    assert_eq!(c.recv_text(), gap(g));
+    assert_eq!(c.recv_text(), ev(g, "a"));
+    assert_eq!(c.recv_text(), ev(g + 1, "b"));
+    for since in [g - 1, 0] {
+        let mut c = WsClient::open(hub.addr, &format!("/topics/fresh/ws?since={since}"), "");
+        assert_eq!(c.recv_text(), ev(g, "a"), "since={since}");
+        assert_eq!(c.recv_text(), ev(g + 1, "b"), "since={since}");
+    }
 }
 
 #[test]

@@ -23,7 +23,10 @@ impl Core {
         event: Option<&str>,
         data: &str,
     ) -> Result<u64, PublishError> {
-        let ev = self.topics.publish(topic, event, data)?;
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let ev = self.topics.publish(topic, event, data, now_us)?;
         self.stats.published += 1;
         trace!("publish {topic:?} id {} ({} bytes)", ev.id, ev.data.len());
         let id = ev.id;

@@ -272,8 +272,8 @@ mod tests {
     #[test]
     fn pages_are_encoded_once_per_cursor() {
         let mut topics = Topics::new(Default::default());
-        let first = topics.publish("t", None, "a").unwrap();
-        let second = topics.publish("t", None, "b").unwrap();
+        let first = topics.publish("t", None, "a", 1).unwrap();
+        let second = topics.publish("t", None, "b", 1).unwrap();
         let mut b = Broadcast::new(second);
         let p1 = b.page_for(&topics, "t", first.id, 100).clone();
         let p2 = b.page_for(&topics, "t", first.id, 100).clone();

@@ -8,10 +8,12 @@
 //!
 //! # Ids
 //!
-//! Event ids are per topic: the first event of a topic gets id 1 and every publish adds 1.
-//! Ids are never reused while the process lives, so the kept history of a topic is always a
-//! run of consecutive ids `oldest..=last`. (A restarted server starts again at 1: see the
-//! ahead cursor below.)
+//! Event ids are per topic and never go backwards. A topic log with no known past starts at
+//! the current Unix time in **microseconds** (an input: [`Topics::publish`] takes `now_us`),
+//! and every publish adds 1; so a server restarted without its history starts a new range
+//! above every id it handed out before, and resuming clients see a gap instead of being
+//! silently skipped. Ids stay below 2^53 (JavaScript reads them exactly). The kept history
+//! of a topic is always a run of consecutive ids `oldest..=last`.
 //!
 //! # Eviction
 //!
@@ -25,9 +27,12 @@
 //! [`Topics::read_after`]`(topic, since, max)` answers "what came after id `since`?" with a
 //! [`Page`] of at most `max` events with ids greater than `since`, in id order:
 //!
-//! * `gap` is `true` when the client cannot get everything it asks for:
-//!   - events with ids greater than `since` were already evicted (`since < oldest - 1`):
-//!     the page starts at the oldest kept event;
+//! * `gap` is `true` when the client may have missed events. For a cursor `since > 0` that
+//!   is exactly when the first event returned is not `since + 1`; for `since = 0` only when
+//!   the history was trimmed (the oldest kept event is not the topic's first). In detail:
+//!   - events with ids greater than `since` are not kept (`since < oldest - 1`: evicted, or
+//!     from before a restart that started a new id range): the page starts at the oldest
+//!     kept event;
 //!   - or `since` is **ahead** of the topic's last id. Ids only grow, so this cursor comes
 //!     from before a restart of the server, which lost its history. The page starts at the
 //!     oldest kept event; the caller must never wait for an id that will not come. For an
@@ -148,6 +153,15 @@ pub fn valid_event_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| (0x21..=0x7E).contains(&b))
 }
 
+/// The largest first id: ids stay below 2^53 (exact in JavaScript) for 2^32 publishes.
+pub const MAX_FIRST_ID: u64 = (1 << 53) - (1 << 32);
+
+/// The first id of a topic log with no known past: the clock in microseconds, at least 1,
+/// at most [`MAX_FIRST_ID`].
+pub fn first_id(now_us: u64) -> u64 {
+    now_us.clamp(1, MAX_FIRST_ID)
+}
+
 /// One topic's state.
 #[derive(Default)]
 struct Topic {
@@ -155,8 +169,10 @@ struct Topic {
     history: VecDeque<Rc<TopicEvent>>,
     /// Sum of [`TopicEvent::bytes`] over `history`.
     bytes: usize,
-    /// Id of the last event published (0 before the first).
+    /// Id of the last event published (`first_id - 1` before the first).
     last_id: u64,
+    /// Id of the first event this log ever held: older ones, if any, are another range.
+    first_id: u64,
 }
 
 impl Topic {
@@ -203,13 +219,15 @@ impl Topics {
     /// Appends an event to `topic` (creating the topic) and returns it with its new id.
     ///
     /// `event` is the event name; pass `None` for the default (an empty `?event=` is no
-    /// name: map it to `None` before calling, `Some("")` is refused). Everything is
-    /// validated before anything changes.
+    /// name: map it to `None` before calling, `Some("")` is refused). `now_us` is the
+    /// current Unix time in microseconds: a new topic's first id (see the module docs).
+    /// Everything is validated before anything changes.
     pub fn publish(
         &mut self,
         topic: &str,
         event: Option<&str>,
         data: &str,
+        now_us: u64,
     ) -> Result<Rc<TopicEvent>, PublishError> {
         if !valid_topic(topic) {
             return Err(PublishError::BadTopic);
@@ -223,7 +241,13 @@ impl Topics {
             if self.topics.len() >= self.limits.max_topics {
                 return Err(PublishError::TooManyTopics);
             }
-            self.topics.insert(topic.into(), Topic::default());
+            let first = first_id(now_us);
+            let fresh = Topic {
+                first_id: first,
+                last_id: first - 1,
+                ..Topic::default()
+            };
+            self.topics.insert(topic.into(), fresh);
         }
         let Some(t) = self.topics.get_mut(topic) else {
             return Err(PublishError::BadTopic); // unreachable: inserted just above
@@ -277,7 +301,10 @@ impl Topics {
         };
         let (from, gap) = if since > last {
             (oldest - 1, true) // ahead: the server lost its history
+        } else if since == 0 {
+            (0, oldest > t.first_id) // from the start: lost only if trimmed
         } else {
+            // The first event returned is `since + 1` unless that one is not kept.
             (since, since < oldest - 1)
         };
         // Ids are consecutive, so the first event after `from` sits at `from + 1 - oldest`.
@@ -395,24 +422,27 @@ mod tests {
     #[test]
     fn publish_refusals_change_nothing() {
         let mut t = Topics::new(limits(10, 100, 2));
-        assert_eq!(t.publish("a/b", None, "x"), Err(PublishError::BadTopic));
-        assert_eq!(t.publish("..", None, "x"), Err(PublishError::BadTopic));
+        assert_eq!(t.publish("a/b", None, "x", 1), Err(PublishError::BadTopic));
+        assert_eq!(t.publish("..", None, "x", 1), Err(PublishError::BadTopic));
         assert_eq!(
-            t.publish("a", Some(""), "x"),
+            t.publish("a", Some(""), "x", 1),
             Err(PublishError::BadEventName)
         );
         assert_eq!(
-            t.publish("a", Some("a b"), "x"),
+            t.publish("a", Some("a b"), "x", 1),
             Err(PublishError::BadEventName)
         );
         assert_eq!(t.len(), 0);
-        t.publish("a", None, "x").unwrap();
-        t.publish("b", None, "x").unwrap();
-        assert_eq!(t.publish("c", None, "x"), Err(PublishError::TooManyTopics));
+        t.publish("a", None, "x", 1).unwrap();
+        t.publish("b", None, "x", 1).unwrap();
+        assert_eq!(
+            t.publish("c", None, "x", 1),
+            Err(PublishError::TooManyTopics)
+        );
         assert_eq!(t.len(), 2);
         assert_eq!(t.last_id("c"), 0);
         // Existing topics still accept events at the limit.
-        assert_eq!(t.publish("a", Some("up"), "y").unwrap().id, 2);
+        assert_eq!(t.publish("a", Some("up"), "y", 1).unwrap().id, 2);
     }
 
     #[test]
@@ -435,15 +465,15 @@ mod tests {
     fn ids_start_at_one_per_topic_and_only_grow() {
         let mut t = Topics::new(limits(2, 1000, 10));
         for want in 1..=5 {
-            assert_eq!(t.publish("a", None, "x").unwrap().id, want);
+            assert_eq!(t.publish("a", None, "x", 1).unwrap().id, want);
         }
-        assert_eq!(t.publish("b", Some("e"), "y").unwrap().id, 1);
+        assert_eq!(t.publish("b", Some("e"), "y", 1).unwrap().id, 1);
         assert_eq!(t.last_id("a"), 5);
         assert_eq!(t.last_id("b"), 1);
         assert_eq!(t.last_id("zzz"), 0);
         assert_eq!(t.oldest_id("a"), Some(4));
         assert_eq!(t.oldest_id("zzz"), None);
-        let ev = t.publish("a", Some("n"), "data").unwrap();
+        let ev = t.publish("a", Some("n"), "data", 1).unwrap();
         assert_eq!(
             *ev,
             TopicEvent {
@@ -458,10 +488,10 @@ mod tests {
     fn eviction_by_count() {
         let mut t = Topics::new(limits(3, 1 << 20, 10));
         for i in 1..=3 {
-            t.publish("a", None, "x").unwrap();
+            t.publish("a", None, "x", 1).unwrap();
             assert_eq!(kept(&t, "a"), (1..=i).collect::<Vec<_>>());
         }
-        t.publish("a", None, "x").unwrap();
+        t.publish("a", None, "x", 1).unwrap();
         assert_eq!(kept(&t, "a"), [2, 3, 4]);
     }
 
@@ -469,31 +499,31 @@ mod tests {
     fn eviction_by_bytes_counts_data_and_name() {
         // Budget 10 bytes. Each event: data 3 + name 1 = 4 bytes.
         let mut t = Topics::new(limits(100, 10, 10));
-        t.publish("a", Some("e"), "abc").unwrap();
-        t.publish("a", Some("e"), "abc").unwrap();
+        t.publish("a", Some("e"), "abc", 1).unwrap();
+        t.publish("a", Some("e"), "abc", 1).unwrap();
         assert_eq!(kept(&t, "a"), [1, 2]); // 8 bytes
-        t.publish("a", Some("e"), "abc").unwrap(); // 12 > 10
+        t.publish("a", Some("e"), "abc", 1).unwrap(); // 12 > 10
         assert_eq!(kept(&t, "a"), [2, 3]);
-        t.publish("a", None, "ab").unwrap(); // 4 + 4 + 2 = 10, fits exactly
+        t.publish("a", None, "ab", 1).unwrap(); // 4 + 4 + 2 = 10, fits exactly
         assert_eq!(kept(&t, "a"), [2, 3, 4]);
         // Multi-byte characters count in bytes: "é" is 2 bytes.
-        t.publish("a", None, "é").unwrap(); // 12 -> drop 2 -> 8
+        t.publish("a", None, "é", 1).unwrap(); // 12 -> drop 2 -> 8
         assert_eq!(kept(&t, "a"), [3, 4, 5]);
     }
 
     #[test]
     fn newest_is_always_kept() {
         let mut t = Topics::new(limits(100, 10, 10));
-        t.publish("a", None, "abc").unwrap();
+        t.publish("a", None, "abc", 1).unwrap();
         let big = "x".repeat(50);
-        t.publish("a", None, &big).unwrap();
+        t.publish("a", None, &big, 1).unwrap();
         assert_eq!(kept(&t, "a"), [2]);
-        t.publish("a", None, "abc").unwrap();
+        t.publish("a", None, "abc", 1).unwrap();
         assert_eq!(kept(&t, "a"), [3]);
         // max_events = 0 still keeps the newest.
         let mut t = Topics::new(limits(0, 0, 10));
-        t.publish("a", None, "x").unwrap();
-        t.publish("a", None, "y").unwrap();
+        t.publish("a", None, "x", 1).unwrap();
+        t.publish("a", None, "y", 1).unwrap();
         assert_eq!(kept(&t, "a"), [2]);
         assert_eq!(&*t.read_after("a", 0, 10).events[0].data, "y");
     }
@@ -502,7 +532,7 @@ mod tests {
     fn three_to_five() -> Topics {
         let mut t = Topics::new(limits(3, 1 << 20, 10));
         for _ in 0..5 {
-            t.publish("a", None, "x").unwrap();
+            t.publish("a", None, "x", 1).unwrap();
         }
         t
     }
@@ -543,8 +573,8 @@ mod tests {
     #[test]
     fn read_after_without_eviction() {
         let mut t = Topics::new(HistoryLimits::default());
-        t.publish("a", None, "1").unwrap();
-        t.publish("a", None, "2").unwrap();
+        t.publish("a", None, "1", 1).unwrap();
+        t.publish("a", None, "2", 1).unwrap();
         let p = t.read_after("a", 0, 100);
         assert_eq!(
             (ids(&p), p.gap, p.next, p.oldest, p.more),
@@ -574,8 +604,51 @@ mod tests {
     #[test]
     fn events_are_shared_not_copied() {
         let mut t = Topics::new(HistoryLimits::default());
-        let ev = t.publish("a", None, "x").unwrap();
+        let ev = t.publish("a", None, "x", 1).unwrap();
         let p = t.read_after("a", 0, 1);
         assert!(Rc::ptr_eq(&ev, &p.events[0]));
+    }
+
+    #[test]
+    fn a_fresh_log_starts_at_the_clock_so_a_restart_is_a_gap() {
+        let now_us = 1_764_620_000_123_456; // 2025-12-01, in microseconds
+        let mut t = Topics::new(HistoryLimits::default());
+        let first = t.publish("a", None, "x", now_us).unwrap().id;
+        assert_eq!(first, now_us);
+        // Later publishes add 1 whatever the clock says, even if it went back.
+        assert_eq!(
+            t.publish("a", None, "y", now_us - 5_000_000).unwrap().id,
+            now_us + 1
+        );
+        // From the start: everything, no gap (nothing was trimmed).
+        let p = t.read_after("a", 0, 10);
+        assert_eq!((ids(&p), p.gap), (vec![now_us, now_us + 1], false));
+        // A cursor from before a restart (an old, small id): the first event returned is not
+        // cursor + 1, so the client is told it may have missed events.
+        let p = t.read_after("a", 500, 10);
+        assert_eq!((ids(&p), p.gap), (vec![now_us, now_us + 1], true));
+        // The cursor right before the range is no gap; inside it neither.
+        assert!(!t.read_after("a", now_us - 1, 10).gap);
+        assert!(!t.read_after("a", now_us, 10).gap);
+        // Ids stay exact in JavaScript even for a clock far in the future.
+        let mut t = Topics::new(HistoryLimits::default());
+        assert_eq!(
+            t.publish("b", None, "x", u64::MAX).unwrap().id,
+            MAX_FIRST_ID
+        );
+        assert!(MAX_FIRST_ID + u64::from(u32::MAX) < 1 << 53);
+        assert_eq!(first_id(0), 1);
+    }
+
+    #[test]
+    fn from_the_start_is_a_gap_only_when_trimmed() {
+        let mut t = Topics::new(limits(2, 1 << 20, 10));
+        for _ in 0..2 {
+            t.publish("a", None, "x", 100).unwrap();
+        }
+        assert!(!t.read_after("a", 0, 10).gap, "100, 101 kept: nothing lost");
+        t.publish("a", None, "x", 100).unwrap();
+        let p = t.read_after("a", 0, 10);
+        assert_eq!((ids(&p), p.gap), (vec![101, 102], true), "100 was trimmed");
     }
 }

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The curl commands README.md shows, run against a fresh hub, with their outputs checked
 # exactly: every `curl ...` line inside a ``` block that is followed by `# OUTPUT` lines
-# (127.0.0.1:8080 replaced by the hub's address). Then a long poll, as the hub's docs show
-# it, parked and released by a publish from another curl, and one that times out.
+# (127.0.0.1:8080 replaced by the hub's address). Event ids are the one thing that differs
+# from run to run (a topic's first id is the hub's clock in microseconds), so the README
+# shows them as README_ID + k and this run's first id is learned from the first output that
+# holds one: README_ID + k then stands for FIRST_ID + k in every command and output, which
+# must match exactly as before, and FIRST_ID must be the clock in microseconds. Then a long
+# poll, as the hub's docs show it, parked and released by a publish from another curl, and
+# one that times out.
 set -euo pipefail
 SCRIPT_NAME=curl-readme
 source "$(dirname "$0")/common.bash"
@@ -46,14 +51,68 @@ while IFS= read -r line; do
 done <"$ROOT/README.md"
 flush
 
+# The first event id the README's examples show: README_ID + k (|k| below a million) in the
+# README stands for FIRST_ID + k in this run.
+README_ID=1764620000123456
+FIRST_ID=""
+# ids_py rewrite FIRST_ID TEXT: TEXT with every README id README_ID + k rewritten as
+# FIRST_ID + k (unchanged while FIRST_ID is unknown).
+# ids_py learn "" EXPECTED GOT: the FIRST_ID that makes EXPECTED match GOT exactly, or
+# nothing when none does (then the check fails and shows both).
+ids_py() {
+  python3 -c '
+import re, sys
+readme_id, mode, first, text = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ID = re.compile(r"(?<![0-9])[0-9]{16}(?![0-9])")
+def is_readme_id(m):
+    return abs(int(m.group()) - readme_id) < 1_000_000
+if mode == "rewrite":
+    if first:
+        text = ID.sub(lambda m: str(int(first) + int(m.group()) - readme_id)
+                      if is_readme_id(m) else m.group(), text)
+    sys.stdout.write(text)
+else:
+    pattern, ks, pos = "", [], 0
+    for m in ID.finditer(text):
+        if is_readme_id(m):
+            pattern += re.escape(text[pos:m.start()]) + "([0-9]+)"
+            ks.append(int(m.group()) - readme_id)
+            pos = m.end()
+    pattern += re.escape(text[pos:])
+    found = re.fullmatch(pattern, sys.argv[5], re.S) if ks else None
+    firsts = {int(v) - k for v, k in zip(found.groups(), ks)} if found else set()
+    if len(firsts) == 1:
+        sys.stdout.write(str(firsts.pop()))
+' "$README_ID" "$@"
+}
+
+learned_at=""
 for i in "${!CMDS[@]}"; do
-  c=${CMDS[$i]//127.0.0.1:8080/$ADDR}
+  c=$(ids_py rewrite "$FIRST_ID" "${CMDS[$i]//127.0.0.1:8080/$ADDR}")
   # every command is bounded in time
   got=$(bash -c "curl --max-time 10 -sS ${c#curl }" 2>&1 || true)
-  check "README: ${CMDS[$i]}" "${OUTS[$i]}" "$got"
+  if [ -z "$FIRST_ID" ]; then
+    FIRST_ID=$(ids_py learn "" "${OUTS[$i]}" "$got")
+    [ -n "$FIRST_ID" ] && learned_at=$(($(date +%s%N) / 1000))
+  fi
+  check "README: ${CMDS[$i]}" "$(ids_py rewrite "$FIRST_ID" "${OUTS[$i]}")" "$got"
 done
-# The README must go on showing these three (publish, read back, health).
-for want in '/topics/demo?event=' '/topics/demo/events?since=0' '/healthz'; do
+# The README shows realistic ids, and this run's first one is the hub's clock in
+# microseconds (the hub runs on this machine: up to a minute before this script read it).
+if grep -qF "\"id\":$README_ID" "$ROOT/README.md"; then
+  pass "README shows event ids as microsecond timestamps ($README_ID)"
+else
+  fail "README shows no event id $README_ID in its examples"
+fi
+if [ -n "$FIRST_ID" ] && [ "$FIRST_ID" -le "$learned_at" ] &&
+  [ "$FIRST_ID" -gt $((learned_at - 60000000)) ]; then
+  pass "the first id of topic demo ($FIRST_ID) is the Unix time in microseconds"
+else
+  fail "the first id of topic demo is the Unix time in microseconds" \
+    "at most ${learned_at:-now}, within a minute" "${FIRST_ID:-no id learned}"
+fi
+# The README must go on showing these four (publish, read back, a gap, health).
+for want in '/topics/demo?event=' '/topics/demo/events?since=0' '/topics/demo/events?since=41' '/healthz'; do
   found=0
   for c in "${CMDS[@]}"; do
     case $c in *"$want"*) found=1 ;; esac
@@ -106,6 +165,12 @@ if [ "$ms" -ge 900 ] && [ "$ms" -lt 3000 ]; then pass "  after its 1 s timeout (
 check "a poll behind the last id answers at once" \
   "{\"events\":[{\"id\":$NEXT,\"event\":null,\"data\":\"world\"}],\"next\":$NEXT,\"gap\":false}" \
   "$(curl -sS --max-time 2 "$BASE/topics/demo/poll?since=$LAST&timeout=30")"
+all=$(curl -sS --max-time 5 "$BASE/topics/demo/events?since=0")
+check "a poll with a cursor from another id range (41) answers at once: everything, gap" \
+  "${all/%\"gap\":false\}/\"gap\":true\}}" \
+  "$(curl -sS --max-time 2 "$BASE/topics/demo/poll?since=41&timeout=30")"
+check "a poll from just before the first id ($((FIRST_ID - 1))): everything, no gap" "$all" \
+  "$(curl -sS --max-time 2 "$BASE/topics/demo/poll?since=$((FIRST_ID - 1))&timeout=30")"
 
 if [ "$FAILED" -ne 0 ]; then
   echo "hub stderr (tail):"

@@ -2,6 +2,10 @@
 # Third-party SSE clients against the hub's /topics/T/sse (hub with --history-events 3):
 #  - `curl -N`: the exact bytes of the stream (live, Last-Event-ID resume, the gap event,
 #    ?last_event_id=, HTTP/1.0);
+# Ids: a topic's first id is the hub's clock in microseconds (F, learned from the first
+# publish's answer), then F + 1, ...; the gap rule: after Last-Event-ID N > 0 the gap event
+# comes exactly when the first event sent is not N + 1; from 0 only when the history was
+# trimmed.
 #  - the Python `sseclient-py` package (sse_clients.py): multi-line, CR/CRLF, unicode and
 #    empty data come back exactly (CR and CRLF as LF), ids in order, resume and gap.
 set -euo pipefail
@@ -84,29 +88,52 @@ check "curl: status 200" "HTTP/1.1 200 OK" "$(head -n1 <<<"$head")"
 check "curl: Content-Type" "content-type: text/event-stream" "$(grep -i '^content-type:' <<<"$head" | tr 'A-Z' 'a-z')"
 check "curl: Cache-Control" "cache-control: no-cache" "$(grep -i '^cache-control:' <<<"$head" | tr 'A-Z' 'a-z')"
 check "curl: chunked on HTTP/1.1" "transfer-encoding: chunked" "$(grep -i '^transfer-encoding:' <<<"$head" | tr 'A-Z' 'a-z')"
-check "publish 1" '{"topic":"'"$T"'","id":1}' "$(post "$T" 'one')"
-post "$T" $'two\nlines' multi >/dev/null
+answer=$(post "$T" 'one')
+F=$(sed -n 's/^{"topic":"'"$T"'","id":\([0-9]\{1,16\}\)}$/\1/p' <<<"$answer")
+now_us=$(($(date +%s%N) / 1000))
+if [ -n "$F" ] && [ "$F" -le "$now_us" ] && [ "$F" -gt $((now_us - 60000000)) ]; then
+  pass "publish 1: the first id ($F) is the Unix time in microseconds"
+else
+  fail "publish 1: the first id is the Unix time in microseconds" "an id near $now_us" "$answer"
+  F=1 # go on: the checks below compare ids relative to the first one
+fi
+nth() { echo $((F + $1 - 1)); } # nth K: the K-th event's id
+check "publish 2 gets the next id" '{"topic":"'"$T"'","id":'"$(nth 2)"'}' "$(post "$T" $'two\nlines' multi)"
 post "$T" '' >/dev/null
 check "curl: live events, exact bytes (multi-line, empty data)" \
-  "$(expect eval 'ev 1 "" one; ev 2 multi two lines; ev 3 "" ""')" "$(sse_take live 3)"
+  "$(expect eval 'ev $(nth 1) "" one; ev $(nth 2) multi two lines; ev $(nth 3) "" ""')" "$(sse_take live 3)"
+sse_open start "$BASE/topics/$T/sse" -H 'Last-Event-ID: 0'
+check "curl: Last-Event-ID: 0 with nothing trimmed: every event, no gap event" \
+  "$(expect eval 'ev $(nth 1) "" one; ev $(nth 2) multi two lines; ev $(nth 3) "" ""')" "$(sse_take start 3)"
 
 post "$T" $'four\r\nCRLF\rCR' >/dev/null
 post "$T" 'fünf ✓ 🎉' unicode >/dev/null
-sse_open resume "$BASE/topics/$T/sse" -H 'Last-Event-ID: 3'
-check "curl: Last-Event-ID: 3 resumes with 4, 5 (CRLF and CR split into data lines)" \
-  "$(expect eval 'ev 4 "" four CRLF CR; ev 5 unicode "fünf ✓ 🎉"')" "$(sse_take resume 2)"
-sse_open gap "$BASE/topics/$T/sse" -H 'Last-Event-ID: 1'
-check "curl: a too-old Last-Event-ID gets the gap event (no id), then 3, 4, 5" \
-  "$(expect eval 'printf "event: gap\ndata: 3\n\n"; ev 3 "" ""; ev 4 "" four CRLF CR; ev 5 unicode "fünf ✓ 🎉"')" \
-  "$(sse_take gap 4)"
-sse_open query "$BASE/topics/$T/sse?last_event_id=4"
-check "curl: ?last_event_id=4 resumes with 5" "$(expect ev 5 unicode 'fünf ✓ 🎉')" "$(sse_take query 1)"
-sse_open http10 "$BASE/topics/$T/sse" --http1.0 -H 'Last-Event-ID: 4'
+# History 3: events 3, 4, 5 are kept.
+sse_open resume "$BASE/topics/$T/sse" -H "Last-Event-ID: $(nth 3)"
+check "curl: Last-Event-ID: <3rd> resumes with 4, 5 (CRLF and CR split into data lines)" \
+  "$(expect eval 'ev $(nth 4) "" four CRLF CR; ev $(nth 5) unicode "fünf ✓ 🎉"')" "$(sse_take resume 2)"
+sse_open nogap "$BASE/topics/$T/sse" -H "Last-Event-ID: $(nth 2)"
+check "curl: Last-Event-ID just before the oldest kept: 3, 4, 5 and no gap event" \
+  "$(expect eval 'ev $(nth 3) "" ""; ev $(nth 4) "" four CRLF CR; ev $(nth 5) unicode "fünf ✓ 🎉"')" \
+  "$(sse_take nogap 3)"
+gap_then_kept='printf "event: gap\ndata: %s\n\n" $(nth 3); ev $(nth 3) "" ""; ev $(nth 4) "" four CRLF CR; ev $(nth 5) unicode "fünf ✓ 🎉"'
+sse_open gap "$BASE/topics/$T/sse" -H "Last-Event-ID: $(nth 1)"
+check "curl: a too-old Last-Event-ID (1st, 2nd trimmed) gets the gap event (no id), then 3, 4, 5" \
+  "$(expect eval "$gap_then_kept")" "$(sse_take gap 4)"
+sse_open restart "$BASE/topics/$T/sse" -H 'Last-Event-ID: 41'
+check "curl: a Last-Event-ID from another id range (41, before a restart): gap event, then 3, 4, 5" \
+  "$(expect eval "$gap_then_kept")" "$(sse_take restart 4)"
+sse_open trimmed "$BASE/topics/$T/sse?last_event_id=0"
+check "curl: ?last_event_id=0 with the history trimmed: gap event, then 3, 4, 5" \
+  "$(expect eval "$gap_then_kept")" "$(sse_take trimmed 4)"
+sse_open query "$BASE/topics/$T/sse?last_event_id=$(nth 4)"
+check "curl: ?last_event_id=<4th> resumes with 5" "$(expect ev "$(nth 5)" unicode 'fünf ✓ 🎉')" "$(sse_take query 1)"
+sse_open http10 "$BASE/topics/$T/sse" --http1.0 -H "Last-Event-ID: $(nth 4)"
 check "curl: HTTP/1.0 stream is not chunked" "" "$(grep -i '^transfer-encoding:' "$WORK/http10.head" || true)"
-check "curl: HTTP/1.0 stream (close-delimited) resumes with 5" "$(expect ev 5 unicode 'fünf ✓ 🎉')" "$(sse_take http10 1)"
-sse_open golive "$BASE/topics/$T/sse" -H 'Last-Event-ID: 5'
+check "curl: HTTP/1.0 stream (close-delimited) resumes with 5" "$(expect ev "$(nth 5)" unicode 'fünf ✓ 🎉')" "$(sse_take http10 1)"
+sse_open golive "$BASE/topics/$T/sse" -H "Last-Event-ID: $(nth 5)"
 post "$T" 'six' >/dev/null
-check "curl: resumed at the last id, then live" "$(expect ev 6 "" six)" "$(sse_take golive 1)"
+check "curl: resumed at the last id, then live" "$(expect ev "$(nth 6)" "" six)" "$(sse_take golive 1)"
 
 echo "== sseclient-py"
 py_out="$WORK/py.out"

@@ -11,7 +11,8 @@
 # the hub meet pooled connections that the receiver has closed.
 #
 # Checks: every delivery verified (and a one-byte change of its body refused), payloads
-# carry exactly what was published, /ok, /close and /drop got ids 1..N once each in order,
+# carry exactly what was published (event ids: the topic's first id, the hub's clock in
+# microseconds, then +1 each), /ok, /close and /drop got the N ids once each in order,
 # /flaky saw one webhook-id three times per event and the hub counts them delivered, /gone
 # got one attempt and is disabled, the Retry-After spacing is honoured, /stats adds up, and
 # the hub's /hooks/receive accepts a message signed by the reference library and refuses
@@ -219,9 +220,11 @@ publish() {
     fail "publish event $i: $code $(cat "$WORK/pub.json")"
     return
   fi
+  json_field "$WORK/pub.json" id >>"$WORK/ids.txt" # the id the hub gave it, one a line
   PUBLISHED=$((PUBLISHED + 1))
 }
 PUBLISHED=0
+: >"$WORK/ids.txt"
 
 # records_count PATH: how many deliveries the receiver recorded for PATH.
 records_count() {
@@ -250,6 +253,17 @@ for i in $(seq 2 "$half"); do publish "$i"; done
 sleep 1.5
 for i in $(seq $((half + 1)) "$NEVENTS"); do publish "$i"; done
 check "events published" "$NEVENTS" "$PUBLISHED"
+# The ids: the first is the hub's clock in microseconds, the others follow it one by one.
+FIRST_ID=$(head -n1 "$WORK/ids.txt" 2>/dev/null || true)
+now_us=$(($(date +%s%N) / 1000))
+if [ -n "$FIRST_ID" ] && [ "$FIRST_ID" -le "$now_us" ] && [ "$FIRST_ID" -gt $((now_us - 120000000)) ]; then
+  pass "the first id ($FIRST_ID) is the Unix time in microseconds"
+else
+  fail "the first id (${FIRST_ID:-none}) is the Unix time in microseconds (now $now_us)"
+  FIRST_ID=${FIRST_ID:-1}
+fi
+check "publish answers: consecutive ids from the first" \
+  "$(seq "$FIRST_ID" $((FIRST_ID + NEVENTS - 1)) | tr '\n' ' ')" "$(tr '\n' ' ' <"$WORK/ids.txt")"
 
 # ---- wait for every message to end (bounded) --------------------------------------------
 # 7 endpoints: 6 deliver every event, /gone fails every event.
@@ -276,14 +290,15 @@ http_req "$WORK/list.json" "http://$HUB/topics/$TOPIC/webhooks" >/dev/null
 # ---- the checks -------------------------------------------------------------------------
 HOOK_IDS=$(for ep in "${ENDPOINTS[@]}"; do printf '%s=%s\n' "$ep" "${HOOK_ID[$ep]}"; done)
 rc=0
-"$PY" - "$WORK" "$HUB" "$RCV" "$TOPIC" "${SECRET[self]}" "$HOOK_IDS" \
+"$PY" - "$WORK" "$HUB" "$RCV" "$TOPIC" "${SECRET[self]}" "$HOOK_IDS" "$FIRST_ID" \
   >"$WORK/checks.txt" 2>"$WORK/checks.stderr" <<'EOF' || rc=$?
 import base64, http.client, json, re, sys, time
 from datetime import datetime, timezone
 from standardwebhooks.webhooks import Webhook
 
-work, hub, rcv, topic, self_secret, hook_ids = sys.argv[1:7]
+work, hub, rcv, topic, self_secret, hook_ids, first = sys.argv[1:8]
 hook_ids = dict(l.split("=", 1) for l in hook_ids.splitlines())
+FIRST = int(first)  # the id of event 1; event k has id FIRST + k - 1
 events = json.load(open(work + "/events/events.json"))
 records = json.load(open(work + "/records.json"))["records"]
 stats = json.load(open(work + "/stats.json"))
@@ -364,7 +379,7 @@ if ok_recs:
         g["body"])
     cases = [
         ("replayed as sent", body, h, True),
-        ("body changed", body.replace(b'"id":1', b'"id":2', 1), h, False),
+        ("body changed", body.replace(b'"id":%d' % (pid(g) or 0), b'"id":%d' % ((pid(g) or 0) + 1), 1), h, False),
         ("webhook-id changed", body, dict(h, **{"webhook-id": g["webhook_id"] + "x"}), False),
         ("signed with another secret", body, dict(h, **{"webhook-signature": forged}), False),
     ]
@@ -384,10 +399,10 @@ for r in good:
     p = r["payload"]
     d = p.get("data") or {}
     i = d.get("id")
-    if not isinstance(i, int) or not 1 <= i <= N:
+    if not isinstance(i, int) or not FIRST <= i < FIRST + N:
         bad.append(("bad id", r["path"], i))
         continue
-    ev = events[i - 1]
+    ev = events[i - FIRST]
     want = {"topic": topic, "id": i, "event": ev["event"], "data": ev["data"]}
     if set(p) != {"type", "timestamp", "data"} or d != want:
         bad.append(("fields", r["path"], i, sorted(p), {k: d.get(k) for k in ("topic", "event")}))
@@ -410,15 +425,15 @@ check("payloads: type, RFC 3339 timestamp, data.{topic,id,event,data} exactly as
 check("one webhook-id per event, on every endpoint and attempt; distinct across events",
       len(set(wid_of.values())) == len(wid_of) and not [b for b in bad if b[0] == "webhook-id differs"],
       wid_of)
-body_ok = [r for r in good if pid(r) == 2]
+body_ok = [r for r in good if pid(r) == FIRST + 1]
 check("the unicode event went out as UTF-8 (raw, not mangled)",
       body_ok and all(r["body_utf8"] for r in good), "")
 
 ids = lambda p: [pid(r) for r in by_path(p)]
 # -- /ok and /close ------------------------------------------------------------------------
 for p in ("/ok", "/close", "/drop"):
-    check("%s got ids 1..%d exactly once each, in order" % (p, N),
-          ids(p) == list(range(1, N + 1)) and len(by_path(p)) == N,
+    check("%s got the %d ids (first + 0..%d) exactly once each, in order" % (p, N, N - 1),
+          ids(p) == list(range(FIRST, FIRST + N)) and len(by_path(p)) == N,
           [pid(r) or r["error"] for r in by_path(p)])
 for p in ("/close", "/drop"):
     conns = [r["client"] for r in by_path(p)]

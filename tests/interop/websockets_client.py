@@ -3,12 +3,17 @@
 Run by websockets_client.sh with the hub's HOST:PORT (hub started with --history-events 50).
 Every event a subscriber gets is one text frame {"id":N,"event":...,"data":"..."}; a text
 message from a client is published to the topic, so every subscriber sees its own and the
-others' messages, and HTTP publishes, in one order with consecutive ids.
+others' messages, and HTTP publishes, in one order with consecutive ids. The topic's first
+id is the hub's clock in microseconds (learned from the first event); every other id is
+checked relative to it, and the `{"gap":true,"oldest":M}` message by the hub's gap rule:
+after ?since=N > 0 exactly when the first event replayed is not N + 1, from 0 only when the
+history was trimmed.
 """
 
 import json
 import os
 import sys
+import time
 from contextlib import ExitStack
 
 from websockets.exceptions import ConnectionClosed
@@ -74,17 +79,34 @@ def main():
 
     # 1. Each client sees its own and the other's messages, and an HTTP publish.
     a.send("hello from A")
-    want = [(1, None, "hello from A")]
-    checks.eq("A sees its own message", want, recv_events(a, 1))
+    got = recv_events(a, 1)
+    first = got[0][0]  # the topic's first id: the hub's clock in microseconds
+    now_us = time.time_ns() // 1000
+    checks.ok(
+        f"the first id ({first}) is the Unix time in microseconds",
+        isinstance(first, int) and now_us - 60_000_000 < first <= now_us,
+        f"now {now_us}",
+    )
+    want = [(first, None, "hello from A")]
+    checks.eq("A sees its own message", want, got)
     checks.eq("B sees A's message", want, recv_events(b, 1))
     b.send("hi from B: ünïcödé ✓ 🎉")
-    want = [(2, None, "hi from B: ünïcödé ✓ 🎉")]
+    want = [(first + 1, None, "hi from B: ünïcödé ✓ 🎉")]
     checks.eq("B sees its own message (unicode)", want, recv_events(b, 1))
     checks.eq("A sees B's message (unicode)", want, recv_events(a, 1))
     hid = publish(BASE, topic, 'over HTTP\nline 2 "quoted" \\ tab\t', event="news")
-    want = [(3, "news", 'over HTTP\nline 2 "quoted" \\ tab\t')]
-    checks.eq("HTTP POST got the next id", 3, hid)
+    want = [(first + 2, "news", 'over HTTP\nline 2 "quoted" \\ tab\t')]
+    checks.eq("HTTP POST got the next id", first + 2, hid)
     checks.eq("A and B see the HTTP-published event", (want, want), (recv_events(a, 1), recv_events(b, 1)))
+    three = [(first, None, "hello from A"), (first + 1, None, "hi from B: ünïcödé ✓ 🎉")] + want
+
+    # 1b. Replays while nothing was trimmed: from 0 and from inside the log, no gap.
+    z = ws_connect(topic, "?since=0")
+    checks.eq("?since=0 with nothing trimmed: every event, no gap message", three, recv_events(z, 3))
+    z.close()
+    z = ws_connect(topic, f"?since={first}")
+    checks.eq("?since=<first id> replays the two after it, no gap message", three[1:], recv_events(z, 2))
+    z.close()
 
     # 2. A burst from both clients and HTTP, interleaved: one order for everyone.
     sent_a, sent_b, sent_http = [], [], []
@@ -98,7 +120,7 @@ def main():
             publish(BASE, topic, f"h{i}")
     n = len(sent_a) + len(sent_b) + len(sent_http)
     got_a, got_b = recv_events(a, n), recv_events(b, n)
-    checks.eq("burst: consecutive ids on A", list(range(4, 4 + n)), [e[0] for e in got_a])
+    checks.eq("burst: consecutive ids on A", list(range(first + 3, first + 3 + n)), [e[0] for e in got_a])
     checks.eq("burst: B sees exactly what A sees, in the same order", got_a, got_b)
     datas = [e[2] for e in got_a]
     checks.eq("burst: A's messages in the order sent", sent_a, [d for d in datas if d[0] == "a"])
@@ -109,13 +131,16 @@ def main():
     a.send(["frag", "mented ", "message"])
     big = "x" * 200_000 + "✓"
     b.send(big)
-    last = 3 + n
+    last = first + 2 + n
     want = [(last + 1, None, "fragmented message"), (last + 2, None, big)]
     checks.ok("fragmented and 200 KB messages reach A intact", recv_events(a, 2) == want)
     checks.ok("fragmented and 200 KB messages reach B intact", recv_events(b, 2) == want)
     last += 2
-    everything = [(1, None, "hello from A"), (2, None, "hi from B: ünïcödé ✓ 🎉")] + \
-        [(3, "news", 'over HTTP\nline 2 "quoted" \\ tab\t')] + got_a + want
+    everything = three + got_a + want
+
+    def after(cursor):
+        """Every event published so far with an id greater than `cursor`, in order."""
+        return [e for e in everything if e[0] > cursor]
 
     # 4. Ping: answered with a pong.
     checks.ok("ping answered by a pong", a.ping(b"are you there").wait(TIMEOUT))
@@ -124,11 +149,11 @@ def main():
     page = get_json(BASE, f"/topics/{topic}/events?since={last - 40}")
     checks.eq(
         "/events agrees with what the WebSocket clients saw",
-        everything[last - 40:],
+        after(last - 40),
         [(e["id"], e["event"], e["data"]) for e in page["events"]],
     )
     c = ws_connect(topic, f"?since={last - 40}")
-    checks.eq("?since=N replays the kept events after N in order", everything[last - 40:], recv_events(c, 40))
+    checks.eq("?since=N replays the kept events after N in order", after(last - 40), recv_events(c, 40))
     d = ws_connect(topic, f"?since={last}")
     e0 = ws_connect(topic, "?since=0")
     oldest = last - HISTORY + 1
@@ -138,7 +163,26 @@ def main():
         [("gap", True), ("oldest", oldest)],
         first,
     )
-    checks.eq("  then every kept event", everything[oldest - 1:], recv_events(e0, HISTORY))
+    checks.eq("  then every kept event", after(oldest - 1), recv_events(e0, HISTORY))
+    nogap = ws_connect(topic, f"?since={oldest - 1}")
+    checks.eq(
+        "?since=<just before the oldest kept>: no gap message, every kept event",
+        after(oldest - 1),
+        recv_events(nogap, HISTORY),
+    )
+    nogap.close()
+    old = ws_connect(topic, f"?since={oldest - 2}")
+    checks.eq("?since=<a trimmed id>: a gap message first", [("gap", True), ("oldest", oldest)], recv_json(old))
+    checks.eq("  then every kept event", after(oldest - 1), recv_events(old, HISTORY))
+    old.close()
+    other = ws_connect(topic, "?since=41")
+    checks.eq(
+        "?since=41 (another id range: before a restart): a gap message first",
+        [("gap", True), ("oldest", oldest)],
+        recv_json(other),
+    )
+    checks.eq("  then every kept event", after(oldest - 1), recv_events(other, HISTORY))
+    other.close()
     hid = publish(BASE, topic, "live after replay")
     want = [(last + 1, None, "live after replay")]
     checks.eq("a replaying client goes on live without a gap or duplicate", want, recv_events(c, 1))
@@ -148,11 +192,12 @@ def main():
     last += 1
     ahead = ws_connect(topic, f"?since={last + 100}")
     checks.eq(
-        "?since= ahead of the last id (a restarted hub): gap from the oldest kept event",
+        "?since= ahead of the last id: gap from the oldest kept event",
         [("gap", True), ("oldest", last - HISTORY + 1)],
         recv_json(ahead),
     )
-    checks.eq("  then the kept events", everything[last - HISTORY:] + want, recv_events(ahead, HISTORY))
+    everything += want
+    checks.eq("  then the kept events", after(last - HISTORY), recv_events(ahead, HISTORY))
 
     # 6. Closing: a binary message closes with 1003, an oversized one with 1009, a client
     # close is echoed with 1000.

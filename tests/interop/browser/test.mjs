@@ -4,8 +4,10 @@
 //   node test.mjs http://127.0.0.1:PORT      (tests/interop/browser.sh starts the hub)
 //
 // It picks a fresh topic, publishes 200 events (100 from the page, 100 with curl), checks
-// that every panel shows ids 1..200 in order with none missed, presses "cut", publishes 200
-// more the same way and checks 1..400, then saves a screenshot.
+// that every panel shows 200 consecutive ids in order with none missed, presses "cut",
+// publishes 200 more the same way and checks all 400, then saves a screenshot. A topic's
+// first id is the hub's clock in microseconds (16 digits): the test reads it back from
+// /events?since=0 and checks every panel against first..first+n-1.
 // SKIP_WEBHOOK=1 leaves the webhook panel out: for local runs against a hub without
 // webhooks only.
 
@@ -99,10 +101,17 @@ async function publishRound(page, topic, tag) {
     `status codes: ${[...new Set(codes)].join(',') || 'none'}`);
 }
 
-async function checkPanels(page, n, afterCut) {
+// The topic's first id, from its history (nothing is trimmed: 400 events < 1,000 kept).
+async function firstId(topic) {
+  const r = await fetch(`${base}/topics/${topic}/events?since=0`);
+  const j = await r.json();
+  return j.events.length ? j.events[0].id : null;
+}
+
+async function checkPanels(page, first, n, afterCut) {
   for (const kind of kinds) {
     const ids = await idsOf(page, kind);
-    const want = range(1, n);
+    const want = range(first, first + n - 1);
     const same = ids.length === want.length && ids.every((id, i) => id === want[i]);
     let detail = '';
     if (!same) {
@@ -111,7 +120,7 @@ async function checkPanels(page, n, afterCut) {
       detail = `${ids.length} rows; missing ${missing.length} (${missing.slice(0, 10).join(',')}); `
         + `first ids ${ids.slice(0, 5).join(',')}; last ${ids.slice(-5).join(',')}`;
     }
-    check(`${kind}: ids 1..${n} in order`, same, detail);
+    check(`${kind}: ids first..first+${n - 1} in order`, same, detail);
     const d = await panelData(page, kind);
     check(`${kind}: summary shows ${n} events, 0 missed, 0 duplicates`,
       d.count === String(n) && d.missed === '0' && d.dups === '0',
@@ -165,13 +174,18 @@ async function main() {
     check(`every panel subscribed to ${topic}`, ready, `states: ${states}`);
 
     await publishRound(page, topic, 'before the cut');
+    const first = await firstId(topic);
+    const nowUs = Date.now() * 1000;
+    check(`the first id (${first}) is the Unix time in microseconds, exact in JavaScript`,
+      Number.isSafeInteger(first) && first > nowUs - 120e6 && first <= nowUs + 1e6,
+      `now ${nowUs}`);
     check('200 events arrived in time', await settle(page, 200));
-    await checkPanels(page, 200, false);
+    await checkPanels(page, first, 200, false);
 
     await page.click('#cut');
     await publishRound(page, topic, 'after the cut');
     check('400 events arrived in time after the cut', await settle(page, 400));
-    await checkPanels(page, 400, true);
+    await checkPanels(page, first, 400, true);
 
     const verdict = await page.textContent('#verdict');
     check('the verdict names the fastest mechanism', /Fastest on this run: \S/.test(verdict), verdict);
