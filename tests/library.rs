@@ -154,3 +154,73 @@ fn graceful_stop_flushes_and_closes_everything() {
         "listener is gone"
     );
 }
+
+/// Long-lived replies that begin after a stop (here: from the very request that asked to
+/// stop) finish politely at once: a parked poll gets its (empty) answer, an SSE stream its
+/// last chunk, a WebSocket a Close 1001, well before the stop timeout.
+#[test]
+fn replies_begun_after_a_stop_are_finished_politely() {
+    struct StopApp;
+    impl App for StopApp {
+        fn on_request(&mut self, cx: &mut Ctx<'_>, _conn: ConnId, req: &Request) -> Reply {
+            cx.stop();
+            match req.path() {
+                "/poll" => Reply::Park(pushwire::Park::new("t", 0, Duration::from_secs(30))),
+                "/sse" => Reply::Sse(pushwire::SseStream::new("t")),
+                _ => Reply::WebSocket(pushwire::WsAccept::new()),
+            }
+        }
+    }
+    for path in ["/poll", "/sse", "/ws"] {
+        let (tx, rx) = mpsc::channel();
+        let th = thread::spawn(move || {
+            let config = Config::new().stop_timeout(Duration::from_secs(20));
+            let mut server = Server::bind("127.0.0.1:0", config, StopApp).unwrap();
+            tx.send(server.local_addr()).unwrap();
+            server.run().unwrap();
+        });
+        let addr = rx.recv().unwrap();
+        let started = std::time::Instant::now();
+        let mut s = connect(addr);
+        let ws = "Upgrade: websocket\r\nConnection: Upgrade\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+        let extra = if path == "/ws" { ws } else { "" };
+        write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n").unwrap();
+        // Read until the answer is complete: EOF, or for the WebSocket its Close frame
+        // (the server then waits for ours, which this client does not send).
+        let mut got = Vec::new();
+        let done = |got: &[u8]| {
+            got.windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .is_some_and(|at| path == "/ws" && got.len() >= at + 4 + 19)
+        };
+        while !done(&got) {
+            let mut buf = [0u8; 4096];
+            match std::io::Read::read(&mut s, &mut buf).unwrap() {
+                0 => break,
+                n => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&got);
+        match path {
+            "/poll" => assert!(
+                text.starts_with("HTTP/1.1 200") && text.ends_with(r#""gap":false}"#),
+                "{text}"
+            ),
+            "/sse" => assert!(
+                text.contains("text/event-stream") && text.ends_with("0\r\n\r\n"),
+                "{text}"
+            ),
+            _ => {
+                let frame = &got[got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+                assert_eq!(&frame[..4], b"\x88\x11\x03\xe9", "a Close 1001: {frame:?}");
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{path}: finished at once, not after the stop timeout"
+        );
+        drop(s);
+        th.join().unwrap();
+    }
+}

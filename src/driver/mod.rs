@@ -424,6 +424,10 @@ impl<H: Handler> Driver<H> {
                 }
             }
         }
+        if self.core.stopping.is_some() {
+            // A long-lived reply that began after the stop finishes like the others did.
+            self.core.stop_conn(i);
+        }
         self.core.mark_dirty(i);
     }
 
@@ -533,13 +537,19 @@ impl Core {
             let _ = self.poll.registry().deregister(&mut l);
         }
         for i in 0..self.slots.len() {
-            let Some(c) = conn::slot(&mut self.slots, i) else {
-                continue;
-            };
-            let unread = c.rbuf.len();
-            if self.with_conn(i, |p, env| p.stop(unread, env)) == Some(true) {
-                self.answer_parked(i, None);
-            }
+            self.stop_conn(i);
+        }
+    }
+
+    /// Connection `i` finishes politely because the server is stopping (again harmless:
+    /// a reply started after the stop, a parked poll, a stream, a WebSocket, gets it too).
+    fn stop_conn(&mut self, i: usize) {
+        let Some(c) = conn::slot(&mut self.slots, i) else {
+            return;
+        };
+        let unread = c.rbuf.len();
+        if self.with_conn(i, |p, env| p.stop(unread, env)) == Some(true) {
+            self.answer_parked(i, None);
         }
     }
 

@@ -107,7 +107,7 @@ impl ServerConn {
     }
 
     fn keep_alive(&self, owed: &Owed, resp_close: bool, env: &Env<'_>) -> bool {
-        owed.keep_alive && !env.stopping && !resp_close
+        owed.keep_alive && !env.stopping && !resp_close && !self.peer_eof
     }
 
     /// After an answer: keep the connection for the next request, or close it.

@@ -247,6 +247,8 @@ pub struct ServerConn {
     done: Option<CloseReason>,
     /// The slow-reader policy ended the connection and the application is not told yet.
     slow: bool,
+    /// The peer ended its side (half-close) while an answer was still owed to it.
+    peer_eof: bool,
 }
 
 /// What a deadline meant, when the driver must act on it.
@@ -272,6 +274,7 @@ impl ServerConn {
             ws_code: None,
             done: None,
             slow: false,
+            peer_eof: false,
         };
         c.set_timer(env, Deadline::Idle, env.cfg.idle_timeout);
         c
@@ -420,6 +423,12 @@ impl ServerConn {
         if self.closing != Closing::AfterFlush || self.done.is_some() {
             return false;
         }
+        if self.peer_eof {
+            // Both sides are done: nothing to linger for.
+            self.done = Some(CloseReason::Finished);
+            self.timer = None;
+            return false;
+        }
         self.closing = Closing::Lingering;
         self.set_timer(env, Deadline::Linger, env.cfg.linger);
         true
@@ -445,9 +454,24 @@ impl ServerConn {
                     CloseReason::PeerClosed
                 } else {
                     // The client finished sending; finish our answers, then close.
+                    self.peer_eof = true;
                     self.start_closing(env);
                     return;
                 }
+            }
+            (
+                Mode::Http {
+                    owed: Some(Owed { parked: false, .. }),
+                    ..
+                },
+                Closing::No,
+            ) if unread == 0 => {
+                // RFC 9112 §9.6: a client that half-closed after its request still gets
+                // its answer (then the connection closes). A forgotten `Later` does not
+                // hold the slot forever: the idle timeout runs meanwhile.
+                self.peer_eof = true;
+                self.set_timer(env, Deadline::Idle, env.cfg.idle_timeout);
+                return;
             }
             (Mode::Ws { .. }, Closing::AfterFlush) => {
                 self.ws_code = self.ws_code.or(Some(ws::close_code::ABNORMAL));

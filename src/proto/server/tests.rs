@@ -474,8 +474,8 @@ fn eof_with_an_answer_still_queued_finishes_it_first() {
     assert!(h.conn.is_closing());
     let (bytes, shut) = h.flush();
     same(bytes, b"HTTP/1.1 204 No Content\r\n\r\n");
-    assert!(shut);
-    h.eof();
+    // The peer has ended its side already: no half-close and no lingering, just done.
+    assert!(!shut);
     assert_eq!(h.conn.finished(), Some(CloseReason::Finished));
 }
 
@@ -1420,4 +1420,34 @@ fn parked_polls_on_one_cursor_share_one_whole_answer() {
         .out
         .to_vec()
         .ends_with(b"Connection: close\r\n\r\n{\"events\":[],\"next\":4,\"gap\":false}"));
+}
+
+#[test]
+fn a_half_closed_client_still_gets_its_later_answer() {
+    // RFC 9112 §9.6: the client sent its request and shut its write side.
+    let mut h = H::new();
+    h.request(GET);
+    h.eof();
+    assert_eq!(h.conn.finished(), None, "the answer is still owed");
+    assert!(h.conn.owes_answer());
+    assert!(h.respond(&Response::new(204)));
+    same(
+        h.take(),
+        b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        !h.call(|c, env| c.on_drained(env)),
+        "no half-close: both sides are done"
+    );
+    assert_eq!(h.conn.finished(), Some(CloseReason::Finished));
+}
+
+#[test]
+fn a_forgotten_later_answer_to_a_half_closed_client_times_out() {
+    let mut h = H::new();
+    h.request(GET);
+    h.eof();
+    assert!(h.conn.poll_timeout().is_some(), "the idle timeout runs");
+    h.expire();
+    assert_eq!(h.conn.finished(), Some(CloseReason::IdleTimeout));
 }
