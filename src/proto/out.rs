@@ -157,6 +157,13 @@ impl OutQueue {
         let Some(Chunk::Owned(v)) = self.chunks.back_mut() else {
             unreachable!("an owned chunk was just ensured at the back");
         };
+        let need = v.len() + hint;
+        if need > v.capacity() {
+            // Grow by doubling, but never past OUT_CHUNK (unless one write is bigger): a
+            // chunk that outgrew it would not go back to the pool.
+            let target = need.max(v.capacity() * 2).min(OUT_CHUNK).max(need);
+            v.reserve_exact(target - v.len());
+        }
         let before = v.len();
         let r = f(v);
         let added = v.len() - before;

@@ -188,6 +188,9 @@ pub struct Connection {
     pub sender: Sender,
 }
 
+/// Most bytes reserved for a streamed frame's payload before they arrive.
+const STREAM_RESERVE: usize = 64 * 1024;
+
 fn err(code: u16, reason: &'static str) -> CloseError {
     CloseError { code, reason }
 }
@@ -488,6 +491,10 @@ impl Receiver {
                 self.utf8 = Utf8Validator::new();
             }
             pos = start;
+            // Room for this frame's payload at once (it fits the limits, checked above),
+            // but at most STREAM_RESERVE ahead of what has arrived: a peer announcing a big
+            // frame and sending nothing costs little.
+            self.data.reserve(len.min(STREAM_RESERVE));
             self.frame = Some(Streaming::start(&header, key, false));
         }
     }
