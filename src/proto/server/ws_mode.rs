@@ -81,7 +81,11 @@ impl ServerConn {
             return (buf.len(), None);
         };
         let total = buf.len();
-        let step = env.out.append(256, |out| recv.read(send, buf, out));
+        // What the protocol forces (a Pong, a Close) is rare: collect it in a vector that
+        // allocates only if something is written, instead of opening a queue chunk per read.
+        let mut forced = Vec::new();
+        let step = recv.read(send, buf, &mut forced);
+        env.out.push_slice(&forced);
         let (n, msg, close) = match step {
             Ok((n, None)) => (n, None, None),
             Ok((n, Some(ev))) => match ev {
