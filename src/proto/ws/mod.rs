@@ -5,14 +5,18 @@
 //! * [`frame`] — frame header parse and encode (§5.2).
 //! * [`mask`] — payload masking (§5.3), word at a time, with its byte-loop oracle.
 //! * [`utf8`] — the incremental UTF-8 validator that fails a text message fast (§8.1).
-//! * [`conn`] — one connection: message assembly from fragments (§5.4), control frames
-//!   (§5.5), the closing handshake and failing the connection (§7).
+//! * [`close`] — close status codes (§7.4) and the fault that fails a connection (§7.1.7).
+//! * [`conn`] — one connection in two halves: the [`Receiver`] assembles messages from
+//!   fragments (§5.4) and handles control frames (§5.5); the [`Sender`] sends and owns the
+//!   closing handshake (§7). [`Connection`] holds both for code that does not split them.
 //!
 //! A driver accepts the handshake with [`validate_request`] and [`write_accept_response`],
-//! then moves bytes: input into [`Connection::read`], which returns [`WsEvent`]s and appends
-//! what the protocol forces (Pong, Close) to an output buffer; application messages go out
-//! through [`Connection::send_text`] and friends. No extension is negotiated, so RSV bits
-//! are always an error.
+//! then moves bytes: input into [`Receiver::read`] (with the [`Sender`]), which returns
+//! [`WsEvent`]s and appends what the protocol forces (Pong, Close) to an output buffer;
+//! application messages go out through [`Sender::send_text`] and friends. While the
+//! application handles a message only the receiving half is lent out, so a Close it sends
+//! takes effect before the next frame is read. No extension is negotiated, so RSV bits are
+//! always an error.
 
 pub mod close;
 pub mod conn;
