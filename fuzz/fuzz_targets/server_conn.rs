@@ -207,6 +207,7 @@ impl Harness {
                     id: 7,
                     event: None,
                     data: "shared event".into(),
+                    published_ms: 0,
                 },
                 chunked,
             )

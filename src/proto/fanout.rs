@@ -241,6 +241,7 @@ mod tests {
             id,
             event: None,
             data: data.into(),
+            published_ms: 0,
         }
     }
 

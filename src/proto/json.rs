@@ -262,6 +262,7 @@ mod tests {
                     id: 1,
                     event: None,
                     data: "hi".into(),
+                    published_ms: 0,
                 },
                 r#"{"id":1,"event":null,"data":"hi"}"#,
             ),
@@ -270,6 +271,7 @@ mod tests {
                     id: 42,
                     event: Some("up".into()),
                     data: "a\"b\nc".into(),
+                    published_ms: 0,
                 },
                 r#"{"id":42,"event":"up","data":"a\"b\nc"}"#,
             ),
@@ -278,6 +280,7 @@ mod tests {
                     id: 3,
                     event: None,
                     data: "".into(),
+                    published_ms: 0,
                 },
                 r#"{"id":3,"event":null,"data":""}"#,
             ),
@@ -295,11 +298,13 @@ mod tests {
             id: 4,
             event: None,
             data: "x".into(),
+            published_ms: 0,
         });
         let b = Rc::new(TopicEvent {
             id: 5,
             event: Some("e".into()),
             data: "y".into(),
+            published_ms: 0,
         });
         let table = [
             (

@@ -271,6 +271,7 @@ mod tests {
                     id: 1,
                     event: None,
                     data: "hi".into(),
+                    published_ms: 0,
                 },
                 "id: 1\ndata: hi\n\n",
             ),
@@ -279,6 +280,7 @@ mod tests {
                     id: 99,
                     event: Some("up".into()),
                     data: "a\nb".into(),
+                    published_ms: 0,
                 },
                 "id: 99\nevent: up\ndata: a\ndata: b\n\n",
             ),
@@ -288,6 +290,7 @@ mod tests {
                     id: 2,
                     event: Some("x\ny".into()),
                     data: "d".into(),
+                    published_ms: 0,
                 },
                 "",
             ),
@@ -363,6 +366,7 @@ mod tests {
                 id: 6,
                 event: None,
                 data: "t".into(),
+                published_ms: 0,
             },
         );
         want.push(ParsedEvent {

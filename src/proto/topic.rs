@@ -45,6 +45,23 @@
 //! * `more` is `true` when kept events follow the returned ones (the page was cut at
 //!   `max`).
 //!
+//! # Restoring a topic after a restart
+//!
+//! [`Topics::restore`] installs a topic's recovered history (from the durable log, see
+//! [`crate::proto::store`]) before anything is published to it. The next publish then gets
+//! `last_id + 1`, not the clock: the log continues, and cursors from before the restart
+//! stay valid. The events are checked like publishes (names) and like a kept history (ids
+//! consecutive, ending at `last_id`), and the limits are applied as after a publish, so a
+//! restart with smaller limits keeps the newest events that fit.
+//!
+//! The gap rule from `since = 0` needs `first_id`, the first id of the log the topic
+//! continues: a read from 0 reports a gap when the oldest kept id is above it. The caller
+//! passes the earliest id it knows the log to have held. When events before the oldest
+//! recovered one were lost (evicted before the crash, or dropped by compaction) and the
+//! caller cannot tell, it must pass a lower value than the oldest recovered id (1 is
+//! always safe): a spurious gap notice costs a client a refetch, a missed one loses events
+//! silently.
+//!
 //! Events are shared as [`Rc<TopicEvent>`]: the driver is single-threaded and hands the same
 //! event to the history and to many subscriber queues without copying it.
 
@@ -84,6 +101,9 @@ pub struct TopicEvent {
     pub event: Option<Box<str>>,
     /// The payload, any UTF-8 text.
     pub data: Box<str>,
+    /// When it was published, Unix milliseconds (the webhook body's `timestamp`; the
+    /// durable log records it too). Not counted by [`TopicEvent::bytes`].
+    pub published_ms: u64,
 }
 
 impl TopicEvent {
@@ -128,6 +148,77 @@ impl PublishError {
     }
 }
 
+/// Why [`Topics::restore`] refused a history. Nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreError {
+    /// The topic name is not valid ([`valid_topic`]).
+    BadTopic,
+    /// The topic already exists (was restored or published to): restoring never replaces.
+    Exists,
+    /// The topic is new and [`HistoryLimits::max_topics`] topics already exist.
+    TooManyTopics,
+    /// `last_id` is at or above [`MAX_ID`]: the next id would not be exact in JavaScript.
+    IdTooLarge {
+        /// The `last_id` given.
+        last_id: u64,
+    },
+    /// The event with this id has an invalid name ([`valid_event_name`]).
+    BadEventName {
+        /// The event's id.
+        id: u64,
+    },
+    /// An event's id does not follow the one before it.
+    NotConsecutive {
+        /// The id before it.
+        after: u64,
+        /// Its id (not `after + 1`).
+        id: u64,
+    },
+    /// The events do not end at `last_id` (an event's id passed it, or the last one is
+    /// below it).
+    WrongLastId {
+        /// The id of the offending event: the first above `last_id`, or the last one.
+        event_id: u64,
+        /// The `last_id` given.
+        last_id: u64,
+    },
+    /// `first_id` is 0, or above the first event given (above `last_id + 1` when none is).
+    BadFirstId {
+        /// The `first_id` given.
+        first_id: u64,
+        /// The first event's id (`last_id + 1` when none is given).
+        oldest: u64,
+    },
+}
+
+impl fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            RestoreError::BadTopic => f.write_str("bad topic name"),
+            RestoreError::Exists => f.write_str("topic already exists"),
+            RestoreError::TooManyTopics => f.write_str("too many topics"),
+            RestoreError::IdTooLarge { last_id } => {
+                write!(f, "last id {last_id} is not below 2^53 - 1")
+            }
+            RestoreError::BadEventName { id } => write!(f, "event {id} has a bad event name"),
+            RestoreError::NotConsecutive { after, id } => {
+                write!(f, "event {id} follows event {after}")
+            }
+            RestoreError::WrongLastId { event_id, last_id } => {
+                write!(f, "events end at {event_id}, not at the last id {last_id}")
+            }
+            RestoreError::BadFirstId { first_id, oldest } => {
+                write!(
+                    f,
+                    "first id {first_id} is 0 or above the oldest id {oldest}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for RestoreError {}
+
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.reason())
@@ -156,6 +247,11 @@ pub fn valid_event_name(name: &str) -> bool {
 /// The largest first id: ids stay below 2^53 (exact in JavaScript) for 2^32 publishes.
 pub const MAX_FIRST_ID: u64 = (1 << 53) - (1 << 32);
 
+/// The largest id exact in JavaScript (`Number.MAX_SAFE_INTEGER`, 2^53 - 1):
+/// [`Topics::restore`] refuses a `last_id` at or above it, so the next publish stays at or
+/// below it.
+pub const MAX_ID: u64 = (1 << 53) - 1;
+
 /// The first id of a topic log with no known past: the clock in microseconds, at least 1,
 /// at most [`MAX_FIRST_ID`].
 pub fn first_id(now_us: u64) -> u64 {
@@ -171,13 +267,28 @@ struct Topic {
     bytes: usize,
     /// Id of the last event published (`first_id - 1` before the first).
     last_id: u64,
-    /// Id of the first event this log ever held: older ones, if any, are another range.
+    /// Id of the first event this log ever held (for a restored topic: as the caller
+    /// knows it, see [`Topics::restore`]): older ones, if any, are another range or lost.
     first_id: u64,
 }
 
 impl Topic {
     fn oldest_id(&self) -> Option<u64> {
         self.history.front().map(|e| e.id)
+    }
+
+    /// Appends `ev` to the history (not touching `last_id`) and evicts by the rule of the
+    /// module docs: the oldest go while over either limit, the newest always stays.
+    fn push(&mut self, ev: Rc<TopicEvent>, limits: HistoryLimits) {
+        self.bytes += ev.bytes();
+        self.history.push_back(ev);
+        while self.history.len() > 1
+            && (self.history.len() > limits.max_events || self.bytes > limits.max_bytes)
+        {
+            if let Some(old) = self.history.pop_front() {
+                self.bytes -= old.bytes();
+            }
+        }
     }
 }
 
@@ -257,16 +368,9 @@ impl Topics {
             id: t.last_id,
             event: event.map(Into::into),
             data: data.into(),
+            published_ms: now_us / 1000,
         });
-        t.bytes += ev.bytes();
-        t.history.push_back(Rc::clone(&ev));
-        while t.history.len() > 1
-            && (t.history.len() > self.limits.max_events || t.bytes > self.limits.max_bytes)
-        {
-            if let Some(old) = t.history.pop_front() {
-                t.bytes -= old.bytes();
-            }
-        }
+        t.push(Rc::clone(&ev), self.limits);
         log::trace!(
             "topic {topic}: published id {} ({} bytes), keeping {} events / {} bytes",
             ev.id,
@@ -275,6 +379,92 @@ impl Topics {
             t.bytes
         );
         Ok(ev)
+    }
+
+    /// Installs the recovered history of `topic`, a topic not yet known, so that the next
+    /// publish to it gets `last_id + 1` (see "Restoring a topic" in the module docs).
+    ///
+    /// * `events`: the kept events, oldest first, with consecutive ids ending at `last_id`;
+    ///   it may be empty (the topic then exists with no event kept). Their
+    ///   `published_ms` is kept as given. Events over the limits are dropped oldest first,
+    ///   as after a publish; the newest is always kept.
+    /// * `last_id`: the id of the last event published, below [`MAX_ID`].
+    /// * `first_id`: the first id of the log this topic continues, at least 1 and at most
+    ///   the first event's id (`last_id + 1` when `events` is empty). A read from `since
+    ///   = 0` reports a gap when the oldest kept id is above it; so pass the first event's
+    ///   id only when nothing before it was lost, and a lower one (1 is always safe) when
+    ///   the history was trimmed, or may have been, before the restart.
+    ///
+    /// A topic that already exists is refused ([`RestoreError::Exists`]), not replaced:
+    /// restoring happens once, before publishing starts, and replacing a live history
+    /// would move ids and cursors backwards. The topic counts against
+    /// [`HistoryLimits::max_topics`]. Everything is validated before anything changes: on
+    /// an error the table is as before (the events consumed so far are dropped). Memory
+    /// stays within the limits while `events` is read.
+    pub fn restore(
+        &mut self,
+        topic: &str,
+        events: impl IntoIterator<Item = TopicEvent>,
+        last_id: u64,
+        first_id: u64,
+    ) -> Result<(), RestoreError> {
+        if !valid_topic(topic) {
+            return Err(RestoreError::BadTopic);
+        }
+        if self.topics.contains_key(topic) {
+            return Err(RestoreError::Exists);
+        }
+        if self.topics.len() >= self.limits.max_topics {
+            return Err(RestoreError::TooManyTopics);
+        }
+        if last_id >= MAX_ID {
+            return Err(RestoreError::IdTooLarge { last_id });
+        }
+        let mut t = Topic {
+            first_id,
+            last_id,
+            ..Topic::default()
+        };
+        let mut prev: Option<u64> = None;
+        for ev in events {
+            match prev {
+                None if first_id == 0 || first_id > ev.id => {
+                    let oldest = ev.id;
+                    return Err(RestoreError::BadFirstId { first_id, oldest });
+                }
+                Some(after) if ev.id != after + 1 => {
+                    let id = ev.id;
+                    return Err(RestoreError::NotConsecutive { after, id });
+                }
+                _ => {}
+            }
+            if ev.id > last_id {
+                let event_id = ev.id;
+                return Err(RestoreError::WrongLastId { event_id, last_id });
+            }
+            if ev.event.as_deref().is_some_and(|n| !valid_event_name(n)) {
+                return Err(RestoreError::BadEventName { id: ev.id });
+            }
+            prev = Some(ev.id);
+            t.push(Rc::new(ev), self.limits);
+        }
+        match prev {
+            Some(event_id) if event_id != last_id => {
+                return Err(RestoreError::WrongLastId { event_id, last_id });
+            }
+            None if first_id == 0 || first_id > last_id + 1 => {
+                let oldest = last_id + 1;
+                return Err(RestoreError::BadFirstId { first_id, oldest });
+            }
+            _ => {}
+        }
+        log::debug!(
+            "topic {topic}: restored up to id {last_id} (log from {first_id}), keeping {} events / {} bytes",
+            t.history.len(),
+            t.bytes
+        );
+        self.topics.insert(topic.into(), t);
+        Ok(())
     }
 
     /// At most `max` kept events of `topic` with ids greater than `since`, with the gap
@@ -479,7 +669,8 @@ mod tests {
             TopicEvent {
                 id: 6,
                 event: Some("n".into()),
-                data: "data".into()
+                data: "data".into(),
+                published_ms: 0,
             }
         );
     }
@@ -650,5 +841,290 @@ mod tests {
         t.publish("a", None, "x", 100).unwrap();
         let p = t.read_after("a", 0, 10);
         assert_eq!((ids(&p), p.gap), (vec![101, 102], true), "100 was trimmed");
+    }
+
+    fn ev(id: u64, name: Option<&str>, data: &str) -> TopicEvent {
+        TopicEvent {
+            id,
+            event: name.map(Into::into),
+            data: data.into(),
+            published_ms: id * 10,
+        }
+    }
+
+    /// Events `from..=to`, each with 1 byte of data.
+    fn run(from: u64, to: u64) -> Vec<TopicEvent> {
+        (from..=to).map(|id| ev(id, None, "x")).collect()
+    }
+
+    #[test]
+    fn publish_records_the_time_in_milliseconds() {
+        let mut t = Topics::new(HistoryLimits::default());
+        let e = t.publish("a", None, "x", 1_764_620_000_123_456).unwrap();
+        assert_eq!(e.published_ms, 1_764_620_000_123);
+    }
+
+    #[test]
+    fn restore_then_publish_continues_at_last_id_plus_one() {
+        let base = 1_700_000_000_000_000;
+        let mut t = Topics::new(HistoryLimits::default());
+        t.restore("a", run(base, base + 2), base + 2, base).unwrap();
+        assert_eq!(t.last_id("a"), base + 2);
+        assert_eq!(t.oldest_id("a"), Some(base));
+        let p = t.read_after("a", 0, 10);
+        assert_eq!((ids(&p), p.gap), (vec![base, base + 1, base + 2], false));
+        assert_eq!(p.events[1].published_ms, (base + 1) * 10, "kept as given");
+        // The clock (now far later, or earlier) does not matter: the log continues.
+        let e = t.publish("a", Some("n"), "y", 1).unwrap();
+        assert_eq!((e.id, e.published_ms), (base + 3, 0));
+        assert_eq!(t.publish("a", None, "z", u64::MAX).unwrap().id, base + 4);
+        // A cursor from before the restart resumes without a gap.
+        let p = t.read_after("a", base + 1, 10);
+        assert_eq!(
+            (ids(&p), p.gap),
+            (vec![base + 2, base + 3, base + 4], false)
+        );
+        // Other topics still start at the clock.
+        assert_eq!(t.publish("b", None, "x", 5_000).unwrap().id, 5_000);
+    }
+
+    #[test]
+    fn restore_of_an_empty_history() {
+        let mut t = Topics::new(HistoryLimits::default());
+        t.restore("a", [], 41, 42).unwrap();
+        assert_eq!((t.len(), t.last_id("a"), t.oldest_id("a")), (1, 41, None));
+        let p = t.read_after("a", 0, 10);
+        assert_eq!((ids(&p), p.gap, p.next), (vec![], false, 0));
+        assert!(t.read_after("a", 42, 10).gap, "ahead of the last id");
+        assert_eq!(t.publish("a", None, "x", 9_999).unwrap().id, 42);
+        assert!(!t.read_after("a", 0, 10).gap, "42 is the log's first id");
+        // First id below: events were lost before the restart.
+        t.restore("b", [], 41, 1).unwrap();
+        t.publish("b", None, "x", 9_999).unwrap();
+        assert!(t.read_after("b", 0, 10).gap);
+    }
+
+    #[test]
+    fn restore_of_a_trimmed_history_reports_the_gap_from_zero() {
+        let mut t = Topics::new(HistoryLimits::default());
+        // Kept 100..=102 of a log that began at 90 (or of unknown start: 1).
+        for (topic, first) in [("a", 90), ("b", 1)] {
+            t.restore(topic, run(100, 102), 102, first).unwrap();
+            let p = t.read_after(topic, 0, 10);
+            assert_eq!((ids(&p), p.gap, p.oldest), (vec![100, 101, 102], true, 100));
+            assert!(!t.read_after(topic, 99, 10).gap, "oldest - 1");
+            assert!(!t.read_after(topic, 100, 10).gap);
+            assert!(t.read_after(topic, 98, 10).gap, "99 was lost");
+        }
+        // Untrimmed: the first id is the oldest kept.
+        t.restore("c", run(100, 102), 102, 100).unwrap();
+        assert!(!t.read_after("c", 0, 10).gap);
+    }
+
+    #[test]
+    fn restore_applies_the_limits_as_publish_does() {
+        // By count: 5 events into 3 slots keep 3..=5, and 1, 2 are then a gap from 0.
+        let mut t = Topics::new(limits(3, 1 << 20, 10));
+        t.restore("a", run(1, 5), 5, 1).unwrap();
+        assert_eq!(kept(&t, "a"), [3, 4, 5]);
+        // Reads as the same history built by publishing (times aside).
+        let published = three_to_five();
+        for since in 0..=6 {
+            let (p, q) = (
+                t.read_after("a", since, 2),
+                published.read_after("a", since, 2),
+            );
+            assert_eq!(
+                (ids(&p), p.gap, p.next, p.oldest, p.more),
+                (ids(&q), q.gap, q.next, q.oldest, q.more),
+                "since {since}"
+            );
+        }
+        t.publish("a", None, "x", 1).unwrap();
+        assert_eq!(kept(&t, "a"), [4, 5, 6]);
+        // By bytes (data plus name), the newest kept even when it alone is over budget.
+        let mut t = Topics::new(limits(100, 10, 10));
+        let evs = vec![
+            ev(7, Some("e"), "abc"),
+            ev(8, Some("e"), "abc"),
+            ev(9, None, "abcd"),
+        ];
+        t.restore("a", evs, 9, 7).unwrap();
+        assert_eq!(kept(&t, "a"), [8, 9]); // 4 + 4 = 8 <= 10
+        let evs = vec![ev(7, None, "ab"), ev(8, None, &"x".repeat(50))];
+        t.restore("b", evs, 8, 7).unwrap();
+        assert_eq!(kept(&t, "b"), [8]);
+        assert!(t.read_after("b", 0, 10).gap);
+        // The byte count carries on: the next publish evicts the big one.
+        t.publish("b", None, "abc", 1).unwrap();
+        assert_eq!(kept(&t, "b"), [9]);
+    }
+
+    #[test]
+    fn restore_refusals_change_nothing() {
+        use RestoreError as E;
+        let mut t = Topics::new(limits(10, 100, 2));
+        t.publish("live", None, "x", 50).unwrap();
+        let bad_name = vec![ev(1, Some("a b"), "x")];
+        let gap = vec![ev(1, None, "x"), ev(3, None, "x")];
+        let dup = vec![ev(1, None, "x"), ev(1, None, "x")];
+        type Row = (&'static str, Vec<TopicEvent>, u64, u64, RestoreError);
+        let table: Vec<Row> = vec![
+            ("a/b", run(1, 1), 1, 1, E::BadTopic),
+            ("..", run(1, 1), 1, 1, E::BadTopic),
+            ("live", run(1, 1), 1, 1, E::Exists),
+            ("a", bad_name, 1, 1, E::BadEventName { id: 1 }),
+            ("a", gap, 3, 1, E::NotConsecutive { after: 1, id: 3 }),
+            ("a", dup, 1, 1, E::NotConsecutive { after: 1, id: 1 }),
+            (
+                "a",
+                run(1, 3),
+                2,
+                1,
+                E::WrongLastId {
+                    event_id: 3,
+                    last_id: 2,
+                },
+            ),
+            (
+                "a",
+                run(1, 3),
+                4,
+                1,
+                E::WrongLastId {
+                    event_id: 3,
+                    last_id: 4,
+                },
+            ),
+            (
+                "a",
+                run(5, 6),
+                6,
+                0,
+                E::BadFirstId {
+                    first_id: 0,
+                    oldest: 5,
+                },
+            ),
+            (
+                "a",
+                run(5, 6),
+                6,
+                6,
+                E::BadFirstId {
+                    first_id: 6,
+                    oldest: 5,
+                },
+            ),
+            (
+                "a",
+                vec![],
+                6,
+                8,
+                E::BadFirstId {
+                    first_id: 8,
+                    oldest: 7,
+                },
+            ),
+            (
+                "a",
+                vec![],
+                6,
+                0,
+                E::BadFirstId {
+                    first_id: 0,
+                    oldest: 7,
+                },
+            ),
+            ("a", vec![], MAX_ID, 1, E::IdTooLarge { last_id: MAX_ID }),
+            (
+                "a",
+                run(1, 1),
+                u64::MAX,
+                1,
+                E::IdTooLarge { last_id: u64::MAX },
+            ),
+        ];
+        for (topic, events, last_id, first_id, want) in table {
+            assert_eq!(
+                t.restore(topic, events, last_id, first_id),
+                Err(want),
+                "{topic} {last_id} {first_id}"
+            );
+            assert_eq!((t.len(), t.last_id("a")), (1, 0), "{want}");
+            assert_eq!(kept(&t, "live"), [50]);
+        }
+        // The largest last id accepted: the next publish is MAX_ID itself.
+        t.restore("a", run(MAX_ID - 1, MAX_ID - 1), MAX_ID - 1, 1)
+            .unwrap();
+        assert_eq!(t.publish("a", None, "x", 1).unwrap().id, MAX_ID);
+        // The table is full now (max_topics = 2).
+        assert_eq!(t.restore("c", [], 1, 1), Err(E::TooManyTopics));
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn restore_error_display() {
+        let table: &[(RestoreError, &str)] = &[
+            (RestoreError::BadTopic, "bad topic name"),
+            (RestoreError::Exists, "topic already exists"),
+            (RestoreError::TooManyTopics, "too many topics"),
+            (
+                RestoreError::NotConsecutive { after: 1, id: 3 },
+                "event 3 follows event 1",
+            ),
+            (
+                RestoreError::WrongLastId {
+                    event_id: 3,
+                    last_id: 4,
+                },
+                "events end at 3, not at the last id 4",
+            ),
+        ];
+        for (e, want) in table {
+            assert_eq!(e.to_string(), *want);
+        }
+    }
+
+    #[test]
+    fn restore_from_stored_events() {
+        use crate::proto::store::StoredEvent;
+        let stored = [
+            StoredEvent {
+                id: 7,
+                name: Some("up".into()),
+                published_ms: 1_000,
+                data: "a".into(),
+            },
+            StoredEvent {
+                id: 8,
+                name: None,
+                published_ms: 2_000,
+                data: "b".into(),
+            },
+        ];
+        let mut t = Topics::new(HistoryLimits::default());
+        t.restore("a", stored.iter().map(StoredEvent::to_topic_event), 8, 7)
+            .unwrap();
+        let p = t.read_after("a", 0, 10);
+        let got: Vec<TopicEvent> = p.events.iter().map(|e| (**e).clone()).collect();
+        let want = [
+            TopicEvent {
+                id: 7,
+                event: Some("up".into()),
+                data: "a".into(),
+                published_ms: 1_000,
+            },
+            TopicEvent {
+                id: 8,
+                event: None,
+                data: "b".into(),
+                published_ms: 2_000,
+            },
+        ];
+        assert_eq!(got, want);
+        for (s, e) in stored.iter().zip(&want) {
+            assert_eq!(s.bytes(), e.bytes());
+        }
     }
 }

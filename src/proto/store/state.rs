@@ -6,7 +6,7 @@ use std::fmt;
 
 use super::record::{Record, RecordError};
 use super::scan::write_header;
-use crate::proto::topic::HistoryLimits;
+use crate::proto::topic::{HistoryLimits, TopicEvent};
 
 /// One kept event of a topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +22,17 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// The event as the topic table holds it, for
+    /// [`Topics::restore`](crate::proto::topic::Topics::restore).
+    pub fn to_topic_event(&self) -> TopicEvent {
+        TopicEvent {
+            id: self.id,
+            event: self.name.as_deref().map(Into::into),
+            data: self.data.as_str().into(),
+            published_ms: self.published_ms,
+        }
+    }
+
     /// The bytes it counts against [`HistoryLimits::max_bytes`] (as
     /// [`TopicEvent::bytes`](crate::proto::topic::TopicEvent::bytes)): data plus name.
     pub fn bytes(&self) -> usize {

@@ -82,6 +82,7 @@ mod tests {
             id: 7,
             event: Some("note".into()),
             data: "a\"b".into(),
+            published_ms: 0,
         };
         assert_eq!(
             body("t.1", &ev, 0),
@@ -91,6 +92,7 @@ mod tests {
             id: 1,
             event: None,
             data: "".into(),
+            published_ms: 0,
         };
         assert_eq!(
             body("t", &ev, 1_795_860_671_999),
@@ -104,6 +106,7 @@ mod tests {
             id: 2,
             event: None,
             data: "x".into(),
+            published_ms: 0,
         };
         let mut out = b"prefix".to_vec();
         webhook_body(&mut out, "t", &ev, 0);

@@ -372,6 +372,7 @@ mod tests {
             id: 1,
             event: None,
             data: "x".into(),
+            published_ms: 0,
         };
         assert_eq!(r.publish("t", &[a, b], &ev, 0, t), 2);
         assert_eq!(r.publish("nobody", &[], &ev, 0, t), 0);
