@@ -238,7 +238,7 @@ impl Core {
         if self
             .hooks
             .reg
-            .publish(topic, &ids, ev, unix_millis(), self.now)
+            .publish(topic, &ids, ev, ev.published_ms, self.now)
             > 0
         {
             self.drive_hooks();
