@@ -22,6 +22,10 @@
 //!    `Retry-After`). Sleep until [`engine::Engine::next_deadline`].
 //! 4. `Finished` actions are the per-message outcomes for the application; exactly one per
 //!    message.
+//! 5. After a restart: [`registry::Registry::restore`] each stored registration,
+//!    [`registry::Registry::set_next_endpoint_id`], then
+//!    [`registry::Registry::restore_message`] each stored outbox message (see
+//!    [`engine::RestoredMessage`]).
 //!
 //! [Standard Webhooks]: https://www.standardwebhooks.com
 
@@ -37,10 +41,10 @@ pub mod url;
 
 pub use client::{ClientConfig, ClientConn, ClientEvent, ClientPhase, HookJob};
 pub use engine::{
-    Action, AttemptId, AttemptResult, EndpointId, EndpointInfo, Engine, EngineConfig, EngineStats,
-    MessageId, Outcome,
+    instant_from_unix_ms, Action, AttemptId, AttemptResult, EndpointId, EndpointInfo, Engine,
+    EngineConfig, EngineStats, MessageId, Outcome, RestoreError, RestoredMessage,
 };
-pub use registry::{Destination, HookAction, RegisterError, Registry};
+pub use registry::{Destination, HookAction, RegisterError, Registry, RestoreHookError};
 pub use request::{encode_post, encode_webhook, RequestError, USER_AGENT};
 pub use schedule::{parse_retry_after, Schedule, ScheduleError, MAX_RETRY_AFTER};
 pub use sign::{verify, Secret, SecretError, VerifyError, DEFAULT_TOLERANCE};

@@ -20,7 +20,10 @@ use super::body::webhook_body;
 use super::client::HookJob;
 use log::{debug, trace};
 
-use super::engine::{Action, AttemptId, AttemptResult, EndpointId, EndpointInfo, Engine, Outcome};
+use super::engine::{
+    Action, AttemptId, AttemptResult, EndpointId, EndpointInfo, Engine, MessageId, Outcome,
+    RestoreError, RestoredMessage,
+};
 use super::sign::{Secret, SecretError};
 use super::ssrf::{self, Policy, Refused};
 use super::url::{Host, Url, UrlError};
@@ -51,6 +54,27 @@ impl fmt::Display for RegisterError {
 }
 
 impl std::error::Error for RegisterError {}
+
+/// Why [`Registry::restore`] refused a stored registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreHookError {
+    /// It fails a check a new registration must pass (its topic, URL or secret; the SSRF
+    /// policy is not applied here: the driver checks every address it connects to).
+    Invalid(RegisterError),
+    /// The engine refused its id.
+    Id(RestoreError),
+}
+
+impl fmt::Display for RestoreHookError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestoreHookError::Invalid(e) => write!(f, "stored registration refused: {e}"),
+            RestoreHookError::Id(e) => write!(f, "stored registration refused: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RestoreHookError {}
 
 /// Where an attempt's request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +191,45 @@ impl Registry {
         let id = self.engine.add_endpoint(url, secret.clone());
         self.endpoint_topic.insert(id, topic.into());
         Ok((id, secret))
+    }
+
+    /// Registers a stored registration again after a restart, under its old `id`, with
+    /// its raw signing key and disabled flag (see [`Engine::restore_endpoint`]). Call it
+    /// for every registration before [`Registry::add`], then
+    /// [`Registry::set_next_endpoint_id`].
+    pub fn restore(
+        &mut self,
+        id: EndpointId,
+        topic: &str,
+        url: &str,
+        secret: &[u8],
+        disabled: bool,
+    ) -> Result<(), RestoreHookError> {
+        let invalid = RestoreHookError::Invalid;
+        if !valid_topic(topic) {
+            return Err(invalid(RegisterError::BadTopic));
+        }
+        let url = Url::parse(url).map_err(|e| invalid(RegisterError::BadUrl(e)))?;
+        let secret =
+            Secret::from_bytes(secret).map_err(|e| invalid(RegisterError::BadSecret(e)))?;
+        self.engine
+            .restore_endpoint(id, url, secret, disabled)
+            .map_err(RestoreHookError::Id)?;
+        self.endpoint_topic.insert(id, topic.into());
+        Ok(())
+    }
+
+    /// No endpoint id below `next` (the store's lowest id never issued) is issued again;
+    /// see [`Engine::set_next_endpoint_id`].
+    pub fn set_next_endpoint_id(&mut self, next: u64) {
+        self.engine.set_next_endpoint_id(next);
+    }
+
+    /// Queues a stored outbox message again, in publish order, after the registrations are
+    /// restored; see [`Engine::restore_message`]. Its outcome comes as a
+    /// [`HookAction::Finished`], exactly once.
+    pub fn restore_message(&mut self, msg: RestoredMessage, now: Instant) -> MessageId {
+        self.engine.restore_message(msg, now)
     }
 
     /// Removes endpoint `id` (its decimal form) of `topic`; its messages fail (`Finished`
@@ -442,5 +505,68 @@ mod tests {
         r.add("t", "http://example.com:8080/in", None, &[7; 32])
             .unwrap();
         assert_eq!(r.own_secrets(local), [own, named]);
+    }
+
+    #[test]
+    fn restore_registrations_and_messages() {
+        let mut r = registry();
+        let t = Instant::now();
+        let id = EndpointId::from_u64(3);
+        let url = "http://example.com/a";
+        let key = [8u8; 32];
+        let bad = |e| Err(RestoreHookError::Invalid(e));
+        assert_eq!(
+            r.restore(id, "bad topic!", url, &key, false),
+            bad(RegisterError::BadTopic)
+        );
+        assert!(matches!(
+            r.restore(id, "t", "https://a/", &key, false),
+            Err(RestoreHookError::Invalid(RegisterError::BadUrl(_)))
+        ));
+        assert!(matches!(
+            r.restore(id, "t", url, &[], false),
+            Err(RestoreHookError::Invalid(RegisterError::BadSecret(_)))
+        ));
+        r.restore(id, "t", url, &key, false).unwrap();
+        let dup = r.restore(id, "u", url, &key, true).unwrap_err();
+        assert_eq!(
+            dup,
+            RestoreHookError::Id(RestoreError::DuplicateEndpoint(id))
+        );
+        assert_eq!(
+            dup.to_string(),
+            "stored registration refused: endpoint 3 is already registered"
+        );
+        assert_eq!(r.topic_of(id), Some("t"));
+        r.set_next_endpoint_id(7);
+        let (new, _) = r.add("t", url, None, &[9; 32]).unwrap();
+        assert_eq!(new.as_u64(), 7);
+        let msg = RestoredMessage {
+            endpoint: id,
+            webhook_id: "msg_old_4".into(),
+            body: Rc::from(&b"{}"[..]),
+            attempts: 2,
+            next_attempt: t,
+            enqueued: t,
+        };
+        r.restore_message(msg, t);
+        let Some(HookAction::Send { job, .. }) = r.poll_action(t, 9) else {
+            panic!("an attempt at once")
+        };
+        let text = String::from_utf8_lossy(job.request()).into_owned();
+        assert!(text.contains("\r\nwebhook-id: msg_old_4\r\n"), "{text}");
+        let ok = AttemptResult::Status {
+            code: 200,
+            retry_after: None,
+        };
+        r.engine_mut().attempt_finished(job.attempt(), ok, t, 0.5);
+        let Some(HookAction::Finished { topic, outcome, .. }) = r.poll_action(t, 9) else {
+            panic!("its outcome")
+        };
+        assert_eq!(topic, "t");
+        assert!(
+            matches!(outcome, Outcome::Delivered { attempts: 3, .. }),
+            "{outcome:?}"
+        );
     }
 }

@@ -50,6 +50,12 @@
 //! Latency in [`Outcome::Delivered`] runs from [`Engine::enqueue`] to the successful
 //! result. Jitter for retries comes from the caller as a uniform number in `0..1`.
 //!
+//! After a restart, [`Engine::restore_endpoint`], [`Engine::set_next_endpoint_id`] and
+//! [`Engine::restore_message`] rebuild the endpoints and the pending messages (their
+//! `webhook-id`s, attempt counts and due times) from what the store kept, so that delivery
+//! carries on as if the process had never stopped; see [`RestoredMessage`] and
+//! [`instant_from_unix_ms`] for the conversion of stored Unix times.
+//!
 //! ```
 //! use std::rc::Rc;
 //! use std::time::{Duration, Instant};
@@ -94,14 +100,21 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use std::rc::Rc;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::schedule::MAX_RETRY_AFTER;
 use super::sign::Secret;
 use super::url::Url;
 
+mod queue;
+mod restore;
 mod types;
+mod verdict;
+use queue::failed;
+pub use restore::*;
 pub use types::*;
+use verdict::Verdict;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MsgState {
     Ready,
@@ -135,36 +148,6 @@ struct Endpoint {
     probe_timer: Option<Instant>,
     /// In `Engine::run_queue`.
     scheduled: bool,
-}
-
-/// How a result is handled.
-enum Verdict {
-    Delivered,
-    Retry(String, Option<Duration>),
-    Fail(String),
-    Gone(String),
-}
-
-impl Verdict {
-    fn of(result: AttemptResult) -> Verdict {
-        match result {
-            AttemptResult::Status { code, retry_after } => match code {
-                200..=299 => Verdict::Delivered,
-                410 => Verdict::Gone("HTTP 410 Gone".into()),
-                429 | 503 => Verdict::Retry(format!("HTTP {code}"), retry_after),
-                300..=399 => {
-                    Verdict::Retry(format!("HTTP {code} (redirects are not followed)"), None)
-                }
-                408 => Verdict::Retry(format!("HTTP {code}"), None),
-                400..=499 => Verdict::Fail(format!("HTTP {code}")),
-                _ => Verdict::Retry(format!("HTTP {code}"), None),
-            },
-            AttemptResult::Timeout => Verdict::Retry("timeout".into(), None),
-            AttemptResult::ConnectFailed(e) => Verdict::Retry(format!("connect failed: {e}"), None),
-            AttemptResult::Io(e) => Verdict::Retry(format!("I/O error: {e}"), None),
-            AttemptResult::Refused(e) => Verdict::Fail(e),
-        }
-    }
 }
 
 /// The delivery state machine of all endpoints; see the module docs.
@@ -216,16 +199,23 @@ impl Engine {
     pub fn add_endpoint(&mut self, url: Url, secret: Secret) -> EndpointId {
         let id = EndpointId(self.fresh_id());
         log::debug!("webhook endpoint {id} added: {url}");
+        self.insert_endpoint(id, url, secret, false);
+        id
+    }
+
+    /// Inserts a new endpoint under `id` (not already taken).
+    fn insert_endpoint(&mut self, id: EndpointId, url: Url, secret: Secret, disabled: bool) {
+        let info = EndpointInfo {
+            url,
+            secret,
+            disabled,
+            paused: false,
+            consecutive_failures: 0,
+        };
         self.endpoints.insert(
             id,
             Endpoint {
-                info: EndpointInfo {
-                    url,
-                    secret,
-                    disabled: false,
-                    paused: false,
-                    consecutive_failures: 0,
-                },
+                info,
                 ready: BTreeSet::new(),
                 waiting: BTreeSet::new(),
                 in_flight: 0,
@@ -235,7 +225,6 @@ impl Engine {
                 scheduled: false,
             },
         );
-        id
     }
 
     /// Looks up an endpoint (`None` once removed).
@@ -275,59 +264,15 @@ impl Engine {
         body: Rc<[u8]>,
         now: Instant,
     ) -> MessageId {
-        let id = MessageId(self.fresh_id());
-        let refusal = match self.endpoints.get(&endpoint) {
-            None => Some("unknown endpoint"),
-            Some(ep) if ep.info.disabled => Some("endpoint disabled"),
-            Some(_) => None,
+        let message = Message {
+            endpoint,
+            webhook_id,
+            body,
+            enqueued: now,
+            attempts: 0,
+            state: MsgState::Ready,
         };
-        if let Some(error) = refusal {
-            self.stats.failed += 1;
-            self.out.push_back(Action::Finished {
-                endpoint,
-                message: id,
-                webhook_id,
-                outcome: Outcome::Failed {
-                    attempts: 0,
-                    error: error.into(),
-                },
-            });
-            return id;
-        }
-        self.messages.insert(
-            id,
-            Message {
-                endpoint,
-                webhook_id,
-                body,
-                enqueued: now,
-                attempts: 0,
-                state: MsgState::Ready,
-            },
-        );
-        self.stats.queued += 1;
-        let max_queue = self.config.max_queue;
-        let mut evict = Vec::new();
-        if let Some(ep) = self.endpoints.get_mut(&endpoint) {
-            ep.ready.insert(id);
-            while ep.ready.len() + ep.waiting.len() > max_queue {
-                let oldest = match (ep.ready.first(), ep.waiting.first()) {
-                    (Some(r), Some(w)) => *r.min(w),
-                    (Some(r), None) => *r,
-                    (None, Some(w)) => *w,
-                    (None, None) => break,
-                };
-                ep.ready.remove(&oldest);
-                ep.waiting.remove(&oldest);
-                evict.push(oldest);
-            }
-        }
-        for mid in evict {
-            log::debug!("webhook endpoint {endpoint}: queue full, dropping message {mid}");
-            self.drop_pending(mid, "queue full");
-        }
-        self.schedule(endpoint);
-        id
+        self.queue(message)
     }
 
     /// Reports the result of an attempt handed out by [`Engine::poll_action`]. `jitter` is
@@ -543,41 +488,6 @@ impl Engine {
         })
     }
 
-    /// A message that was ready or waiting (already taken out of its endpoint's sets)
-    /// fails with `error`.
-    fn drop_pending(&mut self, mid: MessageId, error: &str) {
-        let Some(msg) = self.messages.get(&mid) else {
-            return;
-        };
-        if let MsgState::Waiting(due) = msg.state {
-            self.retry_timers.remove(&(due, mid));
-        }
-        if msg.attempts == 0 {
-            self.stats.queued -= 1;
-        } else {
-            self.stats.retrying -= 1;
-        }
-        self.finish(mid, failed(msg.attempts, error));
-    }
-
-    /// Removes a message and reports its outcome.
-    fn finish(&mut self, mid: MessageId, outcome: Outcome) {
-        let Some(msg) = self.messages.remove(&mid) else {
-            return;
-        };
-        match outcome {
-            Outcome::Delivered { .. } => self.stats.delivered += 1,
-            Outcome::Failed { .. } => self.stats.failed += 1,
-        }
-        log::debug!("webhook message {mid} ({}): {outcome:?}", msg.webhook_id);
-        self.out.push_back(Action::Finished {
-            endpoint: msg.endpoint,
-            message: mid,
-            webhook_id: msg.webhook_id,
-            outcome,
-        });
-    }
-
     /// Counts a failed message against the endpoint; pauses it at the threshold.
     fn message_failed(&mut self, endpoint: EndpointId, now: Instant) {
         let threshold = self.config.pause_after_failures;
@@ -615,13 +525,6 @@ impl Engine {
         for mid in pending {
             self.drop_pending(mid, "endpoint disabled");
         }
-    }
-}
-
-fn failed(attempts: u32, error: &str) -> Outcome {
-    Outcome::Failed {
-        attempts,
-        error: error.to_owned(),
     }
 }
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::proto::webhook::schedule::Schedule;
+use std::time::Duration;
 
 impl Engine {
     /// Cross-checks every index against the messages (test builds only).
@@ -941,3 +942,5 @@ fn thousand_messages_to_ten_endpoints_finish_once() {
     // the body was shared, never copied: only `body` itself is left
     assert_eq!(Rc::strong_count(&body), 1);
 }
+
+mod restore;

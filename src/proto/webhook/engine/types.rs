@@ -68,9 +68,17 @@ id_type!(
     MessageId
 );
 id_type!(
-    /// Names one delivery attempt; report its result with [`Engine::attempt_finished`](super::Engine::attempt_finished)(super::Engine::attempt_finished).
+    /// Names one delivery attempt; report its result with [`Engine::attempt_finished`](super::Engine::attempt_finished).
     AttemptId
 );
+
+impl EndpointId {
+    /// The endpoint id numbered `n`, for restoring one that was issued before a restart
+    /// (see [`Engine::restore_endpoint`](super::Engine::restore_endpoint)).
+    pub fn from_u64(n: u64) -> EndpointId {
+        EndpointId(n)
+    }
+}
 
 impl FromStr for EndpointId {
     type Err = std::num::ParseIntError;
