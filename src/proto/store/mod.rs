@@ -19,6 +19,21 @@
 //! | 6 | [`Record::OutboxAttempt`] | a failed attempt to be retried: attempts so far, when the next is due |
 //! | 7 | [`Record::OutboxDone`] | a message reached its final outcome (delivered, or failed for good): it leaves the outbox |
 //! | 8 | [`Record::NextEndpoint`] | written by compaction: the lowest endpoint id never issued, so that the id of a removed endpoint (whose records compaction drops) is never given to a new one; clients hold these ids to unregister |
+//! | 9 | [`Record::TopicFirst`] | the first id of a topic's log, for the gap rule of [`Topics::restore`](crate::proto::topic::Topics::restore) (a read from `since = 0` reports a gap only when the oldest kept id is above it): compaction drops the events before the oldest kept one, so without this record a trimmed history would look complete after a compaction |
+//!
+//! **The writer's contract for type 9.** When a topic's log begins (the first event of a
+//! topic the log does not hold yet), the writer appends `TopicFirst { topic, first_id }`
+//! with that event's id, before the event and in the same write, so the two are durable
+//! together; a topic restored after a restart is already in the log and gets none.
+//! Compaction writes one for every topic, right before its kept events. [`Recovered`]
+//! keeps the lowest first id it sees per topic (see [`TopicHistory::first_id`]); a topic
+//! with no such record (a log written without them) falls back to the lowest event id
+//! applied, which is exact as long as no compaction dropped its events.
+//!
+//! Why a record of its own rather than a field of [`Record::Event`]: the first id is
+//! written once per topic, not repeated in every event, and compaction can state it for a
+//! trimmed topic without inventing an event (an event-less `TopicFirst`, a crash between
+//! it and its event, restores as a topic with `last_id = first_id - 1`: nothing published).
 //!
 //! Some things are deliberately not recorded:
 //!
@@ -68,12 +83,13 @@
 //! 6 OutboxAttempt   webhook_id: str16 | endpoint: u64 | attempts: u32 | next_attempt_ms: u64
 //! 7 OutboxDone      webhook_id: str16 | endpoint: u64
 //! 8 NextEndpoint    next: u64
+//! 9 TopicFirst      topic: str16 | first_id: u64
 //! ```
 //!
 //! Decoding is strict, so that every record has exactly one encoding: topics must be
 //! valid topic names, event names valid event names (an empty name field means none), event
-//! ids at least 1, URLs 1 to 2048 bytes, secrets 24 to 64 bytes, flags 0 or 1, `webhook-id`s
-//! 1 to 255 bytes, an outbox entry's endpoints at least one and strictly ascending, and no
+//! ids and first ids at least 1, URLs 1 to 2048 bytes, secrets 24 to 64 bytes, flags 0 or
+//! 1, `webhook-id`s 1 to 255 bytes, an outbox entry's endpoints at least one and strictly ascending, and no
 //! byte may follow the last field. Every length is checked against the bytes actually
 //! there before anything is allocated, and a frame's length against `max_record` before
 //! it is believed at all.
@@ -111,12 +127,12 @@
 //! # Compaction
 //!
 //! A log only grows; [`Recovered::compact`] writes a fresh segment holding just the live
-//! records ([`Recovered::live_records`]): each topic's kept events, the next endpoint id,
-//! the registrations
-//! (with their disabled flag), and per outbox entry its enqueued record, narrowed to the
-//! endpoints still pending, followed by an attempt record for every message already
-//! attempted. Replaying it gives the same state. The driver keeps a [`Recovered`] up to
-//! date by applying every record it appends, compacts when its segments hold about twice
+//! records ([`Recovered::live_records`]): per topic its first id then its kept events,
+//! the next endpoint id, the registrations (with their disabled flag), and per outbox
+//! entry its enqueued record, narrowed to the endpoints still pending, followed by an
+//! attempt record for every message already attempted. Replaying it gives the same state
+//! (first ids included). The driver keeps a [`Recovered`] up to date by applying every
+//! record it appends, compacts when its segments hold about twice
 //! [`Recovered::live_len`], and then replaces the segments the snapshot covers with it.
 
 mod record;

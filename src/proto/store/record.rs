@@ -31,6 +31,7 @@ mod ty {
     pub const OUTBOX_ATTEMPT: u8 = 6;
     pub const OUTBOX_DONE: u8 = 7;
     pub const NEXT_ENDPOINT: u8 = 8;
+    pub const TOPIC_FIRST: u8 = 9;
 }
 
 /// One entry of the log. See the module docs for why each kind exists and its layout.
@@ -108,6 +109,15 @@ pub enum Record {
         /// The lowest endpoint id never issued.
         next: u64,
     },
+    /// A topic's log begins at `first_id` (type 9): written before the topic's first event,
+    /// and by compaction before each topic's kept events, so that recovery knows whether
+    /// the history was trimmed even after the events before the oldest kept one are gone.
+    TopicFirst {
+        /// The topic (a [`valid_topic`] name).
+        topic: String,
+        /// The first id of its log (at least 1).
+        first_id: u64,
+    },
 }
 
 /// Why a record cannot be encoded, or why a checksum-valid record's bytes are refused.
@@ -127,6 +137,8 @@ pub enum RecordError {
     BadEventName,
     /// An event id is 0.
     ZeroEventId,
+    /// A topic's first id is 0.
+    ZeroFirstId,
     /// A URL is empty or longer than [`MAX_URL_LEN`].
     BadUrl,
     /// A secret is not 24 to 64 bytes (carries its length).
@@ -155,6 +167,7 @@ impl fmt::Display for RecordError {
             RecordError::BadTopic => f.write_str("bad topic name"),
             RecordError::BadEventName => f.write_str("bad event name"),
             RecordError::ZeroEventId => f.write_str("event id 0"),
+            RecordError::ZeroFirstId => f.write_str("topic first id 0"),
             RecordError::BadUrl => write!(f, "URL empty or longer than {MAX_URL_LEN} bytes"),
             RecordError::BadSecretLen(n) => write!(f, "secret of {n} bytes"),
             RecordError::BadFlag(b) => write!(f, "flag byte {b} (not 0 or 1)"),
@@ -181,6 +194,7 @@ impl Record {
             Record::OutboxAttempt { .. } => ty::OUTBOX_ATTEMPT,
             Record::OutboxDone { .. } => ty::OUTBOX_DONE,
             Record::NextEndpoint { .. } => ty::NEXT_ENDPOINT,
+            Record::TopicFirst { .. } => ty::TOPIC_FIRST,
         }
     }
 
@@ -230,6 +244,13 @@ impl Record {
             }
             Record::OutboxAttempt { webhook_id, .. } | Record::OutboxDone { webhook_id, .. } => {
                 check_webhook_id(webhook_id)
+            }
+            Record::TopicFirst { topic, first_id } => {
+                check_topic(topic)?;
+                if *first_id == 0 {
+                    return Err(RecordError::ZeroFirstId);
+                }
+                Ok(())
             }
         }
     }
@@ -331,6 +352,11 @@ impl Record {
                 out.extend_from_slice(&endpoint.to_le_bytes());
                 Ok(())
             }
+            Record::TopicFirst { topic, first_id } => {
+                put_str16(out, topic)?;
+                out.extend_from_slice(&first_id.to_le_bytes());
+                Ok(())
+            }
         }
     }
 
@@ -406,6 +432,10 @@ impl Record {
                 endpoint: r.u64()?,
             },
             ty::NEXT_ENDPOINT => Record::NextEndpoint { next: r.u64()? },
+            ty::TOPIC_FIRST => Record::TopicFirst {
+                topic: r.str16()?,
+                first_id: r.u64()?,
+            },
             other => return Err(RecordError::UnknownType(other)),
         };
         if !r.0.is_empty() {

@@ -40,10 +40,21 @@ impl StoredEvent {
     }
 }
 
-/// One topic's kept history and last id.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// One topic's kept history, last id and first id: what
+/// [`Topics::restore`](crate::proto::topic::Topics::restore) takes, as
+/// `restore(name, t.events.iter().map(StoredEvent::to_topic_event), t.last_id, t.first_id)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicHistory {
-    /// The id of the last event published; the next one gets `last_id + 1`.
+    /// The first id of the topic's log: the lowest [`Record::TopicFirst`] first id applied
+    /// for it, or, in a log without such a record for it, the lowest event id applied
+    /// (exact as long as none of its events was compacted away, since compaction writes
+    /// the record). At least 1, and at most the oldest kept id (`last_id + 1` when no
+    /// event is kept), so it is a valid `first_id` for `Topics::restore`: a read from
+    /// `since = 0` reports a gap exactly when the history was trimmed.
+    pub first_id: u64,
+    /// The id of the last event published; the next one gets `last_id + 1`. For a topic
+    /// with no event kept (only a [`Record::TopicFirst`] was applied) it is
+    /// `first_id - 1`: nothing was published.
     pub last_id: u64,
     /// Kept events, oldest first, with consecutive ids ending at `last_id`.
     pub events: VecDeque<StoredEvent>,
@@ -299,7 +310,31 @@ impl Recovered {
                 self.next_endpoint = self.next_endpoint.max(next);
                 Ok(())
             }
+            Record::TopicFirst { topic, first_id } => self.apply_first(topic, first_id),
         }
+    }
+
+    /// A topic's log begins at `first_id` (at least 1: decoding refuses 0). The lowest
+    /// first id seen wins; a new topic starts with no event and `last_id = first_id - 1`.
+    fn apply_first(&mut self, topic: String, first_id: u64) -> Result<(), Skip> {
+        if let Some(t) = self.topics.get_mut(&topic) {
+            t.first_id = t.first_id.min(first_id);
+            if t.events.is_empty() {
+                t.last_id = t.first_id - 1;
+            }
+            return Ok(());
+        }
+        if self.topics.len() >= self.limits.max_topics {
+            return Err(Skip::TooManyTopics);
+        }
+        let t = TopicHistory {
+            first_id,
+            last_id: first_id - 1,
+            events: VecDeque::new(),
+            bytes: 0,
+        };
+        self.topics.insert(topic, t);
+        Ok(())
     }
 
     fn apply_event(&mut self, topic: String, event: StoredEvent) -> Result<(), Skip> {
@@ -313,7 +348,13 @@ impl Recovered {
             _ => {}
         }
         let limits = self.limits;
-        let t = self.topics.entry(topic).or_default();
+        // Without a `TopicFirst` before it, a topic's first event gives its first id.
+        let t = self.topics.entry(topic).or_insert_with(|| TopicHistory {
+            first_id: event.id,
+            last_id: 0,
+            events: VecDeque::new(),
+            bytes: 0,
+        });
         if event.id != t.last_id + 1 {
             // Kept history is a run of consecutive ids: a gap starts a new run.
             t.events.clear();
@@ -379,18 +420,24 @@ impl Recovered {
     }
 
     /// The records that rebuild this state, in an order [`Recovered::apply`] accepts:
-    /// topics (each kept event), the next endpoint id (when one was issued), registrations,
+    /// topics (each its first id, then each kept event), the next endpoint id (when one
+    /// was issued), registrations,
     /// then the outbox (each entry, then an
     /// attempt record for every message already attempted).
     pub fn live_records(&self) -> impl Iterator<Item = Record> + '_ {
         let events = self.topics.iter().flat_map(|(topic, t)| {
-            t.events.iter().map(move |e| Record::Event {
+            let first = Record::TopicFirst {
+                topic: topic.clone(),
+                first_id: t.first_id,
+            };
+            let events = t.events.iter().map(move |e| Record::Event {
                 topic: topic.clone(),
                 id: e.id,
                 name: e.name.clone(),
                 published_ms: e.published_ms,
                 data: e.data.clone(),
-            })
+            });
+            std::iter::once(first).chain(events)
         });
         let hooks = self
             .webhooks

@@ -85,7 +85,15 @@ fn one_of_each() -> Vec<Record> {
             endpoint: 2,
         },
         Record::NextEndpoint { next: 4 },
+        first("t", 1),
     ]
+}
+
+fn first(topic: &str, first_id: u64) -> Record {
+    Record::TopicFirst {
+        topic: topic.into(),
+        first_id,
+    }
 }
 
 #[test]
@@ -119,7 +127,9 @@ fn exact_bytes_of_each_type() {
         [&[6, 1, 0, b'm'][..], &le8(2), &[1, 0, 0, 0], &le8(9)].concat(),
         [&[7, 1, 0, b'm'][..], &le8(2)].concat(),
         [&[8][..], &le8(4)].concat(),
+        [&[9, 1, 0, b't'][..], &le8(1)].concat(),
     ];
+    assert_eq!(bodies.len(), one_of_each().len());
     for (record, body) in one_of_each().iter().zip(&bodies) {
         assert_eq!(enc(record), frame(body), "{record:?}");
         assert_eq!(record.type_byte(), body[0]);
@@ -147,6 +157,7 @@ fn round_trips() {
         published_ms: u64::MAX,
         data: long,
     });
+    records.push(first("a.b_c-D9", u64::MAX));
     records.push(Record::WebhookAdded {
         endpoint: u64::MAX,
         topic: "t".into(),
@@ -171,6 +182,9 @@ fn encode_refuses_invalid_records_and_leaves_out_alone() {
     };
     bad(event("..", 1, ""), RecordError::BadTopic);
     bad(event("t", 0, ""), RecordError::ZeroEventId);
+    bad(first("t", 0), RecordError::ZeroFirstId);
+    bad(first("a b", 1), RecordError::BadTopic);
+    bad(first("", 1), RecordError::BadTopic);
     let named = |name: &str| Record::Event {
         topic: "t".into(),
         id: 1,
@@ -208,7 +222,38 @@ fn decode_table() {
     let ok_done = [&[1, 0, b'm'][..], &[2, 0, 0, 0, 0, 0, 0, 0]].concat();
     let cases: &[(u8, &[u8], RecordError)] = &[
         (0, &[], RecordError::UnknownType(0)),
-        (9, &[], RecordError::UnknownType(9)),
+        (10, &[], RecordError::UnknownType(10)),
+        // TopicFirst: empty, a topic length past the end, a first id cut short, a byte
+        // after it, a first id of 0, a bad topic, a topic not UTF-8.
+        (9, &[], RecordError::Truncated),
+        (9, &[1], RecordError::Truncated),
+        (9, &[2, 0, b't'], RecordError::Truncated),
+        (
+            9,
+            &[1, 0, b't', 1, 0, 0, 0, 0, 0, 0],
+            RecordError::Truncated,
+        ),
+        (
+            9,
+            &[1, 0, b't', 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            RecordError::TrailingBytes,
+        ),
+        (
+            9,
+            &[1, 0, b't', 0, 0, 0, 0, 0, 0, 0, 0],
+            RecordError::ZeroFirstId,
+        ),
+        (
+            9,
+            &[1, 0, b' ', 1, 0, 0, 0, 0, 0, 0, 0],
+            RecordError::BadTopic,
+        ),
+        (9, &[0, 0, 1, 0, 0, 0, 0, 0, 0, 0], RecordError::BadTopic),
+        (
+            9,
+            &[1, 0, 0xff, 1, 0, 0, 0, 0, 0, 0, 0],
+            RecordError::BadUtf8,
+        ),
         (8, &[4, 0, 0, 0, 0, 0, 0], RecordError::Truncated),
         (3, &[1, 0, 0], RecordError::Truncated),
         (3, &[1, 0, 0, 0, 0, 0, 0, 0, 0], RecordError::TrailingBytes),
@@ -581,14 +626,20 @@ fn compaction_keeps_exactly_the_live_state() {
     assert_eq!(s.tail, Tail::Clean);
     let live: Vec<Record> = s.records.into_iter().map(|(_, r)| r).collect();
     assert_eq!(live, state.live_records().collect::<Vec<_>>());
-    // 3 + 1 events, the next endpoint id, 2 registrations, 2 entries and 1 attempt.
-    assert_eq!(live.len(), 10);
+    // Per topic its first id and kept events (1 + 3, 1 + 1), the next endpoint id,
+    // 2 registrations, 2 entries and 1 attempt.
+    assert_eq!(live.len(), 12);
+    assert_eq!(live[0], first("t", 1));
+    assert_eq!(live[1], event("t", 4, "d"));
+    assert_eq!(live[4], first("u", 1));
+    assert_eq!(state.topics()["t"].first_id, 1, "trimmed: 1..=3 are gone");
     // Endpoint 1 is gone, but its id is never issued again.
     assert_eq!(state.next_endpoint(), 4);
-    assert_eq!(live[4], Record::NextEndpoint { next: 4 });
+    assert_eq!(live[6], Record::NextEndpoint { next: 4 });
     let (again, skips) = rebuild(lim, &live);
     assert!(skips.is_empty(), "{skips:?}");
     assert_eq!(again, state);
+    assert_eq!(again.topics()["t"].first_id, 1);
     assert!(n < segment(&records).len());
     // Compacting twice gives the same bytes.
     let mut twice = Vec::new();
@@ -598,6 +649,131 @@ fn compaction_keeps_exactly_the_live_state() {
     let mut out = vec![1];
     assert!(state.compact(&mut out, 10).is_err());
     assert_eq!(out, [1]);
+}
+
+#[test]
+fn first_id_rules() {
+    let lim = limits(10, 100, 3);
+    let first_of = |s: &Recovered, t: &str| {
+        let h = &s.topics()[t];
+        (
+            h.first_id,
+            h.last_id,
+            h.events.iter().map(|e| e.id).collect(),
+        )
+    };
+    // Without a TopicFirst: the lowest event id applied, also across a gap.
+    let (s, _) = rebuild(
+        lim,
+        &[event("t", 7, ""), event("t", 8, ""), event("t", 10, "")],
+    );
+    assert_eq!(first_of(&s, "t"), (7, 10, vec![10]));
+    let records = [
+        // Written before the first event: the event follows on.
+        first("a", 5),
+        event("a", 5, ""),
+        // A higher first id later changes nothing; a lower one wins.
+        first("a", 9),
+        first("a", 2),
+        // Event-less: nothing published, so last_id is first_id - 1.
+        first("b", 20),
+        first("b", 30),
+        first("b", 10),
+        // An event below the log's first id is stale.
+        first("c", 50),
+        event("c", 49, ""),
+        first("d", 1),
+        event("d", 1, ""),
+    ];
+    let (s, skips) = rebuild(lim, &records);
+    let stale = Skip::StaleEvent {
+        topic: "c".into(),
+        id: 49,
+        last_id: 49,
+    };
+    assert_eq!(skips, [stale, Skip::TooManyTopics, Skip::TooManyTopics]);
+    assert_eq!(first_of(&s, "a"), (2, 5, vec![5]));
+    assert_eq!(first_of(&s, "b"), (10, 9, vec![]));
+    assert_eq!(first_of(&s, "c"), (50, 49, vec![]));
+    assert!(!s.topics().contains_key("d"));
+    // Compaction keeps all of it, and compacting again gives the same bytes.
+    let mut once = Vec::new();
+    s.compact(&mut once, MAX).unwrap();
+    let replayed: Vec<Record> = scan(&once, MAX)
+        .records
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    let (again, skips) = rebuild(lim, &replayed);
+    assert!(skips.is_empty(), "{skips:?}");
+    assert_eq!(again, s);
+    let mut twice = Vec::new();
+    again.compact(&mut twice, MAX).unwrap();
+    assert_eq!(once, twice);
+}
+
+/// Restores every recovered topic into a topic table, as the driver does.
+fn restore_all(state: &Recovered) -> crate::proto::topic::Topics {
+    let mut topics = crate::proto::topic::Topics::new(state.limits());
+    for (name, t) in state.topics() {
+        let events = t.events.iter().map(StoredEvent::to_topic_event);
+        topics.restore(name, events, t.last_id, t.first_id).unwrap();
+    }
+    topics
+}
+
+#[test]
+fn a_trimmed_then_compacted_topic_keeps_its_true_first_id() {
+    let lim = limits(2, 1000, 10);
+    let mut records = vec![first("t", 100)];
+    records.extend((100..=104).map(|i| event("t", i, "d")));
+    records.extend([first("u", 7), event("u", 7, "d"), event("u", 8, "d")]);
+    let (state, skips) = rebuild(lim, &records);
+    assert!(skips.is_empty(), "{skips:?}");
+    assert_eq!(kept(&state, "t"), (104, vec![103, 104]));
+    assert_eq!(state.topics()["t"].first_id, 100);
+    // Compact, then replay the compacted segment (twice over): 100..=102 are gone from
+    // the log, but the first id is still 100.
+    let mut seg = Vec::new();
+    state.compact(&mut seg, MAX).unwrap();
+    for _ in 0..2 {
+        let s = scan(&seg, MAX);
+        assert_eq!(s.tail, Tail::Clean);
+        let live: Vec<Record> = s.records.into_iter().map(|(_, r)| r).collect();
+        assert!(!live.contains(&event("t", 100, "d")));
+        let (again, skips) = rebuild(lim, &live);
+        assert!(skips.is_empty(), "{skips:?}");
+        assert_eq!(again, state);
+        assert_eq!(again.topics()["t"].first_id, 100);
+        let mut next = Vec::new();
+        again.compact(&mut next, MAX).unwrap();
+        assert_eq!(next, seg, "compacting again gives the same bytes");
+        seg = next;
+    }
+    // Restored, "t" reports the gap from since=0 (it was trimmed); "u" does not.
+    let (state, _) = rebuild(
+        lim,
+        &scan(&seg, MAX)
+            .records
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect::<Vec<_>>(),
+    );
+    let mut topics = restore_all(&state);
+    let t = topics.read_after("t", 0, 10);
+    assert!(t.gap, "100..=102 were trimmed before the restart");
+    assert_eq!(
+        t.events.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [103, 104]
+    );
+    assert!(!topics.read_after("u", 0, 10).gap, "7 and 8 are both kept");
+    assert_eq!(topics.publish("t", None, "x", 1).unwrap().id, 105);
+    // An event-less topic (a crash between TopicFirst and its event) restores too, and
+    // its first publish gets the first id.
+    let (state, _) = rebuild(lim, &[first("e", 40)]);
+    let mut topics = restore_all(&state);
+    assert!(!topics.read_after("e", 0, 10).gap);
+    assert_eq!(topics.publish("e", None, "x", 1).unwrap().id, 40);
 }
 
 #[test]
