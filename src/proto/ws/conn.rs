@@ -34,10 +34,9 @@
 use std::ops::Range;
 
 pub use super::close::{close_code, CloseError};
-use super::frame::{
-    encode_frame, parse_header, write_close, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD,
-};
+use super::frame::{encode_frame, parse_header, write_close, FrameHeader, OpCode};
 use super::mask::apply_mask;
+use super::sender::{CloseProgress, Sender};
 use super::utf8::Utf8Validator;
 
 /// Limits of one connection. Every limit is checked against the length a header announces,
@@ -81,19 +80,6 @@ pub enum WsEvent<'a> {
         /// The reason (valid UTF-8, possibly empty).
         reason: &'a str,
     },
-}
-
-/// Where the closing handshake stands; owned by the [`Sender`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum CloseProgress {
-    /// Messages flow both ways.
-    Open,
-    /// We sent a Close; the peer's data frames are discarded until its Close arrives.
-    CloseSent,
-    /// Close sent and received: done.
-    Closed,
-    /// We failed the connection (sent a Close with an error code): done.
-    Failed,
 }
 
 /// The type of the message being assembled.
@@ -164,30 +150,6 @@ pub struct Receiver {
     release: bool,
 }
 
-/// The sending half: the one owner of the closing-handshake state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sender {
-    progress: CloseProgress,
-}
-
-impl Default for Sender {
-    fn default() -> Self {
-        Sender {
-            progress: CloseProgress::Open,
-        }
-    }
-}
-
-/// One WebSocket connection, server side, after a successful handshake: both halves
-/// together, for code that does not need to split them.
-#[derive(Debug)]
-pub struct Connection {
-    /// The receiving half.
-    pub receiver: Receiver,
-    /// The sending half.
-    pub sender: Sender,
-}
-
 /// Most bytes reserved for a streamed frame's payload before they arrive.
 const STREAM_RESERVE: usize = 64 * 1024;
 
@@ -203,6 +165,16 @@ const BAD_UTF8: CloseError = CloseError {
     code: close_code::INVALID_PAYLOAD,
     reason: "invalid UTF-8 in text message",
 };
+
+/// One WebSocket connection, server side, after a successful handshake: both halves
+/// together, for code that does not need to split them.
+#[derive(Debug)]
+pub struct Connection {
+    /// The receiving half.
+    pub receiver: Receiver,
+    /// The sending half.
+    pub sender: Sender,
+}
 
 impl Connection {
     /// A connection that has just completed its opening handshake.
@@ -563,70 +535,6 @@ impl Receiver {
         if let Some(frame) = &mut self.frame {
             frame.discard = true;
         }
-    }
-}
-
-impl Sender {
-    /// Sends a text message as one frame. Returns false, writing nothing, once a Close was
-    /// sent (§5.5.1).
-    pub fn send_text(&mut self, out: &mut Vec<u8>, text: &str) -> bool {
-        self.send(out, OpCode::Text, text.as_bytes())
-    }
-
-    /// Sends a binary message as one frame. Returns false, writing nothing, once a Close
-    /// was sent.
-    pub fn send_binary(&mut self, out: &mut Vec<u8>, data: &[u8]) -> bool {
-        self.send(out, OpCode::Binary, data)
-    }
-
-    /// Sends a Ping. Returns false, writing nothing, when `data` is over 125 bytes or a
-    /// Close was sent.
-    pub fn send_ping(&mut self, out: &mut Vec<u8>, data: &[u8]) -> bool {
-        data.len() <= MAX_CONTROL_PAYLOAD && self.send(out, OpCode::Ping, data)
-    }
-
-    /// Sends one frame of any data or control `opcode` (control payloads at most 125
-    /// bytes). Returns false, writing nothing, once a Close was sent.
-    pub fn send(&mut self, out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) -> bool {
-        if self.progress != CloseProgress::Open
-            || opcode == OpCode::Close
-            || (opcode.is_control() && payload.len() > MAX_CONTROL_PAYLOAD)
-        {
-            return false;
-        }
-        encode_frame(out, opcode, payload);
-        true
-    }
-
-    /// Starts the closing handshake (§7.1.2) with a status `code` and a `reason`, cut to
-    /// 123 bytes on a character boundary. Returns false, writing nothing, when a Close was
-    /// already sent or `code` may not be sent ([`close_code::is_valid`]). The receiving
-    /// half then discards data frames until the peer's [`WsEvent::Close`].
-    pub fn close(&mut self, out: &mut Vec<u8>, code: u16, reason: &str) -> bool {
-        if self.progress != CloseProgress::Open || !close_code::is_valid(code) {
-            return false;
-        }
-        write_close(out, Some(code), reason);
-        self.progress = CloseProgress::CloseSent;
-        true
-    }
-
-    /// Marks a Close as sent without writing one: the caller queued a Close frame encoded
-    /// elsewhere (or the connection is being abandoned).
-    pub fn mark_close_sent(&mut self) {
-        if self.progress == CloseProgress::Open {
-            self.progress = CloseProgress::CloseSent;
-        }
-    }
-
-    /// True once the connection is over: Close sent and received, or failed.
-    pub fn is_closed(&self) -> bool {
-        matches!(self.progress, CloseProgress::Closed | CloseProgress::Failed)
-    }
-
-    /// True once we have sent a Close (ours, an echo, or a failure).
-    pub fn close_sent(&self) -> bool {
-        self.progress != CloseProgress::Open
     }
 }
 

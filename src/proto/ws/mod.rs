@@ -6,9 +6,10 @@
 //! * [`mask`] — payload masking (§5.3), word at a time, with its byte-loop oracle.
 //! * [`utf8`] — the incremental UTF-8 validator that fails a text message fast (§8.1).
 //! * [`close`] — close status codes (§7.4) and the fault that fails a connection (§7.1.7).
-//! * [`conn`] — one connection in two halves: the [`Receiver`] assembles messages from
-//!   fragments (§5.4) and handles control frames (§5.5); the [`Sender`] sends and owns the
-//!   closing handshake (§7). [`Connection`] holds both for code that does not split them.
+//! * [`conn`] — the receiving half of a connection, [`Receiver`]: message assembly from
+//!   fragments (§5.4), control frames (§5.5); and [`Connection`], both halves together for
+//!   code that does not split them.
+//! * [`sender`] — the sending half, [`Sender`]: sends, and owns the closing handshake (§7).
 //!
 //! A driver accepts the handshake with [`validate_request`] and [`write_accept_response`],
 //! then moves bytes: input into [`Receiver::read`] (with the [`Sender`]), which returns
@@ -23,13 +24,15 @@ pub mod conn;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod sender;
 pub mod utf8;
 
 pub use close::{close_code, CloseError};
-pub use conn::{Connection, Receiver, Sender, WsEvent, WsLimits};
+pub use conn::{Connection, Receiver, WsEvent, WsLimits};
 pub use frame::{encode_frame, parse_header, write_close, write_header, FrameHeader, OpCode};
 pub use handshake::{
     accept_key, validate_request, write_accept_response, Handshake, HandshakeError,
 };
 pub use mask::{apply_mask, apply_mask_bytewise};
+pub use sender::Sender;
 pub use utf8::{InvalidUtf8, Utf8Validator};
