@@ -210,11 +210,7 @@ impl<H: Handler> Driver<H> {
                 match ev.token() {
                     LISTENER => self.core.accept(),
                     WAKER => self.drain_commands(),
-                    Token(t) if t >= CLIENT_BASE => {
-                        let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                        self.core
-                            .hook_client_event(t - CLIENT_BASE, readable, ev.is_writable());
-                    }
+                    Token(t) if t >= CLIENT_BASE => self.core.hook_client_event(t - CLIENT_BASE),
                     Token(i) => {
                         if ev.is_writable() {
                             self.core.flush(i);

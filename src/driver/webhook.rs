@@ -401,7 +401,7 @@ impl Core {
             Some((idx, s)) => match s.conn.send(job) {
                 Ok(()) => {
                     trace!("webhook: reusing connection {idx} to {addr}");
-                    return self.hook_client_event(idx, true, true);
+                    return self.hook_client_event(idx);
                 }
                 Err(job) => job,
             },
@@ -516,7 +516,7 @@ impl Core {
 
     /// A readiness event for webhook client `idx`. Which kind does not matter: the
     /// connection's state says what to try, and a spurious event ends in `WouldBlock`.
-    pub(crate) fn hook_client_event(&mut self, idx: usize, _readable: bool, _writable: bool) {
+    pub(crate) fn hook_client_event(&mut self, idx: usize) {
         let ev = self.client_io(idx);
         self.settle_client(idx, ev);
     }
