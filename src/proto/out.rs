@@ -318,6 +318,21 @@ mod tests {
     }
 
     #[test]
+    fn owned_chunks_grow_but_never_past_the_pooled_size() {
+        let mut q = OutQueue::default();
+        for _ in 0..40 {
+            q.push_slice(&[7u8; 16_398]); // a 16 KiB echo frame, again and again
+        }
+        for c in q.chunks.iter() {
+            let Chunk::Owned(v) = c else { panic!("owned") };
+            assert!(v.capacity() <= OUT_CHUNK, "capacity {}", v.capacity());
+        }
+        // One write bigger than a chunk gets a chunk of its own size.
+        q.push_slice(&vec![1u8; OUT_CHUNK + 5]);
+        assert_eq!(q.len(), 40 * 16_398 + OUT_CHUNK + 5);
+    }
+
+    #[test]
     fn owned_chunks_stop_at_the_chunk_size() {
         let mut q = OutQueue::default();
         let big = vec![1u8; OUT_CHUNK - 10];

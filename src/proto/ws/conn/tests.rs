@@ -635,3 +635,24 @@ fn connection_is_small() {
         std::mem::size_of::<Connection>()
     );
 }
+
+#[test]
+fn a_big_announced_frame_reserves_at_most_stream_reserve() {
+    // A binary frame announcing 8 MiB whose first byte only has arrived.
+    let mut conn = Connection::new(WsLimits::default());
+    let mut buf = vec![0x82, 0x80 | 127];
+    buf.extend_from_slice(&(8u64 << 20).to_be_bytes());
+    buf.extend_from_slice(&KEY);
+    buf.push(0x55);
+    let mut out = Vec::new();
+    let len = buf.len();
+    let (n, ev) = conn.read(&mut buf, &mut out).unwrap();
+    assert_eq!(n, len);
+    assert!(ev.is_none());
+    let cap = conn.receiver.data.capacity();
+    // Reserved at once (not grown byte by byte), but not the announced 8 MiB.
+    assert!(
+        (STREAM_RESERVE..2 * STREAM_RESERVE).contains(&cap),
+        "reserved {cap}"
+    );
+}
