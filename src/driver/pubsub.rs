@@ -94,13 +94,12 @@ impl Core {
                 }
             }
             None => {
-                let topic = self.subs.topics_of(key).next().map(str::to_owned);
-                let since = topic.and_then(|t| self.subs.unsubscribe(&t, key));
-                let since = since.unwrap_or(0);
+                let since = self.subs.cursor(key).unwrap_or(0);
                 self.with_conn(i, |p, env| p.answer_poll_empty(since, env));
             }
         }
-        self.subs.remove_key(key);
+        // Answered, the connection is no longer parked: `settle` took it out of the table.
+        // Not answered (it is closing), it leaves the table when it closes.
     }
 
     /// A long-lived reply names a valid topic; otherwise it is answered 400.

@@ -183,6 +183,12 @@ impl<K: Copy + Eq + Hash> Subscriptions<K> {
         into.extend_from_slice(self.subscribers(topic));
     }
 
+    /// The cursor of `key`'s first subscription (a parked poll has exactly one).
+    pub fn cursor(&self, key: K) -> Option<u64> {
+        let place = self.by_key.get(&key)?.as_slice().first()?;
+        Some(self.by_topic.get(&place.topic)?.get(place.index)?.cursor)
+    }
+
     /// The topics `key` is subscribed to.
     pub fn topics_of(&self, key: K) -> impl Iterator<Item = &str> {
         self.by_key
@@ -233,6 +239,7 @@ mod tests {
         assert!(!s.subscribe("a", 1, 5), "no second subscription");
         assert!(s.subscribe("a", 2, 0));
         assert!(s.subscribe("a", 3, 7));
+        assert_eq!((s.cursor(3), s.cursor(9)), (Some(7), None));
         assert!(s.subscribe("b", 1, 0));
         assert!(s.check());
         assert_eq!(s.count("a"), 3);
