@@ -707,23 +707,37 @@ struct Delivery {
 struct Receiver {
     addr: SocketAddr,
     log: Arc<Mutex<Vec<Delivery>>>,
+    /// While set, requests are read but never answered (and not logged): the attempts
+    /// stay in flight, so the hub writes no outcome for them.
+    hold: Arc<AtomicBool>,
+}
+
+/// What the connection threads of a [`Receiver`] share.
+#[derive(Clone)]
+struct RcvShared {
+    log: Arc<Mutex<Vec<Delivery>>>,
+    counts: Arc<Mutex<HashMap<String, usize>>>,
+    hold: Arc<AtomicBool>,
 }
 
 impl Receiver {
     fn start() -> Receiver {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let log2 = log.clone();
+        let shared = RcvShared {
+            log: Arc::default(),
+            counts: Arc::default(),
+            hold: Arc::default(),
+        };
+        let (log, hold) = (shared.log.clone(), shared.hold.clone());
         thread::spawn(move || {
             for s in l.incoming() {
                 let Ok(s) = s else { break };
-                let (log3, counts3) = (log2.clone(), counts.clone());
-                thread::spawn(move || receiver_conn(s, log3, counts3));
+                let sh = shared.clone();
+                thread::spawn(move || receiver_conn(s, sh));
             }
         });
-        Receiver { addr, log }
+        Receiver { addr, log, hold }
     }
 
     fn deliveries_from(&self, from: usize) -> Vec<Delivery> {
@@ -738,11 +752,7 @@ fn fnv(s: &str) -> u64 {
     })
 }
 
-fn receiver_conn(
-    mut s: TcpStream,
-    log: Arc<Mutex<Vec<Delivery>>>,
-    counts: Arc<Mutex<HashMap<String, usize>>>,
-) {
+fn receiver_conn(mut s: TcpStream, sh: RcvShared) {
     let _ = s.set_read_timeout(Some(Duration::from_secs(120)));
     let mut buf = Vec::new();
     let mut tmp = [0u8; 16384];
@@ -775,8 +785,18 @@ fn receiver_conn(
             }
         };
         buf.drain(..used);
+        if sh.hold.load(Ordering::SeqCst) {
+            // Hold the attempt open (bounded) and leave without an answer.
+            for _ in 0..600 {
+                if !sh.hold.load(Ordering::SeqCst) {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+            return;
+        }
         let nth = {
-            let mut c = counts.lock().unwrap();
+            let mut c = sh.counts.lock().unwrap();
             let n = c.entry(d.webhook_id.clone()).or_default();
             *n += 1;
             *n
@@ -786,7 +806,7 @@ fn receiver_conn(
             1 => 1,
             _ => 0,
         };
-        log.lock().unwrap().push(d);
+        sh.log.lock().unwrap().push(d);
         let answer: &[u8] = if nth <= fails {
             b"HTTP/1.1 500 Try Again\r\nContent-Length: 2\r\n\r\nno"
         } else {
@@ -1727,6 +1747,113 @@ fn torn_tail_keeps_every_complete_record() {
         random.len(),
         ms(started.elapsed())
     );
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n  {}",
+        failures.len(),
+        failures.join("\n  ")
+    );
+}
+
+/// A publish is two records in one write, its event and its webhook message. A write cut
+/// between them (or inside the second) leaves a complete event record, which recovery
+/// keeps and serves: then its webhook message must go out too, or webhook receivers miss
+/// an event every other subscriber gets.
+#[test]
+fn torn_tail_between_an_event_and_its_webhook_message() {
+    let tmp = TempDir::new("torn-hook");
+    let src = tmp.join("src");
+    let src_s = src.to_str().unwrap().to_owned();
+    let rcv = Receiver::start();
+    // The first run's attempts stay in flight: no outcome record follows the messages.
+    rcv.hold.store(true, Ordering::SeqCst);
+    let args = |dir: &str| -> Vec<String> {
+        [
+            "--data-dir",
+            dir,
+            "--webhook-allow-private",
+            "--webhook-timeout",
+            "60",
+            "--webhook-schedule",
+            "0.2,0.2,0.2",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let a = args(&src_s);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let hub = start_ok(&a, &tmp.join("src.stderr"));
+    add_webhook(hub.addr, "tw", &format!("http://{}/hook", rcv.addr));
+    let published: Vec<(u64, String)> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|d| (publish(hub.addr, "tw", d), d.to_string()))
+        .collect();
+    drop(hub); // SIGKILL
+    let newest = segments(&src).last().expect("a segment").1.clone();
+    let newest_name = newest.file_name().unwrap().to_owned();
+    let (records, _, _) = segment_records(&newest);
+    let (enq_start, enq_end) = records
+        .iter()
+        .rev()
+        .find(|(_, _, r)| matches!(r, Record::OutboxEnqueued { .. }))
+        .map(|(s, e, _)| (*s, *e))
+        .unwrap_or_else(|| panic!("no webhook message record in {newest:?}: {records:?}"));
+    let event3_end = records
+        .iter()
+        .find(|(_, _, r)| matches!(r, Record::Event { data, .. } if data == "w3"))
+        .map(|(_, e, _)| *e)
+        .expect("the record of the third event");
+    assert!(
+        event3_end <= enq_start,
+        "test setup: the message record follows its event"
+    );
+    rcv.hold.store(false, Ordering::SeqCst);
+    let trial = tmp.join("trial");
+    let trial_s = trial.to_str().unwrap().to_owned();
+    let mut failures = Vec::new();
+    for (cut, what) in [
+        (enq_start, "right after the event"),
+        (
+            (enq_start + enq_end) / 2,
+            "inside its webhook message record",
+        ),
+    ] {
+        copy_dir(&src, &trial);
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(trial.join(&newest_name))
+            .unwrap();
+        f.set_len(cut as u64).unwrap();
+        drop(f);
+        let mark = rcv.log.lock().unwrap().len();
+        let a = args(&trial_s);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let hub = start_ok(&a, &tmp.join("trial.stderr"));
+        let served = list_all(hub.addr, "tw").events;
+        if served != published {
+            failures.push(format!(
+                "cut at {cut} ({what}): /events has {served:?}, expected every complete event {published:?}"
+            ));
+        }
+        let delivered = || -> BTreeSet<u64> {
+            rcv.deliveries_from(mark)
+                .iter()
+                .filter_map(|d| parse_webhook_body(&d.body))
+                .map(|(_, id, _)| id)
+                .collect()
+        };
+        let all = wait_until(10, || served.iter().all(|e| delivered().contains(&e.0)));
+        if !all {
+            let missing: Vec<&(u64, String)> = served
+                .iter()
+                .filter(|e| !delivered().contains(&e.0))
+                .collect();
+            failures.push(format!(
+                "cut at {cut} ({what}): served by /events but no webhook within 10 s: {missing:?}"
+            ));
+        }
+        no_panic(&hub, "torn webhook message");
+    }
     assert!(
         failures.is_empty(),
         "{} failures:\n  {}",
