@@ -27,7 +27,8 @@ use std::sync::{mpsc, Arc, Mutex, Once};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pushwire::proto::store::{scan, Corruption, Record, Tail, DEFAULT_MAX_RECORD};
+use pushwire::proto::store::{scan, Corruption, Record, Recovered, Tail, DEFAULT_MAX_RECORD};
+use pushwire::proto::topic::HistoryLimits;
 use pushwire::proto::webhook::{verify, Secret, DEFAULT_TOLERANCE};
 use rand::Rng;
 use sse_parser::{ParsedEvent, SseParser};
@@ -132,6 +133,40 @@ fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
         .collect();
     v.sort();
     v
+}
+
+/// Bytes in the log files of a data dir, and the live data they hold
+/// ([`Recovered::live_len`] after replaying them as the hub does: the newest snapshot, then
+/// the segments after it).
+fn disk_and_live(dir: &Path, limits: HistoryLimits) -> (u64, usize) {
+    let mut files: Vec<(u64, bool, PathBuf)> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            let name = p.file_name()?.to_str()?.to_owned();
+            let (num, ext) = name.split_once('.')?;
+            let snap = match ext {
+                "seg" => false,
+                "snap" => true,
+                _ => return None,
+            };
+            Some((num.parse().ok()?, snap, p))
+        })
+        .collect();
+    files.sort();
+    if let Some(at) = files.iter().rposition(|f| f.1) {
+        files.drain(..at);
+    }
+    let mut state = Recovered::new(limits);
+    let mut total = 0;
+    for (_, _, p) in &files {
+        let bytes = fs::read(p).unwrap();
+        total += bytes.len() as u64;
+        for (_, r) in scan(&bytes, DEFAULT_MAX_RECORD).records {
+            let _ = state.apply(r);
+        }
+    }
+    (total, state.live_len())
 }
 
 fn dir_listing(dir: &Path) -> Vec<String> {
@@ -1533,6 +1568,19 @@ fn kill9_under_load_loses_nothing_acknowledged() {
         );
     }
     let files = dir_listing(&data);
+    let (disk, live) = disk_and_live(
+        &data,
+        HistoryLimits {
+            max_events: 100_000_000,
+            max_bytes: 4_000_000_000,
+            max_topics: 10_000,
+        },
+    );
+    println!(
+        "durability kill -9: disk use {} KiB in log files, live data {} KiB",
+        disk / 1024,
+        live / 1024
+    );
     println!(
         "durability kill -9: {cycles} cycles, {} events, {} answered 201, {} webhook deliveries, \
          {} s; data dir: {} segments, {} snapshots, {} damaged",
