@@ -2410,7 +2410,9 @@ fn fsync_interval_kill9_starts_a_new_id_range_and_resumers_get_a_gap() {
     let new_id = publish(hub.addr, "iv", "new-0");
     assert!(
         new_id > n,
-        "the new id {new_id} must be above the old ones (last {n})"
+        "the new id {new_id} must be above every id handed out before (last {n}); an old \
+         id came back for other data: {:?}",
+        old.iter().find(|o| o.0 == new_id)
     );
     assert_ne!(
         new_id,
