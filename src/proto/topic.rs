@@ -128,16 +128,20 @@ pub enum PublishError {
     TooManyTopics,
     /// The event is larger than the durable log's largest record.
     TooLarge,
+    /// Too many bytes are on their way to the durable log: try again shortly.
+    StoreBusy,
 }
 
 impl PublishError {
     /// The HTTP status to answer a publish request with: 400 for a bad name (the client's
-    /// fault), 507 Insufficient Storage when the topic table is full.
+    /// fault), 507 Insufficient Storage when the topic table is full, 413 for an event
+    /// over the durable log's record limit, 503 while the disk is behind.
     pub fn status(self) -> u16 {
         match self {
             PublishError::BadTopic | PublishError::BadEventName => 400,
             PublishError::TooManyTopics => 507,
             PublishError::TooLarge => 413,
+            PublishError::StoreBusy => 503,
         }
     }
 
@@ -152,6 +156,7 @@ impl PublishError {
             }
             PublishError::TooManyTopics => "too many topics: the topic limit is reached",
             PublishError::TooLarge => "event too large for the durable log",
+            PublishError::StoreBusy => "the disk is behind: too many writes waiting, try again",
         }
     }
 }
@@ -427,7 +432,8 @@ impl Topics {
     ///   `published_ms` is kept as given. Events over the limits are dropped oldest first,
     ///   as after a publish; the newest is always kept.
     /// * `last_id`: the id of the last event published, below [`MAX_ID`]; above the last
-    ///   event's id when a new range was started after it ([`Topics::new_range`]).
+    ///   event's id when a new range was started after it (see the durable log's
+    ///   [`Record::TopicRange`](crate::proto::store::Record::TopicRange)).
     /// * `first_id`: the first id of the log this topic continues, at least 1 and at most
     ///   the first event's id (`last_id + 1` when `events` is empty). A read from `since
     ///   = 0` reports a gap when the oldest kept id is above it; so pass the first event's

@@ -38,6 +38,10 @@ use crate::proto::webhook::{instant_from_unix_ms, EndpointId, RestoredMessage};
 pub(crate) use writer::Report;
 use writer::{ToWriter, Writer};
 
+/// Bytes of publishes on their way to the disk beyond which publishing is refused (503)
+/// until the writer catches up: the queue to the writer thread has a budget too.
+const UNWRITTEN_BUDGET: usize = 64 << 20;
+
 /// What the webhooks of a publish share: its `webhook-id`, body and endpoints.
 pub(crate) type Prepared = (Rc<str>, Rc<[u8]>, Vec<EndpointId>);
 
@@ -73,6 +77,10 @@ pub(crate) struct Store {
     reserved: HashMap<Box<str>, u64>,
     /// (interval mode) The last write failed: hold publishes until one succeeds.
     failing: bool,
+    /// Acknowledging writes sent but not yet reported written: seq and bytes.
+    unwritten: VecDeque<(u64, usize)>,
+    /// Sum of the bytes in `unwritten`: publishes are refused past [`UNWRITTEN_BUDGET`].
+    unwritten_bytes: usize,
     /// No more records: the server is stopping (its outcomes are not final ones).
     closing: bool,
     scratch: Vec<u8>,
@@ -184,6 +192,8 @@ pub(crate) fn open(
         pending: VecDeque::new(),
         reserved: HashMap::new(),
         failing: false,
+        unwritten: VecDeque::new(),
+        unwritten_bytes: 0,
         closing: false,
         scratch: Vec::new(),
     };
@@ -197,6 +207,17 @@ impl Store {
     }
 
     /// Encodes `records` and sends them; `ack`: the loop waits for them (returns the seq).
+    /// Forgets the byte count of the writes up to `seq` (written, or refused).
+    fn written(&mut self, seq: u64) {
+        while let Some(&(q, n)) = self.unwritten.front() {
+            if q > seq {
+                break;
+            }
+            self.unwritten.pop_front();
+            self.unwritten_bytes -= n;
+        }
+    }
+
     fn send(&mut self, records: &[Record], ack: bool) -> Result<u64, PublishError> {
         self.scratch.clear();
         for r in records {
@@ -211,6 +232,10 @@ impl Store {
             0
         };
         let bytes = std::mem::take(&mut self.scratch);
+        if ack {
+            self.unwritten.push_back((seq, bytes.len()));
+            self.unwritten_bytes += bytes.len();
+        }
         if self.tx.send(ToWriter::Write { seq, bytes }).is_err() {
             error!("store: the writer thread is gone");
         }
@@ -296,6 +321,9 @@ impl Core {
         let Some(s) = self.store.as_ref() else {
             return self.publish_now(topic, event, data, now_us, None);
         };
+        if s.unwritten_bytes > UNWRITTEN_BUDGET {
+            return Err(PublishError::StoreBusy);
+        }
         let reserved = s.reserved.get(topic).copied();
         let id = match reserved {
             Some(last) => {
@@ -424,12 +452,18 @@ impl Core {
         let Some(s) = self.store.as_mut() else { return };
         match report {
             Report::Written(seq) if s.mode == Fsync::Interval => {
+                s.written(seq);
                 s.failing = false;
                 self.commit_upto(seq);
             }
-            Report::Written(_) => {}
+            Report::Written(seq) => s.written(seq),
             Report::Durable(seq) => self.commit_upto(seq),
-            Report::Failed(seqs, why) => self.write_failed(&seqs, &why),
+            Report::Failed(seqs, why) => {
+                if let Some(&last) = seqs.iter().max() {
+                    s.written(last);
+                }
+                self.write_failed(&seqs, &why);
+            }
         }
     }
 
