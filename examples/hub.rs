@@ -205,7 +205,8 @@ impl Hub {
                 "\"delivered\":{{\"websocket\":{},\"sse\":{},\"longpoll\":{},\"webhook\":{}}},",
                 "\"webhooks\":{{\"delivered\":{},\"retrying\":{},\"failed\":{},\"attempts\":{},",
                 "\"endpoints_disabled\":{}}},",
-                "\"received\":{{\"webhooks\":{},\"bad_signature\":{}}}}}"
+                "\"received\":{{\"webhooks\":{},\"bad_signature\":{}}},",
+                "\"store\":{{\"held\":{},\"failed\":{}}}}}"
             ),
             s.http,
             s.websocket,
@@ -223,6 +224,8 @@ impl Hub {
             w.endpoints_disabled,
             self.received,
             self.bad_signature,
+            s.store_held,
+            s.store_failed,
         );
         Response::json(200, body)
             .header("Cache-Control", "no-store")

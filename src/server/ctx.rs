@@ -162,6 +162,7 @@ impl<'a> Ctx<'a> {
             parked: c[1],
             sse: c[2],
             websocket: c[3],
+            store_held: self.core.store_held(),
             ..self.core.stats
         }
     }
