@@ -261,6 +261,7 @@ impl<H: Handler> Driver<H> {
             }
             self.deliver_notes();
         }
+        self.core.store_flush();
     }
 
     fn deliver_notes(&mut self) {

@@ -83,7 +83,9 @@ pub(crate) struct Store {
     unwritten_bytes: usize,
     /// No more records: the server is stopping (its outcomes are not final ones).
     closing: bool,
-    scratch: Vec<u8>,
+    /// This round's records, sent at its end ([`Core::store_flush`]).
+    batch: Vec<u8>,
+    parts: Vec<(u64, usize)>,
 }
 
 fn unix_micros() -> u64 {
@@ -195,7 +197,8 @@ pub(crate) fn open(
         unwritten: VecDeque::new(),
         unwritten_bytes: 0,
         closing: false,
-        scratch: Vec::new(),
+        batch: Vec::new(),
+        parts: Vec::new(),
     };
     Ok(Some((store, state)))
 }
@@ -218,28 +221,39 @@ impl Store {
         }
     }
 
+    /// Encodes `records` into this round's batch as one write; `ack`: the loop waits for
+    /// it (returns its seq, else 0). Nothing is added when one does not encode.
     fn send(&mut self, records: &[Record], ack: bool) -> Result<u64, PublishError> {
-        self.scratch.clear();
+        let start = self.batch.len();
         for r in records {
-            if r.encode(&mut self.scratch, DEFAULT_MAX_RECORD).is_err() {
+            if r.encode(&mut self.batch, DEFAULT_MAX_RECORD).is_err() {
+                self.batch.truncate(start);
                 return Err(PublishError::TooLarge);
             }
         }
         let seq = if ack {
             self.seq += 1;
+            let n = self.batch.len() - start;
+            self.unwritten.push_back((self.seq, n));
+            self.unwritten_bytes += n;
             self.seq
         } else {
             0
         };
-        let bytes = std::mem::take(&mut self.scratch);
-        if ack {
-            self.unwritten.push_back((seq, bytes.len()));
-            self.unwritten_bytes += bytes.len();
+        self.parts.push((seq, self.batch.len()));
+        Ok(seq)
+    }
+
+    /// Hands this round's batch to the writer thread.
+    fn flush(&mut self) {
+        if self.parts.is_empty() {
+            return;
         }
-        if self.tx.send(ToWriter::Write { seq, bytes }).is_err() {
+        let bytes = std::mem::take(&mut self.batch);
+        let parts = std::mem::take(&mut self.parts);
+        if self.tx.send(ToWriter::Write { bytes, parts }).is_err() {
             error!("store: the writer thread is gone");
         }
-        Ok(seq)
     }
 }
 
@@ -283,6 +297,11 @@ impl Core {
             }
         }
         debug!("data dir: {restored} webhook messages queued again");
+    }
+
+    /// Operations waiting for the writer (for [`Stats::store_held`](crate::Stats)).
+    pub(crate) fn store_held(&self) -> usize {
+        self.store.as_ref().map_or(0, |s| s.pending.len())
     }
 
     /// The seq of the last acknowledging write (to tell whether a callback wrote any).
@@ -430,6 +449,13 @@ impl Core {
         }
     }
 
+    /// Sends this round's records to the writer (the loop calls it after every round).
+    pub(crate) fn store_flush(&mut self) {
+        if let Some(s) = self.store.as_mut() {
+            s.flush();
+        }
+    }
+
     /// The server is stopping: what the webhooks report from now on is not final.
     pub(crate) fn store_closing(&mut self) {
         if let Some(s) = self.store.as_mut() {
@@ -441,6 +467,7 @@ impl Core {
     pub(crate) fn store_finish(&mut self) {
         let Some(s) = self.store.as_mut() else { return };
         s.closing = true;
+        s.flush();
         let _ = s.tx.send(ToWriter::Stop);
         if let Some(t) = s.thread.take() {
             let _ = t.join();
@@ -457,7 +484,10 @@ impl Core {
                 self.commit_upto(seq);
             }
             Report::Written(seq) => s.written(seq),
-            Report::Durable(seq) => self.commit_upto(seq),
+            Report::Durable(seq) => {
+                s.written(seq);
+                self.commit_upto(seq);
+            }
             Report::Failed(seqs, why) => {
                 if let Some(&last) = seqs.iter().max() {
                     s.written(last);
@@ -500,6 +530,7 @@ impl Core {
     /// Every held operation fails: the writer refuses them all until it hears `Resume`.
     fn write_failed(&mut self, seqs: &[u64], why: &str) {
         let Some(s) = self.store.as_mut() else { return };
+        s.flush(); // whatever this round wrote goes first, to be refused in order
         let held = s.pending.len();
         let answered = seqs
             .iter()
@@ -514,6 +545,7 @@ impl Core {
             return;
         }
         warn!("store: {why}: refusing {held} held operations");
+        self.stats.store_failed += seqs.len() as u64;
         s.reserved.clear();
         let ops: Vec<_> = s.pending.drain(..).collect();
         let _ = s.tx.send(ToWriter::Resume);

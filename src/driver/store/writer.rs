@@ -42,9 +42,14 @@ type Compacted = io::Result<(u64, Vec<LogFile>)>;
 
 /// What the loop sends.
 pub(crate) enum ToWriter {
-    /// Encoded records. `seq > 0` acknowledges something (the loop holds it until it hears
-    /// back); `seq == 0` is bookkeeping.
-    Write { seq: u64, bytes: Vec<u8> },
+    /// Encoded records, in parts: `(seq, end)` says the bytes up to `end` (from the end of
+    /// the part before) are write `seq`. `seq > 0` acknowledges something (the loop holds
+    /// it until it hears back); `seq == 0` is bookkeeping. The loop sends one such batch
+    /// per round of its events, so the writer wakes and writes once per round.
+    Write {
+        bytes: Vec<u8>,
+        parts: Vec<(u64, usize)>,
+    },
     /// The loop saw the last failure: accept acknowledging records again.
     Resume,
     /// Write what is left, fsync, mark a graceful stop (unless data was lost) and end.
@@ -161,15 +166,20 @@ impl Writer {
             let mut next = first;
             while let Some(msg) = next {
                 match msg {
-                    ToWriter::Write { seq, bytes } => {
-                        if seq > 0 && (rejecting.is_some() || fatal.is_some()) {
-                            refused.push(seq);
-                        } else {
-                            buf.extend_from_slice(&bytes);
-                            if seq > 0 {
-                                seqs.push(seq);
+                    ToWriter::Write { bytes, parts } => {
+                        let mut start = 0;
+                        for (seq, end) in parts {
+                            let part = bytes.get(start..end).unwrap_or_default();
+                            start = end;
+                            if seq > 0 && (rejecting.is_some() || fatal.is_some()) {
+                                refused.push(seq);
                             } else {
-                                book.extend_from_slice(&bytes);
+                                buf.extend_from_slice(part);
+                                if seq > 0 {
+                                    seqs.push(seq);
+                                } else {
+                                    book.extend_from_slice(part);
+                                }
                             }
                         }
                     }
@@ -202,7 +212,11 @@ impl Writer {
                         unsynced = true;
                         if let Some(seq) = max_seq {
                             written_seq = seq;
-                            self.report(Report::Written(seq));
+                            // Only interval mode acts on it (always mode waits for the
+                            // fsync, reported right after): no second wake-up per batch.
+                            if self.mode == Fsync::Interval {
+                                self.report(Report::Written(seq));
+                            }
                         }
                     }
                     Err(e) => {
