@@ -26,7 +26,7 @@ use pushwire::proto::json;
 use pushwire::proto::topic::valid_topic;
 use pushwire::proto::webhook::{verify, Host, Schedule, Secret, Url, DEFAULT_TOLERANCE};
 use pushwire::{
-    App, CloseInfo, Config, ConnId, Ctx, Message, Park, Reply, Request, Response, Server,
+    App, CloseInfo, Config, ConnId, Ctx, Fsync, Message, Park, Reply, Request, Response, Server,
     SseStream, WsAccept,
 };
 
@@ -394,7 +394,7 @@ fn usage() -> ! {
         "usage: hub [--addr HOST:PORT] [--history-events N] [--history-bytes N]\n\
          \x20          [--header-timeout SECS] [--idle-timeout SECS] [--allow-origin ORIGIN]...\n\
          \x20          [--sse-heartbeat SECS] [--sse-retry MS] [--max-connections N]\n\
-         \x20          [--webhook-allow-private]\n\
+         \x20          [--webhook-allow-private] [--data-dir DIR] [--fsync always|interval]\n\
          \x20          [--webhook-schedule S1,S2,...] [--webhook-timeout SECS]"
     );
     std::process::exit(2)
@@ -451,6 +451,15 @@ fn main() -> std::io::Result<()> {
                 }
                 config = config.webhook_timeout(Duration::from_secs_f64(secs));
             }
+            "--data-dir" => config = config.data_dir(value()),
+            "--fsync" => {
+                let mode = match value().as_str() {
+                    "always" => Fsync::Always,
+                    "interval" => Fsync::Interval,
+                    _ => usage(),
+                };
+                config = config.fsync(mode);
+            }
             "--sse-heartbeat" => {
                 let secs: f64 = value().parse().unwrap_or_else(|_| usage());
                 if !(secs > 0.0 && secs < 86_400.0) {
@@ -461,7 +470,13 @@ fn main() -> std::io::Result<()> {
             _ => usage(),
         }
     }
-    let mut server = Server::bind(addr.as_str(), config, hub)?;
+    let mut server = match Server::bind(addr.as_str(), config, hub) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pushwire hub: {e}");
+            std::process::exit(1);
+        }
+    };
     println!("pushwire hub listening on http://{}", server.local_addr());
     server.run()
 }

@@ -1,5 +1,6 @@
 //! Server settings: every limit and timeout of the crate, documented in one place.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::Resolver;
@@ -40,6 +41,20 @@ impl Default for HookConfig {
     }
 }
 
+/// When the durable log is fsynced (see [`Config::data_dir`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Fsync {
+    /// A publish is answered, and delivered, only after an fsync that covers it; one
+    /// fsync covers every record that arrived while the previous one ran. Nothing
+    /// acknowledged is lost, even by a power cut.
+    #[default]
+    Always,
+    /// Fsync at most once a second; publishes are answered at once. A crash may lose the
+    /// last second: after an unclean stop each topic starts a new id range from the
+    /// clock, so clients resuming from a lost id see a gap.
+    Interval,
+}
+
 /// Settings for a [`Server`](crate::Server). Build with [`Config::new`] and the setters;
 /// every value has a safe default.
 ///
@@ -66,6 +81,8 @@ impl Default for HookConfig {
 /// | `webhook_pause_after` | 5 failed messages in a row | the endpoint is paused, probed every `webhook_probe_interval` (60 s) |
 /// | `webhook_max_queue` | 10,000 per endpoint | the oldest queued message fails ("queue full") |
 /// | `webhook_allow_private` | false | loopback/private/CGNAT/ULA targets are refused |
+/// | `data_dir` | none (in memory) | with a directory: history, registrations and the webhook outbox survive restarts |
+/// | `fsync` | [`Fsync::Always`] | a publish waits for its fsync; a full disk answers 507 |
 #[derive(Debug, Clone)]
 pub struct Config {
     pub(crate) conn: ConnSettings,
@@ -77,6 +94,8 @@ pub struct Config {
     pub(crate) poll_batch: usize,
     pub(crate) stop_timeout: Duration,
     pub(crate) hooks: HookConfig,
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) fsync: Fsync,
 }
 
 impl Default for Config {
@@ -91,6 +110,8 @@ impl Default for Config {
             poll_batch: 100,
             stop_timeout: Duration::from_secs(5),
             hooks: HookConfig::default(),
+            data_dir: None,
+            fsync: Fsync::Always,
         }
     }
 }
@@ -162,6 +183,18 @@ impl Config {
         webhook_max_queue: usize => hooks.engine.max_queue);
     setter!(/// Allow loopback, private (RFC 1918), CGNAT and IPv6 ULA webhook targets.
         webhook_allow_private: bool => hooks.allow_private);
+
+    setter!(/// When the durable log is fsynced.
+        fsync: Fsync => fsync);
+
+    /// Keep topic history, webhook registrations and the webhook outbox in the directory
+    /// `dir` (created, mode 0700, if missing; locked while the server runs), so that a
+    /// restart loses nothing acknowledged. [`Server::bind`](crate::Server::bind) fails
+    /// with an error naming the directory when it cannot be used.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
 
     /// Resolve webhook host names with `resolver` (on the resolver thread) instead of the
     /// system's `getaddrinfo`.

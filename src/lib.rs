@@ -68,7 +68,7 @@ pub use api::{
     CloseInfo, ConnId, EventPage, Park, Reply, Resolver, SseStream, Stats, StoredEvent, TimerId,
     WebhookCreated, WebhookError, WebhookInfo, WebhookOutcome, WebhookStats, WsAccept,
 };
-pub use config::Config;
+pub use config::{Config, Fsync};
 pub use proto::http1::{Request, Response};
 pub use proto::server::{CloseReason, ConnKind, Message, SlowPolicy};
 pub use proto::topic::PublishError;

@@ -68,6 +68,22 @@ impl Core {
         self.slots.get(self.index_of(id)?)?.conn.as_ref()
     }
 
+    /// Answers the request connection `id` is waiting on (a `Later` reply, or one held
+    /// for the store); `false` when it is gone or not waiting.
+    pub(crate) fn respond_to(&mut self, id: ConnId, resp: &crate::Response) -> bool {
+        let Some(i) = self.index_of(id) else {
+            return false;
+        };
+        let waiting = self
+            .conn(id)
+            .is_some_and(|c| c.proto.kind() == crate::ConnKind::Http);
+        let answered = waiting && self.with_conn(i, |p, env| p.respond(resp, env)) == Some(true);
+        if answered {
+            self.mark_dirty(i);
+        }
+        answered
+    }
+
     pub(crate) fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
         let i = self.free.pop().unwrap_or_else(|| {

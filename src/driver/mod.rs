@@ -23,6 +23,7 @@
 
 mod conn;
 mod pubsub;
+mod store;
 mod webhook;
 
 use std::io::{self, Read};
@@ -100,6 +101,8 @@ pub(crate) enum Command {
     Run(Box<dyn FnOnce(&mut Core) + Send>),
     /// The resolver thread's answer to request `n`.
     Resolved(u64, Result<Vec<SocketAddr>, String>),
+    /// The store's writer thread reports.
+    Stored(store::Report),
 }
 
 /// The driver's state: everything but the application.
@@ -131,6 +134,8 @@ pub(crate) struct Core {
     pub(crate) waker: Arc<Waker>,
     pub(crate) now: Instant,
     pub(crate) hooks: Hooks,
+    /// The data directory, when there is one.
+    store: Option<store::Store>,
 }
 
 /// The loop: the driver's state and the handler it calls.
@@ -153,7 +158,12 @@ impl<H: Handler> Driver<H> {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let local_addr = listener.local_addr()?;
         let (tx, rx) = channel();
-        let core = Core {
+        let opened = store::open(&config, tx.clone(), waker.clone())?;
+        let (store, recovered) = match opened {
+            Some((s, state, clean)) => (Some(s), Some((state, clean))),
+            None => (None, None),
+        };
+        let mut core = Core {
             poll,
             listener: Some(listener),
             local_addr,
@@ -178,7 +188,12 @@ impl<H: Handler> Driver<H> {
             now: Instant::now(),
             hooks: Hooks::new(config.hooks.clone(), local_addr),
             config,
+            store,
         };
+        if let Some((state, clean)) = recovered {
+            core.restore(state, clean);
+            core.drive_hooks();
+        }
         debug!("listening on {local_addr}");
         Ok(Driver { core, handler })
     }
@@ -191,9 +206,11 @@ impl<H: Handler> Driver<H> {
             self.core.tick();
             if let Some(deadline) = self.core.stopping {
                 if self.core.live == 0 || self.core.now >= deadline {
+                    self.core.store_closing();
                     self.core.shutdown_hooks();
                     self.core.close_all();
                     self.deliver_notes();
+                    self.core.store_finish();
                     debug!("stopped");
                     return Ok(());
                 }
@@ -264,6 +281,7 @@ impl<H: Handler> Driver<H> {
             match cmd {
                 Command::Run(f) => f(&mut self.core),
                 Command::Resolved(n, result) => self.core.resolved(n, result),
+                Command::Stored(report) => self.core.stored(report),
             }
         }
     }
@@ -400,13 +418,17 @@ impl<H: Handler> Driver<H> {
             req.version,
             req.body.len()
         );
+        let mark = self.core.store_mark();
         let reply = self.handler.request(&mut self.core, id, &req);
         if self.core.index_of(id).is_none() {
             return;
         }
         match reply {
             Reply::Response(resp) => {
-                self.core.with_conn(i, |p, env| p.respond(&resp, env));
+                // Held while what the request wrote is not yet durable.
+                if let Some(resp) = self.core.hold_reply(mark, id, resp) {
+                    self.core.with_conn(i, |p, env| p.respond(&resp, env));
+                }
             }
             Reply::Later => {}
             Reply::Park(p) => self.core.park(i, p),

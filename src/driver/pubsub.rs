@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use log::{debug, trace};
 
+use super::store::Prepared;
 use super::{conn, Core, SubKey};
 use crate::api::{ConnId, Park, SseStream, WsAccept};
 use crate::proto::fanout::Broadcast;
@@ -17,15 +18,27 @@ use crate::proto::topic::{valid_topic, PublishError};
 use crate::proto::ws;
 
 impl Core {
+    /// Publishes an event (through the data directory when there is one; see
+    /// [`super::store`]). Returns its id.
     pub(crate) fn publish(
         &mut self,
         topic: &str,
         event: Option<&str>,
         data: &str,
     ) -> Result<u64, PublishError> {
-        let now_us = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
+        self.publish_durable(topic, event, data)
+    }
+
+    /// Publishes an event now: into the topic log, to every subscriber, to the webhook
+    /// outbox (with the `webhook-id`, body and endpoints prepared for the log, if any).
+    pub(crate) fn publish_now(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        data: &str,
+        now_us: u64,
+        prepared: Option<Prepared>,
+    ) -> Result<u64, PublishError> {
         let ev = self.topics.publish(topic, event, data, now_us)?;
         self.stats.published += 1;
         trace!("publish {topic:?} id {} ({} bytes)", ev.id, ev.data.len());
@@ -42,8 +55,15 @@ impl Core {
         }
         subs.clear();
         self.scratch = subs;
-        if hooks {
-            self.publish_webhooks(topic, &ev);
+        match prepared {
+            Some((webhook_id, body, ids)) => {
+                let reg = &mut self.hooks.reg;
+                if reg.enqueue_prepared(&ids, &webhook_id, &body, self.now) > 0 {
+                    self.drive_hooks();
+                }
+            }
+            None if hooks => self.publish_webhooks(topic, &ev),
+            None => {}
         }
         Ok(id)
     }

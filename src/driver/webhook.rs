@@ -34,6 +34,7 @@ use crate::api::{
     Resolver, WebhookCreated, WebhookError, WebhookInfo, WebhookOutcome, WebhookStats,
 };
 use crate::config::HookConfig;
+use crate::proto::store::Record;
 use crate::proto::timer::{TimerKey as RawTimer, Timers};
 use crate::proto::topic::TopicEvent;
 use crate::proto::webhook::{
@@ -60,7 +61,7 @@ struct HookSocket {
 
 /// The webhook state of a [`Core`].
 pub(crate) struct Hooks {
-    reg: Registry,
+    pub(crate) reg: Registry,
     config: HookConfig,
     client: ClientConfig,
     sockets: Vec<(u32, Option<HookSocket>)>,
@@ -189,6 +190,7 @@ impl Core {
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
         let (id, secret) = self.hooks.reg.add(topic, url, secret, &key)?;
         self.subs.subscribe(topic, SubKey::Hook(id), 0);
+        self.store_hook_added(id, topic, url, secret.as_bytes());
         debug!("webhook {id} registered for {topic:?}: {url}");
         let (id, secret) = (id.to_string(), secret.to_string());
         Ok(WebhookCreated { id, secret })
@@ -199,12 +201,28 @@ impl Core {
             return false;
         };
         self.subs.unsubscribe(topic, SubKey::Hook(id));
+        let endpoint = id.as_u64();
+        self.store_note(Record::WebhookRemoved { endpoint });
         self.drive_hooks();
         true
     }
 
+    /// Takes back a registration whose record could not be stored (nothing is written).
+    pub(crate) fn forget_webhook(&mut self, id: EndpointId, topic: &str) {
+        if self
+            .hooks
+            .reg
+            .remove(topic, &id.to_string(), self.now)
+            .is_some()
+        {
+            self.subs.unsubscribe(topic, SubKey::Hook(id));
+            debug!("webhook {id} registration taken back: it could not be stored");
+            self.drive_hooks();
+        }
+    }
+
     /// The webhook endpoints subscribed to `topic`, from the one subscription table.
-    fn hook_ids(&self, topic: &str) -> Vec<EndpointId> {
+    pub(crate) fn hook_ids(&self, topic: &str) -> Vec<EndpointId> {
         let subs = self.subs.subscribers(topic).iter();
         subs.filter_map(|e| match e.key {
             SubKey::Hook(id) => Some(id),
@@ -260,6 +278,25 @@ impl Core {
                     Destination::Lookup { name, port } => self.lookup(job, name, port),
                 },
                 HookAction::Report { attempt, result } => self.finish_attempt(attempt, result),
+                HookAction::Retrying {
+                    endpoint,
+                    webhook_id,
+                    attempts,
+                    next_attempt,
+                } => {
+                    let ahead = next_attempt.saturating_duration_since(self.now);
+                    let next_attempt_ms = unix_millis() + ahead.as_millis() as u64;
+                    self.store_note(Record::OutboxAttempt {
+                        webhook_id: webhook_id.to_string(),
+                        endpoint: endpoint.as_u64(),
+                        attempts,
+                        next_attempt_ms,
+                    });
+                }
+                HookAction::Disabled { endpoint } => {
+                    let endpoint = endpoint.as_u64();
+                    self.store_note(Record::WebhookDisabled { endpoint });
+                }
                 HookAction::Finished {
                     endpoint,
                     topic,
@@ -269,6 +306,10 @@ impl Core {
                     if let Outcome::Delivered { .. } = outcome {
                         self.stats.delivered_webhook += 1;
                     }
+                    self.store_note(Record::OutboxDone {
+                        webhook_id: webhook_id.to_string(),
+                        endpoint: endpoint.as_u64(),
+                    });
                     let (endpoint, webhook_id) = (endpoint.to_string(), webhook_id.to_string());
                     self.notes.push(Note::Webhook(WebhookOutcome {
                         endpoint,

@@ -122,6 +122,8 @@ pub enum PublishError {
     BadEventName,
     /// The topic is new and [`HistoryLimits::max_topics`] topics already exist.
     TooManyTopics,
+    /// The event is larger than the durable log's largest record.
+    TooLarge,
 }
 
 impl PublishError {
@@ -131,6 +133,7 @@ impl PublishError {
         match self {
             PublishError::BadTopic | PublishError::BadEventName => 400,
             PublishError::TooManyTopics => 507,
+            PublishError::TooLarge => 413,
         }
     }
 
@@ -144,6 +147,7 @@ impl PublishError {
                 "bad event name: use 1-64 visible ASCII characters (0x21-0x7E)"
             }
             PublishError::TooManyTopics => "too many topics: the topic limit is reached",
+            PublishError::TooLarge => "event too large for the durable log",
         }
     }
 }
@@ -325,6 +329,37 @@ impl Topics {
     /// The limits this table was made with.
     pub fn limits(&self) -> HistoryLimits {
         self.limits
+    }
+
+    /// The id [`Topics::publish`] would give an event of `topic` named `event` at `now_us`,
+    /// after the same checks, without publishing it: the durable log writes the event
+    /// under this id before it is published. `new_elsewhere` counts new topics held
+    /// outside the table (written, not yet published), for the topic limit.
+    pub fn check_publish(
+        &self,
+        topic: &str,
+        event: Option<&str>,
+        now_us: u64,
+        new_elsewhere: usize,
+    ) -> Result<u64, PublishError> {
+        if !valid_topic(topic) {
+            return Err(PublishError::BadTopic);
+        }
+        if event.is_some_and(|name| !valid_event_name(name)) {
+            return Err(PublishError::BadEventName);
+        }
+        match self.topics.get(topic) {
+            Some(t) => Ok(t.last_id + 1),
+            None if self.topics.len() + new_elsewhere >= self.limits.max_topics => {
+                Err(PublishError::TooManyTopics)
+            }
+            None => Ok(first_id(now_us)),
+        }
+    }
+
+    /// Whether `topic` exists (was published to or restored).
+    pub fn contains(&self, topic: &str) -> bool {
+        self.topics.contains_key(topic)
     }
 
     /// Appends an event to `topic` (creating the topic) and returns it with its new id.

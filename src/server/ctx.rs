@@ -102,18 +102,7 @@ impl<'a> Ctx<'a> {
     /// Answers a request for which the application returned [`Reply::Later`](crate::Reply::Later).
     /// `false` when `conn` is gone or is not waiting for an answer.
     pub fn respond(&mut self, conn: ConnId, resp: Response) -> bool {
-        let Some(i) = self.core.index_of(conn) else {
-            return false;
-        };
-        let waiting = self
-            .core
-            .conn(conn)
-            .is_some_and(|c| c.proto.kind() == ConnKind::Http);
-        waiting
-            && self
-                .core
-                .with_conn(i, |p, env| p.respond(&resp, env))
-                .unwrap_or(false)
+        self.core.respond_to(conn, &resp)
     }
 
     /// Subscribes a WebSocket connection to `topic` (see [`WsAccept::subscribe`](crate::WsAccept::subscribe)).

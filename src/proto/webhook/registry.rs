@@ -108,6 +108,22 @@ pub enum HookAction {
         /// Its result (the endpoint is gone, or the request cannot be encoded).
         result: AttemptResult,
     },
+    /// A message waits for its next attempt (see [`Action::Retrying`]).
+    Retrying {
+        /// Where it goes.
+        endpoint: EndpointId,
+        /// Its `webhook-id`.
+        webhook_id: Rc<str>,
+        /// Attempts made so far.
+        attempts: u32,
+        /// When the next attempt is due.
+        next_attempt: Instant,
+    },
+    /// An endpoint answered 410 Gone and is disabled for good.
+    Disabled {
+        /// Which one.
+        endpoint: EndpointId,
+    },
     /// A message is done: report `outcome` to the application. Exactly once per message.
     Finished {
         /// Where it was going.
@@ -300,14 +316,37 @@ impl Registry {
         if ids.is_empty() {
             return 0;
         }
+        let (webhook_id, body) = self.prepare(topic, ev, published_ms);
+        self.enqueue_prepared(ids, &webhook_id, &body, now)
+    }
+
+    /// The `webhook-id` and body the messages of `ev` share, made before they are queued
+    /// (the durable log records them first): a fresh id, never handed out before.
+    pub fn prepare(
+        &mut self,
+        topic: &str,
+        ev: &TopicEvent,
+        published_ms: u64,
+    ) -> (Rc<str>, Rc<[u8]>) {
         let mut body = Vec::new();
         webhook_body(&mut body, topic, ev, published_ms);
-        let body: Rc<[u8]> = body.into();
         self.seq += 1;
         let webhook_id: Rc<str> = format!("msg_{}_{}", self.prefix, self.seq).into();
+        (webhook_id, body.into())
+    }
+
+    /// Queues one message per endpoint of `ids`, sharing a prepared id and body (see
+    /// [`Registry::prepare`]). Returns how many were queued.
+    pub fn enqueue_prepared(
+        &mut self,
+        ids: &[EndpointId],
+        webhook_id: &Rc<str>,
+        body: &Rc<[u8]>,
+        now: Instant,
+    ) -> usize {
         for id in ids {
-            let (id, body) = (*id, body.clone());
-            self.engine.enqueue(id, webhook_id.clone(), body, now);
+            self.engine
+                .enqueue(*id, webhook_id.clone(), body.clone(), now);
         }
         ids.len()
     }
@@ -318,43 +357,53 @@ impl Registry {
     /// endpoint being disabled is only logged (the application hears of it through the
     /// failed outcomes and the endpoint's `disabled` flag).
     pub fn poll_action(&mut self, now: Instant, unix_secs: u64) -> Option<HookAction> {
-        loop {
-            match self.engine.poll_action(now)? {
-                Action::Attempt {
-                    attempt,
-                    endpoint,
-                    number,
-                    webhook_id,
-                    body,
-                    ..
-                } => {
-                    trace!("webhook {webhook_id} attempt {number} to endpoint {endpoint}");
-                    let job = self.job(attempt, endpoint, &webhook_id, &body, unix_secs, now);
-                    return Some(match job {
-                        Ok((job, to)) => HookAction::Send { job, to },
-                        Err(result) => HookAction::Report { attempt, result },
-                    });
-                }
-                Action::Finished {
-                    endpoint,
-                    webhook_id,
-                    outcome,
-                    ..
-                } => {
-                    debug!("webhook {webhook_id}: {outcome:?}");
-                    let topic = self.topic_of(endpoint).unwrap_or_default().into();
-                    return Some(HookAction::Finished {
-                        endpoint,
-                        topic,
-                        webhook_id,
-                        outcome,
-                    });
-                }
-                Action::EndpointDisabled { endpoint, reason } => {
-                    trace!("webhook endpoint {endpoint} disabled: {reason}");
+        Some(match self.engine.poll_action(now)? {
+            Action::Attempt {
+                attempt,
+                endpoint,
+                number,
+                webhook_id,
+                body,
+                ..
+            } => {
+                trace!("webhook {webhook_id} attempt {number} to endpoint {endpoint}");
+                let job = self.job(attempt, endpoint, &webhook_id, &body, unix_secs, now);
+                match job {
+                    Ok((job, to)) => HookAction::Send { job, to },
+                    Err(result) => HookAction::Report { attempt, result },
                 }
             }
-        }
+            Action::Finished {
+                endpoint,
+                webhook_id,
+                outcome,
+                ..
+            } => {
+                debug!("webhook {webhook_id}: {outcome:?}");
+                let topic = self.topic_of(endpoint).unwrap_or_default().into();
+                HookAction::Finished {
+                    endpoint,
+                    topic,
+                    webhook_id,
+                    outcome,
+                }
+            }
+            Action::EndpointDisabled { endpoint, reason } => {
+                trace!("webhook endpoint {endpoint} disabled: {reason}");
+                HookAction::Disabled { endpoint }
+            }
+            Action::Retrying {
+                endpoint,
+                webhook_id,
+                attempts,
+                next_attempt,
+            } => HookAction::Retrying {
+                endpoint,
+                webhook_id,
+                attempts,
+                next_attempt,
+            },
+        })
     }
 
     /// The request of one attempt and where it goes, or its result when it cannot be made.

@@ -78,6 +78,10 @@
 //! };
 //! let busy = AttemptResult::Status { code: 503, retry_after: None };
 //! engine.attempt_finished(attempt, busy, t0, 0.5);
+//! // Where delivery stands (what a durable log records), then nothing until the retry.
+//! let Some(Action::Retrying { attempts: 1, .. }) = engine.poll_action(t0) else {
+//!     unreachable!()
+//! };
 //! assert_eq!(engine.poll_action(t0), None);
 //!
 //! // The retry is due 5 s later (0.5 = no jitter); this time it works.
@@ -349,6 +353,12 @@ impl Engine {
                 let due = now + delay;
                 if let Some(msg) = self.messages.get_mut(&mid) {
                     msg.state = MsgState::Waiting(due);
+                    self.out.push_back(Action::Retrying {
+                        endpoint,
+                        webhook_id: msg.webhook_id.clone(),
+                        attempts,
+                        next_attempt: due,
+                    });
                 }
                 self.retry_timers.insert((due, mid));
                 self.stats.retrying += 1;

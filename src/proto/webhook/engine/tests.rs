@@ -82,6 +82,8 @@ struct Sim {
     started: Vec<Started>,
     outcomes: BTreeMap<MessageId, (EndpointId, Rc<str>, Outcome, Duration)>,
     disabled: Vec<(EndpointId, String)>,
+    /// `Retrying` actions: endpoint, webhook-id, attempts so far, due (from the start).
+    retrying: Vec<(EndpointId, Rc<str>, u32, Duration)>,
     responder: Responder,
     max_running: BTreeMap<EndpointId, usize>,
     /// Check the engine's invariants after every n-th drain (they cost O(messages)).
@@ -118,6 +120,7 @@ impl Sim {
             started: Vec::new(),
             outcomes: BTreeMap::new(),
             disabled: Vec::new(),
+            retrying: Vec::new(),
             responder,
             max_running: BTreeMap::new(),
             check_every: 1,
@@ -197,6 +200,15 @@ impl Sim {
                 Action::EndpointDisabled { endpoint, reason } => {
                     self.disabled.push((endpoint, reason));
                 }
+                Action::Retrying {
+                    endpoint,
+                    webhook_id,
+                    attempts,
+                    next_attempt,
+                } => {
+                    let due = next_attempt - self.t0;
+                    self.retrying.push((endpoint, webhook_id, attempts, due));
+                }
             }
         }
         self.drains += 1;
@@ -269,6 +281,11 @@ fn retried_twice_then_delivered_once() {
     );
     assert_eq!(sim.outcomes.len(), 1);
     assert_eq!(sim.outcome(m), &delivered(3, 305));
+    // Each failed attempt says where delivery stands, for the durable log.
+    assert_eq!(
+        sim.retrying,
+        vec![(ep, id.clone(), 1, secs(5)), (ep, id.clone(), 2, secs(305))]
+    );
     let st = sim.engine.stats();
     assert_eq!(
         st,
@@ -517,6 +534,10 @@ fn jitter_is_applied_to_retries() {
     };
     e.attempt_finished(attempt, status(500), t0, 1.0);
     assert_eq!(e.next_deadline(), Some(t0 + secs(6)));
+    assert!(matches!(
+        e.poll_action(t0),
+        Some(Action::Retrying { attempts: 1, next_attempt, .. }) if next_attempt == t0 + secs(6)
+    ));
     assert_eq!(e.poll_action(t0 + Duration::from_millis(5999)), None);
     assert!(matches!(
         e.poll_action(t0 + secs(6)),

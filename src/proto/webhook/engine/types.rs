@@ -3,7 +3,7 @@
 use std::fmt;
 use std::rc::Rc;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::super::schedule::Schedule;
 use super::super::sign::Secret;
@@ -156,6 +156,18 @@ pub enum Action {
         webhook_id: Rc<str>,
         /// Delivered or failed.
         outcome: Outcome,
+    },
+    /// An attempt failed and the message waits for its next one (for the durable log:
+    /// where delivery stands, so a restart resumes it instead of starting over).
+    Retrying {
+        /// Where it goes.
+        endpoint: EndpointId,
+        /// Its `webhook-id`.
+        webhook_id: Rc<str>,
+        /// Attempts made so far (all failed).
+        attempts: u32,
+        /// When the next attempt is due.
+        next_attempt: Instant,
     },
     /// An endpoint answered 410 Gone and was disabled.
     EndpointDisabled {

@@ -1,0 +1,465 @@
+//! The loop's side of the durable log: what it writes, what it holds back until the
+//! writer thread says it is on disk, and recovery at start.
+//!
+//! With a data directory every publish, registration and outbox change becomes a record
+//! ([`crate::proto::store`]) sent to the writer thread ([`writer`]). In [`Fsync::Always`]
+//! mode a publish takes its id at once (the publisher learns it) but is **held**: it
+//! enters the topic log, reaches subscribers and queues its webhooks only when the writer
+//! reports an fsync covering it, and the reply of the request that published it is held
+//! just as long. When the write fails (a full disk), the held reply becomes 507 and the
+//! event never existed: its id is handed out again. In [`Fsync::Interval`] mode publishes
+//! take effect at once; after a failed write they are held like in `always` mode until a
+//! write succeeds again.
+
+mod dir;
+mod writer;
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io;
+use std::rc::Rc;
+use std::sync::mpsc::{channel, Sender};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use log::{debug, error, info, warn};
+
+use super::{Core, SubKey};
+use crate::api::ConnId;
+use crate::config::{Config, Fsync};
+use crate::proto::http1::Response;
+use crate::proto::store::{Record, Recovered, DEFAULT_MAX_RECORD};
+use crate::proto::topic::{PublishError, TopicEvent};
+use crate::proto::webhook::{instant_from_unix_ms, EndpointId, RestoredMessage};
+
+pub(crate) use writer::Report;
+use writer::{ToWriter, Writer};
+
+/// What the webhooks of a publish share: its `webhook-id`, body and endpoints.
+pub(crate) type Prepared = (Rc<str>, Rc<[u8]>, Vec<EndpointId>);
+
+/// A publish written but not yet durable.
+pub(crate) struct HeldPublish {
+    topic: Box<str>,
+    event: Option<Box<str>>,
+    data: Box<str>,
+    now_us: u64,
+    id: u64,
+    hooks: Option<Prepared>,
+}
+
+/// Something waiting for the writer.
+enum Op {
+    Publish(HeldPublish),
+    /// A registration: undone if its record cannot be written.
+    HookAdded(EndpointId, String),
+    /// The reply of a request whose records are not yet durable.
+    Reply(ConnId, Response),
+}
+
+/// The loop's handle on the data directory and its writer thread.
+pub(crate) struct Store {
+    tx: Sender<ToWriter>,
+    thread: Option<JoinHandle<()>>,
+    _lock: File,
+    mode: Fsync,
+    /// The seq of the last acknowledging write sent.
+    seq: u64,
+    pending: VecDeque<(u64, Op)>,
+    /// Topics with held publishes: the last id handed out.
+    reserved: HashMap<Box<str>, u64>,
+    /// (interval mode) The last write failed: hold publishes until one succeeds.
+    failing: bool,
+    /// No more records: the server is stopping (its outcomes are not final ones).
+    closing: bool,
+    scratch: Vec<u8>,
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Opens the data directory of `config` (if any) and reads it back: the store, and the
+/// state to install before the loop starts.
+pub(crate) fn open(
+    config: &Config,
+    tx: Sender<super::Command>,
+    waker: std::sync::Arc<mio::Waker>,
+) -> io::Result<Option<(Store, Recovered, bool)>> {
+    let Some(path) = config.data_dir.as_deref() else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let max = DEFAULT_MAX_RECORD;
+    let opened = dir::open(path, config.history, max)?;
+    let mut files = opened.files;
+    let mut next_n = opened.next_n;
+    let state = opened.state;
+    let live = if opened.damaged {
+        // What was kept of a damaged file is only in memory now: write it down first.
+        let older: Vec<_> = files.iter().map(|(f, _)| f.clone()).collect();
+        let size = dir::write_snapshot(path, next_n, &state, &older, max)
+            .map_err(|e| io::Error::other(format!("data dir {}: {e}", path.display())))?;
+        files = vec![(
+            dir::LogFile {
+                n: next_n,
+                snap: true,
+            },
+            size,
+        )];
+        next_n += 1;
+        size
+    } else {
+        files.iter().map(|(_, n)| n).sum()
+    };
+    info!(
+        "data dir {}: recovered {} topics, {} webhooks, {} outbox entries in {:?} ({}stop)",
+        path.display(),
+        state.topics().len(),
+        state.webhooks().len(),
+        state.outbox().count(),
+        started.elapsed(),
+        if opened.clean {
+            "after a graceful "
+        } else {
+            "after an unclean "
+        }
+    );
+    let writer = Writer {
+        dir: opened.path,
+        mode: config.fsync,
+        limits: config.history,
+        max_record: max,
+        next_n,
+        files,
+        live_base: live,
+        tx,
+        waker,
+    };
+    let (wtx, wrx) = channel();
+    let thread = std::thread::Builder::new()
+        .name("pushwire-store".into())
+        .spawn(move || writer.run(wrx))?;
+    let store = Store {
+        tx: wtx,
+        thread: Some(thread),
+        _lock: opened.lock,
+        mode: config.fsync,
+        seq: 0,
+        pending: VecDeque::new(),
+        reserved: HashMap::new(),
+        failing: false,
+        closing: false,
+        scratch: Vec::new(),
+    };
+    Ok(Some((store, state, opened.clean)))
+}
+
+impl Store {
+    /// Whether a publish now must wait for the writer.
+    fn holds(&self) -> bool {
+        self.mode == Fsync::Always || self.failing || !self.reserved.is_empty()
+    }
+
+    /// Encodes `records` and sends them; `ack`: the loop waits for them (returns the seq).
+    fn send(&mut self, records: &[Record], ack: bool) -> Result<u64, PublishError> {
+        self.scratch.clear();
+        for r in records {
+            if r.encode(&mut self.scratch, DEFAULT_MAX_RECORD).is_err() {
+                return Err(PublishError::TooLarge);
+            }
+        }
+        let seq = if ack {
+            self.seq += 1;
+            self.seq
+        } else {
+            0
+        };
+        let bytes = std::mem::take(&mut self.scratch);
+        if self.tx.send(ToWriter::Write { seq, bytes }).is_err() {
+            error!("store: the writer thread is gone");
+        }
+        Ok(seq)
+    }
+}
+
+impl Core {
+    /// Installs what recovery read: topics, registrations, the outbox.
+    pub(crate) fn restore(&mut self, state: Recovered, clean: bool) {
+        let _ = clean;
+        for (name, t) in state.topics() {
+            let events = t.events.iter().map(|e| e.to_topic_event());
+            if let Err(e) = self.topics.restore(name, events, t.last_id, t.first_id) {
+                warn!("data dir: topic {name:?} not restored: {e}");
+            }
+        }
+        for (&id, w) in state.webhooks() {
+            let endpoint = EndpointId::from_u64(id);
+            let reg = &mut self.hooks.reg;
+            match reg.restore(endpoint, &w.topic, &w.url, &w.secret, w.disabled) {
+                Ok(()) => {
+                    self.subs.subscribe(&w.topic, SubKey::Hook(endpoint), 0);
+                }
+                Err(e) => warn!("data dir: webhook {id} not restored: {e}"),
+            }
+        }
+        self.hooks.reg.set_next_endpoint_id(state.next_endpoint());
+        let now_ms = unix_micros() / 1000;
+        let mut restored = 0;
+        for entry in state.outbox() {
+            let body: Rc<[u8]> = entry.body.as_slice().into();
+            let webhook_id: Rc<str> = entry.webhook_id.as_str().into();
+            let enqueued = instant_from_unix_ms(entry.enqueued_next_ms, self.now, now_ms);
+            for (&endpoint, d) in &entry.messages {
+                let msg = RestoredMessage {
+                    endpoint: EndpointId::from_u64(endpoint),
+                    webhook_id: webhook_id.clone(),
+                    body: body.clone(),
+                    attempts: d.attempts,
+                    next_attempt: instant_from_unix_ms(d.next_attempt_ms, self.now, now_ms),
+                    enqueued,
+                };
+                self.hooks.reg.restore_message(msg, self.now);
+                restored += 1;
+            }
+        }
+        debug!("data dir: {restored} webhook messages queued again");
+    }
+
+    /// The seq of the last acknowledging write (to tell whether a callback wrote any).
+    pub(crate) fn store_mark(&self) -> u64 {
+        self.store.as_ref().map_or(0, |s| s.seq)
+    }
+
+    /// Holds `resp`, the reply to `conn`, until the writes made since `mark` are durable.
+    /// Returns it back when nothing is waiting.
+    pub(crate) fn hold_reply(
+        &mut self,
+        mark: u64,
+        conn: ConnId,
+        resp: Response,
+    ) -> Option<Response> {
+        let Some(s) = self.store.as_mut() else {
+            return Some(resp);
+        };
+        let waiting = s.pending.back().is_some_and(|(seq, _)| *seq > mark);
+        if !waiting {
+            return Some(resp);
+        }
+        let seq = s.seq;
+        s.pending.push_back((seq, Op::Reply(conn, resp)));
+        None
+    }
+
+    /// Publishes through the durable log: see the module docs.
+    pub(crate) fn publish_durable(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<u64, PublishError> {
+        let now_us = unix_micros();
+        let Some(s) = self.store.as_ref() else {
+            return self.publish_now(topic, event, data, now_us, None);
+        };
+        let reserved = s.reserved.get(topic).copied();
+        let id = match reserved {
+            Some(last) => {
+                self.topics.check_publish(topic, event, now_us, 0)?;
+                last + 1
+            }
+            None => {
+                let new_held = s
+                    .reserved
+                    .keys()
+                    .filter(|t| !self.topics.contains(t))
+                    .count();
+                self.topics.check_publish(topic, event, now_us, new_held)?
+            }
+        };
+        let first = reserved.is_none() && !self.topics.contains(topic);
+        let published_ms = now_us / 1000;
+        let ids = self.hook_ids(topic);
+        let hooks = (!ids.is_empty()).then(|| {
+            let ev = TopicEvent {
+                id,
+                event: event.map(Into::into),
+                data: data.into(),
+                published_ms,
+            };
+            let (wid, body) = self.hooks.reg.prepare(topic, &ev, published_ms);
+            (wid, body, ids)
+        });
+        let mut records = Vec::with_capacity(3);
+        if first {
+            let (topic, first_id) = (topic.into(), id);
+            records.push(Record::TopicFirst { topic, first_id });
+        }
+        records.push(Record::Event {
+            topic: topic.into(),
+            id,
+            name: event.map(Into::into),
+            published_ms,
+            data: data.into(),
+        });
+        if let Some((wid, body, ids)) = &hooks {
+            let mut endpoints: Vec<u64> = ids.iter().map(|e| e.as_u64()).collect();
+            endpoints.sort_unstable();
+            endpoints.dedup();
+            records.push(Record::OutboxEnqueued {
+                webhook_id: wid.to_string(),
+                next_attempt_ms: published_ms,
+                body: body.to_vec(),
+                endpoints,
+            });
+        }
+        let Some(s) = self.store.as_mut() else {
+            return Err(PublishError::TooLarge); // unreachable: checked above
+        };
+        let holds = s.holds();
+        let seq = s.send(&records, true)?;
+        if !holds {
+            return self.publish_now(topic, event, data, now_us, hooks);
+        }
+        s.reserved.insert(topic.into(), id);
+        let held = HeldPublish {
+            topic: topic.into(),
+            event: event.map(Into::into),
+            data: data.into(),
+            now_us,
+            id,
+            hooks,
+        };
+        s.pending.push_back((seq, Op::Publish(held)));
+        Ok(id)
+    }
+
+    /// Writes a registration; returns whether it is held (undone if it cannot be written).
+    pub(crate) fn store_hook_added(
+        &mut self,
+        endpoint: EndpointId,
+        topic: &str,
+        url: &str,
+        secret: &[u8],
+    ) {
+        let Some(s) = self.store.as_mut() else { return };
+        let record = Record::WebhookAdded {
+            endpoint: endpoint.as_u64(),
+            topic: topic.into(),
+            url: url.into(),
+            secret: secret.to_vec(),
+            disabled: false,
+        };
+        let holds = s.holds();
+        if let Ok(seq) = s.send(&[record], true) {
+            if holds {
+                s.pending
+                    .push_back((seq, Op::HookAdded(endpoint, topic.into())));
+            }
+        }
+    }
+
+    /// Writes a bookkeeping record (outbox progress, a removal). Nothing waits for it;
+    /// nothing is written once the server is stopping.
+    pub(crate) fn store_note(&mut self, record: Record) {
+        let Some(s) = self.store.as_mut() else { return };
+        if !s.closing {
+            let _ = s.send(&[record], false);
+        }
+    }
+
+    /// The server is stopping: what the webhooks report from now on is not final.
+    pub(crate) fn store_closing(&mut self) {
+        if let Some(s) = self.store.as_mut() {
+            s.closing = true;
+        }
+    }
+
+    /// Stops the writer (it fsyncs and marks a graceful stop) and waits for it.
+    pub(crate) fn store_finish(&mut self) {
+        let Some(s) = self.store.as_mut() else { return };
+        s.closing = true;
+        let _ = s.tx.send(ToWriter::Stop);
+        if let Some(t) = s.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// A report of the writer thread.
+    pub(crate) fn stored(&mut self, report: Report) {
+        let Some(s) = self.store.as_mut() else { return };
+        match report {
+            Report::Written(seq) if s.mode == Fsync::Interval => {
+                s.failing = false;
+                self.commit_upto(seq);
+            }
+            Report::Written(_) => {}
+            Report::Durable(seq) => self.commit_upto(seq),
+            Report::Failed(seqs, why) => self.write_failed(&seqs, &why),
+        }
+    }
+
+    fn commit_upto(&mut self, seq: u64) {
+        loop {
+            let Some(s) = self.store.as_mut() else { return };
+            if s.pending.front().is_none_or(|(q, _)| *q > seq) {
+                return;
+            }
+            let Some((_, op)) = s.pending.pop_front() else {
+                return;
+            };
+            match op {
+                Op::Publish(p) => {
+                    if s.reserved.get(&p.topic) == Some(&p.id) {
+                        s.reserved.remove(&p.topic);
+                    }
+                    let (topic, event) = (&*p.topic, p.event.as_deref());
+                    match self.publish_now(topic, event, &p.data, p.now_us, p.hooks) {
+                        Ok(id) if id == p.id => {}
+                        other => {
+                            error!("store: held publish {} of {topic:?} became {other:?}", p.id)
+                        }
+                    }
+                }
+                Op::HookAdded(..) => {}
+                Op::Reply(conn, resp) => {
+                    self.respond_to(conn, &resp);
+                }
+            }
+        }
+    }
+
+    /// Every held operation fails: the writer refuses them all until it hears `Resume`.
+    fn write_failed(&mut self, seqs: &[u64], why: &str) {
+        let Some(s) = self.store.as_mut() else { return };
+        let held = s.pending.len();
+        let answered = seqs
+            .iter()
+            .filter(|q| !s.pending.iter().any(|(p, _)| p == *q));
+        let answered = answered.count();
+        if s.mode == Fsync::Interval && answered > 0 {
+            error!("store: {answered} writes already answered could not be stored ({why}): a crash now loses them; holding publishes until a write succeeds");
+            s.failing = true;
+        }
+        if held == 0 {
+            let _ = s.tx.send(ToWriter::Resume);
+            return;
+        }
+        warn!("store: {why}: refusing {held} held operations");
+        s.reserved.clear();
+        let ops: Vec<_> = s.pending.drain(..).collect();
+        let _ = s.tx.send(ToWriter::Resume);
+        let body = format!("{why}\n");
+        for (_, op) in ops {
+            match op {
+                Op::Publish(_) => {}
+                Op::HookAdded(endpoint, topic) => self.forget_webhook(endpoint, &topic),
+                Op::Reply(conn, _) => {
+                    self.respond_to(conn, &Response::text(507, body.clone()));
+                }
+            }
+        }
+    }
+}
