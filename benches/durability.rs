@@ -540,6 +540,15 @@ fn cpu_time(pid: &str) -> Option<Duration> {
     Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
 }
 
+/// `syscw` of `/proc/PID/io`: write-family system calls (`write`, `writev`), which here are
+/// the HTTP responses (sockets are written with `writev`/`write`, and counted), segment
+/// writes, and the eventfd writes that wake the loop.
+fn write_calls(pid: &str) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("syscw:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// A `/proc/PID/status` field in kB (VmHWM, VmRSS).
 fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -683,6 +692,8 @@ struct Cell {
     probes: usize,
     hub_cpu: Option<f64>,
     bench_cpu: Option<f64>,
+    /// The hub's write-family system calls during the measurement.
+    hub_writes: Option<u64>,
     flushes: Option<u64>,
     dir_bytes: Option<u64>,
     capped: bool,
@@ -830,6 +841,7 @@ fn drive_load(cfg: &Cfg, hub: &Hub, n: usize, device: Option<&Path>) -> Result<C
     let hub_pid = hub.pid().to_string();
     let cpu0 = (cpu_time(&hub_pid), cpu_time("self"));
     let flush0 = device_flushes(device);
+    let writes0 = write_calls(&hub_pid);
     let t0 = Instant::now();
     phase.store(MEASURE, Ordering::Release);
     sleep(Duration::from_secs_f64(cfg.secs));
@@ -837,6 +849,7 @@ fn drive_load(cfg: &Cfg, hub: &Hub, n: usize, device: Option<&Path>) -> Result<C
     let wall = t0.elapsed();
     let cpu1 = (cpu_time(&hub_pid), cpu_time("self"));
     let flush1 = device_flushes(device);
+    let writes1 = write_calls(&hub_pid);
 
     let mut errors = Vec::new();
     let mut count = 0u64;
@@ -894,6 +907,7 @@ fn drive_load(cfg: &Cfg, hub: &Hub, n: usize, device: Option<&Path>) -> Result<C
         probes: health.len(),
         hub_cpu: share(cpu0.0, cpu1.0),
         bench_cpu: share(cpu0.1, cpu1.1),
+        hub_writes: writes1.zip(writes0).map(|(b, a)| b.saturating_sub(a)),
         flushes: flush1.zip(flush0).map(|(b, a)| b.saturating_sub(a)),
         dir_bytes: None,
         capped,
@@ -909,11 +923,11 @@ fn topic_name(t: usize) -> String {
 }
 
 fn event_data(t: usize, i: usize, len: usize) -> String {
-    let mut s = format!("{{\"t\":{t},\"i\":{i},\"pad\":\"");
-    while s.len() + 2 < len {
+    // Nothing JSON escapes, so the served data can be compared as it is.
+    let mut s = format!("t{t}-i{i:06}-");
+    while s.len() < len {
         s.push('x');
     }
-    s.push_str("\"}");
     s
 }
 
@@ -1059,7 +1073,10 @@ fn check_served(cfg: &Cfg, addr: SocketAddr) -> Result<(), String> {
     let (status, body) = get(addr, &path)?;
     let ids = page_ids(&body);
     let data = event_data(cfg.topics - 1, cfg.events - 1, cfg.data_bytes);
-    if status != 200 || ids != [last] || !String::from_utf8_lossy(&body).contains(&data[2..20]) {
+    if status != 200
+        || ids != [last]
+        || !String::from_utf8_lossy(&body).contains(&format!("\"data\":\"{data}\""))
+    {
         return Err(format!(
             "GET {path}: {status}, expected exactly event {last}: {}",
             String::from_utf8_lossy(&body)
@@ -1073,7 +1090,10 @@ fn check_served(cfg: &Cfg, addr: SocketAddr) -> Result<(), String> {
 
 struct RecoveryRun {
     start: Duration,
+    /// The hub's CPU time (all threads) when it printed "listening on".
+    start_cpu: Option<Duration>,
     restart: Duration,
+    restart_cpu: Option<Duration>,
     after_du_kb: Option<u64>,
     after_bytes: u64,
     after_files: String,
@@ -1100,6 +1120,7 @@ fn recovery_run(
     let log = cfg.dir.join(format!("hub-recovery-{run}.log"));
     let result = (|| {
         let (hub, start) = start_hub(cfg, ports.next()?, &args, &log).map_err(StartError::text)?;
+        let start_cpu = cpu_time(&hub.pid().to_string());
         check_served(cfg, hub.addr)?;
         wait_settled(&dir);
         let hwm_kb = status_kb(hub.pid(), "VmHWM:");
@@ -1109,11 +1130,14 @@ fn recovery_run(
         let log2 = cfg.dir.join(format!("hub-recovery-{run}-restart.log"));
         let (hub, restart) =
             start_hub(cfg, ports.next()?, &args, &log2).map_err(StartError::text)?;
+        let restart_cpu = cpu_time(&hub.pid().to_string());
         check_served(cfg, hub.addr)?;
         drop(hub);
         Ok(RecoveryRun {
             start,
+            start_cpu,
             restart,
+            restart_cpu,
             after_du_kb,
             after_bytes,
             after_files,
@@ -1158,6 +1182,10 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+fn ms_opt(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.0}", d.as_secs_f64() * 1e3))
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }
@@ -1184,6 +1212,7 @@ fn aggregate(rounds: &[&Cell]) -> Cell {
         probes: med(&|c| c.probes as f64) as usize,
         hub_cpu: med_opt(&|c| c.hub_cpu),
         bench_cpu: med_opt(&|c| c.bench_cpu),
+        hub_writes: med_opt(&|c| c.hub_writes.map(|f| f as f64)).map(|f| f as u64),
         flushes: med_opt(&|c| c.flushes.map(|f| f as f64)).map(|f| f as u64),
         dir_bytes: med_opt(&|c| c.dir_bytes.map(|b| b as f64)).map(|b| b as u64),
         capped: rounds.iter().any(|c| c.capped),
@@ -1231,11 +1260,11 @@ fn print_load_table(cfg: &Cfg, cells: &[Cell], unsupported: bool) {
     );
     println!();
     println!(
-        "| mode | publishers | publishes/s | publish p50 ms | publish p99 ms | healthz p50 ms | \
-         healthz p99 ms | healthz max ms | probes | hub CPU (cores) | bench CPU (cores) | \
-         device flushes | publishes/flush | data dir after |"
+        "| mode | publishers | publishes/s | publish p50 / p99 ms | healthz p50 / p99 / max ms \
+         (probes) | hub CPU cores | hub CPU µs/publish | bench CPU cores | device flushes | \
+         publishes/flush | hub write syscalls/publish | data dir after |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &mode in &cfg.modes {
         for &n in &cfg.publishers {
             let Some(i) = agg.iter().position(|c| c.mode == mode && c.publishers == n) else {
@@ -1244,7 +1273,7 @@ fn print_load_table(cfg: &Cfg, cells: &[Cell], unsupported: bool) {
                 } else {
                     "failed"
                 };
-                println!("| {} | {n} | {why} | | | | | | | | | | | |", mode.name());
+                println!("| {} | {n} | {why} | | | | | | | | | |", mode.name());
                 continue;
             };
             let c = &agg[i];
@@ -1253,8 +1282,9 @@ fn print_load_table(cfg: &Cfg, cells: &[Cell], unsupported: bool) {
             } else {
                 String::new()
             };
+            let per_publish = |v: f64| v / c.publishes.max(1) as f64;
             println!(
-                "| {} | {n} | {:.0}{rounds}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {n} | {:.0}{rounds}{} | {} / {} | {} / {} / {} ({}) | {} | {} | {} | {} | {} | {} | {} |",
                 mode.name(),
                 c.per_sec,
                 if c.capped { " (capped)" } else { "" },
@@ -1265,13 +1295,25 @@ fn print_load_table(cfg: &Cfg, cells: &[Cell], unsupported: bool) {
                 f2(c.health_max_ms),
                 c.probes,
                 opt2(c.hub_cpu),
+                c.hub_cpu.map_or("-".into(), |cores| f1(cores / c.per_sec * 1e6)),
                 opt2(c.bench_cpu),
                 c.flushes.map_or("-".into(), |f| f.to_string()),
                 per_flush(c).map_or("-".into(), f1),
+                c.hub_writes.map_or("-".into(), |w| f2(per_publish(w as f64))),
                 c.dir_bytes.map_or("-".into(), mib),
             );
         }
     }
+    let probes = (cfg.secs * 1000.0 / cfg.probe_ms as f64) as usize;
+    let left_out = probes - (0.99 * probes as f64).ceil() as usize;
+    println!();
+    println!(
+        "(hub CPU: user + system of all its threads over the wall time. Device flushes: the \
+         whole device's, other processes' included. Write syscalls: the hub's write/writev \
+         calls (/proc/PID/io syscw): the HTTP response (the 1.00 of memory mode), plus with a \
+         data dir the segment writes and the writer's eventfd wakes of the loop. The healthz \
+         p99 of ~{probes} probes leaves out only the {left_out} slowest.)"
+    );
     let val = |m: Mode, n: usize, f: fn(&Cell) -> f64| get(m, n).map_or(f64::NAN, f);
     println!();
     println!("### Ratios (same run)");
@@ -1423,8 +1465,8 @@ fn main() {
                                 "durability round={round} mode={} publishers={n} publishes={} \
                                  publishes_per_sec={:.0} publish_ms_p50={} publish_ms_p99={} \
                                  healthz_ms_p50={} healthz_ms_p99={} healthz_ms_max={} \
-                                 probes={} hub_cpu={} bench_cpu={} device_flushes={} \
-                                 dir_bytes={}",
+                                 probes={} hub_cpu={} bench_cpu={} hub_write_calls={} \
+                                 device_flushes={} dir_bytes={}",
                                 mode.name(),
                                 c.publishes,
                                 c.per_sec,
@@ -1436,6 +1478,7 @@ fn main() {
                                 c.probes,
                                 opt2(c.hub_cpu),
                                 opt2(c.bench_cpu),
+                                c.hub_writes.map_or("-".into(), |f| f.to_string()),
                                 c.flushes.map_or("-".into(), |f| f.to_string()),
                                 c.dir_bytes.map_or("-".into(), |b| b.to_string()),
                             );
@@ -1509,10 +1552,13 @@ fn recovery(cfg: &Cfg, ports: &mut Ports, supported: bool) -> Result<(), String>
             match recovery_run(cfg, ports, &pristine, run) {
                 Ok(r) => {
                     println!(
-                        "durability recovery run={run} start_ms={:.0} restart_ms={:.0} \
-                         after_du_kb={} after_bytes={} hub_max_rss_kb={} files=[{}]",
+                        "durability recovery run={run} start_ms={:.0} start_cpu_ms={} \
+                         restart_ms={:.0} restart_cpu_ms={} after_du_kb={} after_bytes={} \
+                         hub_max_rss_kb={} files=[{}]",
                         r.start.as_secs_f64() * 1e3,
+                        ms_opt(r.start_cpu),
                         r.restart.as_secs_f64() * 1e3,
+                        ms_opt(r.restart_cpu),
                         r.after_du_kb.map_or("-".into(), |k| k.to_string()),
                         r.after_bytes,
                         r.hwm_kb.map_or("-".into(), |k| k.to_string()),
@@ -1529,6 +1575,18 @@ fn recovery(cfg: &Cfg, ports: &mut Ports, supported: bool) -> Result<(), String>
         if !runs.is_empty() {
             let mut s: Vec<f64> = runs.iter().map(|r| r.start.as_secs_f64() * 1e3).collect();
             let mut rs: Vec<f64> = runs.iter().map(|r| r.restart.as_secs_f64() * 1e3).collect();
+            let cpu = |f: fn(&RecoveryRun) -> Option<Duration>| {
+                let mut v: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|r| Some(f(r)?.as_secs_f64() * 1e3))
+                    .collect();
+                if v.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!("{:.0} ms", median(&mut v))
+                }
+            };
+            let (s_cpu, rs_cpu) = (cpu(|r| r.start_cpu), cpu(|r| r.restart_cpu));
             let all = |v: &[f64]| {
                 v.iter()
                     .map(|x| format!("{x:.0}"))
@@ -1538,11 +1596,11 @@ fn recovery(cfg: &Cfg, ports: &mut Ports, supported: bool) -> Result<(), String>
             let (s_all, rs_all) = (all(&s), all(&rs));
             let last = runs.last().expect("a run");
             println!();
-            println!("| what | median | runs | size on disk |");
-            println!("|---|---|---|---|");
+            println!("| what | median | runs | hub CPU by then (median) | size on disk |");
+            println!("|---|---|---|---|---|");
             println!(
                 "| start on the generated dir (spawn to \"listening on\") | {:.0} ms | {s_all} ms \
-                 | before: du {} kB, {} apparent; after the start: du {} kB, {} apparent |",
+                 | {s_cpu} | before: du {} kB, {} apparent; after the start: du {} kB, {} apparent |",
                 median(&mut s),
                 du_kb.map_or("-".into(), |k| k.to_string()),
                 mib(bytes),
@@ -1550,7 +1608,7 @@ fn recovery(cfg: &Cfg, ports: &mut Ports, supported: bool) -> Result<(), String>
                 mib(last.after_bytes)
             );
             println!(
-                "| restart after kill -9 on the dir that start left | {:.0} ms | {rs_all} ms | |",
+                "| restart after kill -9 on the dir that start left | {:.0} ms | {rs_all} ms | {rs_cpu} | |",
                 median(&mut rs)
             );
             println!();
