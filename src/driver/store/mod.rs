@@ -28,8 +28,8 @@ use super::{Core, SubKey};
 use crate::api::ConnId;
 use crate::config::{Config, Fsync};
 use crate::proto::http1::Response;
-use crate::proto::store::{Record, Recovered, DEFAULT_MAX_RECORD};
-use crate::proto::topic::{PublishError, TopicEvent};
+use crate::proto::store::{Record, Recovered, DEFAULT_MAX_RECORD, SEGMENT_HEADER};
+use crate::proto::topic::{first_id, PublishError, TopicEvent};
 use crate::proto::webhook::{instant_from_unix_ms, EndpointId, RestoredMessage};
 
 pub(crate) use writer::Report;
@@ -87,7 +87,7 @@ pub(crate) fn open(
     config: &Config,
     tx: Sender<super::Command>,
     waker: std::sync::Arc<mio::Waker>,
-) -> io::Result<Option<(Store, Recovered, bool)>> {
+) -> io::Result<Option<(Store, Recovered)>> {
     let Some(path) = config.data_dir.as_deref() else {
         return Ok(None);
     };
@@ -96,12 +96,45 @@ pub(crate) fn open(
     let opened = dir::open(path, config.history, max)?;
     let mut files = opened.files;
     let mut next_n = opened.next_n;
-    let state = opened.state;
+    let mut state = opened.state;
+    let err = |e: io::Error| io::Error::other(format!("data dir {}: {e}", path.display()));
+    if opened.unsynced {
+        // The last run fsynced at an interval and did not stop cleanly: answered events
+        // may be missing. Their ids must never name other events: new ranges, on disk
+        // before anything is published.
+        let start = first_id(unix_micros());
+        let mut bytes = SEGMENT_HEADER.to_vec();
+        let mut moved = 0;
+        let ranges: Vec<Record> = (state.topics().iter())
+            .filter(|(_, t)| start > t.last_id + 1)
+            .map(|(topic, _)| Record::TopicRange {
+                topic: topic.clone(),
+                last_id: start - 1,
+            })
+            .collect();
+        for r in ranges {
+            if r.encode(&mut bytes, max).is_ok() && state.apply(r).is_ok() {
+                moved += 1;
+            }
+        }
+        let f = dir::LogFile {
+            n: next_n,
+            snap: false,
+        };
+        let file = dir::create(path, &f, &bytes).and_then(|fh| fh.sync_all());
+        file.and_then(|()| dir::sync_dir(path)).map_err(err)?;
+        files.push((f, bytes.len() as u64));
+        next_n += 1;
+        warn!(
+            "data dir {}: the last run (fsync interval) did not stop cleanly and may have lost its newest events: {moved} topics continue from id {start}",
+            path.display()
+        );
+    }
+    dir::set_unsynced(path, config.fsync == Fsync::Interval).map_err(err)?;
     let live = if opened.damaged {
         // What was kept of a damaged file is only in memory now: write it down first.
         let older: Vec<_> = files.iter().map(|(f, _)| f.clone()).collect();
-        let size = dir::write_snapshot(path, next_n, &state, &older, max)
-            .map_err(|e| io::Error::other(format!("data dir {}: {e}", path.display())))?;
+        let size = dir::write_snapshot(path, next_n, &state, &older, max).map_err(err)?;
         files = vec![(
             dir::LogFile {
                 n: next_n,
@@ -115,17 +148,12 @@ pub(crate) fn open(
         files.iter().map(|(_, n)| n).sum()
     };
     info!(
-        "data dir {}: recovered {} topics, {} webhooks, {} outbox entries in {:?} ({}stop)",
+        "data dir {}: recovered {} topics, {} webhooks, {} outbox entries in {:?}",
         path.display(),
         state.topics().len(),
         state.webhooks().len(),
         state.outbox().count(),
         started.elapsed(),
-        if opened.clean {
-            "after a graceful "
-        } else {
-            "after an unclean "
-        }
     );
     let writer = Writer {
         dir: opened.path,
@@ -154,7 +182,7 @@ pub(crate) fn open(
         closing: false,
         scratch: Vec::new(),
     };
-    Ok(Some((store, state, opened.clean)))
+    Ok(Some((store, state)))
 }
 
 impl Store {
@@ -187,8 +215,7 @@ impl Store {
 
 impl Core {
     /// Installs what recovery read: topics, registrations, the outbox.
-    pub(crate) fn restore(&mut self, state: Recovered, clean: bool) {
-        let _ = clean;
+    pub(crate) fn restore(&mut self, state: Recovered) {
         for (name, t) in state.topics() {
             let events = t.events.iter().map(|e| e.to_topic_event());
             if let Err(e) = self.topics.restore(name, events, t.last_id, t.first_id) {

@@ -309,13 +309,14 @@ impl Writer {
                 }
             }
         }
-        // Stopped: everything above is fsynced. Mark a graceful stop when nothing was lost.
+        // Stopped: everything above is fsynced. With fsync at an interval, the log now
+        // holds every answered write, unless one failed.
         if let Some(rx_c) = compacting.take() {
             let _ = rx_c.recv();
         }
-        if fatal.is_none() && !lost && retry.is_empty() {
-            let marker = dir::create_marker(&self.dir);
-            if let Err(e) = marker {
+        let complete = fatal.is_none() && !lost && retry.is_empty();
+        if self.mode == Fsync::Interval && complete {
+            if let Err(e) = dir::set_unsynced(&self.dir, false) {
                 warn!("store: cannot mark the stop as graceful: {e}");
             }
         }
