@@ -14,6 +14,9 @@
 mod dir;
 mod writer;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
@@ -163,6 +166,8 @@ pub(crate) fn open(
         next_n,
         files,
         live_base: live,
+        segment_max: writer::SEGMENT_MAX,
+        compact_min: writer::COMPACT_MIN,
         tx,
         waker,
     };

@@ -28,9 +28,9 @@ use crate::proto::store::SEGMENT_HEADER;
 use crate::proto::topic::HistoryLimits;
 
 /// A segment is sealed and a new one started past this size.
-const SEGMENT_MAX: u64 = 64 << 20;
+pub(crate) const SEGMENT_MAX: u64 = 64 << 20;
 /// No compaction below this much log.
-const COMPACT_MIN: u64 = 8 << 20;
+pub(crate) const COMPACT_MIN: u64 = 8 << 20;
 /// Bookkeeping bytes kept for the next write after a failure; beyond, the oldest go (the
 /// cost: a message delivered again after a restart, which receivers deduplicate).
 const RETRY_BUDGET: usize = 16 << 20;
@@ -72,6 +72,10 @@ pub(crate) struct Writer {
     pub(crate) files: Vec<(LogFile, u64)>,
     /// The live size at the last compaction (or at start).
     pub(crate) live_base: u64,
+    /// Seal segments past this size ([`SEGMENT_MAX`]).
+    pub(crate) segment_max: u64,
+    /// No compaction below this much log ([`COMPACT_MIN`]).
+    pub(crate) compact_min: u64,
     pub(crate) tx: Sender<Command>,
     pub(crate) waker: Arc<Waker>,
 }
@@ -277,9 +281,9 @@ impl Writer {
             let Some(s) = seg.as_ref() else { continue };
             let total = self.total(&seg);
             let compact = compacting.is_none()
-                && total > COMPACT_MIN
+                && total > self.compact_min
                 && total > 2 * self.live_base.max(SEGMENT_HEADER.len() as u64);
-            if s.len > SEGMENT_MAX || compact {
+            if s.len > self.segment_max || compact {
                 if unsynced {
                     if let Err(e) = s.file.sync_data() {
                         error!("store: fsync failed: {e}; refusing writes");
