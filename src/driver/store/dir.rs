@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use log::{debug, info, warn};
 
-use crate::proto::store::{scan, Recovered, Tail};
+use crate::proto::store::{scan_each, Recovered, Tail};
 use crate::proto::topic::HistoryLimits;
 
 /// Name of the lock file.
@@ -158,19 +158,21 @@ pub(crate) fn open(path: &Path, limits: HistoryLimits, max_record: usize) -> io:
         let file_path = path.join(f.name());
         let bytes = fs::read(&file_path)
             .map_err(|e| dir_error(path, format!("cannot read {}: {e}", f.name())))?;
-        let s = scan(&bytes, max_record);
-        let records = s.records.len();
-        for (at, record) in s.records {
+        let size = bytes.len() as u64;
+        let mut records = 0usize;
+        let (_, tail) = scan_each(&bytes, max_record, |at, record| {
+            records += 1;
             if let Err(skip) = state.apply(record) {
                 warn!(
                     "data dir: {} at byte {at}: record skipped: {skip}",
                     f.name()
                 );
             }
-        }
+        });
+        drop(bytes);
         let newest = k + 1 == count;
-        match s.tail {
-            Tail::Clean => kept.push((f, bytes.len() as u64)),
+        match tail {
+            Tail::Clean => kept.push((f, size)),
             Tail::Torn { at, dropped_bytes } if newest => {
                 warn!(
                     "data dir: {}: dropped {dropped_bytes} bytes of an unfinished write at byte {at} (kept {records} records)",
@@ -278,12 +280,11 @@ pub(crate) fn read_sealed(
     let mut state = Recovered::new(limits);
     for f in files {
         let bytes = fs::read(dir.join(f.name()))?;
-        let s = scan(&bytes, max_record);
-        if s.tail != Tail::Clean {
-            return Err(io::Error::other(format!("{}: {:?}", f.name(), s.tail)));
-        }
-        for (_, record) in s.records {
+        let (_, tail) = scan_each(&bytes, max_record, |_, record| {
             let _ = state.apply(record);
+        });
+        if tail != Tail::Clean {
+            return Err(io::Error::other(format!("{}: {tail:?}", f.name())));
         }
     }
     Ok(state)

@@ -259,10 +259,11 @@ impl Store {
 
 impl Core {
     /// Installs what recovery read: topics, registrations, the outbox.
-    pub(crate) fn restore(&mut self, state: Recovered) {
-        for (name, t) in state.topics() {
-            let events = t.events.iter().map(|e| e.to_topic_event());
-            if let Err(e) = self.topics.restore(name, events, t.last_id, t.first_id) {
+    pub(crate) fn restore(&mut self, mut state: Recovered) {
+        for (name, t) in state.take_topics() {
+            let (last_id, first_id) = (t.last_id, t.first_id);
+            let events = t.events.into_iter().map(|e| e.into_topic_event());
+            if let Err(e) = self.topics.restore(&name, events, last_id, first_id) {
                 warn!("data dir: topic {name:?} not restored: {e}");
             }
         }

@@ -153,7 +153,7 @@ mod tests;
 
 pub use record::{Record, RecordError, DEFAULT_MAX_RECORD, FRAME_HEADER_LEN, MAX_WEBHOOK_ID_LEN};
 pub use scan::{
-    scan, write_header, Corruption, Scan, Tail, FORMAT_VERSION, SEGMENT_HEADER, SEGMENT_HEADER_LEN,
-    SEGMENT_MAGIC,
+    scan, scan_each, write_header, Corruption, Scan, Tail, FORMAT_VERSION, SEGMENT_HEADER,
+    SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 pub use state::{Delivery, OutboxEntry, Recovered, Skip, StoredEvent, TopicHistory, Webhook};

@@ -33,6 +33,16 @@ impl StoredEvent {
         }
     }
 
+    /// [`StoredEvent::to_topic_event`] without copying the strings.
+    pub fn into_topic_event(self) -> TopicEvent {
+        TopicEvent {
+            id: self.id,
+            event: self.name.map(String::into_boxed_str),
+            data: self.data.into_boxed_str(),
+            published_ms: self.published_ms,
+        }
+    }
+
     /// The bytes it counts against [`HistoryLimits::max_bytes`] (as
     /// [`TopicEvent::bytes`](crate::proto::topic::TopicEvent::bytes)): data plus name.
     pub fn bytes(&self) -> usize {
@@ -195,6 +205,12 @@ impl Recovered {
     /// The history limits applied.
     pub fn limits(&self) -> HistoryLimits {
         self.limits
+    }
+
+    /// Takes every topic out (leaving none), so that restoring them one by one frees each
+    /// recovered history as it goes instead of holding two copies.
+    pub fn take_topics(&mut self) -> BTreeMap<String, TopicHistory> {
+        std::mem::take(&mut self.topics)
     }
 
     /// Every topic with its kept history, by name.
