@@ -672,4 +672,19 @@ fn a_restart_resumes_the_outbox_with_the_same_ids_and_schedule() {
     assert_ne!(second, hook);
     let next = srv.publish("e2");
     assert_eq!(next, id + 1, "ids continue after a restart");
+    // A removal survives the next restart too.
+    let (tx, rx_done) = mpsc::channel();
+    let gone = hook.clone();
+    srv.handle
+        .run(move |cx| tx.send(cx.remove_webhook("t", &gone)).unwrap());
+    assert!(rx_done.recv_timeout(Duration::from_secs(5)).unwrap());
+    drop(srv);
+    let srv = run(config());
+    let (tx, rx_list) = mpsc::channel();
+    srv.handle.run(move |cx| {
+        let ids: Vec<String> = cx.webhooks("t").into_iter().map(|w| w.id).collect();
+        tx.send(ids).unwrap();
+    });
+    let ids = rx_list.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(ids, vec![second]);
 }

@@ -60,6 +60,9 @@ enum Op {
     Publish(HeldPublish),
     /// A registration: undone if its record cannot be written.
     HookAdded(EndpointId, String),
+    /// Nothing to do: makes a reply wait for the bookkeeping written before it (a
+    /// removal) to be durable.
+    Barrier,
     /// The reply of a request whose records are not yet durable.
     Reply(ConnId, Response),
 }
@@ -457,6 +460,18 @@ impl Core {
         }
     }
 
+    /// Writes a removal: bookkeeping (written again after a failed write, never undone),
+    /// and the reply of the request that removed waits for its fsync in `always` mode.
+    pub(crate) fn store_removal(&mut self, record: Record) {
+        let Some(s) = self.store.as_mut() else { return };
+        let _ = s.send(&[record], false);
+        if s.mode == Fsync::Always {
+            if let Ok(seq) = s.send(&[], true) {
+                s.pending.push_back((seq, Op::Barrier));
+            }
+        }
+    }
+
     /// The server is stopping: what the webhooks report from now on is not final.
     pub(crate) fn store_closing(&mut self) {
         if let Some(s) = self.store.as_mut() {
@@ -520,7 +535,7 @@ impl Core {
                         }
                     }
                 }
-                Op::HookAdded(..) => {}
+                Op::HookAdded(..) | Op::Barrier => {}
                 Op::Reply(conn, resp) => {
                     self.respond_to(conn, &resp);
                 }
@@ -553,7 +568,7 @@ impl Core {
         let body = format!("{why}\n");
         for (_, op) in ops {
             match op {
-                Op::Publish(_) => {}
+                Op::Publish(_) | Op::Barrier => {}
                 Op::HookAdded(endpoint, topic) => self.forget_webhook(endpoint, &topic),
                 Op::Reply(conn, _) => {
                     self.respond_to(conn, &Response::text(507, body.clone()));

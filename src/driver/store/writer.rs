@@ -260,7 +260,7 @@ impl Writer {
     /// segment is still usable.
     fn write(&self, st: &mut State) -> bool {
         let b = &st.batch;
-        if b.bytes.is_empty() {
+        if b.bytes.is_empty() && b.seqs.is_empty() {
             return st.seg.is_some();
         }
         let Some(s) = st.seg.as_mut() else {
