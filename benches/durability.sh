@@ -9,7 +9,7 @@
 # `cargo bench --bench durability` against it. Every line the bench prints is also kept in
 # target/durability/last-run.txt. The bench's settings are environment variables
 # (DURBENCH_SECS, DURBENCH_ROUNDS, DURBENCH_PUBLISHERS, DURBENCH_DIR, ...: see the top of
-# benches/durability.rs); they pass through. PUSHWIRE_HUB=PATH uses that hub instead of
+# benches/durability/main.rs); they pass through. PUSHWIRE_HUB=PATH uses that hub instead of
 # building one.
 set -euo pipefail
 
