@@ -273,6 +273,13 @@ impl Writer {
         };
         match s.file.write_all(&b.bytes) {
             Ok(()) => {
+                trace!(
+                    "store: appended {} bytes ({} acknowledging writes) to {} at {}",
+                    b.bytes.len(),
+                    b.seqs.len(),
+                    s.f.name(),
+                    s.len
+                );
                 s.len += b.bytes.len() as u64;
                 st.retry.clear();
                 st.unsynced = true;
