@@ -31,7 +31,7 @@ use crate::api::ConnId;
 use crate::config::Fsync;
 use crate::proto::http1::Response;
 use crate::proto::store::{Record, DEFAULT_MAX_RECORD};
-use crate::proto::topic::{PublishError, TopicEvent};
+use crate::proto::topic::{valid_event_name, PublishError, TopicEvent};
 use crate::proto::webhook::EndpointId;
 
 pub(crate) use recover::open;
@@ -199,7 +199,10 @@ impl Core {
         let reserved = s.reserved.get(topic).copied();
         let id = match reserved {
             Some(last) => {
-                self.topics.check_publish(topic, event, now_us, 0)?;
+                // The topic is counted already (it holds a publish): only the name.
+                if event.is_some_and(|name| !valid_event_name(name)) {
+                    return Err(PublishError::BadEventName);
+                }
                 last + 1
             }
             None => {
