@@ -16,6 +16,12 @@
 //! has `gap: true` exactly when its first event is not N + 1; from 0 only when the history
 //! was trimmed.
 //!
+//! With `--data-dir DIR` the history, the webhook registrations and the webhook outbox
+//! survive restarts and crashes: with `--fsync always` (the default) a publish is answered
+//! 201 only once it is on disk, and ids continue after a restart; with `--fsync interval`
+//! the disk is synced once a second and a crash starts new id ranges (resumers see a gap).
+//! A full disk answers publishes with 507.
+//!
 //! Set `PUSHWIRE_LOG=debug` (or `trace`) to watch what crosses the wire.
 
 use std::collections::HashMap;
@@ -205,7 +211,8 @@ impl Hub {
                 "\"delivered\":{{\"websocket\":{},\"sse\":{},\"longpoll\":{},\"webhook\":{}}},",
                 "\"webhooks\":{{\"delivered\":{},\"retrying\":{},\"failed\":{},\"attempts\":{},",
                 "\"endpoints_disabled\":{}}},",
-                "\"received\":{{\"webhooks\":{},\"bad_signature\":{}}}}}"
+                "\"received\":{{\"webhooks\":{},\"bad_signature\":{}}},",
+                "\"store\":{{\"held\":{},\"failed\":{}}}}}"
             ),
             s.http,
             s.websocket,
@@ -223,6 +230,8 @@ impl Hub {
             w.endpoints_disabled,
             self.received,
             self.bad_signature,
+            s.store_held,
+            s.store_failed,
         );
         Response::json(200, body)
             .header("Cache-Control", "no-store")

@@ -175,6 +175,12 @@ pub struct Stats {
     pub delivered_longpoll: u64,
     /// Events delivered by webhook (2xx received).
     pub delivered_webhook: u64,
+    /// Publishes and registrations written to the data directory and waiting for the
+    /// fsync that makes them take effect (a gauge; 0 without a data directory).
+    pub store_held: usize,
+    /// Publishes and registrations refused because their record could not be stored
+    /// (answered 507).
+    pub store_failed: u64,
 }
 
 /// A host-name resolver for webhook URLs: blocking is fine, it runs off the loop thread.

@@ -596,3 +596,95 @@ fn stopping_gives_every_pending_message_its_outcome() {
         .iter()
         .all(|o| matches!(o.outcome, Outcome::Failed { .. })));
 }
+
+/// A data directory for one test, removed at the end.
+struct TmpDir(std::path::PathBuf);
+
+impl TmpDir {
+    fn new(tag: &str) -> TmpDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!("pushwire-{tag}-{}-{nanos}", std::process::id());
+        TmpDir(std::env::temp_dir().join(name))
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_restart_resumes_the_outbox_with_the_same_ids_and_schedule() {
+    let rx = Receiver::start(Arc::new(|_, nth| {
+        (Some(status(if nth == 1 { 500 } else { 200 })), false)
+    }));
+    let dir = TmpDir::new("outbox");
+    let config = || {
+        Config::new()
+            .webhook_allow_private(true)
+            .webhook_schedule(Schedule::from_secs(&[2.0]).unwrap())
+            .data_dir(&dir.0)
+    };
+    let mut srv = run(config());
+    let (hook, _secret) = srv.add(&rx.url("/in")).unwrap();
+    let id = srv.publish("e1");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while rx.recs().is_empty() {
+        assert!(Instant::now() < deadline, "no first attempt");
+        thread::sleep(Duration::from_millis(10));
+    }
+    // The failed attempt is recorded; then a graceful stop, which gives the message an
+    // outcome for this run's application but not a final one in the log.
+    thread::sleep(Duration::from_millis(200));
+    srv.handle.stop();
+    srv.thread.take().unwrap().join().unwrap();
+    drop(srv);
+
+    let srv = run(config());
+    // The retry comes about 2 s (+-20% jitter) after the first attempt (not at once, not
+    // from zero), with
+    // the same webhook-id, and the message ends delivered at its second attempt.
+    let outcomes = srv.wait_outcomes(1, 10);
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    assert_eq!(outcomes[0].endpoint, hook);
+    assert!(
+        matches!(outcomes[0].outcome, Outcome::Delivered { attempts: 2, .. }),
+        "{outcomes:?}"
+    );
+    let recs = rx.recs();
+    assert_eq!(recs.len(), 2, "{recs:?}");
+    assert_eq!(recs[0].header("webhook-id"), recs[1].header("webhook-id"));
+    assert_eq!(outcomes[0].webhook_id, recs[0].header("webhook-id"));
+    let waited = recs[1].at - recs[0].at;
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "retried after {waited:?}"
+    );
+    assert!(std::str::from_utf8(&recs[1].body)
+        .unwrap()
+        .contains(&format!("\"id\":{id}")));
+    // The registration survived with its id; a new one gets another id; the history too.
+    let (second, _) = srv.add(&rx.url("/other")).unwrap();
+    assert_ne!(second, hook);
+    let next = srv.publish("e2");
+    assert_eq!(next, id + 1, "ids continue after a restart");
+    // A removal survives the next restart too.
+    let (tx, rx_done) = mpsc::channel();
+    let gone = hook.clone();
+    srv.handle
+        .run(move |cx| tx.send(cx.remove_webhook("t", &gone)).unwrap());
+    assert!(rx_done.recv_timeout(Duration::from_secs(5)).unwrap());
+    drop(srv);
+    let srv = run(config());
+    let (tx, rx_list) = mpsc::channel();
+    srv.handle.run(move |cx| {
+        let ids: Vec<String> = cx.webhooks("t").into_iter().map(|w| w.id).collect();
+        tx.send(ids).unwrap();
+    });
+    let ids = rx_list.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(ids, vec![second]);
+}

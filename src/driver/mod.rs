@@ -160,7 +160,7 @@ impl<H: Handler> Driver<H> {
         let (tx, rx) = channel();
         let opened = store::open(&config, tx.clone(), waker.clone())?;
         let (store, recovered) = match opened {
-            Some((s, state, clean)) => (Some(s), Some((state, clean))),
+            Some((s, state)) => (Some(s), Some(state)),
             None => (None, None),
         };
         let mut core = Core {
@@ -190,8 +190,8 @@ impl<H: Handler> Driver<H> {
             config,
             store,
         };
-        if let Some((state, clean)) = recovered {
-            core.restore(state, clean);
+        if let Some(state) = recovered {
+            core.restore(state);
             core.drive_hooks();
         }
         debug!("listening on {local_addr}");
@@ -261,6 +261,7 @@ impl<H: Handler> Driver<H> {
             }
             self.deliver_notes();
         }
+        self.core.store_flush();
     }
 
     fn deliver_notes(&mut self) {

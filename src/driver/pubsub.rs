@@ -9,8 +9,8 @@ use log::{debug, trace};
 use super::store::Prepared;
 use super::{conn, Core, SubKey};
 use crate::api::{ConnId, Park, SseStream, WsAccept};
-use crate::proto::fanout::Broadcast;
 use crate::proto::fanout::Transport;
+use crate::proto::fanout::{self, Broadcast};
 use crate::proto::http1::{Request, Response};
 use crate::proto::server::{ConnKind, Delivery};
 use crate::proto::subs::Entry;
@@ -167,6 +167,17 @@ impl Core {
         let replayed = page.as_ref().map_or(0, |p| p.events.len());
         let retry = self.config.sse_retry;
         let started = self.with_conn(i, |c, env| c.start_topic_stream(retry, page.as_ref(), env));
+        let mut replayed = replayed;
+        let mut more = page.filter(|p| p.more && started == Some(true));
+        while let Some(p) = more {
+            // The history holds a jump to a new id range: the rest of the replay.
+            let page = self.topics.read_after(&s.topic, p.next, usize::MAX);
+            let mut bytes = Vec::new();
+            fanout::sse_replay(&page, &mut bytes);
+            self.with_conn(i, |c, env| c.sse_send(&bytes, env));
+            replayed += page.events.len();
+            more = page.more.then_some(page);
+        }
         let Some(c) = conn::slot(&mut self.slots, i) else {
             return;
         };
@@ -204,11 +215,15 @@ impl Core {
             // Already subscribed: replaying again would duplicate events.
             return true;
         }
-        if let Some(since) = since {
+        let mut from = since;
+        while let Some(since) = from {
             let page = self.topics.read_after(topic, since, usize::MAX);
-            if self.with_conn(i, |c, env| c.ws_replay(&page, env)) == Some(true) {
-                self.stats.delivered_websocket += page.events.len() as u64;
+            if self.with_conn(i, |c, env| c.ws_replay(&page, env)) != Some(true) {
+                break;
             }
+            self.stats.delivered_websocket += page.events.len() as u64;
+            // More after a jump to a new id range: replay on from there.
+            from = page.more.then_some(page.next);
         }
         self.subs.subscribe(topic, SubKey::Conn(conn), 0);
         true

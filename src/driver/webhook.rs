@@ -202,7 +202,7 @@ impl Core {
         };
         self.subs.unsubscribe(topic, SubKey::Hook(id));
         let endpoint = id.as_u64();
-        self.store_note(Record::WebhookRemoved { endpoint });
+        self.store_removal(Record::WebhookRemoved { endpoint });
         self.drive_hooks();
         true
     }

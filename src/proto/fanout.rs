@@ -102,12 +102,19 @@ pub fn sse_first(retry: Option<u64>, page: Option<&Page>, out: &mut Vec<u8>) {
         sse::write_retry(out, ms);
     }
     if let Some(page) = page {
-        if page.gap {
-            sse::write_gap(out, page.oldest);
-        }
-        for ev in &page.events {
-            sse::write_topic_event(out, ev);
-        }
+        sse_replay(page, out);
+    }
+}
+
+/// A page of an SSE replay: the gap event when events were lost before it, then its
+/// events. (A replay is one page, or several when the history holds a jump to a new id
+/// range: a page never spans one.)
+pub fn sse_replay(page: &Page, out: &mut Vec<u8>) {
+    if page.gap {
+        sse::write_gap(out, page.oldest);
+    }
+    for ev in &page.events {
+        sse::write_topic_event(out, ev);
     }
 }
 

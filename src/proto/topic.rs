@@ -13,7 +13,10 @@
 //! and every publish adds 1; so a server restarted without its history starts a new range
 //! above every id it handed out before, and resuming clients see a gap instead of being
 //! silently skipped. Ids stay below 2^53 (JavaScript reads them exactly). The kept history
-//! of a topic is always a run of consecutive ids `oldest..=last`.
+//! of a topic is a run of consecutive ids `oldest..=last`, except after a restart that
+//! may have lost the newest events: the durable log then starts a new id range at the
+//! clock (restored with a `last_id` above the kept events), and the history holds the old
+//! run followed by the new range.
 //!
 //! # Eviction
 //!
@@ -43,7 +46,8 @@
 //!   topic is empty). The client sends `next` as its next `since`.
 //! * `oldest` is the oldest kept id (0 when none is kept), for the transports' gap notice.
 //! * `more` is `true` when kept events follow the returned ones (the page was cut at
-//!   `max`).
+//!   `max`, or at a jump to a new id range: a page never spans one, so reading on from
+//!   `next` reports the jump as a gap).
 //!
 //! # Restoring a topic after a restart
 //!
@@ -51,7 +55,7 @@
 //! [`crate::proto::store`]) before anything is published to it. The next publish then gets
 //! `last_id + 1`, not the clock: the log continues, and cursors from before the restart
 //! stay valid. The events are checked like publishes (names) and like a kept history (ids
-//! consecutive, ending at `last_id`), and the limits are applied as after a publish, so a
+//! ascending, at most `last_id`), and the limits are applied as after a publish, so a
 //! restart with smaller limits keeps the newest events that fit.
 //!
 //! The gap rule from `since = 0` needs `first_id`, the first id of the log the topic
@@ -124,16 +128,20 @@ pub enum PublishError {
     TooManyTopics,
     /// The event is larger than the durable log's largest record.
     TooLarge,
+    /// Too many bytes are on their way to the durable log: try again shortly.
+    StoreBusy,
 }
 
 impl PublishError {
     /// The HTTP status to answer a publish request with: 400 for a bad name (the client's
-    /// fault), 507 Insufficient Storage when the topic table is full.
+    /// fault), 507 Insufficient Storage when the topic table is full, 413 for an event
+    /// over the durable log's record limit, 503 while the disk is behind.
     pub fn status(self) -> u16 {
         match self {
             PublishError::BadTopic | PublishError::BadEventName => 400,
             PublishError::TooManyTopics => 507,
             PublishError::TooLarge => 413,
+            PublishError::StoreBusy => 503,
         }
     }
 
@@ -148,6 +156,7 @@ impl PublishError {
             }
             PublishError::TooManyTopics => "too many topics: the topic limit is reached",
             PublishError::TooLarge => "event too large for the durable log",
+            PublishError::StoreBusy => "the disk is behind: too many writes waiting, try again",
         }
     }
 }
@@ -171,15 +180,14 @@ pub enum RestoreError {
         /// The event's id.
         id: u64,
     },
-    /// An event's id does not follow the one before it.
-    NotConsecutive {
+    /// An event's id is not above the one before it.
+    NotAscending {
         /// The id before it.
         after: u64,
-        /// Its id (not `after + 1`).
+        /// Its id (not above `after`).
         id: u64,
     },
-    /// The events do not end at `last_id` (an event's id passed it, or the last one is
-    /// below it).
+    /// An event's id is above `last_id`.
     WrongLastId {
         /// The id of the offending event: the first above `last_id`, or the last one.
         event_id: u64,
@@ -205,11 +213,11 @@ impl fmt::Display for RestoreError {
                 write!(f, "last id {last_id} is not below 2^53 - 1")
             }
             RestoreError::BadEventName { id } => write!(f, "event {id} has a bad event name"),
-            RestoreError::NotConsecutive { after, id } => {
-                write!(f, "event {id} follows event {after}")
+            RestoreError::NotAscending { after, id } => {
+                write!(f, "event {id} is not above event {after}")
             }
             RestoreError::WrongLastId { event_id, last_id } => {
-                write!(f, "events end at {event_id}, not at the last id {last_id}")
+                write!(f, "event {event_id} is above the last id {last_id}")
             }
             RestoreError::BadFirstId { first_id, oldest } => {
                 write!(
@@ -265,7 +273,7 @@ pub fn first_id(now_us: u64) -> u64 {
 /// One topic's state.
 #[derive(Default)]
 struct Topic {
-    /// Kept events, oldest first; ids are consecutive.
+    /// Kept events, oldest first; ids ascending (consecutive but for new ranges).
     history: VecDeque<Rc<TopicEvent>>,
     /// Sum of [`TopicEvent::bytes`] over `history`.
     bytes: usize,
@@ -299,7 +307,7 @@ impl Topic {
 /// A page of events answering [`Topics::read_after`]; see the module docs for the rules.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Page {
-    /// At most `max` events, ids ascending and consecutive.
+    /// At most `max` events, ids ascending and consecutive (a page stops at a jump).
     pub events: Vec<Rc<TopicEvent>>,
     /// Events after the cursor were lost (evicted, or the cursor is ahead of the topic).
     pub gap: bool,
@@ -419,11 +427,13 @@ impl Topics {
     /// Installs the recovered history of `topic`, a topic not yet known, so that the next
     /// publish to it gets `last_id + 1` (see "Restoring a topic" in the module docs).
     ///
-    /// * `events`: the kept events, oldest first, with consecutive ids ending at `last_id`;
+    /// * `events`: the kept events, oldest first, with ascending ids ending at `last_id`;
     ///   it may be empty (the topic then exists with no event kept). Their
     ///   `published_ms` is kept as given. Events over the limits are dropped oldest first,
     ///   as after a publish; the newest is always kept.
-    /// * `last_id`: the id of the last event published, below [`MAX_ID`].
+    /// * `last_id`: the id of the last event published, below [`MAX_ID`]; above the last
+    ///   event's id when a new range was started after it (see the durable log's
+    ///   [`Record::TopicRange`](crate::proto::store::Record::TopicRange)).
     /// * `first_id`: the first id of the log this topic continues, at least 1 and at most
     ///   the first event's id (`last_id + 1` when `events` is empty). A read from `since
     ///   = 0` reports a gap when the oldest kept id is above it; so pass the first event's
@@ -467,9 +477,9 @@ impl Topics {
                     let oldest = ev.id;
                     return Err(RestoreError::BadFirstId { first_id, oldest });
                 }
-                Some(after) if ev.id != after + 1 => {
+                Some(after) if ev.id <= after => {
                     let id = ev.id;
-                    return Err(RestoreError::NotConsecutive { after, id });
+                    return Err(RestoreError::NotAscending { after, id });
                 }
                 _ => {}
             }
@@ -484,9 +494,6 @@ impl Topics {
             t.push(Rc::new(ev), self.limits);
         }
         match prev {
-            Some(event_id) if event_id != last_id => {
-                return Err(RestoreError::WrongLastId { event_id, last_id });
-            }
             None if first_id == 0 || first_id > last_id + 1 => {
                 let oldest = last_id + 1;
                 return Err(RestoreError::BadFirstId { first_id, oldest });
@@ -524,19 +531,27 @@ impl Topics {
                 more: false,
             };
         };
-        let (from, gap) = if since > last {
-            (oldest - 1, true) // ahead: the server lost its history
-        } else if since == 0 {
-            (0, oldest > t.first_id) // from the start: lost only if trimmed
+        let start = if since > last {
+            0 // ahead: the server lost its history
         } else {
-            // The first event returned is `since + 1` unless that one is not kept.
-            (since, since < oldest - 1)
+            t.history.partition_point(|e| e.id <= since)
         };
-        // Ids are consecutive, so the first event after `from` sits at `from + 1 - oldest`.
-        let start = usize::try_from(from.saturating_sub(oldest - 1)).unwrap_or(usize::MAX);
-        let start = start.min(t.history.len());
-        let events: Vec<_> = t.history.range(start..).take(max).cloned().collect();
+        let mut events: Vec<Rc<TopicEvent>> = Vec::new();
+        for ev in t.history.range(start..).take(max) {
+            if events.last().is_some_and(|prev| ev.id != prev.id + 1) {
+                break; // a jump to a new id range: the next page reports it
+            }
+            events.push(Rc::clone(ev));
+        }
+        let gap = if since > last {
+            true
+        } else if since == 0 {
+            oldest > t.first_id // from the start: lost only if trimmed
+        } else {
+            events.first().is_some_and(|e| e.id != since + 1)
+        };
         let more = start + events.len() < t.history.len();
+        let from = if since > last { oldest - 1 } else { since };
         let next = events.last().map_or(from, |e| e.id);
         Page {
             events,
@@ -996,12 +1011,56 @@ mod tests {
     }
 
     #[test]
+    fn a_new_range_is_a_gap_for_every_cursor_into_the_lost_tail() {
+        let mut t = Topics::new(limits(10, 1000, 10));
+        // Restored after an unclean stop: 100..=102 were on disk, 103..=105 were answered
+        // before the crash but lost; the log starts a new range at 5000.
+        let kept = [ev(100, None, "a"), ev(101, None, "b"), ev(102, None, "c")];
+        t.restore("t", kept, 4_999, 100).unwrap();
+        // Nothing new yet: the kept history reads as before, no gap.
+        let p = t.read_after("t", 101, 10);
+        assert_eq!(
+            (ids(&p), p.gap, p.next, p.more),
+            (vec![102], false, 102, false)
+        );
+        let e = t.publish("t", None, "new", 6_000_000).unwrap();
+        assert_eq!(e.id, 5_000, "the range starts at the clock of the restart");
+        assert_eq!(t.publish("t", None, "x", 0).unwrap().id, 5_001);
+        // A page never spans the jump; reading on from its end reports the gap.
+        let p = t.read_after("t", 0, 10);
+        assert_eq!(
+            (ids(&p), p.gap, p.next, p.more),
+            (vec![100, 101, 102], false, 102, true)
+        );
+        let p = t.read_after("t", 102, 10);
+        assert_eq!(
+            (ids(&p), p.gap, p.next, p.more),
+            (vec![5_000, 5_001], true, 5_001, false)
+        );
+        // Cursors into the lost tail (103..=105) and just below the new range: a gap.
+        for since in [103, 105, 4_998] {
+            let p = t.read_after("t", since, 10);
+            assert_eq!(
+                (ids(&p), p.gap),
+                (vec![5_000, 5_001], true),
+                "since {since}"
+            );
+        }
+        // The cursor right before the range start: no gap (nothing was handed out there).
+        let p = t.read_after("t", 4_999, 10);
+        assert_eq!((ids(&p), p.gap), (vec![5_000, 5_001], false));
+        // Ahead of everything: the oldest kept run, with a gap, as always.
+        let p = t.read_after("t", 9_999, 10);
+        assert_eq!((ids(&p), p.gap, p.more), (vec![100, 101, 102], true, true));
+    }
+
+    #[test]
     fn restore_refusals_change_nothing() {
         use RestoreError as E;
         let mut t = Topics::new(limits(10, 100, 2));
         t.publish("live", None, "x", 50).unwrap();
         let bad_name = vec![ev(1, Some("a b"), "x")];
-        let gap = vec![ev(1, None, "x"), ev(3, None, "x")];
+        let down = vec![ev(2, None, "x"), ev(1, None, "x")];
         let dup = vec![ev(1, None, "x"), ev(1, None, "x")];
         type Row = (&'static str, Vec<TopicEvent>, u64, u64, RestoreError);
         let table: Vec<Row> = vec![
@@ -1009,8 +1068,8 @@ mod tests {
             ("..", run(1, 1), 1, 1, E::BadTopic),
             ("live", run(1, 1), 1, 1, E::Exists),
             ("a", bad_name, 1, 1, E::BadEventName { id: 1 }),
-            ("a", gap, 3, 1, E::NotConsecutive { after: 1, id: 3 }),
-            ("a", dup, 1, 1, E::NotConsecutive { after: 1, id: 1 }),
+            ("a", down, 2, 1, E::NotAscending { after: 2, id: 1 }),
+            ("a", dup, 1, 1, E::NotAscending { after: 1, id: 1 }),
             (
                 "a",
                 run(1, 3),
@@ -1019,16 +1078,6 @@ mod tests {
                 E::WrongLastId {
                     event_id: 3,
                     last_id: 2,
-                },
-            ),
-            (
-                "a",
-                run(1, 3),
-                4,
-                1,
-                E::WrongLastId {
-                    event_id: 3,
-                    last_id: 4,
                 },
             ),
             (
@@ -1105,15 +1154,15 @@ mod tests {
             (RestoreError::Exists, "topic already exists"),
             (RestoreError::TooManyTopics, "too many topics"),
             (
-                RestoreError::NotConsecutive { after: 1, id: 3 },
-                "event 3 follows event 1",
+                RestoreError::NotAscending { after: 3, id: 1 },
+                "event 1 is not above event 3",
             ),
             (
                 RestoreError::WrongLastId {
                     event_id: 3,
-                    last_id: 4,
+                    last_id: 2,
                 },
-                "events end at 3, not at the last id 4",
+                "event 3 is above the last id 2",
             ),
         ];
         for (e, want) in table {

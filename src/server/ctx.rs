@@ -25,6 +25,13 @@ impl<'a> Ctx<'a> {
     /// Publishes an event to `topic` and delivers it to every subscriber: WebSocket and SSE
     /// subscribers get it queued now, parked long polls are answered, webhooks enqueued.
     /// Returns its id.
+    ///
+    /// With a data directory in [`Fsync::Always`](crate::Fsync::Always) mode the id is
+    /// given at once but the event takes effect (enters the history, is delivered) only
+    /// once an fsync covers it; a [`Response`] returned from the `on_request` that
+    /// published is held back until then, and becomes `507 cannot store: ...` if the write
+    /// fails (the event then never existed). Errors: a bad name, the topic limit, an event
+    /// over the log's record limit, or (503) too many bytes waiting for the disk.
     pub fn publish(
         &mut self,
         topic: &str,
@@ -155,6 +162,7 @@ impl<'a> Ctx<'a> {
             parked: c[1],
             sse: c[2],
             websocket: c[3],
+            store_held: self.core.store_held(),
             ..self.core.stats
         }
     }

@@ -10,7 +10,9 @@
 //! DIR/0000000001.seg      segments, replayed in number order
 //! DIR/0000000007.snap     a compacted snapshot: replaces every segment numbered <= 7
 //! DIR/NAME.damaged        a segment found damaged at start, moved aside
-//! DIR/clean               exists only between a graceful stop and the next start
+//! DIR/unsynced            while a process runs with fsync at an interval (removed at a
+//!                         graceful stop that lost nothing): found at start, it means the
+//!                         log may lack answered events, so every topic starts a new id range
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -20,13 +22,13 @@ use std::path::{Path, PathBuf};
 
 use log::{debug, info, warn};
 
-use crate::proto::store::{scan, Recovered, Tail};
+use crate::proto::store::{scan_each, Recovered, Tail};
 use crate::proto::topic::HistoryLimits;
 
 /// Name of the lock file.
 const LOCK: &str = "lock";
-/// Name of the marker of a graceful stop.
-pub(crate) const CLEAN: &str = "clean";
+/// Name of the marker of a run whose log may lack answered writes.
+pub(crate) const UNSYNCED: &str = "unsynced";
 
 /// A file of the log, by number and kind.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -66,8 +68,8 @@ pub(crate) struct Opened {
     /// Held for the life of the process: the lock goes with it.
     pub(crate) lock: File,
     pub(crate) state: Recovered,
-    /// The last stop was graceful (the `clean` marker was there).
-    pub(crate) clean: bool,
+    /// The `unsynced` marker was there: the last run may have lost answered writes.
+    pub(crate) unsynced: bool,
     /// The number the next segment gets.
     pub(crate) next_n: u64,
     /// The log files kept, oldest first, with their sizes.
@@ -147,8 +149,7 @@ pub(crate) fn open(path: &Path, limits: HistoryLimits, max_record: usize) -> io:
         }
     }
 
-    let clean_path = path.join(CLEAN);
-    let clean = clean_path.exists();
+    let unsynced = path.join(UNSYNCED).exists();
     let mut state = Recovered::new(limits);
     let mut kept = Vec::new();
     let mut damaged = false;
@@ -157,19 +158,21 @@ pub(crate) fn open(path: &Path, limits: HistoryLimits, max_record: usize) -> io:
         let file_path = path.join(f.name());
         let bytes = fs::read(&file_path)
             .map_err(|e| dir_error(path, format!("cannot read {}: {e}", f.name())))?;
-        let s = scan(&bytes, max_record);
-        let records = s.records.len();
-        for (at, record) in s.records {
+        let size = bytes.len() as u64;
+        let mut records = 0usize;
+        let (_, tail) = scan_each(&bytes, max_record, |at, record| {
+            records += 1;
             if let Err(skip) = state.apply(record) {
                 warn!(
                     "data dir: {} at byte {at}: record skipped: {skip}",
                     f.name()
                 );
             }
-        }
+        });
+        drop(bytes);
         let newest = k + 1 == count;
-        match s.tail {
-            Tail::Clean => kept.push((f, bytes.len() as u64)),
+        match tail {
+            Tail::Clean => kept.push((f, size)),
             Tail::Torn { at, dropped_bytes } if newest => {
                 warn!(
                     "data dir: {}: dropped {dropped_bytes} bytes of an unfinished write at byte {at} (kept {records} records)",
@@ -197,15 +200,12 @@ pub(crate) fn open(path: &Path, limits: HistoryLimits, max_record: usize) -> io:
             }
         }
     }
-    if clean {
-        fs::remove_file(&clean_path).map_err(|e| dir_error(path, e))?;
-    }
     sync_dir(path).map_err(|e| dir_error(path, e))?;
     Ok(Opened {
         path: path.to_owned(),
         lock,
         state,
-        clean,
+        unsynced,
         next_n,
         files: kept,
         damaged,
@@ -280,25 +280,32 @@ pub(crate) fn read_sealed(
     let mut state = Recovered::new(limits);
     for f in files {
         let bytes = fs::read(dir.join(f.name()))?;
-        let s = scan(&bytes, max_record);
-        if s.tail != Tail::Clean {
-            return Err(io::Error::other(format!("{}: {:?}", f.name(), s.tail)));
-        }
-        for (_, record) in s.records {
+        let (_, tail) = scan_each(&bytes, max_record, |_, record| {
             let _ = state.apply(record);
+        });
+        if tail != Tail::Clean {
+            return Err(io::Error::other(format!("{}: {tail:?}", f.name())));
         }
     }
     Ok(state)
 }
 
-/// Creates the `clean` marker (a graceful stop) and makes it durable.
-pub(crate) fn create_marker(dir: &Path) -> io::Result<()> {
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(dir.join(CLEAN))?;
-    f.sync_all()?;
+/// Creates (`on`) or removes the `unsynced` marker, durably.
+pub(crate) fn set_unsynced(dir: &Path, on: bool) -> io::Result<()> {
+    let marker = dir.join(UNSYNCED);
+    if on {
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(marker)?;
+        f.sync_all()?;
+    } else {
+        match fs::remove_file(marker) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
     sync_dir(dir)
 }

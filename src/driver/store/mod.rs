@@ -12,28 +12,35 @@
 //! write succeeds again.
 
 mod dir;
+mod recover;
 mod writer;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io;
 use std::rc::Rc;
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
-use std::time::Instant;
 
-use log::{debug, error, info, warn};
+use log::{error, warn};
 
-use super::{Core, SubKey};
+use super::Core;
 use crate::api::ConnId;
-use crate::config::{Config, Fsync};
+use crate::config::Fsync;
 use crate::proto::http1::Response;
-use crate::proto::store::{Record, Recovered, DEFAULT_MAX_RECORD};
-use crate::proto::topic::{PublishError, TopicEvent};
-use crate::proto::webhook::{instant_from_unix_ms, EndpointId, RestoredMessage};
+use crate::proto::store::{Record, DEFAULT_MAX_RECORD};
+use crate::proto::topic::{valid_event_name, PublishError, TopicEvent};
+use crate::proto::webhook::EndpointId;
 
+pub(crate) use recover::open;
 pub(crate) use writer::Report;
-use writer::{ToWriter, Writer};
+use writer::ToWriter;
+
+/// Bytes of publishes on their way to the disk beyond which publishing is refused (503)
+/// until the writer catches up: the queue to the writer thread has a budget too.
+const UNWRITTEN_BUDGET: usize = 64 << 20;
 
 /// What the webhooks of a publish share: its `webhook-id`, body and endpoints.
 pub(crate) type Prepared = (Rc<str>, Rc<[u8]>, Vec<EndpointId>);
@@ -53,6 +60,9 @@ enum Op {
     Publish(HeldPublish),
     /// A registration: undone if its record cannot be written.
     HookAdded(EndpointId, String),
+    /// Nothing to do: makes a reply wait for the bookkeeping written before it (a
+    /// removal) to be durable.
+    Barrier,
     /// The reply of a request whose records are not yet durable.
     Reply(ConnId, Response),
 }
@@ -70,91 +80,21 @@ pub(crate) struct Store {
     reserved: HashMap<Box<str>, u64>,
     /// (interval mode) The last write failed: hold publishes until one succeeds.
     failing: bool,
+    /// Acknowledging writes sent but not yet reported written: seq and bytes.
+    unwritten: VecDeque<(u64, usize)>,
+    /// Sum of the bytes in `unwritten`: publishes are refused past [`UNWRITTEN_BUDGET`].
+    unwritten_bytes: usize,
     /// No more records: the server is stopping (its outcomes are not final ones).
     closing: bool,
-    scratch: Vec<u8>,
+    /// This round's records, sent at its end ([`Core::store_flush`]).
+    batch: Vec<u8>,
+    parts: Vec<(u64, usize)>,
 }
 
 fn unix_micros() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// Opens the data directory of `config` (if any) and reads it back: the store, and the
-/// state to install before the loop starts.
-pub(crate) fn open(
-    config: &Config,
-    tx: Sender<super::Command>,
-    waker: std::sync::Arc<mio::Waker>,
-) -> io::Result<Option<(Store, Recovered, bool)>> {
-    let Some(path) = config.data_dir.as_deref() else {
-        return Ok(None);
-    };
-    let started = Instant::now();
-    let max = DEFAULT_MAX_RECORD;
-    let opened = dir::open(path, config.history, max)?;
-    let mut files = opened.files;
-    let mut next_n = opened.next_n;
-    let state = opened.state;
-    let live = if opened.damaged {
-        // What was kept of a damaged file is only in memory now: write it down first.
-        let older: Vec<_> = files.iter().map(|(f, _)| f.clone()).collect();
-        let size = dir::write_snapshot(path, next_n, &state, &older, max)
-            .map_err(|e| io::Error::other(format!("data dir {}: {e}", path.display())))?;
-        files = vec![(
-            dir::LogFile {
-                n: next_n,
-                snap: true,
-            },
-            size,
-        )];
-        next_n += 1;
-        size
-    } else {
-        files.iter().map(|(_, n)| n).sum()
-    };
-    info!(
-        "data dir {}: recovered {} topics, {} webhooks, {} outbox entries in {:?} ({}stop)",
-        path.display(),
-        state.topics().len(),
-        state.webhooks().len(),
-        state.outbox().count(),
-        started.elapsed(),
-        if opened.clean {
-            "after a graceful "
-        } else {
-            "after an unclean "
-        }
-    );
-    let writer = Writer {
-        dir: opened.path,
-        mode: config.fsync,
-        limits: config.history,
-        max_record: max,
-        next_n,
-        files,
-        live_base: live,
-        tx,
-        waker,
-    };
-    let (wtx, wrx) = channel();
-    let thread = std::thread::Builder::new()
-        .name("pushwire-store".into())
-        .spawn(move || writer.run(wrx))?;
-    let store = Store {
-        tx: wtx,
-        thread: Some(thread),
-        _lock: opened.lock,
-        mode: config.fsync,
-        seq: 0,
-        pending: VecDeque::new(),
-        reserved: HashMap::new(),
-        failing: false,
-        closing: false,
-        scratch: Vec::new(),
-    };
-    Ok(Some((store, state, opened.clean)))
 }
 
 impl Store {
@@ -164,68 +104,57 @@ impl Store {
     }
 
     /// Encodes `records` and sends them; `ack`: the loop waits for them (returns the seq).
+    /// Forgets the byte count of the writes up to `seq` (written, or refused).
+    fn written(&mut self, seq: u64) {
+        while let Some(&(q, n)) = self.unwritten.front() {
+            if q > seq {
+                break;
+            }
+            self.unwritten.pop_front();
+            self.unwritten_bytes -= n;
+        }
+    }
+
+    /// Encodes `records` into this round's batch as one write; `ack`: the loop waits for
+    /// it (returns its seq, else 0). Nothing is added when one does not encode.
     fn send(&mut self, records: &[Record], ack: bool) -> Result<u64, PublishError> {
-        self.scratch.clear();
+        let start = self.batch.len();
         for r in records {
-            if r.encode(&mut self.scratch, DEFAULT_MAX_RECORD).is_err() {
+            if r.encode(&mut self.batch, DEFAULT_MAX_RECORD).is_err() {
+                self.batch.truncate(start);
                 return Err(PublishError::TooLarge);
             }
         }
         let seq = if ack {
             self.seq += 1;
+            let n = self.batch.len() - start;
+            self.unwritten.push_back((self.seq, n));
+            self.unwritten_bytes += n;
             self.seq
         } else {
             0
         };
-        let bytes = std::mem::take(&mut self.scratch);
-        if self.tx.send(ToWriter::Write { seq, bytes }).is_err() {
+        self.parts.push((seq, self.batch.len()));
+        Ok(seq)
+    }
+
+    /// Hands this round's batch to the writer thread.
+    fn flush(&mut self) {
+        if self.parts.is_empty() {
+            return;
+        }
+        let bytes = std::mem::take(&mut self.batch);
+        let parts = std::mem::take(&mut self.parts);
+        if self.tx.send(ToWriter::Write { bytes, parts }).is_err() {
             error!("store: the writer thread is gone");
         }
-        Ok(seq)
     }
 }
 
 impl Core {
-    /// Installs what recovery read: topics, registrations, the outbox.
-    pub(crate) fn restore(&mut self, state: Recovered, clean: bool) {
-        let _ = clean;
-        for (name, t) in state.topics() {
-            let events = t.events.iter().map(|e| e.to_topic_event());
-            if let Err(e) = self.topics.restore(name, events, t.last_id, t.first_id) {
-                warn!("data dir: topic {name:?} not restored: {e}");
-            }
-        }
-        for (&id, w) in state.webhooks() {
-            let endpoint = EndpointId::from_u64(id);
-            let reg = &mut self.hooks.reg;
-            match reg.restore(endpoint, &w.topic, &w.url, &w.secret, w.disabled) {
-                Ok(()) => {
-                    self.subs.subscribe(&w.topic, SubKey::Hook(endpoint), 0);
-                }
-                Err(e) => warn!("data dir: webhook {id} not restored: {e}"),
-            }
-        }
-        self.hooks.reg.set_next_endpoint_id(state.next_endpoint());
-        let now_ms = unix_micros() / 1000;
-        let mut restored = 0;
-        for entry in state.outbox() {
-            let body: Rc<[u8]> = entry.body.as_slice().into();
-            let webhook_id: Rc<str> = entry.webhook_id.as_str().into();
-            let enqueued = instant_from_unix_ms(entry.enqueued_next_ms, self.now, now_ms);
-            for (&endpoint, d) in &entry.messages {
-                let msg = RestoredMessage {
-                    endpoint: EndpointId::from_u64(endpoint),
-                    webhook_id: webhook_id.clone(),
-                    body: body.clone(),
-                    attempts: d.attempts,
-                    next_attempt: instant_from_unix_ms(d.next_attempt_ms, self.now, now_ms),
-                    enqueued,
-                };
-                self.hooks.reg.restore_message(msg, self.now);
-                restored += 1;
-            }
-        }
-        debug!("data dir: {restored} webhook messages queued again");
+    /// Operations waiting for the writer (for [`Stats::store_held`](crate::Stats)).
+    pub(crate) fn store_held(&self) -> usize {
+        self.store.as_ref().map_or(0, |s| s.pending.len())
     }
 
     /// The seq of the last acknowledging write (to tell whether a callback wrote any).
@@ -264,10 +193,16 @@ impl Core {
         let Some(s) = self.store.as_ref() else {
             return self.publish_now(topic, event, data, now_us, None);
         };
+        if s.unwritten_bytes > UNWRITTEN_BUDGET {
+            return Err(PublishError::StoreBusy);
+        }
         let reserved = s.reserved.get(topic).copied();
         let id = match reserved {
             Some(last) => {
-                self.topics.check_publish(topic, event, now_us, 0)?;
+                // The topic is counted already (it holds a publish): only the name.
+                if event.is_some_and(|name| !valid_event_name(name)) {
+                    return Err(PublishError::BadEventName);
+                }
                 last + 1
             }
             None => {
@@ -370,6 +305,25 @@ impl Core {
         }
     }
 
+    /// Sends this round's records to the writer (the loop calls it after every round).
+    pub(crate) fn store_flush(&mut self) {
+        if let Some(s) = self.store.as_mut() {
+            s.flush();
+        }
+    }
+
+    /// Writes a removal: bookkeeping (written again after a failed write, never undone),
+    /// and the reply of the request that removed waits for its fsync in `always` mode.
+    pub(crate) fn store_removal(&mut self, record: Record) {
+        let Some(s) = self.store.as_mut() else { return };
+        let _ = s.send(&[record], false);
+        if s.mode == Fsync::Always {
+            if let Ok(seq) = s.send(&[], true) {
+                s.pending.push_back((seq, Op::Barrier));
+            }
+        }
+    }
+
     /// The server is stopping: what the webhooks report from now on is not final.
     pub(crate) fn store_closing(&mut self) {
         if let Some(s) = self.store.as_mut() {
@@ -381,6 +335,7 @@ impl Core {
     pub(crate) fn store_finish(&mut self) {
         let Some(s) = self.store.as_mut() else { return };
         s.closing = true;
+        s.flush();
         let _ = s.tx.send(ToWriter::Stop);
         if let Some(t) = s.thread.take() {
             let _ = t.join();
@@ -392,12 +347,21 @@ impl Core {
         let Some(s) = self.store.as_mut() else { return };
         match report {
             Report::Written(seq) if s.mode == Fsync::Interval => {
+                s.written(seq);
                 s.failing = false;
                 self.commit_upto(seq);
             }
-            Report::Written(_) => {}
-            Report::Durable(seq) => self.commit_upto(seq),
-            Report::Failed(seqs, why) => self.write_failed(&seqs, &why),
+            Report::Written(seq) => s.written(seq),
+            Report::Durable(seq) => {
+                s.written(seq);
+                self.commit_upto(seq);
+            }
+            Report::Failed(seqs, why) => {
+                if let Some(&last) = seqs.iter().max() {
+                    s.written(last);
+                }
+                self.write_failed(&seqs, &why);
+            }
         }
     }
 
@@ -423,7 +387,7 @@ impl Core {
                         }
                     }
                 }
-                Op::HookAdded(..) => {}
+                Op::HookAdded(..) | Op::Barrier => {}
                 Op::Reply(conn, resp) => {
                     self.respond_to(conn, &resp);
                 }
@@ -434,6 +398,7 @@ impl Core {
     /// Every held operation fails: the writer refuses them all until it hears `Resume`.
     fn write_failed(&mut self, seqs: &[u64], why: &str) {
         let Some(s) = self.store.as_mut() else { return };
+        s.flush(); // whatever this round wrote goes first, to be refused in order
         let held = s.pending.len();
         let answered = seqs
             .iter()
@@ -448,13 +413,14 @@ impl Core {
             return;
         }
         warn!("store: {why}: refusing {held} held operations");
+        self.stats.store_failed += seqs.len() as u64;
         s.reserved.clear();
         let ops: Vec<_> = s.pending.drain(..).collect();
         let _ = s.tx.send(ToWriter::Resume);
         let body = format!("{why}\n");
         for (_, op) in ops {
             match op {
-                Op::Publish(_) => {}
+                Op::Publish(_) | Op::Barrier => {}
                 Op::HookAdded(endpoint, topic) => self.forget_webhook(endpoint, &topic),
                 Op::Reply(conn, _) => {
                     self.respond_to(conn, &Response::text(507, body.clone()));

@@ -21,6 +21,8 @@
 //! | 8 | [`Record::NextEndpoint`] | written by compaction: the lowest endpoint id never issued, so that the id of a removed endpoint (whose records compaction drops) is never given to a new one; clients hold these ids to unregister |
 //! | 9 | [`Record::TopicFirst`] | the first id of a topic's log, for the gap rule of [`Topics::restore`](crate::proto::topic::Topics::restore) (a read from `since = 0` reports a gap only when the oldest kept id is above it): compaction drops the events before the oldest kept one, so without this record a trimmed history would look complete after a compaction |
 //!
+//! | 10 | [`Record::TopicRange`] | a topic's ids continue above `last_id`: written at a start after an unclean stop with fsync at an interval (the log may lack events that were answered), so the ids that may have been handed out are never reused, and clients resuming from them get a gap; compaction writes it for a topic whose last id is above its newest kept event |
+//!
 //! **The writer's contract for type 9.** When a topic's log begins (the first event of a
 //! topic the log does not hold yet), the writer appends `TopicFirst { topic, first_id }`
 //! with that event's id, before the event and in the same write, so the two are durable
@@ -84,11 +86,12 @@
 //! 7 OutboxDone      webhook_id: str16 | endpoint: u64
 //! 8 NextEndpoint    next: u64
 //! 9 TopicFirst      topic: str16 | first_id: u64
+//! 10 TopicRange     topic: str16 | last_id: u64
 //! ```
 //!
 //! Decoding is strict, so that every record has exactly one encoding: topics must be
 //! valid topic names, event names valid event names (an empty name field means none), event
-//! ids and first ids at least 1, URLs 1 to 2048 bytes, secrets 24 to 64 bytes, flags 0 or
+//! ids, first ids and range ids at least 1, URLs 1 to 2048 bytes, secrets 24 to 64 bytes, flags 0 or
 //! 1, `webhook-id`s 1 to 255 bytes, an outbox entry's endpoints at least one and strictly ascending, and no
 //! byte may follow the last field. Every length is checked against the bytes actually
 //! there before anything is allocated, and a frame's length against `max_record` before
@@ -127,13 +130,19 @@
 //! # Compaction
 //!
 //! A log only grows; [`Recovered::compact`] writes a fresh segment holding just the live
-//! records ([`Recovered::live_records`]): per topic its first id then its kept events,
+//! records ([`Recovered::live_records`]): per topic its first id, its kept events and
+//! (when its last id is above them) its range,
 //! the next endpoint id, the registrations (with their disabled flag), and per outbox
 //! entry its enqueued record, narrowed to the endpoints still pending, followed by an
 //! attempt record for every message already attempted. Replaying it gives the same state
-//! (first ids included). The driver keeps a [`Recovered`] up to date by applying every
-//! record it appends, compacts when its segments hold about twice
-//! [`Recovered::live_len`], and then replaces the segments the snapshot covers with it.
+//! (first ids included).
+//!
+//! The driver keeps no second copy of the state for this: when its log files hold more
+//! than twice the size of the last snapshot (and at least 8 MiB), it seals the current
+//! segment, and a compaction thread reads the sealed files back, rebuilds their
+//! [`Recovered`] and writes it as a snapshot file that replaces them (see the README's
+//! "Data directory" section for the file names and the crash-safe order of the steps).
+//! Appends go on to the new segment meanwhile.
 
 mod record;
 mod scan;
@@ -144,7 +153,7 @@ mod tests;
 
 pub use record::{Record, RecordError, DEFAULT_MAX_RECORD, FRAME_HEADER_LEN, MAX_WEBHOOK_ID_LEN};
 pub use scan::{
-    scan, write_header, Corruption, Scan, Tail, FORMAT_VERSION, SEGMENT_HEADER, SEGMENT_HEADER_LEN,
-    SEGMENT_MAGIC,
+    scan, scan_each, write_header, Corruption, Scan, Tail, FORMAT_VERSION, SEGMENT_HEADER,
+    SEGMENT_HEADER_LEN, SEGMENT_MAGIC,
 };
 pub use state::{Delivery, OutboxEntry, Recovered, Skip, StoredEvent, TopicHistory, Webhook};

@@ -111,11 +111,7 @@ impl fmt::Display for Corruption {
 /// whose checksum or validation failed.
 pub fn scan(bytes: &[u8], max_record: usize) -> Scan {
     let mut records = Vec::new();
-    let tail = scan_into(bytes, max_record, &mut records);
-    let valid_len = match tail {
-        Tail::Clean => bytes.len(),
-        Tail::Torn { at, .. } | Tail::Corrupt { at, .. } => at,
-    };
+    let (valid_len, tail) = scan_each(bytes, max_record, |at, r| records.push((at, r)));
     Scan {
         records,
         valid_len,
@@ -123,7 +119,23 @@ pub fn scan(bytes: &[u8], max_record: usize) -> Scan {
     }
 }
 
-fn scan_into(bytes: &[u8], max_record: usize, records: &mut Vec<(usize, Record)>) -> Tail {
+/// [`scan`] without collecting: hands each valid record (with its frame's offset) to
+/// `each` as it is decoded, and returns [`Scan::valid_len`] and the [`Tail`]. Recovery
+/// uses it so that a segment's records are never all in memory at once beside its bytes.
+pub fn scan_each(
+    bytes: &[u8],
+    max_record: usize,
+    mut each: impl FnMut(usize, Record),
+) -> (usize, Tail) {
+    let tail = scan_into(bytes, max_record, &mut each);
+    let valid_len = match tail {
+        Tail::Clean => bytes.len(),
+        Tail::Torn { at, .. } | Tail::Corrupt { at, .. } => at,
+    };
+    (valid_len, tail)
+}
+
+fn scan_into(bytes: &[u8], max_record: usize, each: &mut impl FnMut(usize, Record)) -> Tail {
     let torn = |at: usize| Tail::Torn {
         at,
         dropped_bytes: bytes.len() - at,
@@ -177,7 +189,7 @@ fn scan_into(bytes: &[u8], max_record: usize, records: &mut Vec<(usize, Record)>
         match Record::decode(body[0], &body[1..]) {
             Ok(record) => {
                 log::trace!("store: record type {} at {pos}, {len} bytes", body[0]);
-                records.push((pos, record));
+                each(pos, record);
             }
             Err(e) => return corrupt(pos, Corruption::BadRecord(e)),
         }

@@ -33,6 +33,16 @@ impl StoredEvent {
         }
     }
 
+    /// [`StoredEvent::to_topic_event`] without copying the strings.
+    pub fn into_topic_event(self) -> TopicEvent {
+        TopicEvent {
+            id: self.id,
+            event: self.name.map(String::into_boxed_str),
+            data: self.data.into_boxed_str(),
+            published_ms: self.published_ms,
+        }
+    }
+
     /// The bytes it counts against [`HistoryLimits::max_bytes`] (as
     /// [`TopicEvent::bytes`](crate::proto::topic::TopicEvent::bytes)): data plus name.
     pub fn bytes(&self) -> usize {
@@ -54,9 +64,11 @@ pub struct TopicHistory {
     pub first_id: u64,
     /// The id of the last event published; the next one gets `last_id + 1`. For a topic
     /// with no event kept (only a [`Record::TopicFirst`] was applied) it is
-    /// `first_id - 1`: nothing was published.
+    /// `first_id - 1`: nothing was published. A [`Record::TopicRange`] moves it above the
+    /// newest kept event.
     pub last_id: u64,
-    /// Kept events, oldest first, with consecutive ids ending at `last_id`.
+    /// Kept events, oldest first, with ascending ids up to `last_id` (consecutive but
+    /// where a new id range starts, see [`Record::TopicRange`]).
     pub events: VecDeque<StoredEvent>,
     /// Sum of [`StoredEvent::bytes`] over `events`.
     pub bytes: usize,
@@ -121,6 +133,8 @@ pub enum Skip {
     DuplicateMessage,
     /// An attempt or outcome for a message that is not queued.
     UnknownMessage,
+    /// A new id range for a topic the log does not hold.
+    UnknownTopic(String),
 }
 
 impl fmt::Display for Skip {
@@ -137,6 +151,7 @@ impl fmt::Display for Skip {
             Skip::UnknownEndpoint(e) => write!(f, "endpoint {e} is not registered"),
             Skip::DuplicateMessage => f.write_str("webhook-id queued twice"),
             Skip::UnknownMessage => f.write_str("message not in the outbox"),
+            Skip::UnknownTopic(t) => write!(f, "id range for the unknown topic {t:?}"),
         }
     }
 }
@@ -190,6 +205,12 @@ impl Recovered {
     /// The history limits applied.
     pub fn limits(&self) -> HistoryLimits {
         self.limits
+    }
+
+    /// Takes every topic out (leaving none), so that restoring them one by one frees each
+    /// recovered history as it goes instead of holding two copies.
+    pub fn take_topics(&mut self) -> BTreeMap<String, TopicHistory> {
+        std::mem::take(&mut self.topics)
     }
 
     /// Every topic with its kept history, by name.
@@ -311,6 +332,13 @@ impl Recovered {
                 Ok(())
             }
             Record::TopicFirst { topic, first_id } => self.apply_first(topic, first_id),
+            Record::TopicRange { topic, last_id } => match self.topics.get_mut(&topic) {
+                Some(t) => {
+                    t.last_id = t.last_id.max(last_id);
+                    Ok(())
+                }
+                None => Err(Skip::UnknownTopic(topic)),
+            },
         }
     }
 
@@ -355,11 +383,6 @@ impl Recovered {
             events: VecDeque::new(),
             bytes: 0,
         });
-        if event.id != t.last_id + 1 {
-            // Kept history is a run of consecutive ids: a gap starts a new run.
-            t.events.clear();
-            t.bytes = 0;
-        }
         t.last_id = event.id;
         t.bytes += event.bytes();
         t.events.push_back(event);
@@ -437,7 +460,12 @@ impl Recovered {
                 published_ms: e.published_ms,
                 data: e.data.clone(),
             });
-            std::iter::once(first).chain(events)
+            let newest = t.events.back().map_or(t.first_id - 1, |e| e.id);
+            let range = (t.last_id > newest).then(|| Record::TopicRange {
+                topic: topic.clone(),
+                last_id: t.last_id,
+            });
+            std::iter::once(first).chain(events).chain(range)
         });
         let hooks = self
             .webhooks

@@ -86,6 +86,10 @@ fn one_of_each() -> Vec<Record> {
         },
         Record::NextEndpoint { next: 4 },
         first("t", 1),
+        Record::TopicRange {
+            topic: "t".into(),
+            last_id: 7,
+        },
     ]
 }
 
@@ -128,6 +132,7 @@ fn exact_bytes_of_each_type() {
         [&[7, 1, 0, b'm'][..], &le8(2)].concat(),
         [&[8][..], &le8(4)].concat(),
         [&[9, 1, 0, b't'][..], &le8(1)].concat(),
+        [&[10, 1, 0, b't'][..], &le8(7)].concat(),
     ];
     assert_eq!(bodies.len(), one_of_each().len());
     for (record, body) in one_of_each().iter().zip(&bodies) {
@@ -222,7 +227,14 @@ fn decode_table() {
     let ok_done = [&[1, 0, b'm'][..], &[2, 0, 0, 0, 0, 0, 0, 0]].concat();
     let cases: &[(u8, &[u8], RecordError)] = &[
         (0, &[], RecordError::UnknownType(0)),
-        (10, &[], RecordError::UnknownType(10)),
+        (11, &[], RecordError::UnknownType(11)),
+        // TopicRange: a last id of 0, cut short.
+        (
+            10,
+            &[1, 0, b't', 0, 0, 0, 0, 0, 0, 0, 0],
+            RecordError::ZeroFirstId,
+        ),
+        (10, &[1, 0, b't', 1], RecordError::Truncated),
         // TopicFirst: empty, a topic length past the end, a first id cut short, a byte
         // after it, a first id of 0, a bad topic, a topic not UTF-8.
         (9, &[], RecordError::Truncated),
@@ -520,8 +532,8 @@ fn event_rules() {
         last_id: 1,
     };
     assert_eq!(skips, [stale, Skip::TooManyTopics]);
-    // A gap starts a new run of consecutive ids.
-    assert_eq!(kept(&s, "t"), (5, vec![4, 5]));
+    // A jump (a new id range) keeps the run before it.
+    assert_eq!(kept(&s, "t"), (5, vec![1, 4, 5]));
 }
 
 #[test]
@@ -667,7 +679,7 @@ fn first_id_rules() {
         lim,
         &[event("t", 7, ""), event("t", 8, ""), event("t", 10, "")],
     );
-    assert_eq!(first_of(&s, "t"), (7, 10, vec![10]));
+    assert_eq!(first_of(&s, "t"), (7, 10, vec![7, 8, 10]));
     let records = [
         // Written before the first event: the event follows on.
         first("a", 5),
@@ -812,4 +824,46 @@ fn write_fuzz_seeds() {
     for (name, bytes) in [("each_type", all), ("torn", torn), ("flipped", flipped)] {
         std::fs::write(format!("{dir}/{name}"), bytes).unwrap();
     }
+}
+
+#[test]
+fn a_new_id_range_survives_replay_and_compaction() {
+    let range = |topic: &str, last_id| Record::TopicRange {
+        topic: topic.into(),
+        last_id,
+    };
+    let records = [
+        first("t", 10),
+        event("t", 10, "a"),
+        event("t", 11, "b"),
+        range("t", 500),
+        range("t", 400), // never backwards
+        range("u", 9),   // unknown topic: skipped
+        first("e", 3),
+        range("e", 70), // an event-less topic moves too
+    ];
+    let (s, skips) = rebuild(limits(10, 100, 5), &records);
+    assert_eq!(skips, [Skip::UnknownTopic("u".into())]);
+    assert_eq!(kept(&s, "t"), (500, vec![10, 11]));
+    assert_eq!(s.topics()["e"].last_id, 70);
+    // Compaction keeps the ranges: same state after a replay of the snapshot.
+    let mut out = Vec::new();
+    s.compact(&mut out, MAX).unwrap();
+    let scanned = scan(&out, MAX);
+    let mut again = Recovered::new(limits(10, 100, 5));
+    for (_, r) in scanned.records {
+        again.apply(r).unwrap();
+    }
+    assert_eq!(again, s);
+    // And events after the range continue it, keeping the run before it.
+    let (s, _) = rebuild(
+        limits(10, 100, 5),
+        &[
+            first("t", 10),
+            event("t", 10, "a"),
+            range("t", 500),
+            event("t", 501, "c"),
+        ],
+    );
+    assert_eq!(kept(&s, "t"), (501, vec![10, 501]));
 }
