@@ -1588,7 +1588,7 @@ fn kill9_under_load_loses_nothing_acknowledged() {
         },
     );
     println!(
-        "durability kill -9: disk use {} KiB in log files, live data {} KiB",
+        "durability disk use after {cycles} kill -9 cycles: {} KiB in log files, live data {} KiB",
         disk / 1024,
         live / 1024
     );
