@@ -250,6 +250,10 @@ impl Core {
                 endpoints,
             });
         }
+        if records.len() > 1 {
+            // One publish is one record: a torn write keeps all of it or none.
+            records = vec![Record::Group { records }];
+        }
         let Some(s) = self.store.as_mut() else {
             return Err(PublishError::TooLarge); // unreachable: checked above
         };

@@ -23,10 +23,12 @@
 //!
 //! | 10 | [`Record::TopicRange`] | a topic's ids continue above `last_id`: written at a start after an unclean stop with fsync at an interval (the log may lack events that were answered), so the ids that may have been handed out are never reused, and clients resuming from them get a gap; compaction writes it for a topic whose last id is above its newest kept event |
 //!
+//! | 11 | [`Record::Group`] | records that take effect together or not at all: the writer puts each publish (its topic's first id, its event, its outbox entry) in one group, so a write a crash cut short never leaves an event served without the webhook messages it was queued with |
+//!
 //! **The writer's contract for type 9.** When a topic's log begins (the first event of a
 //! topic the log does not hold yet), the writer appends `TopicFirst { topic, first_id }`
-//! with that event's id, before the event and in the same write, so the two are durable
-//! together; a topic restored after a restart is already in the log and gets none.
+//! with that event's id, before the event and in the same group (type 11), so the two
+//! are durable together; a topic restored after a restart is already in the log and gets none.
 //! Compaction writes one for every topic, right before its kept events. [`Recovered`]
 //! keeps the lowest first id it sees per topic (see [`TopicHistory::first_id`]); a topic
 //! with no such record (a log written without them) falls back to the lowest event id
@@ -87,6 +89,7 @@
 //! 8 NextEndpoint    next: u64
 //! 9 TopicFirst      topic: str16 | first_id: u64
 //! 10 TopicRange     topic: str16 | last_id: u64
+//! 11 Group          (type: u8 | len: u32 | payload of that type) x 2 or more, no group inside
 //! ```
 //!
 //! Decoding is strict, so that every record has exactly one encoding: topics must be

@@ -33,6 +33,7 @@ mod ty {
     pub const NEXT_ENDPOINT: u8 = 8;
     pub const TOPIC_FIRST: u8 = 9;
     pub const TOPIC_RANGE: u8 = 10;
+    pub const GROUP: u8 = 11;
 }
 
 /// One entry of the log. See the module docs for why each kind exists and its layout.
@@ -129,6 +130,14 @@ pub enum Record {
         /// The last id handed out, or that may have been (at least 1).
         last_id: u64,
     },
+    /// Records that take effect together or not at all (type 11): one publish (its
+    /// topic's first id, its event, its outbox entry), so that a write cut short by a crash
+    /// never leaves an event without the webhook messages it was queued with. At least two
+    /// records, none of them a group.
+    Group {
+        /// The records, in the order they apply.
+        records: Vec<Record>,
+    },
 }
 
 /// Why a record cannot be encoded, or why a checksum-valid record's bytes are refused.
@@ -166,6 +175,8 @@ pub enum RecordError {
     FieldTooLong,
     /// The record (type byte plus payload) is longer than the maximum (carries its length).
     TooLarge(usize),
+    /// A group holds fewer than two records, or a group.
+    BadGroup,
 }
 
 impl fmt::Display for RecordError {
@@ -187,6 +198,7 @@ impl fmt::Display for RecordError {
             RecordError::EndpointsUnordered => f.write_str("endpoints not strictly ascending"),
             RecordError::FieldTooLong => f.write_str("field longer than its length prefix"),
             RecordError::TooLarge(n) => write!(f, "record of {n} bytes is over the maximum"),
+            RecordError::BadGroup => f.write_str("a group of fewer than two records, or nested"),
         }
     }
 }
@@ -207,6 +219,7 @@ impl Record {
             Record::NextEndpoint { .. } => ty::NEXT_ENDPOINT,
             Record::TopicFirst { .. } => ty::TOPIC_FIRST,
             Record::TopicRange { .. } => ty::TOPIC_RANGE,
+            Record::Group { .. } => ty::GROUP,
         }
     }
 
@@ -268,6 +281,18 @@ impl Record {
                 check_topic(topic)?;
                 if *last_id == 0 {
                     return Err(RecordError::ZeroFirstId);
+                }
+                Ok(())
+            }
+            Record::Group { records } => {
+                if records.len() < 2 {
+                    return Err(RecordError::BadGroup);
+                }
+                for r in records {
+                    if let Record::Group { .. } = r {
+                        return Err(RecordError::BadGroup);
+                    }
+                    r.validate()?;
                 }
                 Ok(())
             }
@@ -381,6 +406,18 @@ impl Record {
                 out.extend_from_slice(&last_id.to_le_bytes());
                 Ok(())
             }
+            Record::Group { records } => {
+                for r in records {
+                    out.push(r.type_byte());
+                    let at = out.len();
+                    out.extend_from_slice(&[0; 4]);
+                    r.encode_payload(out)?;
+                    let len =
+                        u32::try_from(out.len() - at - 4).map_err(|_| RecordError::FieldTooLong)?;
+                    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+                }
+                Ok(())
+            }
         }
     }
 
@@ -464,6 +501,18 @@ impl Record {
                 topic: r.str16()?,
                 last_id: r.u64()?,
             },
+            ty::GROUP => {
+                let mut records = Vec::new();
+                while !r.0.is_empty() {
+                    let inner = r.u8()?;
+                    if inner == ty::GROUP {
+                        return Err(RecordError::BadGroup);
+                    }
+                    let n = r.u32()? as usize;
+                    records.push(Record::decode(inner, r.take(n)?)?);
+                }
+                Record::Group { records }
+            }
             other => return Err(RecordError::UnknownType(other)),
         };
         if !r.0.is_empty() {

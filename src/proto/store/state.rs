@@ -332,6 +332,17 @@ impl Recovered {
                 Ok(())
             }
             Record::TopicFirst { topic, first_id } => self.apply_first(topic, first_id),
+            Record::Group { records } => {
+                // The writer's records of one publish: each applies as it would alone (a
+                // contradiction skips only the record that has it).
+                let mut first_skip = Ok(());
+                for r in records {
+                    if let Err(skip) = self.apply(r) {
+                        first_skip = first_skip.and(Err(skip));
+                    }
+                }
+                first_skip
+            }
             Record::TopicRange { topic, last_id } => match self.topics.get_mut(&topic) {
                 Some(t) => {
                     t.last_id = t.last_id.max(last_id);

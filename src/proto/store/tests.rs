@@ -90,6 +90,9 @@ fn one_of_each() -> Vec<Record> {
             topic: "t".into(),
             last_id: 7,
         },
+        Record::Group {
+            records: vec![first("g", 1), Record::NextEndpoint { next: 2 }],
+        },
     ]
 }
 
@@ -133,6 +136,13 @@ fn exact_bytes_of_each_type() {
         [&[8][..], &le8(4)].concat(),
         [&[9, 1, 0, b't'][..], &le8(1)].concat(),
         [&[10, 1, 0, b't'][..], &le8(7)].concat(),
+        [
+            &[11, 9, 11, 0, 0, 0, 1, 0, b'g'][..],
+            &le8(1),
+            &[8, 8, 0, 0, 0],
+            &le8(2),
+        ]
+        .concat(),
     ];
     assert_eq!(bodies.len(), one_of_each().len());
     for (record, body) in one_of_each().iter().zip(&bodies) {
@@ -227,7 +237,7 @@ fn decode_table() {
     let ok_done = [&[1, 0, b'm'][..], &[2, 0, 0, 0, 0, 0, 0, 0]].concat();
     let cases: &[(u8, &[u8], RecordError)] = &[
         (0, &[], RecordError::UnknownType(0)),
-        (11, &[], RecordError::UnknownType(11)),
+        (12, &[], RecordError::UnknownType(12)),
         // TopicRange: a last id of 0, cut short.
         (
             10,
@@ -235,6 +245,24 @@ fn decode_table() {
             RecordError::ZeroFirstId,
         ),
         (10, &[1, 0, b't', 1], RecordError::Truncated),
+        // Group: one record only; a group inside; an inner length past the end; an inner
+        // record that does not decode.
+        (
+            11,
+            &[8, 8, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0],
+            RecordError::BadGroup,
+        ),
+        (11, &[11, 0, 0, 0, 0], RecordError::BadGroup),
+        (
+            11,
+            &[8, 9, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0],
+            RecordError::Truncated,
+        ),
+        (
+            11,
+            &[0, 0, 0, 0, 0, 8, 0, 0, 0, 0],
+            RecordError::UnknownType(0),
+        ),
         // TopicFirst: empty, a topic length past the end, a first id cut short, a byte
         // after it, a first id of 0, a bad topic, a topic not UTF-8.
         (9, &[], RecordError::Truncated),
@@ -866,4 +894,39 @@ fn a_new_id_range_survives_replay_and_compaction() {
         ],
     );
     assert_eq!(kept(&s, "t"), (501, vec![10, 501]));
+}
+
+#[test]
+fn a_group_applies_as_its_records_would() {
+    let grouped = Record::Group {
+        records: vec![first("t", 5), event("t", 5, "a"), enqueued("m", &[1])],
+    };
+    let mut bytes = segment(&[added(1, "t"), grouped]);
+    let (s, skips) = rebuild(
+        limits(10, 100, 5),
+        &scan(&bytes, MAX)
+            .records
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect::<Vec<_>>(),
+    );
+    assert!(skips.is_empty(), "{skips:?}");
+    assert_eq!(kept(&s, "t"), (5, vec![5]));
+    assert_eq!(s.outbox().count(), 1);
+    // Cut anywhere inside the group: none of it is there (the event is never served
+    // without its webhook message).
+    let whole = bytes.len();
+    let start = segment(&[added(1, "t")]).len();
+    for cut in start + 1..whole {
+        bytes.truncate(cut);
+        let sc = scan(&bytes, MAX);
+        assert!(matches!(sc.tail, Tail::Torn { .. }), "cut {cut}");
+        assert_eq!(sc.records.len(), 1, "cut {cut}");
+        bytes = segment(&[
+            added(1, "t"),
+            Record::Group {
+                records: vec![first("t", 5), event("t", 5, "a"), enqueued("m", &[1])],
+            },
+        ]);
+    }
 }
