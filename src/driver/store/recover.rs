@@ -36,24 +36,52 @@ pub(crate) fn open(
     let mut next_n = opened.next_n;
     let mut state = opened.state;
     let err = |e: io::Error| io::Error::other(format!("data dir {}: {e}", path.display()));
-    if opened.unsynced {
-        // The last run fsynced at an interval and did not stop cleanly: answered events
-        // may be missing. Their ids must never name other events: new ranges, on disk
-        // before anything is published.
+    let lost_tail = opened.unsynced || opened.damaged;
+    let mut ranges = Vec::new();
+    if lost_tail {
+        // Answered events may be missing: the last run fsynced at an interval and did not
+        // stop cleanly, or a damaged file hid what followed the damage. Their ids must
+        // never name other events: every topic continues on a new range from the clock,
+        // on disk before anything is published.
         let start = first_id(unix_micros());
-        let mut bytes = SEGMENT_HEADER.to_vec();
-        let mut moved = 0;
-        let ranges: Vec<Record> = (state.topics().iter())
+        let moved: Vec<Record> = (state.topics().iter())
             .filter(|(_, t)| start > t.last_id + 1)
             .map(|(topic, _)| Record::TopicRange {
                 topic: topic.clone(),
                 last_id: start - 1,
             })
             .collect();
-        for r in ranges {
-            if r.encode(&mut bytes, max).is_ok() && state.apply(r).is_ok() {
-                moved += 1;
+        for r in moved {
+            if state.apply(r.clone()).is_ok() {
+                ranges.push(r);
             }
+        }
+        let why = if opened.damaged {
+            "a damaged file may have hidden acknowledged events"
+        } else {
+            "the last run (fsync interval) did not stop cleanly and may have lost its newest events"
+        };
+        warn!(
+            "data dir {}: {why}: {} topics continue from id {start}",
+            path.display(),
+            ranges.len()
+        );
+    }
+    if opened.damaged {
+        // What was kept of a damaged file is only in memory now (ranges included): write
+        // it down first.
+        let older: Vec<_> = files.iter().map(|(f, _)| f.clone()).collect();
+        let size = dir::write_snapshot(path, next_n, &state, &older, max).map_err(err)?;
+        let snap = dir::LogFile {
+            n: next_n,
+            snap: true,
+        };
+        files = vec![(snap, size)];
+        next_n += 1;
+    } else if !ranges.is_empty() {
+        let mut bytes = SEGMENT_HEADER.to_vec();
+        for r in &ranges {
+            let _ = r.encode(&mut bytes, max);
         }
         let f = dir::LogFile {
             n: next_n,
@@ -63,28 +91,11 @@ pub(crate) fn open(
         file.and_then(|()| dir::sync_dir(path)).map_err(err)?;
         files.push((f, bytes.len() as u64));
         next_n += 1;
-        warn!(
-            "data dir {}: the last run (fsync interval) did not stop cleanly and may have lost its newest events: {moved} topics continue from id {start}",
-            path.display()
-        );
     }
     dir::set_unsynced(path, config.fsync == Fsync::Interval).map_err(err)?;
-    let live = if opened.damaged {
-        // What was kept of a damaged file is only in memory now: write it down first.
-        let older: Vec<_> = files.iter().map(|(f, _)| f.clone()).collect();
-        let size = dir::write_snapshot(path, next_n, &state, &older, max).map_err(err)?;
-        files = vec![(
-            dir::LogFile {
-                n: next_n,
-                snap: true,
-            },
-            size,
-        )];
-        next_n += 1;
-        size
-    } else {
-        files.iter().map(|(_, n)| n).sum()
-    };
+    // The base of the compaction rule is the live data, not the files: a log that many
+    // restarts left at several times its live size is compacted soon after this start.
+    let live = state.live_len() as u64;
     info!(
         "data dir {}: recovered {} topics, {} webhooks, {} outbox entries in {:?}",
         path.display(),

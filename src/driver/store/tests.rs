@@ -279,8 +279,12 @@ fn the_writer_compacts_sealed_segments_into_a_snapshot() {
     // Written: 3,000 records of 134 bytes. Live: 100 of them. Compaction runs on its own
     // thread; the log shrinks to about the live data soon after (bounded wait).
     let size = || -> u64 {
-        let files = fs::read_dir(d).unwrap().map(|e| e.unwrap());
-        files.map(|e| e.metadata().unwrap().len()).sum()
+        // Files may go between the listing and their metadata: compaction runs meanwhile.
+        let files = fs::read_dir(d).unwrap().filter_map(Result::ok);
+        files
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum()
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while size() > 64 << 10 {

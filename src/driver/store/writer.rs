@@ -169,6 +169,8 @@ impl Writer {
             compacting: None,
             stop: false,
         };
+        // A log recovered at more than twice its live size is compacted at once.
+        self.roll_if_due(&mut st);
         while !st.stop {
             let first = self.wait(&st, &rx);
             self.collect(&mut st, first, &rx);
