@@ -70,13 +70,13 @@ impl Core {
 
     /// Answers the request connection `id` is waiting on (a `Later` reply, or one held
     /// for the store); `false` when it is gone or not waiting.
-    pub(crate) fn respond_to(&mut self, id: ConnId, resp: &crate::Response) -> bool {
+    pub(crate) fn respond_to(&mut self, id: ConnId, resp: &crate::proto::http1::Response) -> bool {
         let Some(i) = self.index_of(id) else {
             return false;
         };
         let waiting = self
             .conn(id)
-            .is_some_and(|c| c.proto.kind() == crate::ConnKind::Http);
+            .is_some_and(|c| c.proto.kind() == crate::proto::server::ConnKind::Http);
         let answered = waiting && self.with_conn(i, |p, env| p.respond(resp, env)) == Some(true);
         if answered {
             self.mark_dirty(i);

@@ -152,7 +152,7 @@ impl Store {
 }
 
 impl Core {
-    /// Operations waiting for the writer (for [`Stats::store_held`](crate::Stats)).
+    /// Operations waiting for the writer (for [`Stats::store_held`](crate::api::Stats::store_held)).
     pub(crate) fn store_held(&self) -> usize {
         self.store.as_ref().map_or(0, |s| s.pending.len())
     }
