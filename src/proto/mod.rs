@@ -4,6 +4,7 @@
 //! passes `now` and random bytes in. That keeps every module deterministic, unit-testable
 //! with exact byte vectors and fuzzable.
 
+pub mod auth;
 pub mod fanout;
 pub mod http1;
 pub mod inbuf;

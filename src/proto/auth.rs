@@ -1,0 +1,129 @@
+//! Access tokens: where a request carries one, and comparing it without leaking its bytes
+//! through timing.
+//!
+//! A client presents a token as `Authorization: Bearer <token>` (RFC 6750 §2.1), or, when
+//! it cannot set headers (a browser's `EventSource` or `WebSocket`), as the `token` query
+//! parameter (RFC 6750 §2.3, with the name `token` rather than `access_token`). The
+//! header wins when both are present. The application decides what a token allows; the
+//! hub's `--publish-token`, `--subscribe-token` and `--admin-token` are one such policy.
+//!
+//! ```
+//! use pushwire::proto::auth::{check_token, Access};
+//! use pushwire::proto::http1::{Header, Request, Version};
+//!
+//! let req = |target: &str, auth: Option<&str>| Request {
+//!     method: "GET".into(),
+//!     target: target.into(),
+//!     version: Version::Http11,
+//!     headers: auth
+//!         .map(|v| Header { name: "Authorization".into(), value: v.into() })
+//!         .into_iter()
+//!         .collect(),
+//!     body: Vec::new(),
+//!     trailers: Vec::new(),
+//! };
+//! let sse = req("/topics/t/sse?token=s3cret", None);
+//! assert_eq!(check_token(&sse, Some("s3cret")), Access::Allowed);
+//! assert_eq!(check_token(&sse, Some("other")), Access::Wrong);
+//! assert_eq!(check_token(&req("/x", None), Some("s3cret")), Access::Missing);
+//! assert_eq!(check_token(&req("/x", Some("Bearer s3cret")), Some("s3cret")), Access::Allowed);
+//! assert_eq!(check_token(&req("/x", None), None), Access::Allowed);
+//! ```
+
+use super::http1::Request;
+
+/// The longest token looked at; longer ones are refused as wrong without being compared.
+pub const MAX_TOKEN_LEN: usize = 1024;
+
+/// What a request's token allows, given the token expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No token is required, or the right one was given.
+    Allowed,
+    /// A token is required and none was given: answer 401 with `WWW-Authenticate: Bearer`.
+    Missing,
+    /// A token was given and it is not the one expected: answer 403.
+    Wrong,
+}
+
+/// The token a request carries: `Authorization: Bearer <token>` (the scheme matched
+/// without case, then one or more spaces; an empty token counts as none), else the
+/// `token` query parameter (percent-decoded). `None` when there is neither.
+pub fn request_token(req: &Request) -> Option<String> {
+    if let Some(value) = req.header_str("authorization") {
+        if let Some(t) = bearer(value) {
+            return Some(t.to_owned());
+        }
+    }
+    let q = req.query_param("token")?;
+    (!q.is_empty()).then(|| q.into_owned())
+}
+
+/// The token of an `Authorization` header value with the `Bearer` scheme.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = rest.trim_matches(' ');
+    (!token.is_empty() && !token.contains(' ')).then_some(token)
+}
+
+/// Whether `given` equals `expected`, in time that depends only on the length of
+/// `expected` (every byte is compared; a length mismatch is folded into the result, not
+/// returned early), so response times do not tell an attacker how much of a guess was
+/// right. Tokens longer than [`MAX_TOKEN_LEN`] are never equal.
+pub fn token_eq(given: &str, expected: &str) -> bool {
+    let (g, e) = (given.as_bytes(), expected.as_bytes());
+    if g.len() > MAX_TOKEN_LEN || e.len() > MAX_TOKEN_LEN {
+        return false;
+    }
+    let mut diff = u8::from(g.len() != e.len());
+    for (i, &b) in e.iter().enumerate() {
+        // Past the end of `given`, compare against a byte that cannot make it equal: the
+        // length difference already decided the result.
+        let x = g.get(i).copied().unwrap_or(!b);
+        diff |= x ^ b;
+    }
+    std::hint::black_box(diff) == 0
+}
+
+/// Checks the token of `req` against `expected` (`None`: nothing required).
+pub fn check_token(req: &Request, expected: Option<&str>) -> Access {
+    let Some(expected) = expected else {
+        return Access::Allowed;
+    };
+    match request_token(req) {
+        None => Access::Missing,
+        Some(t) if token_eq(&t, expected) => Access::Allowed,
+        Some(_) => Access::Wrong,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_values() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer   abc"), Some("abc"));
+        assert_eq!(bearer("BEARER abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer"), None);
+        assert_eq!(bearer("Bearer "), None);
+        assert_eq!(bearer("Bearer a b"), None);
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(token_eq("s3cret", "s3cret"));
+        assert!(!token_eq("s3cre", "s3cret"));
+        assert!(!token_eq("s3crets", "s3cret"));
+        assert!(!token_eq("", "s3cret"));
+        assert!(!token_eq("s3creT", "s3cret"));
+        assert!(token_eq("", ""));
+        let long = "x".repeat(MAX_TOKEN_LEN + 1);
+        assert!(!token_eq(&long, &long));
+    }
+}
