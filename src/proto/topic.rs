@@ -25,6 +25,16 @@
 //! name), but the newest event is always kept, even when it alone exceeds the byte budget,
 //! so that a publish is never lost before anyone could read it.
 //!
+//! On top of the per-topic limits, the table keeps all its topics within one total budget,
+//! [`HistoryLimits::max_total_bytes`] (counted the same way, [`Topics::total_bytes`]). After
+//! each publish and each restore, while the total is over it, the **largest** topic (by
+//! bytes; of two the same size, the greater name) gives up its **oldest** event. Only
+//! topics keeping two or more events are asked, so a topic's newest event is never
+//! dropped: the total may stay over the budget only while every topic keeps just its
+//! newest. Each such eviction costs O(log topics) (an ordered index of the topics that
+//! can give one up, by size). A topic trimmed this way reads as any trimmed topic: a
+//! read from 0 reports a gap, and so does a cursor before its oldest kept event.
+//!
 //! # Reading after a cursor, and gaps
 //!
 //! [`Topics::read_after`]`(topic, since, max)` answers "what came after id `since`?" with a
@@ -69,7 +79,7 @@
 //! Events are shared as [`Rc<TopicEvent>`]: the driver is single-threaded and hands the same
 //! event to the history and to many subscriber queues without copying it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::rc::Rc;
 
@@ -84,6 +94,10 @@ pub struct HistoryLimits {
     /// Number of distinct topics; publishing to a new topic beyond it fails with
     /// [`PublishError::TooManyTopics`]. Default 10 000.
     pub max_topics: usize,
+    /// Bytes (as [`TopicEvent::bytes`] counts them) kept across all topics; past it the
+    /// oldest events of the largest topics are dropped (see "Eviction" in the module
+    /// docs), never a topic's newest. Default 256 MiB.
+    pub max_total_bytes: usize,
 }
 
 impl Default for HistoryLimits {
@@ -92,6 +106,7 @@ impl Default for HistoryLimits {
             max_events: 1000,
             max_bytes: 1024 * 1024,
             max_topics: 10_000,
+            max_total_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -322,7 +337,12 @@ pub struct Page {
 /// The table of topics and their histories.
 pub struct Topics {
     limits: HistoryLimits,
-    topics: HashMap<Box<str>, Topic>,
+    topics: HashMap<Rc<str>, Topic>,
+    /// Sum of `Topic::bytes` over every topic.
+    total_bytes: usize,
+    /// The topics that keep two or more events (those that can give one up to the total
+    /// budget), by `(bytes, name)`: the largest is the last.
+    by_size: BTreeSet<(usize, Rc<str>)>,
 }
 
 impl Topics {
@@ -331,6 +351,8 @@ impl Topics {
         Topics {
             limits,
             topics: HashMap::new(),
+            total_bytes: 0,
+            by_size: BTreeSet::new(),
         }
     }
 
@@ -391,18 +413,24 @@ impl Topics {
                 return Err(PublishError::BadEventName);
             }
         }
-        if !self.topics.contains_key(topic) {
-            if self.topics.len() >= self.limits.max_topics {
-                return Err(PublishError::TooManyTopics);
+        let name: Rc<str> = match self.topics.get_key_value(topic) {
+            Some((name, _)) => Rc::clone(name),
+            None => {
+                if self.topics.len() >= self.limits.max_topics {
+                    return Err(PublishError::TooManyTopics);
+                }
+                let first = first_id(now_us);
+                let fresh = Topic {
+                    first_id: first,
+                    last_id: first - 1,
+                    ..Topic::default()
+                };
+                let name: Rc<str> = topic.into();
+                self.topics.insert(Rc::clone(&name), fresh);
+                name
             }
-            let first = first_id(now_us);
-            let fresh = Topic {
-                first_id: first,
-                last_id: first - 1,
-                ..Topic::default()
-            };
-            self.topics.insert(topic.into(), fresh);
-        }
+        };
+        self.unindex(&name);
         let Some(t) = self.topics.get_mut(topic) else {
             return Err(PublishError::BadTopic); // unreachable: inserted just above
         };
@@ -421,7 +449,55 @@ impl Topics {
             t.history.len(),
             t.bytes
         );
+        self.index(name);
+        self.enforce_total();
         Ok(ev)
+    }
+
+    /// Takes `name` out of the size index and its bytes out of the total, before its
+    /// history changes; [`Topics::index`] puts it back.
+    fn unindex(&mut self, name: &Rc<str>) {
+        if let Some(t) = self.topics.get(name) {
+            self.total_bytes -= t.bytes;
+            if t.history.len() >= 2 {
+                self.by_size.remove(&(t.bytes, Rc::clone(name)));
+            }
+        }
+    }
+
+    /// Counts `name` (again) in the total and the size index, after its history changed.
+    fn index(&mut self, name: Rc<str>) {
+        if let Some(t) = self.topics.get(&name) {
+            self.total_bytes += t.bytes;
+            if t.history.len() >= 2 {
+                self.by_size.insert((t.bytes, name));
+            }
+        }
+    }
+
+    /// The total budget: while over it, the largest topic that keeps two or more events
+    /// gives up its oldest one (see "Eviction" in the module docs).
+    fn enforce_total(&mut self) {
+        while self.total_bytes > self.limits.max_total_bytes {
+            let Some((_, name)) = self.by_size.pop_last() else {
+                return; // every topic keeps only its newest event
+            };
+            let Some(t) = self.topics.get_mut(&name) else {
+                continue; // unreachable: the index holds existing topics only
+            };
+            if let Some(old) = t.history.pop_front() {
+                t.bytes -= old.bytes();
+                self.total_bytes -= old.bytes();
+                log::trace!(
+                    "topic {name}: id {} dropped for the total budget ({} bytes kept in all)",
+                    old.id,
+                    self.total_bytes
+                );
+            }
+            if t.history.len() >= 2 {
+                self.by_size.insert((t.bytes, name));
+            }
+        }
     }
 
     /// Installs the recovered history of `topic`, a topic not yet known, so that the next
@@ -445,7 +521,8 @@ impl Topics {
     /// would move ids and cursors backwards. The topic counts against
     /// [`HistoryLimits::max_topics`]. Everything is validated before anything changes: on
     /// an error the table is as before (the events consumed so far are dropped). Memory
-    /// stays within the limits while `events` is read.
+    /// stays within the limits while `events` is read. Once installed, the total budget
+    /// ([`HistoryLimits::max_total_bytes`]) is applied as after a publish.
     pub fn restore(
         &mut self,
         topic: &str,
@@ -505,7 +582,10 @@ impl Topics {
             t.history.len(),
             t.bytes
         );
-        self.topics.insert(topic.into(), t);
+        let name: Rc<str> = topic.into();
+        self.topics.insert(Rc::clone(&name), t);
+        self.index(name);
+        self.enforce_total();
         Ok(())
     }
 
@@ -572,6 +652,12 @@ impl Topics {
         self.topics.get(topic).and_then(Topic::oldest_id)
     }
 
+    /// Bytes kept across all topics (as [`TopicEvent::bytes`] counts them), the figure
+    /// [`HistoryLimits::max_total_bytes`] bounds: a gauge for statistics.
+    pub fn total_bytes(&self) -> usize {
+        self.total_bytes
+    }
+
     /// The number of topics.
     pub fn len(&self) -> usize {
         self.topics.len()
@@ -592,6 +678,7 @@ mod tests {
             max_events,
             max_bytes,
             max_topics,
+            max_total_bytes: usize::MAX,
         }
     }
 
@@ -605,7 +692,11 @@ mod tests {
 
     #[test]
     fn default_limits() {
-        assert_eq!(HistoryLimits::default(), limits(1000, 1_048_576, 10_000));
+        let want = HistoryLimits {
+            max_total_bytes: 268_435_456,
+            ..limits(1000, 1_048_576, 10_000)
+        };
+        assert_eq!(HistoryLimits::default(), want);
     }
 
     #[test]
@@ -767,6 +858,186 @@ mod tests {
         t.publish("a", None, "y", 1).unwrap();
         assert_eq!(kept(&t, "a"), [2]);
         assert_eq!(&*t.read_after("a", 0, 10).events[0].data, "y");
+    }
+
+    /// A table with unbounded topics under a total budget of `total` bytes.
+    fn budget(total: usize) -> Topics {
+        Topics::new(HistoryLimits {
+            max_total_bytes: total,
+            ..limits(1000, 1 << 20, 100)
+        })
+    }
+
+    /// The total and the size index agree with the histories.
+    fn check_index(t: &Topics) {
+        let sum: usize = t.topics.values().map(|x| x.bytes).sum();
+        assert_eq!(t.total_bytes(), sum);
+        let want: BTreeSet<(usize, Rc<str>)> = t
+            .topics
+            .iter()
+            .filter(|(_, x)| x.history.len() >= 2)
+            .map(|(n, x)| (x.bytes, Rc::clone(n)))
+            .collect();
+        assert_eq!(t.by_size, want);
+        for x in t.topics.values() {
+            assert_eq!(x.bytes, x.history.iter().map(|e| e.bytes()).sum::<usize>());
+        }
+    }
+
+    #[test]
+    fn the_total_budget_takes_the_oldest_event_of_the_largest_topic() {
+        let mut t = budget(10);
+        // (topic, data) -> kept ids of a and b, total bytes after the publish.
+        type Row = (
+            (&'static str, &'static str),
+            (&'static [u64], &'static [u64], usize),
+        );
+        let table: &[Row] = &[
+            (("a", "aaaa"), (&[1], &[], 4)),
+            (("a", "aaaa"), (&[1, 2], &[], 8)),
+            (("b", "bb"), (&[1, 2], &[1], 10)), // exactly the budget: nothing goes
+            // 12: a (8 bytes) is larger than b (4): its oldest goes.
+            (("b", "bb"), (&[2], &[1, 2], 8)),
+            (("b", "bb"), (&[2], &[1, 2, 3], 10)),
+            // 12: a keeps only its newest, so b gives up one although it was just published.
+            (("b", "bb"), (&[2], &[2, 3, 4], 10)),
+            // 22: a (16) drops 2; 18: b (6) drops 2; 16: b (4) drops 3; 14: every topic
+            // keeps only its newest, which always stays, so the total stays over.
+            (("a", "aaaaaaaaaaaa"), (&[3], &[4], 14)),
+            // 16: a (14) is larger but keeps one event; b gives up 4.
+            (("b", "bb"), (&[3], &[5], 14)),
+        ];
+        for &((topic, data), (a, b, total)) in table {
+            t.publish(topic, None, data, 1).unwrap();
+            assert_eq!(
+                (kept(&t, "a"), kept(&t, "b"), t.total_bytes()),
+                (a.to_vec(), b.to_vec(), total),
+                "after {data} to {topic}"
+            );
+            check_index(&t);
+        }
+        // Event names count, as for the per-topic limit.
+        let mut t = budget(6);
+        t.publish("a", Some("ee"), "x", 1).unwrap();
+        t.publish("a", Some("ee"), "x", 1).unwrap();
+        assert_eq!((kept(&t, "a"), t.total_bytes()), (vec![1, 2], 6));
+        t.publish("a", None, "x", 1).unwrap();
+        assert_eq!((kept(&t, "a"), t.total_bytes()), (vec![2, 3], 4));
+        check_index(&t);
+    }
+
+    #[test]
+    fn of_two_topics_the_same_size_the_greater_name_gives_first() {
+        let mut t = budget(3);
+        for topic in ["a", "a", "b"] {
+            t.publish(topic, None, "x", 1).unwrap();
+        }
+        t.publish("b", None, "x", 1).unwrap(); // 4 > 3: a and b hold 2 each
+        assert_eq!((kept(&t, "a"), kept(&t, "b")), (vec![1, 2], vec![2]));
+        t.publish("a", None, "x", 1).unwrap(); // a holds 3
+        assert_eq!((kept(&t, "a"), kept(&t, "b")), (vec![2, 3], vec![2]));
+        check_index(&t);
+    }
+
+    #[test]
+    fn a_topic_trimmed_by_the_total_budget_reads_as_a_gap() {
+        let mut t = budget(4);
+        for _ in 0..4 {
+            t.publish("a", None, "x", 1).unwrap(); // a: 1..=4
+        }
+        // 7 bytes: a gives up 1, 2 and 3 (b keeps only its newest).
+        t.publish("b", None, "xyz", 1).unwrap();
+        assert_eq!((kept(&t, "a"), kept(&t, "b")), (vec![4], vec![1]));
+        // (since) -> (ids, gap, next, oldest)
+        type Row = (u64, (&'static [u64], bool, u64, u64));
+        let table: &[Row] = &[
+            (0, (&[4], true, 4, 4)), // from the start: 1..=3 were dropped
+            (1, (&[4], true, 4, 4)), // 2 and 3 missed
+            (2, (&[4], true, 4, 4)),
+            (3, (&[4], false, 4, 4)), // it had everything before 4
+            (4, (&[], false, 4, 4)),
+            (9, (&[4], true, 4, 4)), // ahead, as always
+        ];
+        for &(since, (want, gap, next, oldest)) in table {
+            let p = t.read_after("a", since, 10);
+            assert_eq!(
+                (ids(&p), p.gap, p.next, p.oldest),
+                (want.to_vec(), gap, next, oldest),
+                "since {since}"
+            );
+        }
+        // b was never trimmed: no gap from the start.
+        assert!(!t.read_after("b", 0, 10).gap);
+    }
+
+    #[test]
+    fn restore_applies_the_total_budget() {
+        let mut t = budget(10);
+        let four = |id| ev(id, None, "abcd");
+        t.restore("a", (1..=3).map(four), 3, 1).unwrap();
+        assert_eq!((kept(&t, "a"), t.total_bytes()), (vec![2, 3], 8));
+        // 16: a and b hold 8 each, b (the greater name) gives first; then a (8 > 4).
+        t.restore("b", (1..=2).map(four), 2, 1).unwrap();
+        assert_eq!(
+            (kept(&t, "a"), kept(&t, "b"), t.total_bytes()),
+            (vec![3], vec![2], 8)
+        );
+        check_index(&t);
+        assert!(t.read_after("a", 0, 10).gap && t.read_after("b", 0, 10).gap);
+        // A refused restore counts nothing.
+        assert_eq!(t.restore("a", [], 5, 1), Err(RestoreError::Exists));
+        assert_eq!(t.total_bytes(), 8);
+        check_index(&t);
+    }
+
+    /// The total budget against a model that scans every topic for the largest.
+    #[test]
+    fn the_total_budget_matches_a_scanning_model() {
+        use std::collections::BTreeMap;
+        let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        let lim = HistoryLimits {
+            max_total_bytes: 300,
+            ..limits(8, 60, 50)
+        };
+        let mut t = Topics::new(lim);
+        // Per topic: (id, bytes) kept, and the last id.
+        let mut model: BTreeMap<String, (VecDeque<(u64, usize)>, u64)> = BTreeMap::new();
+        for step in 0..5_000 {
+            let topic = format!("t{}", next() % 20);
+            let len = (next() % 40) as usize;
+            let id = t.publish(&topic, None, &"x".repeat(len), 1).unwrap().id;
+            let (h, last) = model.entry(topic.clone()).or_default();
+            *last = id;
+            h.push_back((id, len));
+            let size = |h: &VecDeque<(u64, usize)>| h.iter().map(|e| e.1).sum::<usize>();
+            while h.len() > 1 && (h.len() > lim.max_events || size(h) > lim.max_bytes) {
+                h.pop_front();
+            }
+            loop {
+                let total: usize = model.values().map(|(h, _)| size(h)).sum();
+                if total <= lim.max_total_bytes {
+                    break;
+                }
+                let largest = model
+                    .iter()
+                    .filter(|(_, (h, _))| h.len() >= 2)
+                    .map(|(n, (h, _))| (size(h), n.clone()))
+                    .max();
+                let Some((_, n)) = largest else { break };
+                model.get_mut(&n).unwrap().0.pop_front();
+            }
+            for (n, (h, _)) in &model {
+                let want: Vec<u64> = h.iter().map(|e| e.0).collect();
+                assert_eq!(kept(&t, n), want, "step {step}, topic {n}");
+            }
+            check_index(&t);
+        }
     }
 
     /// Topic "a" keeping ids 3..=5 (1 and 2 evicted).

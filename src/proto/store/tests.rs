@@ -513,6 +513,7 @@ fn limits(max_events: usize, max_bytes: usize, max_topics: usize) -> HistoryLimi
         max_events,
         max_bytes,
         max_topics,
+        max_total_bytes: usize::MAX,
     }
 }
 
