@@ -61,7 +61,8 @@
 //!
 //! # Restoring a topic after a restart
 //!
-//! [`Topics::restore`] installs a topic's recovered history (from the durable log, see
+//! [`Topics::restore`] (or [`Topics::restore_at`], which also says when, for expiry)
+//! installs a topic's recovered history (from the durable log, see
 //! [`crate::proto::store`]) before anything is published to it. The next publish then gets
 //! `last_id + 1`, not the clock: the log continues, and cursors from before the restart
 //! stay valid. The events are checked like publishes (names) and like a kept history (ids
@@ -76,12 +77,38 @@
 //! always safe): a spurious gap notice costs a client a refetch, a missed one loses events
 //! silently.
 //!
+//! # Expiry
+//!
+//! A topic nobody uses is dropped, so that a burst of junk topics heals itself: the topic
+//! limit ([`HistoryLimits::max_topics`]) counts only the topics that exist.
+//! [`Topics::expire`]`(now_us, ttl, live)` drops every topic idle for `ttl` or longer,
+//! that is whose last activity is at or before `now_us - ttl`, unless `live(name)` says
+//! it is still in use (the driver answers from its subscription table and its webhook
+//! registrations). A topic's last activity is its last publish, or its restore (the time
+//! given to [`Topics::restore_at`]), or the last `expire` that found it live: a topic in
+//! use is not asked about again for `ttl`, and once its last subscriber leaves it still
+//! lives `ttl` longer, so a client that reconnects at once finds its history. Topics are
+//! kept in the order of their last activity, so `expire` costs O(log topics) per topic it
+//! drops or asks about, whatever the number of topics; [`Topics::next_expiry`] says when
+//! the next one is due, for the driver's one timer. A zero `ttl` never expires anything.
+//!
+//! A topic published to after it was dropped starts a new log at the clock
+//! ([`first_id`]`(now_us)`), as after a restart without history: a client resuming with a
+//! cursor from the old log gets a gap (its cursor is below the new first id, or, had the
+//! clock gone back, ahead of the new last id), and so does one resuming while the topic
+//! does not exist (an unknown topic reads as empty, a gap for any cursor above 0). The
+//! new first id is above every old id as long as the clock did not go back by more than
+//! the time the topic was idle (ids are the clock at a log's start and grow by one per
+//! publish, so they run ahead of the clock only at more than one publish per
+//! microsecond).
+//!
 //! Events are shared as [`Rc<TopicEvent>`]: the driver is single-threaded and hands the same
 //! event to the history and to many subscriber queues without copying it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// Bounds on the memory the topic log may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -285,6 +312,11 @@ pub fn first_id(now_us: u64) -> u64 {
     now_us.clamp(1, MAX_FIRST_ID)
 }
 
+/// `d` in whole microseconds, saturating.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// One topic's state.
 #[derive(Default)]
 struct Topic {
@@ -297,6 +329,9 @@ struct Topic {
     /// Id of the first event this log ever held (for a restored topic: as the caller
     /// knows it, see [`Topics::restore`]): older ones, if any, are another range or lost.
     first_id: u64,
+    /// Unix microseconds of its last activity: publish, restore, or found live by
+    /// [`Topics::expire`]. Never goes back.
+    active_us: u64,
 }
 
 impl Topic {
@@ -343,6 +378,8 @@ pub struct Topics {
     /// The topics that keep two or more events (those that can give one up to the total
     /// budget), by `(bytes, name)`: the largest is the last.
     by_size: BTreeSet<(usize, Rc<str>)>,
+    /// Every topic by `(active_us, name)`: the longest idle is the first.
+    by_activity: BTreeSet<(u64, Rc<str>)>,
 }
 
 impl Topics {
@@ -353,6 +390,7 @@ impl Topics {
             topics: HashMap::new(),
             total_bytes: 0,
             by_size: BTreeSet::new(),
+            by_activity: BTreeSet::new(),
         }
     }
 
@@ -423,14 +461,17 @@ impl Topics {
                 let fresh = Topic {
                     first_id: first,
                     last_id: first - 1,
+                    active_us: now_us,
                     ..Topic::default()
                 };
                 let name: Rc<str> = topic.into();
+                self.by_activity.insert((now_us, Rc::clone(&name)));
                 self.topics.insert(Rc::clone(&name), fresh);
                 name
             }
         };
         self.unindex(&name);
+        self.touch(&name, now_us);
         let Some(t) = self.topics.get_mut(topic) else {
             return Err(PublishError::BadTopic); // unreachable: inserted just above
         };
@@ -471,6 +512,17 @@ impl Topics {
             self.total_bytes += t.bytes;
             if t.history.len() >= 2 {
                 self.by_size.insert((t.bytes, name));
+            }
+        }
+    }
+
+    /// Moves the last activity of `name` to `now_us` (never back).
+    fn touch(&mut self, name: &Rc<str>, now_us: u64) {
+        if let Some(t) = self.topics.get_mut(name) {
+            if now_us > t.active_us {
+                self.by_activity.remove(&(t.active_us, Rc::clone(name)));
+                t.active_us = now_us;
+                self.by_activity.insert((now_us, Rc::clone(name)));
             }
         }
     }
@@ -530,6 +582,34 @@ impl Topics {
         last_id: u64,
         first_id: u64,
     ) -> Result<(), RestoreError> {
+        self.restore_inner(topic, events.into_iter(), last_id, first_id, None)
+    }
+
+    /// [`Topics::restore`], with `now_us` (Unix microseconds, normally the time of the
+    /// restore) as the topic's last activity for expiry ([`Topics::expire`]): a restored
+    /// topic nobody uses then lives `ttl` from the restart, so that its clients have the
+    /// time to come back. [`Topics::restore`] takes the newest kept event's publish time
+    /// instead (0 when none is kept), so after a downtime longer than `ttl` its topics go
+    /// at the first `expire` unless they are in use by then.
+    pub fn restore_at(
+        &mut self,
+        topic: &str,
+        events: impl IntoIterator<Item = TopicEvent>,
+        last_id: u64,
+        first_id: u64,
+        now_us: u64,
+    ) -> Result<(), RestoreError> {
+        self.restore_inner(topic, events.into_iter(), last_id, first_id, Some(now_us))
+    }
+
+    fn restore_inner(
+        &mut self,
+        topic: &str,
+        events: impl Iterator<Item = TopicEvent>,
+        last_id: u64,
+        first_id: u64,
+        now_us: Option<u64>,
+    ) -> Result<(), RestoreError> {
         if !valid_topic(topic) {
             return Err(RestoreError::BadTopic);
         }
@@ -582,11 +662,86 @@ impl Topics {
             t.history.len(),
             t.bytes
         );
+        let newest_us = t
+            .history
+            .back()
+            .map_or(0, |e| e.published_ms.saturating_mul(1000));
+        t.active_us = now_us.unwrap_or(newest_us);
         let name: Rc<str> = topic.into();
+        self.by_activity.insert((t.active_us, Rc::clone(&name)));
         self.topics.insert(Rc::clone(&name), t);
         self.index(name);
         self.enforce_total();
         Ok(())
+    }
+
+    /// Drops every topic idle for `ttl` or longer at `now_us` (Unix microseconds) for
+    /// which `live(name)` is false, and returns their names, longest idle first (see
+    /// "Expiry" in the module docs). `live` is asked only about the topics due, and a
+    /// topic it calls live counts as active at `now_us`. The dropped topics' histories
+    /// are freed (subscriber queues may still hold some of their events) and their slots
+    /// under [`HistoryLimits::max_topics`] are free again. A zero `ttl` drops nothing.
+    /// Costs O(log topics) per topic dropped or asked about.
+    pub fn expire(
+        &mut self,
+        now_us: u64,
+        ttl: Duration,
+        mut live: impl FnMut(&str) -> bool,
+    ) -> Vec<String> {
+        let ttl_us = micros(ttl);
+        let mut dropped = Vec::new();
+        if ttl_us == 0 {
+            return dropped;
+        }
+        let mut kept = Vec::new();
+        while let Some((active_us, _)) = self.by_activity.first() {
+            if active_us.saturating_add(ttl_us) > now_us {
+                break;
+            }
+            let Some((_, name)) = self.by_activity.pop_first() else {
+                break; // unreachable: first() just saw it
+            };
+            if live(&name) {
+                kept.push(name);
+                continue;
+            }
+            self.unindex(&name);
+            if let Some(t) = self.topics.remove(&name) {
+                log::debug!(
+                    "topic {name}: expired after {} s idle ({} events / {} bytes freed)",
+                    now_us.saturating_sub(t.active_us) / 1_000_000,
+                    t.history.len(),
+                    t.bytes
+                );
+            }
+            dropped.push(name.to_string());
+        }
+        for name in kept {
+            if let Some(t) = self.topics.get_mut(&name) {
+                t.active_us = t.active_us.max(now_us);
+                self.by_activity.insert((t.active_us, name));
+            }
+        }
+        if !dropped.is_empty() && self.topics.capacity() > 4 * self.topics.len().max(64) {
+            // After a burst of junk topics: give the table's memory back too.
+            self.topics.shrink_to(2 * self.topics.len());
+        }
+        dropped
+    }
+
+    /// When [`Topics::expire`] with this `ttl` will next have a topic to drop or ask about:
+    /// the longest idle topic's last activity plus `ttl`, in Unix microseconds (it may be
+    /// in the past). `None` when there is no topic or `ttl` is zero. A publish moves it
+    /// only later (unless the clock went back), so a timer armed at it after each
+    /// `expire` is never late; when it was `None`, arm one after the next publish or
+    /// restore.
+    pub fn next_expiry(&self, ttl: Duration) -> Option<u64> {
+        let ttl_us = micros(ttl);
+        if ttl_us == 0 {
+            return None;
+        }
+        let (active_us, _) = self.by_activity.first()?;
+        Some(active_us.saturating_add(ttl_us))
     }
 
     /// At most `max` kept events of `topic` with ids greater than `since`, with the gap
@@ -879,6 +1034,12 @@ mod tests {
             .map(|(n, x)| (x.bytes, Rc::clone(n)))
             .collect();
         assert_eq!(t.by_size, want);
+        let active: BTreeSet<(u64, Rc<str>)> = t
+            .topics
+            .iter()
+            .map(|(n, x)| (x.active_us, Rc::clone(n)))
+            .collect();
+        assert_eq!(t.by_activity, active);
         for x in t.topics.values() {
             assert_eq!(x.bytes, x.history.iter().map(|e| e.bytes()).sum::<usize>());
         }
@@ -990,9 +1151,10 @@ mod tests {
         check_index(&t);
     }
 
-    /// The total budget against a model that scans every topic for the largest.
+    /// The total budget and expiry against a model that scans every topic: for the
+    /// largest, and for the idle ones.
     #[test]
-    fn the_total_budget_matches_a_scanning_model() {
+    fn budget_and_expiry_match_a_scanning_model() {
         use std::collections::BTreeMap;
         let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
         let mut next = move || {
@@ -1005,17 +1167,44 @@ mod tests {
             max_total_bytes: 300,
             ..limits(8, 60, 50)
         };
+        let ttl = Duration::from_secs(20);
+        let ttl_us = 20 * SEC;
+        let live = |n: &str| n.ends_with('3');
         let mut t = Topics::new(lim);
-        // Per topic: (id, bytes) kept, and the last id.
-        let mut model: BTreeMap<String, (VecDeque<(u64, usize)>, u64)> = BTreeMap::new();
+        // Per topic: (id, bytes) kept, and its last activity.
+        type Model = BTreeMap<String, (VecDeque<(u64, usize)>, u64)>;
+        let mut model: Model = BTreeMap::new();
+        let size = |h: &VecDeque<(u64, usize)>| h.iter().map(|e| e.1).sum::<usize>();
+        let mut now = 1_000 * SEC;
+        let (mut expired, mut trimmed) = (0, 0);
         for step in 0..5_000 {
+            now += next() % (2 * SEC);
+            if step % 40 == 39 {
+                let got = t.expire(now, ttl, live);
+                let mut due: Vec<(u64, String)> = model
+                    .iter()
+                    .filter(|(_, (_, at))| at + ttl_us <= now)
+                    .map(|(n, (_, at))| (*at, n.clone()))
+                    .collect();
+                due.sort();
+                let mut want = Vec::new();
+                for (_, n) in due {
+                    if live(&n) {
+                        model.get_mut(&n).unwrap().1 = now;
+                    } else {
+                        model.remove(&n);
+                        want.push(n);
+                    }
+                }
+                assert_eq!(got, want, "step {step}");
+                expired += got.len();
+            }
             let topic = format!("t{}", next() % 20);
             let len = (next() % 40) as usize;
-            let id = t.publish(&topic, None, &"x".repeat(len), 1).unwrap().id;
-            let (h, last) = model.entry(topic.clone()).or_default();
-            *last = id;
+            let id = t.publish(&topic, None, &"x".repeat(len), now).unwrap().id;
+            let (h, at) = model.entry(topic.clone()).or_default();
+            *at = now;
             h.push_back((id, len));
-            let size = |h: &VecDeque<(u64, usize)>| h.iter().map(|e| e.1).sum::<usize>();
             while h.len() > 1 && (h.len() > lim.max_events || size(h) > lim.max_bytes) {
                 h.pop_front();
             }
@@ -1031,13 +1220,245 @@ mod tests {
                     .max();
                 let Some((_, n)) = largest else { break };
                 model.get_mut(&n).unwrap().0.pop_front();
+                trimmed += 1;
             }
+            assert_eq!(t.len(), model.len());
             for (n, (h, _)) in &model {
                 let want: Vec<u64> = h.iter().map(|e| e.0).collect();
                 assert_eq!(kept(&t, n), want, "step {step}, topic {n}");
             }
+            let soonest = model.values().map(|(_, at)| at + ttl_us).min();
+            assert_eq!(t.next_expiry(ttl), soonest);
             check_index(&t);
         }
+        assert!(
+            expired > 100 && trimmed > 100,
+            "{expired} expired, {trimmed} trimmed"
+        );
+    }
+
+    const SEC: u64 = 1_000_000;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn expire_drops_idle_topics_nobody_uses() {
+        let ttl = Duration::from_secs(10);
+        let mut t = Topics::new(HistoryLimits::default());
+        assert_eq!(t.next_expiry(ttl), None, "no topic");
+        t.publish("a", None, "xy", SEC).unwrap();
+        t.publish("b", None, "x", 2 * SEC).unwrap();
+        t.publish("c", None, "x", 3 * SEC).unwrap();
+        assert_eq!(t.next_expiry(ttl), Some(11 * SEC));
+        assert_eq!(t.next_expiry(Duration::ZERO), None, "zero: never");
+        let mut asked = Vec::new();
+        // Idle for just under the ttl: nothing is due, nobody is asked.
+        let dropped = t.expire(11 * SEC - 1, ttl, |n| {
+            asked.push(n.to_string());
+            false
+        });
+        assert!(dropped.is_empty() && asked.is_empty());
+        // Idle for exactly the ttl: a is due and not live.
+        let dropped = t.expire(11 * SEC, ttl, |n| {
+            asked.push(n.to_string());
+            false
+        });
+        assert_eq!((dropped, asked), (names(&["a"]), names(&["a"])));
+        assert_eq!((t.len(), t.total_bytes(), t.contains("a")), (2, 2, false));
+        assert_eq!(t.next_expiry(ttl), Some(12 * SEC));
+        check_index(&t);
+        // b is live, c is not: b counts as active now and is not asked again for a ttl.
+        let mut asked = Vec::new();
+        let dropped = t.expire(13 * SEC + 500, ttl, |n| {
+            asked.push(n.to_string());
+            n == "b"
+        });
+        assert_eq!((dropped, asked), (names(&["c"]), names(&["b", "c"])));
+        assert_eq!(t.next_expiry(ttl), Some(23 * SEC + 500));
+        let mut asked = 0;
+        assert!(t
+            .expire(23 * SEC + 499, ttl, |_| {
+                asked += 1;
+                false
+            })
+            .is_empty());
+        assert_eq!(asked, 0);
+        // A zero ttl never drops, even a topic idle for ages.
+        assert!(t.expire(u64::MAX, Duration::ZERO, |_| false).is_empty());
+        assert_eq!(t.expire(u64::MAX, ttl, |_| false), names(&["b"]));
+        assert_eq!((t.len(), t.total_bytes(), t.next_expiry(ttl)), (0, 0, None));
+        check_index(&t);
+    }
+
+    #[test]
+    fn a_publish_keeps_a_topic_alive() {
+        let ttl = Duration::from_secs(10);
+        let mut t = Topics::new(HistoryLimits::default());
+        t.publish("a", None, "x", SEC).unwrap();
+        t.publish("a", None, "x", 5 * SEC).unwrap();
+        assert_eq!(t.next_expiry(ttl), Some(15 * SEC));
+        assert!(t.expire(14 * SEC, ttl, |_| false).is_empty());
+        // A clock that went back does not make the topic look older.
+        t.publish("a", None, "x", 2 * SEC).unwrap();
+        assert_eq!(t.next_expiry(ttl), Some(15 * SEC));
+        assert_eq!(t.expire(15 * SEC, ttl, |_| false), names(&["a"]));
+        check_index(&t);
+    }
+
+    #[test]
+    fn expired_topics_free_their_slots_and_their_bytes() {
+        let ttl = Duration::from_secs(60);
+        let mut t = Topics::new(HistoryLimits {
+            max_total_bytes: 10,
+            ..limits(100, 100, 2)
+        });
+        for _ in 0..3 {
+            t.publish("a", None, "xxx", SEC).unwrap();
+        }
+        t.publish("b", None, "xxx", 30 * SEC).unwrap();
+        // 12 bytes: a gives up its oldest.
+        assert_eq!(
+            (kept(&t, "a"), t.total_bytes()),
+            (vec![SEC + 1, SEC + 2], 9)
+        );
+        assert_eq!(
+            t.publish("c", None, "x", 30 * SEC),
+            Err(PublishError::TooManyTopics)
+        );
+        assert_eq!(
+            t.check_publish("c", None, 30 * SEC, 0),
+            Err(PublishError::TooManyTopics)
+        );
+        assert_eq!(t.expire(61 * SEC, ttl, |_| false), names(&["a"]));
+        assert_eq!((t.len(), t.total_bytes()), (1, 3));
+        check_index(&t);
+        // The slot is free: a new topic is accepted, and the budget has room again.
+        assert_eq!(t.check_publish("c", None, 62 * SEC, 0), Ok(62 * SEC));
+        assert_eq!(
+            t.check_publish("c", None, 62 * SEC, 1),
+            Err(PublishError::TooManyTopics)
+        );
+        t.publish("c", None, "xxx", 62 * SEC).unwrap();
+        t.publish("c", None, "xxx", 62 * SEC).unwrap();
+        assert_eq!(
+            (kept(&t, "c"), t.total_bytes()),
+            (vec![62 * SEC, 62 * SEC + 1], 9)
+        );
+        check_index(&t);
+    }
+
+    #[test]
+    fn a_topic_published_after_it_expired_starts_a_new_log_and_old_cursors_get_a_gap() {
+        let ttl = Duration::from_secs(3600);
+        let t0 = 1_764_620_000_000_000; // 2025-12-01, in microseconds
+        let mut t = Topics::new(HistoryLimits::default());
+        for _ in 0..3 {
+            t.publish("a", None, "x", t0).unwrap(); // t0, t0 + 1, t0 + 2
+        }
+        assert_eq!(t.expire(t0 + 3600 * SEC, ttl, |_| false), names(&["a"]));
+        // While the topic does not exist: a gap for any cursor, nothing to wait for at it.
+        let p = t.read_after("a", t0 + 1, 10);
+        assert_eq!((ids(&p), p.gap, p.next), (vec![], true, 0));
+        assert_eq!(t.last_id("a"), 0);
+        // Published again two hours later: a new log at the clock.
+        let t1 = t0 + 7200 * SEC;
+        assert_eq!(t.check_publish("a", None, t1, 0), Ok(t1));
+        assert_eq!(t.publish("a", None, "new", t1).unwrap().id, t1);
+        t.publish("a", None, "new", t1).unwrap();
+        // Cursors from the old log are below the new first id: a gap ("since < oldest - 1"),
+        // also for the client that had read everything (it cannot tell the logs apart).
+        for since in [t0, t0 + 1, t0 + 2] {
+            let p = t.read_after("a", since, 10);
+            assert_eq!(
+                (ids(&p), p.gap, p.next, p.oldest),
+                (vec![t1, t1 + 1], true, t1 + 1, t1),
+                "since {since}"
+            );
+        }
+        // The client that was told of the gap and went back to 0: the new log, complete.
+        let p = t.read_after("a", 0, 10);
+        assert_eq!((ids(&p), p.gap), (vec![t1, t1 + 1], false));
+        // Had the clock gone back below the old ids, the old cursor is ahead of the new
+        // log: a gap too, from the oldest kept event.
+        assert_eq!(t.expire(t1 + 3600 * SEC, ttl, |_| false), names(&["a"]));
+        let back = t0 - 60 * SEC;
+        assert_eq!(t.publish("a", None, "x", back).unwrap().id, back);
+        let p = t.read_after("a", t0 + 2, 10);
+        assert_eq!((ids(&p), p.gap, p.next), (vec![back], true, back));
+    }
+
+    #[test]
+    fn restore_at_counts_the_idle_time_from_the_restore() {
+        let ttl = Duration::from_secs(10);
+        let mut t = Topics::new(HistoryLimits::default());
+        // Events published long before the restart (ev() stamps id * 10 ms).
+        t.restore_at("a", run(1, 2), 2, 1, 50 * SEC).unwrap();
+        assert_eq!(t.next_expiry(ttl), Some(60 * SEC));
+        assert!(t.expire(60 * SEC - 1, ttl, |_| false).is_empty());
+        // Plain restore: the newest kept event's publish time (20 ms), 0 when none.
+        t.restore("b", run(1, 2), 2, 1).unwrap();
+        t.restore("c", [], 5, 6).unwrap();
+        assert_eq!(t.next_expiry(ttl), Some(10 * SEC));
+        assert_eq!(
+            t.expire(10 * SEC + 20_000, ttl, |_| false),
+            names(&["c", "b"])
+        );
+        assert_eq!(t.expire(60 * SEC, ttl, |_| false), names(&["a"]));
+        check_index(&t);
+        // A refused restore leaves no trace in the expiry order.
+        t.publish("d", None, "x", 70 * SEC).unwrap();
+        assert_eq!(t.restore_at("d", [], 5, 1, SEC), Err(RestoreError::Exists));
+        assert_eq!(
+            t.restore_at("e", run(2, 1), 5, 1, SEC),
+            Ok(()),
+            "an empty run"
+        );
+        check_index(&t);
+    }
+
+    #[test]
+    fn expire_looks_only_at_due_topics_among_ten_thousand() {
+        let ttl = Duration::from_secs(3600);
+        let mut t = Topics::new(HistoryLimits::default());
+        for i in 0..10_000u64 {
+            t.publish(&format!("t{i}"), None, "x", i * SEC).unwrap();
+        }
+        // One sweep a minute for a day; the even topics have a subscriber.
+        let mut asked = 0;
+        let mut dropped = 0;
+        for minute in 0..24 * 60 {
+            let now = minute * 60 * SEC;
+            dropped += t
+                .expire(now, ttl, |n| {
+                    asked += 1;
+                    n[1..].parse::<u64>().unwrap() % 2 == 0
+                })
+                .len();
+        }
+        // Every odd topic went once it was idle an hour; each even one was asked about
+        // once per hour of the day it existed, never at the other sweeps.
+        assert_eq!((dropped, t.len()), (5_000, 5_000));
+        let even_asks: u64 = (0..10_000u64)
+            .step_by(2)
+            .map(|i| {
+                let mut at = i * SEC + 3600 * SEC;
+                let mut n = 0;
+                while at < 24 * 3600 * SEC {
+                    let sweep = at.div_ceil(60 * SEC) * 60 * SEC;
+                    if sweep >= 24 * 3600 * SEC {
+                        break;
+                    }
+                    n += 1;
+                    at = sweep + 3600 * SEC;
+                }
+                n
+            })
+            .sum();
+        assert_eq!(asked as u64, 5_000 + even_asks);
+        assert!(even_asks < 5_000 * 24, "{even_asks}");
+        check_index(&t);
     }
 
     /// Topic "a" keeping ids 3..=5 (1 and 2 evicted).
