@@ -67,7 +67,9 @@ pub enum Fsync {
 /// | `idle_timeout` | 60 s | an idle keep-alive connection: close |
 /// | `max_connections` | 10,000 | new connections are closed at once |
 /// | `history_events` / `history_bytes` | 1,000 / 1 MiB per topic | the oldest events are dropped |
-/// | `max_topics` | 10,000 | publishing to a new topic fails |
+/// | `history_total_bytes` | 256 MiB across all topics | the oldest events of the largest topics are dropped (never a topic's newest); resuming clients see a gap |
+/// | `max_topics` | 10,000 | publishing to a new topic fails (expired topics do not count) |
+/// | `topic_ttl` | 3600 s | a topic with no publish, no subscriber and no webhook for this long is dropped with its history (zero: never) |
 /// | `ws_max_frame` / `ws_max_message` | 16 MiB / 16 MiB | close 1009 |
 /// | `high_water` | 1 MiB queued per connection | [`SlowPolicy`]; reading pauses for HTTP/WebSocket input |
 /// | `ws_close_timeout` | 5 s | after our close frame, wait this long for the peer's |
@@ -88,6 +90,7 @@ pub struct Config {
     pub(crate) conn: ConnSettings,
     pub(crate) max_connections: usize,
     pub(crate) history: HistoryLimits,
+    pub(crate) topic_ttl: Duration,
     pub(crate) ws_max_frame: usize,
     pub(crate) ws_max_message: usize,
     pub(crate) sse_retry: Option<u64>,
@@ -104,6 +107,7 @@ impl Default for Config {
             conn: ConnSettings::default(),
             max_connections: 10_000,
             history: HistoryLimits::default(),
+            topic_ttl: Duration::from_secs(3600),
             ws_max_frame: 16 << 20,
             ws_max_message: 16 << 20,
             sse_retry: None,
@@ -147,8 +151,14 @@ impl Config {
         history_events: usize => history.max_events);
     setter!(/// Bytes (data plus event name) kept per topic; the newest event is always kept.
         history_bytes: usize => history.max_bytes);
+    setter!(/// Bytes (data plus event name) kept across all topics; past it the oldest events
+        /// of the largest topics are dropped, never a topic's newest.
+        history_total_bytes: usize => history.max_total_bytes);
     setter!(/// Most topics.
         max_topics: usize => history.max_topics);
+    setter!(/// How long a topic with no publish, no subscriber of any kind and no webhook
+        /// endpoint is kept before it is dropped with its history (zero: never).
+        topic_ttl: Duration => topic_ttl);
     setter!(/// Largest WebSocket frame payload accepted.
         ws_max_frame: usize => ws_max_frame);
     setter!(/// Largest WebSocket message accepted (after reassembly).

@@ -855,6 +855,23 @@ mod tests {
     }
 
     #[test]
+    fn config_carries_the_total_budget_and_the_ttl() {
+        let c = crate::Config::new();
+        assert_eq!(
+            (c.history.max_total_bytes, c.topic_ttl),
+            (256 << 20, Duration::from_secs(3600))
+        );
+        let c = c
+            .history_total_bytes(1234)
+            .topic_ttl(Duration::ZERO)
+            .max_topics(7);
+        assert_eq!(
+            (c.history.max_total_bytes, c.topic_ttl, c.history.max_topics),
+            (1234, Duration::ZERO, 7)
+        );
+    }
+
+    #[test]
     fn topic_names() {
         let long = "a".repeat(128);
         let too_long = "a".repeat(129);
