@@ -136,9 +136,13 @@ impl Engine {
     /// fails, the delay before the next one is the schedule's entry for attempt
     /// `attempts + 2`, and once the schedule is exhausted it fails with the last error,
     /// exactly as if the process had never stopped. Restore messages in publish order:
-    /// as at [`Engine::enqueue`], beyond `max_queue` pending messages of one endpoint the
-    /// oldest fails with "queue full", and an unknown or disabled endpoint fails the
-    /// message at once ("unknown endpoint", "endpoint disabled").
+    /// as at [`Engine::enqueue`], beyond `max_queue` pending messages or
+    /// `max_queue_bytes_per_endpoint` body bytes of one endpoint its oldest message fails
+    /// with "queue full", beyond `max_queue_bytes_total` body bytes in all the oldest
+    /// message of any endpoint does (so a data directory written with larger budgets comes
+    /// back within the current ones, keeping the newest messages), and an unknown or
+    /// disabled endpoint fails the message at once ("unknown endpoint", "endpoint
+    /// disabled").
     ///
     /// When `attempts` already uses up the schedule (possible when the schedule was
     /// shortened between the runs), no attempt is left: the message fails at once with
