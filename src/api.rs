@@ -270,6 +270,8 @@ pub struct WebhookStats {
     pub attempts: u64,
     /// Endpoints disabled by 410 Gone.
     pub endpoints_disabled: u64,
+    /// Body bytes of the messages not yet at their outcome, per endpoint summed (gauge).
+    pub queued_bytes: u64,
 }
 
 /// One kept event of a topic, as [`Ctx::events`](crate::Ctx::events) returns it.

@@ -80,6 +80,8 @@ pub enum Fsync {
 /// | `webhook_max_in_flight` | 4 per endpoint | further messages wait in the endpoint's queue |
 /// | `webhook_pause_after` | 5 failed messages in a row | the endpoint is paused, probed every `webhook_probe_interval` (60 s) |
 /// | `webhook_max_queue` | 10,000 per endpoint | the oldest queued message fails ("queue full") |
+/// | `webhook_queue_bytes` | 16 MiB per endpoint | the endpoint's oldest queued message fails ("queue full"); a body larger than this fails at once |
+/// | `webhook_total_bytes` | 256 MiB for all endpoints | the oldest queued message of any endpoint fails ("queue full") |
 /// | `webhook_allow_private` | false | loopback/private/CGNAT/ULA targets are refused |
 /// | `data_dir` | none (in memory) | with a directory: history, registrations and the webhook outbox survive restarts |
 /// | `fsync` | [`Fsync::Always`] | a publish waits for its fsync; a full disk answers 507 |
@@ -181,6 +183,13 @@ impl Config {
         webhook_probe_interval: Duration => hooks.engine.probe_interval);
     setter!(/// Messages queued per webhook endpoint before the oldest fails.
         webhook_max_queue: usize => hooks.engine.max_queue);
+    setter!(/// Body bytes held per webhook endpoint (queued, waiting for a retry or in flight)
+        /// before its oldest queued message fails with "queue full".
+        webhook_queue_bytes: usize => hooks.engine.max_queue_bytes_per_endpoint);
+    setter!(/// Body bytes held for all webhook endpoints together before the oldest queued
+        /// message fails with "queue full". An event's body going to N endpoints counts N
+        /// times (its one copy is shared, so this is an upper bound on the memory).
+        webhook_total_bytes: usize => hooks.engine.max_queue_bytes_total);
     setter!(/// Allow loopback, private (RFC 1918), CGNAT and IPv6 ULA webhook targets.
         webhook_allow_private: bool => hooks.allow_private);
 

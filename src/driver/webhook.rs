@@ -114,6 +114,7 @@ impl Hooks {
             failed: s.failed,
             attempts: s.attempts,
             endpoints_disabled: s.endpoints_disabled,
+            queued_bytes: s.queued_bytes,
         }
     }
 
