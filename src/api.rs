@@ -239,6 +239,9 @@ impl From<RegisterError> for WebhookError {
             RegisterError::BadUrl(e) => WebhookError::BadUrl(e.to_string()),
             RegisterError::Refused(e) => WebhookError::Refused(e.to_string()),
             RegisterError::BadSecret(e) => WebhookError::BadSecret(e.to_string()),
+            e @ (RegisterError::TooManyOnTopic(_) | RegisterError::OwnAddress(_)) => {
+                WebhookError::Refused(e.to_string())
+            }
         }
     }
 }

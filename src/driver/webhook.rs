@@ -91,8 +91,11 @@ impl Hooks {
             attempt_timeout: config.attempt_timeout,
             ..ClientConfig::default()
         };
+        let mut limits = config.registry.clone();
+        limits.own_addrs = vec![local];
+        let engine = Engine::new(config.engine.clone());
         Hooks {
-            reg: Registry::new(Engine::new(config.engine.clone()), policy, prefix),
+            reg: Registry::new(engine, policy, prefix, limits),
             config,
             client,
             sockets: Vec::new(),

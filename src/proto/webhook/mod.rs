@@ -44,7 +44,9 @@ pub use engine::{
     instant_from_unix_ms, Action, AttemptId, AttemptResult, EndpointId, EndpointInfo, Engine,
     EngineConfig, EngineStats, MessageId, Outcome, RestoreError, RestoredMessage,
 };
-pub use registry::{Destination, HookAction, RegisterError, Registry, RestoreHookError};
+pub use registry::{
+    Destination, HookAction, RegisterError, Registry, RegistryConfig, RestoreHookError,
+};
 pub use request::{encode_post, encode_webhook, RequestError, USER_AGENT};
 pub use schedule::{parse_retry_after, Schedule, ScheduleError, MAX_RETRY_AFTER};
 pub use sign::{verify, Secret, SecretError, VerifyError, DEFAULT_TOLERANCE};

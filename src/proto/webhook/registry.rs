@@ -9,6 +9,24 @@
 //!
 //! `webhook-id`s are `msg_{prefix}_{n}`: a random per-process prefix and a counter, so ids
 //! stay unique across restarts and contain no `.` (the separator of the signed content).
+//!
+//! # Limits on registrations
+//!
+//! * At most [`RegistryConfig::max_per_topic`] endpoints per topic (default 16): one publish
+//!   costs one message per endpoint, so this bounds the fan-out of a single event.
+//! * No webhook at the server itself, except at [`RegistryConfig::self_path`]: a webhook
+//!   whose target is the server's own address and a publish route would republish every
+//!   delivery, and three of them on one topic turn one publish into an exponential chain.
+//!   A target is the server's own when its port is that of a listening address in
+//!   [`RegistryConfig::own_addrs`] and its host is that address's IP (IPv4-mapped IPv6
+//!   forms included), or, when the server listens on loopback or on the unspecified
+//!   address, any loopback IP, the unspecified IP, `localhost` or a name under
+//!   `.localhost` (RFC 6761). The path compared is the URL's path without its query,
+//!   byte for byte. Other names for the server (its DNS name, a proxy) cannot be known
+//!   here; a loop through them must be stopped where deliveries are received.
+//!
+//! [`Registry::restore`] applies neither limit: a registration accepted before a restart
+//! is kept (with a lowered limit, new ones are refused until the topic is below it).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -40,6 +58,11 @@ pub enum RegisterError {
     Refused(Refused),
     /// The given secret is malformed.
     BadSecret(SecretError),
+    /// The topic has [`RegistryConfig::max_per_topic`] endpoints already (the number).
+    TooManyOnTopic(usize),
+    /// The target is the server's own address, allowed only for this path (`None`: not at
+    /// all); see [`RegistryConfig::self_path`].
+    OwnAddress(Option<String>),
 }
 
 impl fmt::Display for RegisterError {
@@ -49,6 +72,15 @@ impl fmt::Display for RegisterError {
             RegisterError::BadUrl(e) => write!(f, "bad url: {e}"),
             RegisterError::Refused(e) => write!(f, "{e}"),
             RegisterError::BadSecret(e) => write!(f, "bad secret: {e}"),
+            RegisterError::TooManyOnTopic(max) => {
+                write!(f, "too many webhooks on this topic ({max})")
+            }
+            RegisterError::OwnAddress(Some(path)) => {
+                write!(f, "the server's own address is allowed only for {path}")
+            }
+            RegisterError::OwnAddress(None) => {
+                f.write_str("the server's own address is not allowed as a webhook target")
+            }
         }
     }
 }
@@ -137,27 +169,61 @@ pub enum HookAction {
     },
 }
 
+/// The limits on registrations (see "Limits on registrations" in the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryConfig {
+    /// Most endpoints registered for one topic (default 16).
+    pub max_per_topic: usize,
+    /// The server's own listening addresses (default none; the driver fills them in).
+    pub own_addrs: Vec<SocketAddr>,
+    /// The one path (without query) a webhook may target at the server's own address,
+    /// such as a built-in receiver that does not republish to a topic with webhooks
+    /// (default `None`: every target at the server's own address is refused).
+    pub self_path: Option<String>,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> RegistryConfig {
+        RegistryConfig {
+            max_per_topic: 16,
+            own_addrs: Vec::new(),
+            self_path: None,
+        }
+    }
+}
+
 /// The registrations and the delivery engine (see the module docs).
 #[derive(Debug)]
 pub struct Registry {
     engine: Engine,
     policy: Policy,
+    config: RegistryConfig,
     endpoint_topic: HashMap<EndpointId, Box<str>>,
+    /// Endpoints registered per topic (topics with none are absent).
+    per_topic: HashMap<Box<str>, usize>,
     prefix: String,
     seq: u64,
 }
 
 impl Registry {
-    /// A registry delivering with `engine`, guarding targets with `policy` and naming
-    /// messages `msg_{prefix}_{n}` (`prefix`: random, without `.`).
-    pub fn new(engine: Engine, policy: Policy, prefix: String) -> Registry {
+    /// A registry delivering with `engine`, guarding targets with `policy`, limiting
+    /// registrations by `config` and naming messages `msg_{prefix}_{n}` (`prefix`: random,
+    /// without `.`).
+    pub fn new(engine: Engine, policy: Policy, prefix: String, config: RegistryConfig) -> Registry {
         Registry {
             engine,
             policy,
+            config,
             endpoint_topic: HashMap::new(),
+            per_topic: HashMap::new(),
             prefix,
             seq: 0,
         }
+    }
+
+    /// The limits in use.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
     }
 
     /// A `webhook-id` prefix made of `random` bytes: one of `[a-z0-9]` per byte.
@@ -183,7 +249,9 @@ impl Registry {
     }
 
     /// Registers `url` for `topic`, signed with `secret` or, when `None`, with a new secret
-    /// made of `random_key`. Returns the endpoint and its secret.
+    /// made of `random_key`. Returns the endpoint and its secret. Checked in this order:
+    /// the topic name, the topic's endpoint count, the URL, the server's own address, the
+    /// SSRF policy (IP literals), the secret.
     pub fn add(
         &mut self,
         topic: &str,
@@ -194,7 +262,16 @@ impl Registry {
         if !valid_topic(topic) {
             return Err(RegisterError::BadTopic);
         }
+        let max = self.config.max_per_topic;
+        if self.per_topic.get(topic).copied().unwrap_or(0) >= max {
+            return Err(RegisterError::TooManyOnTopic(max));
+        }
         let url = Url::parse(url).map_err(RegisterError::BadUrl)?;
+        let own = self.config.own_addrs.iter().any(|a| points_at(&url, *a));
+        let path = url.path_and_query.split('?').next().unwrap_or_default();
+        if own && self.config.self_path.as_deref() != Some(path) {
+            return Err(RegisterError::OwnAddress(self.config.self_path.clone()));
+        }
         if let Host::Ip(ip) = url.host {
             ssrf::check(SocketAddr::new(ip, url.port), &self.policy)
                 .map_err(RegisterError::Refused)?;
@@ -205,8 +282,18 @@ impl Registry {
         }
         .map_err(RegisterError::BadSecret)?;
         let id = self.engine.add_endpoint(url, secret.clone());
-        self.endpoint_topic.insert(id, topic.into());
+        self.insert(id, topic);
         Ok((id, secret))
+    }
+
+    fn insert(&mut self, id: EndpointId, topic: &str) {
+        self.endpoint_topic.insert(id, topic.into());
+        *self.per_topic.entry(topic.into()).or_default() += 1;
+    }
+
+    /// Endpoints registered for `topic` (removed ones not counted).
+    pub fn count_on(&self, topic: &str) -> usize {
+        self.per_topic.get(topic).copied().unwrap_or(0)
     }
 
     /// Registers a stored registration again after a restart, under its old `id`, with
@@ -231,7 +318,7 @@ impl Registry {
         self.engine
             .restore_endpoint(id, url, secret, disabled)
             .map_err(RestoreHookError::Id)?;
-        self.endpoint_topic.insert(id, topic.into());
+        self.insert(id, topic);
         Ok(())
     }
 
@@ -257,6 +344,12 @@ impl Registry {
             return None;
         }
         self.endpoint_topic.remove(&id);
+        if let Some(n) = self.per_topic.get_mut(topic) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_topic.remove(topic);
+            }
+        }
         self.engine.remove_endpoint(id, now);
         Some(id)
     }
@@ -284,20 +377,12 @@ impl Registry {
         self.endpoint_topic.get(&id).map(|t| &**t)
     }
 
-    /// The secrets of registrations whose URL points at `local` itself (the same port, and
-    /// the same IP, loopback for loopback, or `localhost`).
+    /// The secrets of registrations whose URL points at `local` itself (the rule of
+    /// "Limits on registrations" in the module docs).
     pub fn own_secrets(&self, local: SocketAddr) -> Vec<Secret> {
-        let loopback = local.ip().is_loopback();
-        let own = |url: &Url| {
-            url.port == local.port()
-                && match &url.host {
-                    Host::Ip(ip) => *ip == local.ip() || (ip.is_loopback() && loopback),
-                    Host::Name(n) => n == "localhost" && loopback,
-                }
-        };
         let endpoints = self.engine.endpoints();
         endpoints
-            .filter(|(_, e)| own(&e.url))
+            .filter(|(_, e)| points_at(&e.url, local))
             .map(|(_, e)| e.secret.clone())
             .collect()
     }
@@ -433,6 +518,23 @@ impl Registry {
     }
 }
 
+/// Whether `url` reaches the server listening at `local` (see the module docs).
+fn points_at(url: &Url, local: SocketAddr) -> bool {
+    if url.port != local.port() {
+        return false;
+    }
+    let me = local.ip().to_canonical();
+    // Listening on loopback or on every address: reachable through every loopback name.
+    let loopback = me.is_loopback() || me.is_unspecified();
+    match &url.host {
+        Host::Ip(ip) => {
+            let ip = ip.to_canonical();
+            ip == me || (loopback && (ip.is_loopback() || ip.is_unspecified()))
+        }
+        Host::Name(n) => loopback && (n == "localhost" || n.ends_with(".localhost")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,7 +545,13 @@ mod tests {
             allow_private: false,
             allow: vec!["127.0.0.1:8080".parse().unwrap()],
         };
-        Registry::new(Engine::new(EngineConfig::default()), policy, "p".into())
+        let config = RegistryConfig {
+            own_addrs: vec!["127.0.0.1:8080".parse().unwrap()],
+            self_path: Some("/in".into()),
+            ..RegistryConfig::default()
+        };
+        let engine = Engine::new(EngineConfig::default());
+        Registry::new(engine, policy, "p".into(), config)
     }
 
     #[test]
@@ -464,7 +572,10 @@ mod tests {
         ));
         let bad = r.add("t", "http://a/", Some("whsec_!"), &key).unwrap_err();
         assert!(bad.to_string().starts_with("bad secret: "), "{bad}");
-        // The hub's own address is allowed, and a generated secret is made of the key.
+        // The server's own address is allowed for its self path only, and a generated
+        // secret is made of the key.
+        let own = r.add("t", "http://127.0.0.1:8080/topics/t", None, &key);
+        assert_eq!(own, Err(RegisterError::OwnAddress(Some("/in".into()))));
         let (id, secret) = r.add("t", "http://127.0.0.1:8080/in", None, &key).unwrap();
         assert_eq!(secret, Secret::from_bytes(&key).unwrap());
         assert_eq!(r.topic_of(id), Some("t"));
@@ -529,6 +640,241 @@ mod tests {
             finished += 1;
         }
         assert_eq!(finished, 2);
+    }
+
+    #[test]
+    fn at_most_max_per_topic_endpoints_per_topic() {
+        let mut r = registry();
+        let t = Instant::now();
+        let ids: Vec<EndpointId> = (0..16)
+            .map(|i| r.add("t", &format!("http://h{i}.example/"), None, &[1; 32]))
+            .map(|a| a.unwrap().0)
+            .collect();
+        assert_eq!(r.count_on("t"), 16);
+        let full = r.add("t", "http://more.example/", None, &[1; 32]);
+        assert_eq!(full, Err(RegisterError::TooManyOnTopic(16)));
+        assert_eq!(
+            full.unwrap_err().to_string(),
+            "too many webhooks on this topic (16)"
+        );
+        // Other topics are not affected; a removal makes room again.
+        r.add("u", "http://more.example/", None, &[1; 32]).unwrap();
+        assert!(r.remove("t", &ids[3].to_string(), t).is_some());
+        assert_eq!(r.count_on("t"), 15);
+        r.add("t", "http://more.example/", None, &[1; 32]).unwrap();
+        assert!(r.add("t", "http://x.example/", None, &[1; 32]).is_err());
+        // Restored registrations are kept even past the limit (it may have been lowered).
+        r.restore(
+            EndpointId::from_u64(900),
+            "t",
+            "http://old.example/",
+            &[2; 32],
+            false,
+        )
+        .unwrap();
+        assert_eq!(r.count_on("t"), 17);
+        for id in &ids {
+            r.remove("t", &id.to_string(), t);
+        }
+        assert_eq!(r.count_on("t"), 2);
+        assert_eq!(r.count_on("nobody"), 0);
+    }
+
+    fn limited(local: &str, self_path: Option<&str>) -> Registry {
+        let local: SocketAddr = local.parse().unwrap();
+        let policy = Policy {
+            allow_private: true,
+            allow: vec![local],
+        };
+        let config = RegistryConfig {
+            own_addrs: vec![local],
+            self_path: self_path.map(str::to_owned),
+            ..RegistryConfig::default()
+        };
+        let engine = Engine::new(EngineConfig::default());
+        Registry::new(engine, policy, "p".into(), config)
+    }
+
+    #[test]
+    fn the_servers_own_address_only_for_the_self_path() {
+        let only = |p: &str| RegisterError::OwnAddress(Some(p.into()));
+        /// Listening address, self path, target, verdict.
+        type Row<'a> = (&'a str, Option<&'a str>, &'a str, Result<(), RegisterError>);
+        let table: &[Row] = &[
+            (
+                "127.0.0.1:8080",
+                Some("/hooks/receive"),
+                "http://127.0.0.1:8080/hooks/receive",
+                Ok(()),
+            ),
+            (
+                "127.0.0.1:8080",
+                Some("/hooks/receive"),
+                "http://127.0.0.1:8080/hooks/receive?a=1",
+                Ok(()),
+            ),
+            (
+                "127.0.0.1:8080",
+                Some("/hooks/receive"),
+                "http://localhost:8080/hooks/receive",
+                Ok(()),
+            ),
+            (
+                "127.0.0.1:8080",
+                Some("/hooks/receive"),
+                "http://127.0.0.1:8080/topics/loop",
+                Err(only("/hooks/receive")),
+            ),
+            (
+                "127.0.0.1:8080",
+                Some("/hooks/receive"),
+                "http://127.0.0.1:8080/hooks/receive/",
+                Err(only("/hooks/receive")),
+            ),
+            (
+                "127.0.0.1:8080",
+                Some("/hooks/receive"),
+                "http://127.0.0.1:8080/hooks/Receive",
+                Err(only("/hooks/receive")),
+            ),
+            (
+                "127.0.0.1:8080",
+                Some("/hooks/receive"),
+                "http://127.0.0.1:8080/hooks/%72eceive",
+                Err(only("/hooks/receive")),
+            ),
+            (
+                "127.0.0.1:8080",
+                Some("/hooks/receive"),
+                "http://127.0.0.1:8080",
+                Err(only("/hooks/receive")),
+            ),
+            (
+                "127.0.0.1:8080",
+                None,
+                "http://127.0.0.1:8080/hooks/receive",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            // every name of loopback, with the port
+            (
+                "127.0.0.1:8080",
+                None,
+                "http://LocalHost:8080/topics/loop",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            (
+                "127.0.0.1:8080",
+                None,
+                "http://localhost.:8080/x",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            (
+                "127.0.0.1:8080",
+                None,
+                "http://hub.localhost:8080/x",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            (
+                "127.0.0.1:8080",
+                None,
+                "http://127.0.0.2:8080/x",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            (
+                "127.0.0.1:8080",
+                None,
+                "http://[::1]:8080/x",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            (
+                "127.0.0.1:8080",
+                None,
+                "http://[::ffff:127.0.0.1]:8080/x",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            (
+                "127.0.0.1:8080",
+                None,
+                "http://0.0.0.0:8080/x",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            (
+                "[::1]:8080",
+                None,
+                "http://127.0.0.1:8080/x",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            // listening on every address: loopback reaches it too
+            (
+                "0.0.0.0:8080",
+                None,
+                "http://127.0.0.1:8080/x",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            (
+                "[::]:8080",
+                None,
+                "http://localhost:8080/x",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            // a specific address: only that one is the server
+            (
+                "192.168.1.5:8080",
+                None,
+                "http://192.168.1.5:8080/x",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            (
+                "192.168.1.5:8080",
+                None,
+                "http://[::ffff:192.168.1.5]:8080/x",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            ("192.168.1.5:8080", None, "http://127.0.0.1:8080/x", Ok(())),
+            ("192.168.1.5:8080", None, "http://localhost:8080/x", Ok(())),
+            // another port or host is someone else
+            ("127.0.0.1:8080", None, "http://127.0.0.1:8081/x", Ok(())),
+            (
+                "127.0.0.1:80",
+                None,
+                "http://localhost/x",
+                Err(RegisterError::OwnAddress(None)),
+            ),
+            ("127.0.0.1:8080", None, "http://example.com:8080/x", Ok(())),
+            ("127.0.0.1:8080", None, "http://localhostx:8080/x", Ok(())),
+        ];
+        for (local, self_path, url, want) in table {
+            let mut r = limited(local, *self_path);
+            let got = r.add("t", url, None, &[3; 32]).map(|_| ());
+            assert_eq!(&got, want, "{local} {self_path:?} {url}");
+        }
+        let msg = |e: RegisterError| e.to_string();
+        assert_eq!(
+            msg(only("/hooks/receive")),
+            "the server's own address is allowed only for /hooks/receive"
+        );
+        assert_eq!(
+            msg(RegisterError::OwnAddress(None)),
+            "the server's own address is not allowed as a webhook target"
+        );
+    }
+
+    #[test]
+    fn the_own_address_check_does_not_depend_on_the_ssrf_policy() {
+        // allow_private opens loopback to the SSRF guard; the server itself stays closed.
+        let mut r = limited("127.0.0.1:8080", None);
+        assert!(r.policy().allow_private);
+        let e = r.add("t", "http://127.0.0.1:8080/topics/t", None, &[3; 32]);
+        assert_eq!(e, Err(RegisterError::OwnAddress(None)));
+        // Without own addresses (the default), nothing is the server's own.
+        let policy = Policy {
+            allow_private: true,
+            allow: vec![],
+        };
+        let engine = Engine::new(EngineConfig::default());
+        let mut r = Registry::new(engine, policy, "p".into(), RegistryConfig::default());
+        r.add("t", "http://127.0.0.1:8080/topics/t", None, &[3; 32])
+            .unwrap();
     }
 
     #[test]
