@@ -228,7 +228,7 @@ impl Engine {
     /// when it is an IP literal (names are checked by the driver after each resolution).
     pub fn add_endpoint(&mut self, url: Url, secret: Secret) -> EndpointId {
         let id = EndpointId(self.fresh_id());
-        log::debug!("webhook endpoint {id} added: {url}");
+        log::debug!("webhook endpoint {id} added: {}", url.without_query());
         self.insert_endpoint(id, url, secret, false);
         id
     }

@@ -110,7 +110,8 @@ impl Engine {
         if self.endpoints.contains_key(&id) {
             return Err(RestoreError::DuplicateEndpoint(id));
         }
-        log::debug!("webhook endpoint {id} restored (disabled: {disabled}): {url}");
+        let shown = url.without_query();
+        log::debug!("webhook endpoint {id} restored (disabled: {disabled}): {shown}");
         self.insert_endpoint(id, url, secret, disabled);
         self.next_id = self.next_id.max(id.0);
         Ok(())

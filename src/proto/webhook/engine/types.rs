@@ -69,8 +69,10 @@ macro_rules! id_type {
 }
 
 id_type!(
-    /// Names an endpoint. `Display` gives an opaque decimal string (for JSON) that
-    /// `FromStr` parses back.
+    /// Names an endpoint inside this crate: a counter, stored in the durable log and used
+    /// by the subscription table. `Display` gives its decimal form (for logs) that
+    /// `FromStr` parses back. It is guessable, so it is never shown to clients: they get
+    /// the endpoint's [`HookId`](crate::proto::webhook::HookId).
     EndpointId
 );
 id_type!(
