@@ -258,6 +258,9 @@ impl From<RegisterError> for WebhookError {
             RegisterError::BadUrl(e) => WebhookError::BadUrl(e.to_string()),
             RegisterError::Refused(e) => WebhookError::Refused(e.to_string()),
             RegisterError::BadSecret(e) => WebhookError::BadSecret(e.to_string()),
+            e @ (RegisterError::TooManyOnTopic(_) | RegisterError::OwnAddress(_)) => {
+                WebhookError::Refused(e.to_string())
+            }
         }
     }
 }
@@ -289,6 +292,8 @@ pub struct WebhookStats {
     pub attempts: u64,
     /// Endpoints disabled by 410 Gone.
     pub endpoints_disabled: u64,
+    /// Body bytes of the messages not yet at their outcome, per endpoint summed (gauge).
+    pub queued_bytes: u64,
 }
 
 /// One kept event of a topic, as [`Ctx::events`](crate::Ctx::events) returns it.

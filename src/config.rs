@@ -6,12 +6,14 @@ use std::time::Duration;
 use crate::api::Resolver;
 use crate::proto::server::{ConnSettings, SlowPolicy};
 use crate::proto::topic::HistoryLimits;
-use crate::proto::webhook::{EngineConfig, Schedule};
+use crate::proto::webhook::{EngineConfig, RegistryConfig, Schedule};
 
 /// Webhook settings, part of [`Config`].
 #[derive(Clone)]
 pub(crate) struct HookConfig {
     pub(crate) engine: EngineConfig,
+    /// The limits on registrations; `own_addrs` is filled in at bind.
+    pub(crate) registry: RegistryConfig,
     pub(crate) allow_private: bool,
     pub(crate) connect_timeout: Duration,
     pub(crate) attempt_timeout: Duration,
@@ -22,6 +24,7 @@ impl std::fmt::Debug for HookConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HookConfig")
             .field("engine", &self.engine)
+            .field("registry", &self.registry)
             .field("allow_private", &self.allow_private)
             .field("connect_timeout", &self.connect_timeout)
             .field("attempt_timeout", &self.attempt_timeout)
@@ -33,6 +36,7 @@ impl Default for HookConfig {
     fn default() -> Self {
         HookConfig {
             engine: EngineConfig::default(),
+            registry: RegistryConfig::default(),
             allow_private: false,
             connect_timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(15),
@@ -82,7 +86,11 @@ pub enum Fsync {
 /// | `webhook_max_in_flight` | 4 per endpoint | further messages wait in the endpoint's queue |
 /// | `webhook_pause_after` | 5 failed messages in a row | the endpoint is paused, probed every `webhook_probe_interval` (60 s) |
 /// | `webhook_max_queue` | 10,000 per endpoint | the oldest queued message fails ("queue full") |
+/// | `webhook_queue_bytes` | 16 MiB per endpoint | the endpoint's oldest queued message fails ("queue full"); a body larger than this fails at once |
+/// | `webhook_total_bytes` | 256 MiB for all endpoints | the oldest queued message of any endpoint fails ("queue full") |
 /// | `webhook_allow_private` | false | loopback/private/CGNAT/ULA targets are refused |
+/// | `webhook_max_per_topic` | 16 endpoints per topic | registration refused: "too many webhooks on this topic (16)" |
+/// | `webhook_self_path` | none | a target at the server's own address is refused unless its path (without query) is exactly this one |
 /// | `data_dir` | none (in memory) | with a directory: history, registrations and the webhook outbox survive restarts |
 /// | `fsync` | [`Fsync::Always`] | a publish waits for its fsync; a full disk answers 507 |
 #[derive(Debug, Clone)]
@@ -191,8 +199,23 @@ impl Config {
         webhook_probe_interval: Duration => hooks.engine.probe_interval);
     setter!(/// Messages queued per webhook endpoint before the oldest fails.
         webhook_max_queue: usize => hooks.engine.max_queue);
+    setter!(/// Body bytes held per webhook endpoint (queued, waiting for a retry or in flight)
+        /// before its oldest queued message fails with "queue full".
+        webhook_queue_bytes: usize => hooks.engine.max_queue_bytes_per_endpoint);
+    setter!(/// Body bytes held for all webhook endpoints together before the oldest queued
+        /// message fails with "queue full". An event's body going to N endpoints counts N
+        /// times (its one copy is shared, so this is an upper bound on the memory).
+        webhook_total_bytes: usize => hooks.engine.max_queue_bytes_total);
     setter!(/// Allow loopback, private (RFC 1918), CGNAT and IPv6 ULA webhook targets.
         webhook_allow_private: bool => hooks.allow_private);
+    setter!(/// Most webhook endpoints registered for one topic; more are refused.
+        webhook_max_per_topic: usize => hooks.registry.max_per_topic);
+    setter!(/// The one path (without query) a webhook may target at the server's own
+        /// listening address, e.g. a built-in receiver that does not republish to a topic
+        /// with webhooks. `None` (the default) refuses every target at the server itself
+        /// (its IP and port; `localhost` and every loopback IP when it listens on loopback
+        /// or on all addresses), so a webhook cannot feed a publish route of its own server.
+        webhook_self_path: Option<String> => hooks.registry.self_path);
 
     setter!(/// When the durable log is fsynced.
         fsync: Fsync => fsync);
