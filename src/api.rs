@@ -200,6 +200,9 @@ pub struct Stats {
     /// Publishes and registrations refused because their record could not be stored
     /// (answered 507).
     pub store_failed: u64,
+    /// Bytes of topic history kept, across topics (a gauge, within the total history
+    /// budget plus one event).
+    pub history_bytes: usize,
 }
 
 /// A host-name resolver for webhook URLs: blocking is fine, it runs off the loop thread.
