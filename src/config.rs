@@ -71,7 +71,7 @@ pub enum Fsync {
 /// | `idle_timeout` | 60 s | an idle keep-alive connection: close |
 /// | `max_connections` | 10,000 | new connections are closed at once |
 /// | `history_events` / `history_bytes` | 1,000 / 1 MiB per topic | the oldest events are dropped |
-/// | `history_total_bytes` | 256 MiB across all topics | the oldest events of the largest topics are dropped (never a topic's newest); resuming clients see a gap |
+/// | `history_total_bytes` | 256 MiB across all topics | the oldest events of the largest topics are dropped, newest ones too if need be; resuming clients see a gap |
 /// | `max_topics` | 10,000 | publishing to a new topic fails (expired topics do not count) |
 /// | `topic_ttl` | 3600 s | a topic with no publish, no subscriber and no webhook for this long is dropped with its history (zero: never) |
 /// | `ws_max_frame` / `ws_max_message` | 16 MiB / 16 MiB | close 1009 |
@@ -160,7 +160,7 @@ impl Config {
     setter!(/// Bytes (data plus event name) kept per topic; the newest event is always kept.
         history_bytes: usize => history.max_bytes);
     setter!(/// Bytes (data plus event name) kept across all topics; past it the oldest events
-        /// of the largest topics are dropped, never a topic's newest.
+        /// of the largest topics are dropped (newest ones too, if need be).
         history_total_bytes: usize => history.max_total_bytes);
     setter!(/// Most topics.
         max_topics: usize => history.max_topics);

@@ -28,12 +28,13 @@
 //! On top of the per-topic limits, the table keeps all its topics within one total budget,
 //! [`HistoryLimits::max_total_bytes`] (counted the same way, [`Topics::total_bytes`]). After
 //! each publish and each restore, while the total is over it, the **largest** topic (by
-//! bytes; of two the same size, the greater name) gives up its **oldest** event. Only
-//! topics keeping two or more events are asked, so a topic's newest event is never
-//! dropped: the total may stay over the budget only while every topic keeps just its
-//! newest. Each such eviction costs O(log topics) (an ordered index of the topics that
-//! can give one up, by size). A topic trimmed this way reads as any trimmed topic: a
-//! read from 0 reports a gap, and so does a cursor before its oldest kept event.
+//! bytes; of two the same size, the greater name) gives up its **oldest** event, even
+//! when that is its newest: the budget always holds, however many topics a client
+//! creates, so new topics are never refused for it. Each such eviction costs O(log
+//! topics) (an ordered index of the topics keeping events, by size). A topic trimmed this
+//! way reads as any trimmed topic: a read from 0 reports a gap, and so does a cursor
+//! before its oldest kept event; a topic left with no event reports a gap to every cursor
+//! but its last id (never a silent empty answer), and goes on from its last id.
 //!
 //! # Reading after a cursor, and gaps
 //!
@@ -123,7 +124,7 @@ pub struct HistoryLimits {
     pub max_topics: usize,
     /// Bytes (as [`TopicEvent::bytes`] counts them) kept across all topics; past it the
     /// oldest events of the largest topics are dropped (see "Eviction" in the module
-    /// docs), never a topic's newest. Default 256 MiB.
+    /// docs), down to no event at all. Default 256 MiB.
     pub max_total_bytes: usize,
 }
 
@@ -172,9 +173,6 @@ pub enum PublishError {
     TooLarge,
     /// Too many bytes are on their way to the durable log: try again shortly.
     StoreBusy,
-    /// The topic is new and the total history budget is spent
-    /// ([`HistoryLimits::max_total_bytes`]): new topics wait for old ones to expire.
-    HistoryFull,
 }
 
 impl PublishError {
@@ -187,7 +185,6 @@ impl PublishError {
             PublishError::TooManyTopics => 507,
             PublishError::TooLarge => 413,
             PublishError::StoreBusy => 503,
-            PublishError::HistoryFull => 507,
         }
     }
 
@@ -203,9 +200,6 @@ impl PublishError {
             PublishError::TooManyTopics => "too many topics: the topic limit is reached",
             PublishError::TooLarge => "event too large for the durable log",
             PublishError::StoreBusy => "the disk is behind: too many writes waiting, try again",
-            PublishError::HistoryFull => {
-                "the history budget is spent: new topics are refused until idle ones expire"
-            }
         }
     }
 }
@@ -382,7 +376,7 @@ pub struct Topics {
     topics: HashMap<Rc<str>, Topic>,
     /// Sum of `Topic::bytes` over every topic.
     total_bytes: usize,
-    /// The topics that keep two or more events (those that can give one up to the total
+    /// The topics that keep events (those that can give one up to the total
     /// budget), by `(bytes, name)`: the largest is the last.
     by_size: BTreeSet<(usize, Rc<str>)>,
     /// Every topic by `(active_us, name)`: the longest idle is the first.
@@ -428,7 +422,6 @@ impl Topics {
             None if self.topics.len() + new_elsewhere >= self.limits.max_topics => {
                 Err(PublishError::TooManyTopics)
             }
-            None if self.history_full() => Err(PublishError::HistoryFull),
             None => Ok(first_id(now_us)),
         }
     }
@@ -464,9 +457,6 @@ impl Topics {
             None => {
                 if self.topics.len() >= self.limits.max_topics {
                     return Err(PublishError::TooManyTopics);
-                }
-                if self.history_full() {
-                    return Err(PublishError::HistoryFull);
                 }
                 let first = first_id(now_us);
                 let fresh = Topic {
@@ -511,7 +501,7 @@ impl Topics {
     fn unindex(&mut self, name: &Rc<str>) {
         if let Some(t) = self.topics.get(name) {
             self.total_bytes -= t.bytes;
-            if t.history.len() >= 2 {
+            if !t.history.is_empty() {
                 self.by_size.remove(&(t.bytes, Rc::clone(name)));
             }
         }
@@ -521,7 +511,7 @@ impl Topics {
     fn index(&mut self, name: Rc<str>) {
         if let Some(t) = self.topics.get(&name) {
             self.total_bytes += t.bytes;
-            if t.history.len() >= 2 {
+            if !t.history.is_empty() {
                 self.by_size.insert((t.bytes, name));
             }
         }
@@ -538,15 +528,8 @@ impl Topics {
         }
     }
 
-    /// The total budget: while over it, the largest topic that keeps two or more events
+    /// The total budget: while over it, the largest topic that keeps events
     /// gives up its oldest one (see "Eviction" in the module docs).
-    /// The total budget is spent and cannot be won back by eviction: every topic over it
-    /// keeps only its newest event. A new topic would then add a newest event nothing
-    /// can evict, so new topics are refused until old ones expire.
-    fn history_full(&self) -> bool {
-        self.total_bytes > self.limits.max_total_bytes
-    }
-
     fn enforce_total(&mut self) {
         while self.total_bytes > self.limits.max_total_bytes {
             let Some((_, name)) = self.by_size.pop_last() else {
@@ -564,7 +547,7 @@ impl Topics {
                     self.total_bytes
                 );
             }
-            if t.history.len() >= 2 {
+            if !t.history.is_empty() {
                 self.by_size.insert((t.bytes, name));
             }
         }
@@ -775,11 +758,24 @@ impl Topics {
             };
         };
         let (Some(oldest), last) = (t.oldest_id(), t.last_id) else {
-            // A known topic always keeps its newest event; read it as empty anyway.
+            // Empty: nothing published yet, or the total budget took even the newest
+            // event. Then every cursor but the last id missed something: a gap, never a
+            // silent empty answer.
+            let published = t.last_id >= t.first_id;
+            let gap = if since == 0 {
+                published
+            } else {
+                since != t.last_id
+            };
+            let next = if since > t.last_id {
+                0
+            } else {
+                t.last_id.max(since)
+            };
             return Page {
                 events: Vec::new(),
-                gap: since > t.last_id,
-                next: if since > t.last_id { 0 } else { since },
+                gap,
+                next: if gap { next } else { since },
                 oldest: 0,
                 more: false,
             };
@@ -1065,7 +1061,7 @@ mod tests {
         let want: BTreeSet<(usize, Rc<str>)> = t
             .topics
             .iter()
-            .filter(|(_, x)| x.history.len() >= 2)
+            .filter(|(_, x)| !x.history.is_empty())
             .map(|(n, x)| (x.bytes, Rc::clone(n)))
             .collect();
         assert_eq!(t.by_size, want);
@@ -1097,11 +1093,10 @@ mod tests {
             (("b", "bb"), (&[2], &[1, 2, 3], 10)),
             // 12: a keeps only its newest, so b gives up one although it was just published.
             (("b", "bb"), (&[2], &[2, 3, 4], 10)),
-            // 22: a (16) drops 2; 18: b (6) drops 2; 16: b (4) drops 3; 14: every topic
-            // keeps only its newest, which always stays, so the total stays over.
-            (("a", "aaaaaaaaaaaa"), (&[3], &[4], 14)),
-            // 16: a (14) is larger but keeps one event; b gives up 4.
-            (("b", "bb"), (&[3], &[5], 14)),
+            // 22: a (16) drops 2; 18: a (12) is still the largest and gives up even its
+            // newest event: the budget holds, and a's readers are told of the gap.
+            (("a", "aaaaaaaaaaaa"), (&[], &[2, 3, 4], 6)),
+            (("b", "bb"), (&[], &[2, 3, 4, 5], 8)),
         ];
         for &((topic, data), (a, b, total)) in table {
             t.publish(topic, None, data, 1).unwrap();
@@ -1136,24 +1131,26 @@ mod tests {
     }
 
     #[test]
-    fn a_spent_budget_refuses_new_topics_until_one_expires() {
+    fn past_the_budget_even_a_newest_event_goes_and_the_empty_topic_reads_as_a_gap() {
         let mut t = budget(4);
-        t.publish("a", None, "xxx", 1).unwrap();
-        t.publish("b", None, "yyy", 1).unwrap(); // 6 bytes, each keeps only its newest
-        assert_eq!(t.total_bytes(), 6);
-        assert_eq!(t.publish("c", None, "z", 1), Err(PublishError::HistoryFull));
-        assert_eq!(
-            t.check_publish("c", None, 1, 0),
-            Err(PublishError::HistoryFull)
-        );
-        assert_eq!(PublishError::HistoryFull.status(), 507);
-        // Existing topics still take events (they replace their newest).
-        t.publish("a", None, "x", 1).unwrap();
-        assert_eq!(t.total_bytes(), 4, "a gave up its older event");
-        // When a topic expires, there is room again.
-        let dropped = t.expire(10_000_000_000, Duration::from_secs(1), |n| n == "b");
-        assert_eq!(dropped, vec!["a".to_string()]);
+        let a = t.publish("a", None, "xxx", 1).unwrap().id;
+        let b = t.publish("b", None, "yyy", 1).unwrap().id; // 6 bytes: the larger name goes
+        assert_eq!(t.total_bytes(), 3);
+        assert_eq!((kept(&t, "a"), kept(&t, "b")), (vec![a], vec![]));
+        // New topics are never refused for the budget: a flood of them heals itself.
         t.publish("c", None, "z", 1).unwrap();
+        assert_eq!(t.total_bytes(), 4);
+        // The emptied topic tells every reader but one at its last id that it lost events.
+        // (since) -> (gap, next)
+        for (since, want) in [(0, (true, b)), (b - 1, (true, b)), (b, (false, b))] {
+            let p = t.read_after("b", since, 10);
+            assert!(p.events.is_empty());
+            assert_eq!((p.gap, p.next), want, "since {since}");
+        }
+        let p = t.read_after("b", b + 5, 10);
+        assert_eq!((p.gap, p.next), (true, 0), "ahead");
+        // It goes on from its last id.
+        assert_eq!(t.publish("b", None, "y", 1).unwrap().id, b + 1);
     }
 
     #[test]
@@ -1162,18 +1159,18 @@ mod tests {
         for _ in 0..4 {
             t.publish("a", None, "x", 1).unwrap(); // a: 1..=4
         }
-        // 7 bytes: a gives up 1, 2 and 3 (b keeps only its newest).
-        t.publish("b", None, "xyz", 1).unwrap();
-        assert_eq!((kept(&t, "a"), kept(&t, "b")), (vec![4], vec![1]));
+        // 6 bytes: a (the largest) gives up 1, then 2.
+        t.publish("b", None, "xy", 1).unwrap();
+        assert_eq!((kept(&t, "a"), kept(&t, "b")), (vec![3, 4], vec![1]));
         // (since) -> (ids, gap, next, oldest)
         type Row = (u64, (&'static [u64], bool, u64, u64));
         let table: &[Row] = &[
-            (0, (&[4], true, 4, 4)), // from the start: 1..=3 were dropped
-            (1, (&[4], true, 4, 4)), // 2 and 3 missed
-            (2, (&[4], true, 4, 4)),
-            (3, (&[4], false, 4, 4)), // it had everything before 4
-            (4, (&[], false, 4, 4)),
-            (9, (&[4], true, 4, 4)), // ahead, as always
+            (0, (&[3, 4], true, 4, 3)),  // from the start: 1 and 2 were dropped
+            (1, (&[3, 4], true, 4, 3)),  // 2 missed
+            (2, (&[3, 4], false, 4, 3)), // it had everything before 3
+            (3, (&[4], false, 4, 3)),
+            (4, (&[], false, 4, 3)),
+            (9, (&[3, 4], true, 4, 3)), // ahead, as always
         ];
         for &(since, (want, gap, next, oldest)) in table {
             let p = t.read_after("a", since, 10);
@@ -1257,13 +1254,6 @@ mod tests {
             }
             let topic = format!("t{}", next() % 20);
             let len = (next() % 40) as usize;
-            let spent = model.values().map(|(h, _)| size(h)).sum::<usize>() > lim.max_total_bytes;
-            if spent && !model.contains_key(&topic) {
-                // Every topic is down to its newest event and still over: new ones wait.
-                let r = t.publish(&topic, None, &"x".repeat(len), now);
-                assert_eq!(r.unwrap_err(), PublishError::HistoryFull, "step {step}");
-                continue;
-            }
             let id = t.publish(&topic, None, &"x".repeat(len), now).unwrap().id;
             let (h, at) = model.entry(topic.clone()).or_default();
             *at = now;
@@ -1278,7 +1268,7 @@ mod tests {
                 }
                 let largest = model
                     .iter()
-                    .filter(|(_, (h, _))| h.len() >= 2)
+                    .filter(|(_, (h, _))| !h.is_empty())
                     .map(|(n, (h, _))| (size(h), n.clone()))
                     .max();
                 let Some((_, n)) = largest else { break };

@@ -167,7 +167,7 @@ pub struct Recovered {
     topics: BTreeMap<String, TopicHistory>,
     /// Sum of [`TopicHistory::bytes`] over `topics`.
     total_bytes: usize,
-    /// The topics keeping two or more events, by `(bytes, name)`: the total budget takes
+    /// The topics keeping events, by `(bytes, name)`: the total budget takes
     /// from the last, as [`Topics`](crate::proto::topic::Topics) does.
     by_size: BTreeSet<(usize, String)>,
     /// Every registration, by endpoint id.
@@ -446,7 +446,7 @@ impl Recovered {
     fn unindex(&mut self, topic: &str) {
         if let Some(t) = self.topics.get(topic) {
             self.total_bytes -= t.bytes;
-            if t.events.len() >= 2 {
+            if !t.events.is_empty() {
                 self.by_size.remove(&(t.bytes, topic.to_owned()));
             }
         }
@@ -456,14 +456,14 @@ impl Recovered {
     fn index(&mut self, topic: String) {
         if let Some(t) = self.topics.get(&topic) {
             self.total_bytes += t.bytes;
-            if t.events.len() >= 2 {
+            if !t.events.is_empty() {
                 self.by_size.insert((t.bytes, topic));
             }
         }
     }
 
     /// The total budget of [`Topics`](crate::proto::topic::Topics), applied the same way:
-    /// while over it, the largest topic keeping two or more events (of two the same size,
+    /// while over it, the largest topic keeping events (of two the same size,
     /// the greater name) gives up its oldest event.
     fn enforce_total(&mut self) {
         while self.total_bytes > self.limits.max_total_bytes {
@@ -477,7 +477,7 @@ impl Recovered {
                 t.bytes -= old.bytes();
                 self.total_bytes -= old.bytes();
             }
-            if t.events.len() >= 2 {
+            if !t.events.is_empty() {
                 self.by_size.insert((t.bytes, topic));
             }
         }
