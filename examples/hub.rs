@@ -24,8 +24,13 @@
 //!
 //! Set `PUSHWIRE_LOG=debug` (or `trace`) to watch what crosses the wire.
 
-use std::collections::HashMap;
+#[path = "hub/access.rs"]
+mod access;
+
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+
+use access::{Class, OriginCheck, Policy};
 
 use pushwire::proto::http1::form_pairs;
 use pushwire::proto::json;
@@ -43,7 +48,11 @@ const POLL_DEFAULT: u64 = 30;
 const POLL_MAX: u64 = 120;
 
 struct Hub {
-    allow_origins: Vec<String>,
+    /// Tokens and allowed origins.
+    policy: Policy,
+    /// WebSocket connections that presented the publish token (or none is needed): their
+    /// text messages are published.
+    ws_publishers: HashSet<ConnId>,
     /// Webhooks received at /hooks/receive: verified, and refused for a bad signature.
     received: u64,
     bad_signature: u64,
@@ -133,6 +142,18 @@ fn number_param(req: &Request, name: &str) -> Result<Option<u64>, Reply> {
 
 impl Hub {
     fn publish(&mut self, cx: &mut Ctx<'_>, topic: &str, req: &Request) -> Reply {
+        // One of our own webhook deliveries coming back (through a proxy, another name of
+        // this hub, or another hub): publishing it would start a loop.
+        if req
+            .header_str("webhook-id")
+            .is_some_and(|id| cx.is_own_webhook_id(id))
+        {
+            return Response::text(
+                508,
+                "loop detected: this is one of this hub's own webhook deliveries\n",
+            )
+            .into();
+        }
         let Ok(data) = std::str::from_utf8(&req.body) else {
             return bad_request("the event data (request body) must be UTF-8 text");
         };
@@ -160,17 +181,14 @@ impl Hub {
     }
 
     fn websocket(&mut self, conn: ConnId, topic: &str, req: &Request) -> Reply {
-        if !self.allow_origins.is_empty() {
-            let origin = req.header_str("origin").unwrap_or("");
-            if !self.allow_origins.iter().any(|o| o == origin) {
-                return Response::text(403, "origin not allowed\n").into();
-            }
-        }
         let since = match number_param(req, "since") {
             Ok(s) => s,
             Err(r) => return r,
         };
         self.ws_topic.insert(conn, topic.to_owned());
+        if self.policy.allows(Class::Publish, req) {
+            self.ws_publishers.insert(conn);
+        }
         Reply::WebSocket(
             WsAccept::new()
                 .subscribe(topic, since)
@@ -325,10 +343,76 @@ impl Hub {
     }
 }
 
+/// The token class of a route, by its method.
+fn class(route: &Route<'_>, method: &str) -> Class {
+    match route {
+        Route::Health | Route::Index | Route::HooksReceive | Route::BadTopic | Route::NotFound => {
+            Class::Open
+        }
+        Route::Stats | Route::TopicWebhooks(_) | Route::TopicWebhook(..) => Class::Admin,
+        Route::Topic(_) if method == "POST" || method == "OPTIONS" => Class::Publish,
+        Route::Topic(_) => Class::Open, // 405 anyway
+        Route::TopicEvents(_) | Route::TopicWs(_) | Route::TopicSse(_) | Route::TopicPoll(_) => {
+            Class::Subscribe
+        }
+    }
+}
+
 impl App for Hub {
     fn on_request(&mut self, cx: &mut Ctx<'_>, conn: ConnId, req: &Request) -> Reply {
+        let r = route(req.path());
+        let class = class(&r, &req.method);
+        if class == Class::Open {
+            return self.serve(cx, conn, req, r);
+        }
+        // Every route but the open ones: the origin first (a refused site learns nothing,
+        // not even whether its token was right), then the token.
+        let origin = self.policy.origin(req);
+        if req.method == "OPTIONS" {
+            return access::preflight(&origin);
+        }
+        let cors = access::cors_headers(&origin);
+        if origin == OriginCheck::Refused {
+            return Response::text(403, "origin not allowed\n").into();
+        }
+        if let Err(denied) = self.policy.authorize(class, req) {
+            return access::with_headers(denied.into(), &cors);
+        }
+        let reply = self.serve(cx, conn, req, r);
+        access::with_headers(reply, &cors)
+    }
+
+    fn on_ws_message(&mut self, cx: &mut Ctx<'_>, conn: ConnId, msg: Message<'_>) {
+        match msg {
+            // A chat: what one client says reaches every subscriber of the topic, of any kind.
+            Message::Text(text) => {
+                if !self.ws_publishers.contains(&conn) {
+                    cx.close_ws(conn, 1008, "publishing needs the publish token");
+                    return;
+                }
+                if let Some(topic) = self.ws_topic.get(&conn) {
+                    if let Err(e) = cx.publish(topic, None, text) {
+                        cx.close_ws(conn, 1008, &e.to_string());
+                    }
+                }
+            }
+            Message::Binary(_) => {
+                cx.close_ws(conn, 1003, "only text messages are published");
+            }
+        }
+    }
+
+    fn on_close(&mut self, _cx: &mut Ctx<'_>, conn: ConnId, _info: &CloseInfo) {
+        self.ws_topic.remove(&conn);
+        self.ws_publishers.remove(&conn);
+    }
+}
+
+impl Hub {
+    /// Answers a request that may be served (see `on_request`).
+    fn serve(&mut self, cx: &mut Ctx<'_>, conn: ConnId, req: &Request, r: Route<'_>) -> Reply {
         let get = matches!(req.method.as_str(), "GET" | "HEAD");
-        match route(req.path()) {
+        match r {
             Route::Health if get => Response::text(200, "ok").into(),
             Route::Index if get => Response::html(200, INDEX_HTML).into(),
             Route::Stats if get => self.stats(cx),
@@ -358,26 +442,6 @@ impl App for Hub {
             Route::NotFound => Response::text(404, "not found\n").into(),
             _ => method_not_allowed("GET, HEAD"),
         }
-    }
-
-    fn on_ws_message(&mut self, cx: &mut Ctx<'_>, conn: ConnId, msg: Message<'_>) {
-        match msg {
-            // A chat: what one client says reaches every subscriber of the topic, of any kind.
-            Message::Text(text) => {
-                if let Some(topic) = self.ws_topic.get(&conn) {
-                    if let Err(e) = cx.publish(topic, None, text) {
-                        cx.close_ws(conn, 1008, &e.to_string());
-                    }
-                }
-            }
-            Message::Binary(_) => {
-                cx.close_ws(conn, 1003, "only text messages are published");
-            }
-        }
-    }
-
-    fn on_close(&mut self, _cx: &mut Ctx<'_>, conn: ConnId, _info: &CloseInfo) {
-        self.ws_topic.remove(&conn);
     }
 }
 
@@ -423,7 +487,8 @@ fn main() -> std::io::Result<()> {
     let mut addr = "127.0.0.1:8080".to_owned();
     let mut config = Config::new();
     let mut hub = Hub {
-        allow_origins: Vec::new(),
+        policy: Policy::default(),
+        ws_publishers: HashSet::new(),
         received: 0,
         bad_signature: 0,
         ws_topic: HashMap::new(),
@@ -438,7 +503,10 @@ fn main() -> std::io::Result<()> {
             "--history-bytes" => config = config.history_bytes(num(value()) as usize),
             "--header-timeout" => config = config.header_timeout(Duration::from_secs(num(value()))),
             "--idle-timeout" => config = config.idle_timeout(Duration::from_secs(num(value()))),
-            "--allow-origin" => hub.allow_origins.push(value()),
+            "--allow-origin" => hub.policy.allow_origin(value()),
+            "--publish-token" => hub.policy.publish = Some(value()),
+            "--subscribe-token" => hub.policy.subscribe = Some(value()),
+            "--admin-token" => hub.policy.admin = Some(value()),
             "--sse-retry" => config = config.sse_retry(Some(num(value()))),
             "--max-connections" => config = config.max_connections(num(value()) as usize),
             "--webhook-allow-private" => config = config.webhook_allow_private(true),
@@ -486,7 +554,14 @@ fn main() -> std::io::Result<()> {
             std::process::exit(1);
         }
     };
-    println!("pushwire hub listening on http://{}", server.local_addr());
+    let local = server.local_addr();
+    if !local.ip().is_loopback() && !server.app().policy.any_token() {
+        eprintln!(
+            "WARN  listening on {local} with no tokens: anyone who can reach it may publish, \
+             subscribe, and manage webhooks (see --publish-token, --subscribe-token, --admin-token)"
+        );
+    }
+    println!("pushwire hub listening on http://{local}");
     server.run()
 }
 

@@ -111,6 +111,7 @@ impl WsAccept {
 pub struct SseStream {
     pub(crate) topic: String,
     pub(crate) last_id: Option<u64>,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl SseStream {
@@ -119,7 +120,15 @@ impl SseStream {
         SseStream {
             topic: topic.into(),
             last_id: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header field to the stream's answer (after its own `Content-Type`,
+    /// `Cache-Control` and `X-Accel-Buffering`), e.g. `Access-Control-Allow-Origin`.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
     }
     /// Resume after `last_id` (from `Last-Event-ID`): kept events after it are sent first,
     /// then live ones, with nothing duplicated or skipped. When events after it were already
@@ -137,6 +146,7 @@ pub struct Park {
     pub(crate) topic: String,
     pub(crate) since: u64,
     pub(crate) timeout: Duration,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Park {
@@ -150,7 +160,16 @@ impl Park {
             topic: topic.into(),
             since,
             timeout,
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds a header field to the answer, whenever it comes (e.g.
+    /// `Access-Control-Allow-Origin`). Such an answer is encoded for this request alone
+    /// instead of being shared with the other polls on the same cursor.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
     }
 }
 

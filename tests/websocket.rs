@@ -215,9 +215,17 @@ fn allow_origin_refuses_other_sites() {
     let hub = start_hub(&["--allow-origin", "http://good.example"]);
     let (_, r) = WsClient::try_open(hub.addr, "/topics/o/ws", "Origin: http://evil.example\r\n");
     assert_eq!(r.status, 403);
-    let (_, r) = WsClient::try_open(hub.addr, "/topics/o/ws", "");
+    let (_, r) = WsClient::try_open(hub.addr, "/topics/o/ws", "Origin: null\r\n");
     assert_eq!(r.status, 403);
     let (_, r) = WsClient::try_open(hub.addr, "/topics/o/ws", "Origin: http://good.example\r\n");
+    assert_eq!(r.status, 101);
+    // Not a browser (no Origin): served, as curl's publishes are (issue 11: the origin rule
+    // keeps other sites' pages out; tokens keep other programs out).
+    let (_, r) = WsClient::try_open(hub.addr, "/topics/o/ws", "");
+    assert_eq!(r.status, 101);
+    // The hub's own page (Origin = http:// + Host; the client sends `Host: t`) is always
+    // served.
+    let (_, r) = WsClient::try_open(hub.addr, "/topics/o/ws", "Origin: http://t\r\n");
     assert_eq!(r.status, 101);
 }
 

@@ -52,6 +52,8 @@ use webhook::{Hooks, CLIENT_BASE};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
+/// The most "accept failed" warnings: one per this interval, with a count.
+const ACCEPT_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes read from one connection per readiness event before the others get a turn.
 const READ_BUDGET: usize = 1 << 20;
 
@@ -118,6 +120,8 @@ pub(crate) struct Core {
     timers: Timers<TimerEv>,
     /// An accept retry is armed (one at a time, however often the listener wakes us).
     accept_retry: bool,
+    /// Failed accepts since the last warning, and when that was.
+    accept_failures: (u64, Option<Instant>),
     pub(crate) topics: Topics,
     pub(crate) subs: Subscriptions<SubKey>,
     /// A publish's copy of its topic's subscribers, kept for the next publish.
@@ -173,6 +177,7 @@ impl<H: Handler> Driver<H> {
             counts: [0; 4],
             timers: Timers::new(),
             accept_retry: false,
+            accept_failures: (0, None),
             topics: Topics::new(config.history),
             subs: Subscriptions::new(),
             scratch: Vec::new(),
@@ -532,9 +537,10 @@ impl Core {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // E.g. EMFILE: the pending connection stays in the backlog; with
-                    // edge-triggered readiness nothing would wake us for it, so retry.
+                    // edge-triggered readiness nothing would wake us for it, so retry,
+                    // with one timer at a time however often the listener wakes us.
+                    self.accept_failed(&e);
                     if !self.accept_retry {
-                        warn!("accept failed: {e}; retrying in 100ms");
                         self.accept_retry = true;
                         let at = deadline(self.now, std::time::Duration::from_millis(100));
                         self.timers.insert(at, TimerEv::AcceptRetry);
@@ -542,6 +548,20 @@ impl Core {
                     return;
                 }
             }
+        }
+    }
+
+    /// Counts a failed accept and warns at most once a second, with the count since the
+    /// last warning: out of file descriptors, every wake-up fails again, and a line per
+    /// failure would flood the log.
+    fn accept_failed(&mut self, e: &io::Error) {
+        let (count, since) = &mut self.accept_failures;
+        *count += 1;
+        let due = since.is_none_or(|t| self.now.saturating_duration_since(t) >= ACCEPT_WARN_EVERY);
+        if due {
+            warn!("accept failed {count} times since the last warning: {e}; retrying every 100ms");
+            *count = 0;
+            *since = Some(self.now);
         }
     }
 

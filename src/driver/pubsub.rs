@@ -136,6 +136,9 @@ impl Core {
         if !self.topic_ok(i, &p.topic) {
             return;
         }
+        if !p.headers.is_empty() {
+            self.with_conn(i, |c, _| c.set_poll_headers(&p.headers));
+        }
         let page = self
             .topics
             .read_after(&p.topic, p.since, self.config.poll_batch);
@@ -166,7 +169,10 @@ impl Core {
             .map(|last| self.topics.read_after(&s.topic, last, usize::MAX));
         let replayed = page.as_ref().map_or(0, |p| p.events.len());
         let retry = self.config.sse_retry;
-        let started = self.with_conn(i, |c, env| c.start_topic_stream(retry, page.as_ref(), env));
+        let extra = &s.headers;
+        let started = self.with_conn(i, |c, env| {
+            c.start_topic_stream_with(retry, page.as_ref(), extra, env)
+        });
         let mut replayed = replayed;
         let mut more = page.filter(|p| p.more && started == Some(true));
         while let Some(p) = more {

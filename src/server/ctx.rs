@@ -51,6 +51,13 @@ impl<'a> Ctx<'a> {
             .unwrap_or(false)
     }
 
+    /// Whether `webhook_id` (a request's `webhook-id` field) was issued by this server's
+    /// webhook deliveries: a publish route that gets one is part of a loop (the hub answers
+    /// 508 Loop Detected instead of publishing).
+    pub fn is_own_webhook_id(&self, webhook_id: &str) -> bool {
+        self.core.hooks.reg.issued(webhook_id)
+    }
+
     /// Sends a text message to a WebSocket connection. `false` when `conn` is not an open
     /// WebSocket (closed, closing, or another kind), or the message was refused as slow.
     pub fn send_text(&mut self, conn: ConnId, text: &str) -> bool {

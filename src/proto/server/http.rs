@@ -100,6 +100,7 @@ impl ServerConn {
         if !self.is_open() {
             return None;
         }
+        self.poll_head = None;
         match &mut self.mode {
             Mode::Http { owed, .. } => owed.take(),
             _ => None,
@@ -283,15 +284,38 @@ impl ServerConn {
         true
     }
 
+    /// Adds header fields (CORS, say) to the answer of the owed long poll, whenever it
+    /// comes. That answer then gets a head of its own instead of the shared one. `false`
+    /// when no request is owed.
+    pub fn set_poll_headers(&mut self, headers: &[(String, String)]) -> bool {
+        if !matches!(&self.mode, Mode::Http { owed: Some(_), .. }) || headers.is_empty() {
+            return false;
+        }
+        let mut head = fanout::poll_head().clone();
+        for (name, value) in headers {
+            head = head.header(name.as_str(), value.as_str());
+        }
+        self.poll_head = Some(Rc::new(head));
+        true
+    }
+
+    /// Answers with the long poll's head (its own, or the shared one) and `body`.
+    fn respond_poll(&mut self, body: &Rc<[u8]>, env: &mut Env<'_>) -> bool {
+        match self.poll_head.clone() {
+            Some(head) => self.respond_shared(&head, body, env),
+            None => self.respond_shared(fanout::poll_head(), body, env),
+        }
+    }
+
     /// Answers the owed (parked or new) long poll with `page`.
     pub fn answer_poll(&mut self, page: &Page, env: &mut Env<'_>) -> bool {
-        self.respond_shared(fanout::poll_head(), &fanout::page_body(page), env)
+        self.respond_poll(&fanout::page_body(page), env)
     }
 
     /// Answers a parked long poll whose timeout passed (or that a stop ends) with the
     /// empty page after `since`.
     pub fn answer_poll_empty(&mut self, since: u64, env: &mut Env<'_>) -> bool {
-        self.respond_shared(fanout::poll_head(), &fanout::empty_page(since), env)
+        self.respond_poll(&fanout::empty_page(since), env)
     }
 
     /// Answers a parked long poll with a page encoded once for everyone parked on the same
@@ -305,8 +329,8 @@ impl ServerConn {
             }
             _ => false,
         };
-        if !common || !self.is_open() {
-            return self.respond_shared(fanout::poll_head(), &page.body, env);
+        if !common || !self.is_open() || self.poll_head.is_some() {
+            return self.respond_poll(&page.body.clone(), env);
         }
         let whole = page.whole.get_or_insert_with(|| {
             let mut v = Vec::with_capacity(page.body.len() + 160);
@@ -334,9 +358,26 @@ impl ServerConn {
         replay: Option<&Page>,
         env: &mut Env<'_>,
     ) -> bool {
+        self.start_topic_stream_with(retry, replay, &[], env)
+    }
+
+    /// [`start_topic_stream`](Self::start_topic_stream) with more header fields after the
+    /// stream's own (CORS, say).
+    pub fn start_topic_stream_with(
+        &mut self,
+        retry: Option<u64>,
+        replay: Option<&Page>,
+        extra: &[(String, String)],
+        env: &mut Env<'_>,
+    ) -> bool {
         let mut first = Vec::new();
         fanout::sse_first(retry, replay, &mut first);
-        self.start_sse(fanout::SSE_HEADERS, &first, env)
+        if extra.is_empty() {
+            return self.start_sse(fanout::SSE_HEADERS, &first, env);
+        }
+        let mut headers: Vec<(&str, &str)> = fanout::SSE_HEADERS.to_vec();
+        headers.extend(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        self.start_sse(&headers, &first, env)
     }
 
     /// Appends bytes of the `text/event-stream` format to an SSE stream (framed as the

@@ -52,9 +52,10 @@ mod ws_mode;
 mod tests;
 
 use std::io;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::http1::{Limits, RequestReader, Version};
+use super::http1::{Limits, RequestReader, Response, Version};
 use super::out::OutQueue;
 use super::ws;
 
@@ -249,6 +250,8 @@ pub struct ServerConn {
     slow: bool,
     /// The peer ended its side (half-close) while an answer was still owed to it.
     peer_eof: bool,
+    /// The head of the owed long poll's answer, when it has header fields of its own.
+    poll_head: Option<Rc<Response>>,
 }
 
 /// What a deadline meant, when the driver must act on it.
@@ -275,6 +278,7 @@ impl ServerConn {
             done: None,
             slow: false,
             peer_eof: false,
+            poll_head: None,
         };
         c.set_timer(env, Deadline::Idle, env.cfg.idle_timeout);
         c

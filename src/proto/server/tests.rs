@@ -1423,6 +1423,40 @@ fn parked_polls_on_one_cursor_share_one_whole_answer() {
 }
 
 #[test]
+fn a_poll_with_headers_of_its_own_gets_its_own_head_once() {
+    let body: Rc<[u8]> = Rc::from(&b"{\"events\":[],\"next\":4,\"gap\":false}"[..]);
+    let mut page = crate::proto::fanout::SharedPage {
+        body: Rc::clone(&body),
+        events: 0,
+        whole: None,
+    };
+    let cors = [(
+        "Access-Control-Allow-Origin".to_owned(),
+        "http://a.example".to_owned(),
+    )];
+    let mut h = H::new();
+    h.request(b"GET /poll HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(h.call(|c, _| c.set_poll_headers(&cors)));
+    assert!(h.call(|c, env| c.park(Duration::from_secs(30), env)));
+    assert!(h.call(|c, env| c.answer_poll_shared(&mut page, env)));
+    same(
+        h.take(),
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nCache-Control: no-store\r\n\
+          Access-Control-Allow-Origin: http://a.example\r\nContent-Length: 34\r\n\r\n\
+          {\"events\":[],\"next\":4,\"gap\":false}",
+    );
+    assert!(page.whole.is_none(), "not the shared whole answer");
+    // The next request on the connection has the shared head again.
+    h.request(b"GET /poll HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(h.call(|c, env| c.answer_poll_empty(4, env)));
+    assert!(!String::from_utf8(h.take())
+        .unwrap()
+        .contains("Access-Control"));
+    // Nothing owed: nothing set.
+    assert!(!h.call(|c, _| c.set_poll_headers(&cors)));
+}
+
+#[test]
 fn a_half_closed_client_still_gets_its_later_answer() {
     // RFC 9112 §9.6: the client sent its request and shut its write side.
     let mut h = H::new();

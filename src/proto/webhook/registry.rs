@@ -182,6 +182,16 @@ impl Registry {
         &self.policy
     }
 
+    /// Whether `webhook_id` is one this registry issued (`msg_{prefix}_{n}` with this
+    /// process's prefix): a request carrying it came from one of our own deliveries.
+    pub fn issued(&self, webhook_id: &str) -> bool {
+        let n = webhook_id
+            .strip_prefix("msg_")
+            .and_then(|r| r.strip_prefix(self.prefix.as_str()))
+            .and_then(|r| r.strip_prefix('_'));
+        n.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    }
+
     /// Registers `url` for `topic`, signed with `secret` or, when `None`, with a new secret
     /// made of `random_key`. Returns the endpoint and its secret.
     pub fn add(
@@ -444,6 +454,18 @@ mod tests {
             allow: vec!["127.0.0.1:8080".parse().unwrap()],
         };
         Registry::new(Engine::new(EngineConfig::default()), policy, "p".into())
+    }
+
+    #[test]
+    fn issued_webhook_ids_are_this_prefix_and_a_number() {
+        let r = registry(); // prefix "p"
+        assert!(r.issued("msg_p_1"));
+        assert!(r.issued("msg_p_1234"));
+        for other in [
+            "msg_q_1", "msg_p_", "msg_p_1x", "msg_pp_1", "p_1", "", "msg_p",
+        ] {
+            assert!(!r.issued(other), "{other}");
+        }
     }
 
     #[test]
