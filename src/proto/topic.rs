@@ -25,6 +25,16 @@
 //! name), but the newest event is always kept, even when it alone exceeds the byte budget,
 //! so that a publish is never lost before anyone could read it.
 //!
+//! On top of the per-topic limits, the table keeps all its topics within one total budget,
+//! [`HistoryLimits::max_total_bytes`] (counted the same way, [`Topics::total_bytes`]). After
+//! each publish and each restore, while the total is over it, the **largest** topic (by
+//! bytes; of two the same size, the greater name) gives up its **oldest** event. Only
+//! topics keeping two or more events are asked, so a topic's newest event is never
+//! dropped: the total may stay over the budget only while every topic keeps just its
+//! newest. Each such eviction costs O(log topics) (an ordered index of the topics that
+//! can give one up, by size). A topic trimmed this way reads as any trimmed topic: a
+//! read from 0 reports a gap, and so does a cursor before its oldest kept event.
+//!
 //! # Reading after a cursor, and gaps
 //!
 //! [`Topics::read_after`]`(topic, since, max)` answers "what came after id `since`?" with a
@@ -51,7 +61,8 @@
 //!
 //! # Restoring a topic after a restart
 //!
-//! [`Topics::restore`] installs a topic's recovered history (from the durable log, see
+//! [`Topics::restore`] (or [`Topics::restore_at`], which also says when, for expiry)
+//! installs a topic's recovered history (from the durable log, see
 //! [`crate::proto::store`]) before anything is published to it. The next publish then gets
 //! `last_id + 1`, not the clock: the log continues, and cursors from before the restart
 //! stay valid. The events are checked like publishes (names) and like a kept history (ids
@@ -66,12 +77,38 @@
 //! always safe): a spurious gap notice costs a client a refetch, a missed one loses events
 //! silently.
 //!
+//! # Expiry
+//!
+//! A topic nobody uses is dropped, so that a burst of junk topics heals itself: the topic
+//! limit ([`HistoryLimits::max_topics`]) counts only the topics that exist.
+//! [`Topics::expire`]`(now_us, ttl, live)` drops every topic idle for `ttl` or longer,
+//! that is whose last activity is at or before `now_us - ttl`, unless `live(name)` says
+//! it is still in use (the driver answers from its subscription table and its webhook
+//! registrations). A topic's last activity is its last publish, or its restore (the time
+//! given to [`Topics::restore_at`]), or the last `expire` that found it live: a topic in
+//! use is not asked about again for `ttl`, and once its last subscriber leaves it still
+//! lives `ttl` longer, so a client that reconnects at once finds its history. Topics are
+//! kept in the order of their last activity, so `expire` costs O(log topics) per topic it
+//! drops or asks about, whatever the number of topics; [`Topics::next_expiry`] says when
+//! the next one is due, for the driver's one timer. A zero `ttl` never expires anything.
+//!
+//! A topic published to after it was dropped starts a new log at the clock
+//! ([`first_id`]`(now_us)`), as after a restart without history: a client resuming with a
+//! cursor from the old log gets a gap (its cursor is below the new first id, or, had the
+//! clock gone back, ahead of the new last id), and so does one resuming while the topic
+//! does not exist (an unknown topic reads as empty, a gap for any cursor above 0). The
+//! new first id is above every old id as long as the clock did not go back by more than
+//! the time the topic was idle (ids are the clock at a log's start and grow by one per
+//! publish, so they run ahead of the clock only at more than one publish per
+//! microsecond).
+//!
 //! Events are shared as [`Rc<TopicEvent>`]: the driver is single-threaded and hands the same
 //! event to the history and to many subscriber queues without copying it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::rc::Rc;
+use std::time::Duration;
 
 /// Bounds on the memory the topic log may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +121,10 @@ pub struct HistoryLimits {
     /// Number of distinct topics; publishing to a new topic beyond it fails with
     /// [`PublishError::TooManyTopics`]. Default 10 000.
     pub max_topics: usize,
+    /// Bytes (as [`TopicEvent::bytes`] counts them) kept across all topics; past it the
+    /// oldest events of the largest topics are dropped (see "Eviction" in the module
+    /// docs), never a topic's newest. Default 256 MiB.
+    pub max_total_bytes: usize,
 }
 
 impl Default for HistoryLimits {
@@ -92,6 +133,7 @@ impl Default for HistoryLimits {
             max_events: 1000,
             max_bytes: 1024 * 1024,
             max_topics: 10_000,
+            max_total_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -270,6 +312,11 @@ pub fn first_id(now_us: u64) -> u64 {
     now_us.clamp(1, MAX_FIRST_ID)
 }
 
+/// `d` in whole microseconds, saturating.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// One topic's state.
 #[derive(Default)]
 struct Topic {
@@ -282,6 +329,9 @@ struct Topic {
     /// Id of the first event this log ever held (for a restored topic: as the caller
     /// knows it, see [`Topics::restore`]): older ones, if any, are another range or lost.
     first_id: u64,
+    /// Unix microseconds of its last activity: publish, restore, or found live by
+    /// [`Topics::expire`]. Never goes back.
+    active_us: u64,
 }
 
 impl Topic {
@@ -322,7 +372,14 @@ pub struct Page {
 /// The table of topics and their histories.
 pub struct Topics {
     limits: HistoryLimits,
-    topics: HashMap<Box<str>, Topic>,
+    topics: HashMap<Rc<str>, Topic>,
+    /// Sum of `Topic::bytes` over every topic.
+    total_bytes: usize,
+    /// The topics that keep two or more events (those that can give one up to the total
+    /// budget), by `(bytes, name)`: the largest is the last.
+    by_size: BTreeSet<(usize, Rc<str>)>,
+    /// Every topic by `(active_us, name)`: the longest idle is the first.
+    by_activity: BTreeSet<(u64, Rc<str>)>,
 }
 
 impl Topics {
@@ -331,6 +388,9 @@ impl Topics {
         Topics {
             limits,
             topics: HashMap::new(),
+            total_bytes: 0,
+            by_size: BTreeSet::new(),
+            by_activity: BTreeSet::new(),
         }
     }
 
@@ -391,18 +451,27 @@ impl Topics {
                 return Err(PublishError::BadEventName);
             }
         }
-        if !self.topics.contains_key(topic) {
-            if self.topics.len() >= self.limits.max_topics {
-                return Err(PublishError::TooManyTopics);
+        let name: Rc<str> = match self.topics.get_key_value(topic) {
+            Some((name, _)) => Rc::clone(name),
+            None => {
+                if self.topics.len() >= self.limits.max_topics {
+                    return Err(PublishError::TooManyTopics);
+                }
+                let first = first_id(now_us);
+                let fresh = Topic {
+                    first_id: first,
+                    last_id: first - 1,
+                    active_us: now_us,
+                    ..Topic::default()
+                };
+                let name: Rc<str> = topic.into();
+                self.by_activity.insert((now_us, Rc::clone(&name)));
+                self.topics.insert(Rc::clone(&name), fresh);
+                name
             }
-            let first = first_id(now_us);
-            let fresh = Topic {
-                first_id: first,
-                last_id: first - 1,
-                ..Topic::default()
-            };
-            self.topics.insert(topic.into(), fresh);
-        }
+        };
+        self.unindex(&name);
+        self.touch(&name, now_us);
         let Some(t) = self.topics.get_mut(topic) else {
             return Err(PublishError::BadTopic); // unreachable: inserted just above
         };
@@ -421,7 +490,66 @@ impl Topics {
             t.history.len(),
             t.bytes
         );
+        self.index(name);
+        self.enforce_total();
         Ok(ev)
+    }
+
+    /// Takes `name` out of the size index and its bytes out of the total, before its
+    /// history changes; [`Topics::index`] puts it back.
+    fn unindex(&mut self, name: &Rc<str>) {
+        if let Some(t) = self.topics.get(name) {
+            self.total_bytes -= t.bytes;
+            if t.history.len() >= 2 {
+                self.by_size.remove(&(t.bytes, Rc::clone(name)));
+            }
+        }
+    }
+
+    /// Counts `name` (again) in the total and the size index, after its history changed.
+    fn index(&mut self, name: Rc<str>) {
+        if let Some(t) = self.topics.get(&name) {
+            self.total_bytes += t.bytes;
+            if t.history.len() >= 2 {
+                self.by_size.insert((t.bytes, name));
+            }
+        }
+    }
+
+    /// Moves the last activity of `name` to `now_us` (never back).
+    fn touch(&mut self, name: &Rc<str>, now_us: u64) {
+        if let Some(t) = self.topics.get_mut(name) {
+            if now_us > t.active_us {
+                self.by_activity.remove(&(t.active_us, Rc::clone(name)));
+                t.active_us = now_us;
+                self.by_activity.insert((now_us, Rc::clone(name)));
+            }
+        }
+    }
+
+    /// The total budget: while over it, the largest topic that keeps two or more events
+    /// gives up its oldest one (see "Eviction" in the module docs).
+    fn enforce_total(&mut self) {
+        while self.total_bytes > self.limits.max_total_bytes {
+            let Some((_, name)) = self.by_size.pop_last() else {
+                return; // every topic keeps only its newest event
+            };
+            let Some(t) = self.topics.get_mut(&name) else {
+                continue; // unreachable: the index holds existing topics only
+            };
+            if let Some(old) = t.history.pop_front() {
+                t.bytes -= old.bytes();
+                self.total_bytes -= old.bytes();
+                log::trace!(
+                    "topic {name}: id {} dropped for the total budget ({} bytes kept in all)",
+                    old.id,
+                    self.total_bytes
+                );
+            }
+            if t.history.len() >= 2 {
+                self.by_size.insert((t.bytes, name));
+            }
+        }
     }
 
     /// Installs the recovered history of `topic`, a topic not yet known, so that the next
@@ -445,13 +573,42 @@ impl Topics {
     /// would move ids and cursors backwards. The topic counts against
     /// [`HistoryLimits::max_topics`]. Everything is validated before anything changes: on
     /// an error the table is as before (the events consumed so far are dropped). Memory
-    /// stays within the limits while `events` is read.
+    /// stays within the limits while `events` is read. Once installed, the total budget
+    /// ([`HistoryLimits::max_total_bytes`]) is applied as after a publish.
     pub fn restore(
         &mut self,
         topic: &str,
         events: impl IntoIterator<Item = TopicEvent>,
         last_id: u64,
         first_id: u64,
+    ) -> Result<(), RestoreError> {
+        self.restore_inner(topic, events.into_iter(), last_id, first_id, None)
+    }
+
+    /// [`Topics::restore`], with `now_us` (Unix microseconds, normally the time of the
+    /// restore) as the topic's last activity for expiry ([`Topics::expire`]): a restored
+    /// topic nobody uses then lives `ttl` from the restart, so that its clients have the
+    /// time to come back. [`Topics::restore`] takes the newest kept event's publish time
+    /// instead (0 when none is kept), so after a downtime longer than `ttl` its topics go
+    /// at the first `expire` unless they are in use by then.
+    pub fn restore_at(
+        &mut self,
+        topic: &str,
+        events: impl IntoIterator<Item = TopicEvent>,
+        last_id: u64,
+        first_id: u64,
+        now_us: u64,
+    ) -> Result<(), RestoreError> {
+        self.restore_inner(topic, events.into_iter(), last_id, first_id, Some(now_us))
+    }
+
+    fn restore_inner(
+        &mut self,
+        topic: &str,
+        events: impl Iterator<Item = TopicEvent>,
+        last_id: u64,
+        first_id: u64,
+        now_us: Option<u64>,
     ) -> Result<(), RestoreError> {
         if !valid_topic(topic) {
             return Err(RestoreError::BadTopic);
@@ -505,8 +662,86 @@ impl Topics {
             t.history.len(),
             t.bytes
         );
-        self.topics.insert(topic.into(), t);
+        let newest_us = t
+            .history
+            .back()
+            .map_or(0, |e| e.published_ms.saturating_mul(1000));
+        t.active_us = now_us.unwrap_or(newest_us);
+        let name: Rc<str> = topic.into();
+        self.by_activity.insert((t.active_us, Rc::clone(&name)));
+        self.topics.insert(Rc::clone(&name), t);
+        self.index(name);
+        self.enforce_total();
         Ok(())
+    }
+
+    /// Drops every topic idle for `ttl` or longer at `now_us` (Unix microseconds) for
+    /// which `live(name)` is false, and returns their names, longest idle first (see
+    /// "Expiry" in the module docs). `live` is asked only about the topics due, and a
+    /// topic it calls live counts as active at `now_us`. The dropped topics' histories
+    /// are freed (subscriber queues may still hold some of their events) and their slots
+    /// under [`HistoryLimits::max_topics`] are free again. A zero `ttl` drops nothing.
+    /// Costs O(log topics) per topic dropped or asked about.
+    pub fn expire(
+        &mut self,
+        now_us: u64,
+        ttl: Duration,
+        mut live: impl FnMut(&str) -> bool,
+    ) -> Vec<String> {
+        let ttl_us = micros(ttl);
+        let mut dropped = Vec::new();
+        if ttl_us == 0 {
+            return dropped;
+        }
+        let mut kept = Vec::new();
+        while let Some((active_us, _)) = self.by_activity.first() {
+            if active_us.saturating_add(ttl_us) > now_us {
+                break;
+            }
+            let Some((_, name)) = self.by_activity.pop_first() else {
+                break; // unreachable: first() just saw it
+            };
+            if live(&name) {
+                kept.push(name);
+                continue;
+            }
+            self.unindex(&name);
+            if let Some(t) = self.topics.remove(&name) {
+                log::debug!(
+                    "topic {name}: expired after {} s idle ({} events / {} bytes freed)",
+                    now_us.saturating_sub(t.active_us) / 1_000_000,
+                    t.history.len(),
+                    t.bytes
+                );
+            }
+            dropped.push(name.to_string());
+        }
+        for name in kept {
+            if let Some(t) = self.topics.get_mut(&name) {
+                t.active_us = t.active_us.max(now_us);
+                self.by_activity.insert((t.active_us, name));
+            }
+        }
+        if !dropped.is_empty() && self.topics.capacity() > 4 * self.topics.len().max(64) {
+            // After a burst of junk topics: give the table's memory back too.
+            self.topics.shrink_to(2 * self.topics.len());
+        }
+        dropped
+    }
+
+    /// When [`Topics::expire`] with this `ttl` will next have a topic to drop or ask about:
+    /// the longest idle topic's last activity plus `ttl`, in Unix microseconds (it may be
+    /// in the past). `None` when there is no topic or `ttl` is zero. A publish moves it
+    /// only later (unless the clock went back), so a timer armed at it after each
+    /// `expire` is never late; when it was `None`, arm one after the next publish or
+    /// restore.
+    pub fn next_expiry(&self, ttl: Duration) -> Option<u64> {
+        let ttl_us = micros(ttl);
+        if ttl_us == 0 {
+            return None;
+        }
+        let (active_us, _) = self.by_activity.first()?;
+        Some(active_us.saturating_add(ttl_us))
     }
 
     /// At most `max` kept events of `topic` with ids greater than `since`, with the gap
@@ -572,6 +807,12 @@ impl Topics {
         self.topics.get(topic).and_then(Topic::oldest_id)
     }
 
+    /// Bytes kept across all topics (as [`TopicEvent::bytes`] counts them), the figure
+    /// [`HistoryLimits::max_total_bytes`] bounds: a gauge for statistics.
+    pub fn total_bytes(&self) -> usize {
+        self.total_bytes
+    }
+
     /// The number of topics.
     pub fn len(&self) -> usize {
         self.topics.len()
@@ -592,6 +833,7 @@ mod tests {
             max_events,
             max_bytes,
             max_topics,
+            max_total_bytes: usize::MAX,
         }
     }
 
@@ -605,7 +847,11 @@ mod tests {
 
     #[test]
     fn default_limits() {
-        assert_eq!(HistoryLimits::default(), limits(1000, 1_048_576, 10_000));
+        let want = HistoryLimits {
+            max_total_bytes: 268_435_456,
+            ..limits(1000, 1_048_576, 10_000)
+        };
+        assert_eq!(HistoryLimits::default(), want);
     }
 
     #[test]
@@ -767,6 +1013,452 @@ mod tests {
         t.publish("a", None, "y", 1).unwrap();
         assert_eq!(kept(&t, "a"), [2]);
         assert_eq!(&*t.read_after("a", 0, 10).events[0].data, "y");
+    }
+
+    /// A table with unbounded topics under a total budget of `total` bytes.
+    fn budget(total: usize) -> Topics {
+        Topics::new(HistoryLimits {
+            max_total_bytes: total,
+            ..limits(1000, 1 << 20, 100)
+        })
+    }
+
+    /// The total and the size index agree with the histories.
+    fn check_index(t: &Topics) {
+        let sum: usize = t.topics.values().map(|x| x.bytes).sum();
+        assert_eq!(t.total_bytes(), sum);
+        let want: BTreeSet<(usize, Rc<str>)> = t
+            .topics
+            .iter()
+            .filter(|(_, x)| x.history.len() >= 2)
+            .map(|(n, x)| (x.bytes, Rc::clone(n)))
+            .collect();
+        assert_eq!(t.by_size, want);
+        let active: BTreeSet<(u64, Rc<str>)> = t
+            .topics
+            .iter()
+            .map(|(n, x)| (x.active_us, Rc::clone(n)))
+            .collect();
+        assert_eq!(t.by_activity, active);
+        for x in t.topics.values() {
+            assert_eq!(x.bytes, x.history.iter().map(|e| e.bytes()).sum::<usize>());
+        }
+    }
+
+    #[test]
+    fn the_total_budget_takes_the_oldest_event_of_the_largest_topic() {
+        let mut t = budget(10);
+        // (topic, data) -> kept ids of a and b, total bytes after the publish.
+        type Row = (
+            (&'static str, &'static str),
+            (&'static [u64], &'static [u64], usize),
+        );
+        let table: &[Row] = &[
+            (("a", "aaaa"), (&[1], &[], 4)),
+            (("a", "aaaa"), (&[1, 2], &[], 8)),
+            (("b", "bb"), (&[1, 2], &[1], 10)), // exactly the budget: nothing goes
+            // 12: a (8 bytes) is larger than b (4): its oldest goes.
+            (("b", "bb"), (&[2], &[1, 2], 8)),
+            (("b", "bb"), (&[2], &[1, 2, 3], 10)),
+            // 12: a keeps only its newest, so b gives up one although it was just published.
+            (("b", "bb"), (&[2], &[2, 3, 4], 10)),
+            // 22: a (16) drops 2; 18: b (6) drops 2; 16: b (4) drops 3; 14: every topic
+            // keeps only its newest, which always stays, so the total stays over.
+            (("a", "aaaaaaaaaaaa"), (&[3], &[4], 14)),
+            // 16: a (14) is larger but keeps one event; b gives up 4.
+            (("b", "bb"), (&[3], &[5], 14)),
+        ];
+        for &((topic, data), (a, b, total)) in table {
+            t.publish(topic, None, data, 1).unwrap();
+            assert_eq!(
+                (kept(&t, "a"), kept(&t, "b"), t.total_bytes()),
+                (a.to_vec(), b.to_vec(), total),
+                "after {data} to {topic}"
+            );
+            check_index(&t);
+        }
+        // Event names count, as for the per-topic limit.
+        let mut t = budget(6);
+        t.publish("a", Some("ee"), "x", 1).unwrap();
+        t.publish("a", Some("ee"), "x", 1).unwrap();
+        assert_eq!((kept(&t, "a"), t.total_bytes()), (vec![1, 2], 6));
+        t.publish("a", None, "x", 1).unwrap();
+        assert_eq!((kept(&t, "a"), t.total_bytes()), (vec![2, 3], 4));
+        check_index(&t);
+    }
+
+    #[test]
+    fn of_two_topics_the_same_size_the_greater_name_gives_first() {
+        let mut t = budget(3);
+        for topic in ["a", "a", "b"] {
+            t.publish(topic, None, "x", 1).unwrap();
+        }
+        t.publish("b", None, "x", 1).unwrap(); // 4 > 3: a and b hold 2 each
+        assert_eq!((kept(&t, "a"), kept(&t, "b")), (vec![1, 2], vec![2]));
+        t.publish("a", None, "x", 1).unwrap(); // a holds 3
+        assert_eq!((kept(&t, "a"), kept(&t, "b")), (vec![2, 3], vec![2]));
+        check_index(&t);
+    }
+
+    #[test]
+    fn a_topic_trimmed_by_the_total_budget_reads_as_a_gap() {
+        let mut t = budget(4);
+        for _ in 0..4 {
+            t.publish("a", None, "x", 1).unwrap(); // a: 1..=4
+        }
+        // 7 bytes: a gives up 1, 2 and 3 (b keeps only its newest).
+        t.publish("b", None, "xyz", 1).unwrap();
+        assert_eq!((kept(&t, "a"), kept(&t, "b")), (vec![4], vec![1]));
+        // (since) -> (ids, gap, next, oldest)
+        type Row = (u64, (&'static [u64], bool, u64, u64));
+        let table: &[Row] = &[
+            (0, (&[4], true, 4, 4)), // from the start: 1..=3 were dropped
+            (1, (&[4], true, 4, 4)), // 2 and 3 missed
+            (2, (&[4], true, 4, 4)),
+            (3, (&[4], false, 4, 4)), // it had everything before 4
+            (4, (&[], false, 4, 4)),
+            (9, (&[4], true, 4, 4)), // ahead, as always
+        ];
+        for &(since, (want, gap, next, oldest)) in table {
+            let p = t.read_after("a", since, 10);
+            assert_eq!(
+                (ids(&p), p.gap, p.next, p.oldest),
+                (want.to_vec(), gap, next, oldest),
+                "since {since}"
+            );
+        }
+        // b was never trimmed: no gap from the start.
+        assert!(!t.read_after("b", 0, 10).gap);
+    }
+
+    #[test]
+    fn restore_applies_the_total_budget() {
+        let mut t = budget(10);
+        let four = |id| ev(id, None, "abcd");
+        t.restore("a", (1..=3).map(four), 3, 1).unwrap();
+        assert_eq!((kept(&t, "a"), t.total_bytes()), (vec![2, 3], 8));
+        // 16: a and b hold 8 each, b (the greater name) gives first; then a (8 > 4).
+        t.restore("b", (1..=2).map(four), 2, 1).unwrap();
+        assert_eq!(
+            (kept(&t, "a"), kept(&t, "b"), t.total_bytes()),
+            (vec![3], vec![2], 8)
+        );
+        check_index(&t);
+        assert!(t.read_after("a", 0, 10).gap && t.read_after("b", 0, 10).gap);
+        // A refused restore counts nothing.
+        assert_eq!(t.restore("a", [], 5, 1), Err(RestoreError::Exists));
+        assert_eq!(t.total_bytes(), 8);
+        check_index(&t);
+    }
+
+    /// The total budget and expiry against a model that scans every topic: for the
+    /// largest, and for the idle ones.
+    #[test]
+    fn budget_and_expiry_match_a_scanning_model() {
+        use std::collections::BTreeMap;
+        let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            rng ^= rng >> 12;
+            rng ^= rng << 25;
+            rng ^= rng >> 27;
+            rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        let lim = HistoryLimits {
+            max_total_bytes: 300,
+            ..limits(8, 60, 50)
+        };
+        let ttl = Duration::from_secs(20);
+        let ttl_us = 20 * SEC;
+        let live = |n: &str| n.ends_with('3');
+        let mut t = Topics::new(lim);
+        // Per topic: (id, bytes) kept, and its last activity.
+        type Model = BTreeMap<String, (VecDeque<(u64, usize)>, u64)>;
+        let mut model: Model = BTreeMap::new();
+        let size = |h: &VecDeque<(u64, usize)>| h.iter().map(|e| e.1).sum::<usize>();
+        let mut now = 1_000 * SEC;
+        let (mut expired, mut trimmed) = (0, 0);
+        for step in 0..5_000 {
+            now += next() % (2 * SEC);
+            if step % 40 == 39 {
+                let got = t.expire(now, ttl, live);
+                let mut due: Vec<(u64, String)> = model
+                    .iter()
+                    .filter(|(_, (_, at))| at + ttl_us <= now)
+                    .map(|(n, (_, at))| (*at, n.clone()))
+                    .collect();
+                due.sort();
+                let mut want = Vec::new();
+                for (_, n) in due {
+                    if live(&n) {
+                        model.get_mut(&n).unwrap().1 = now;
+                    } else {
+                        model.remove(&n);
+                        want.push(n);
+                    }
+                }
+                assert_eq!(got, want, "step {step}");
+                expired += got.len();
+            }
+            let topic = format!("t{}", next() % 20);
+            let len = (next() % 40) as usize;
+            let id = t.publish(&topic, None, &"x".repeat(len), now).unwrap().id;
+            let (h, at) = model.entry(topic.clone()).or_default();
+            *at = now;
+            h.push_back((id, len));
+            while h.len() > 1 && (h.len() > lim.max_events || size(h) > lim.max_bytes) {
+                h.pop_front();
+            }
+            loop {
+                let total: usize = model.values().map(|(h, _)| size(h)).sum();
+                if total <= lim.max_total_bytes {
+                    break;
+                }
+                let largest = model
+                    .iter()
+                    .filter(|(_, (h, _))| h.len() >= 2)
+                    .map(|(n, (h, _))| (size(h), n.clone()))
+                    .max();
+                let Some((_, n)) = largest else { break };
+                model.get_mut(&n).unwrap().0.pop_front();
+                trimmed += 1;
+            }
+            assert_eq!(t.len(), model.len());
+            for (n, (h, _)) in &model {
+                let want: Vec<u64> = h.iter().map(|e| e.0).collect();
+                assert_eq!(kept(&t, n), want, "step {step}, topic {n}");
+            }
+            let soonest = model.values().map(|(_, at)| at + ttl_us).min();
+            assert_eq!(t.next_expiry(ttl), soonest);
+            check_index(&t);
+        }
+        assert!(
+            expired > 100 && trimmed > 100,
+            "{expired} expired, {trimmed} trimmed"
+        );
+    }
+
+    const SEC: u64 = 1_000_000;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn expire_drops_idle_topics_nobody_uses() {
+        let ttl = Duration::from_secs(10);
+        let mut t = Topics::new(HistoryLimits::default());
+        assert_eq!(t.next_expiry(ttl), None, "no topic");
+        t.publish("a", None, "xy", SEC).unwrap();
+        t.publish("b", None, "x", 2 * SEC).unwrap();
+        t.publish("c", None, "x", 3 * SEC).unwrap();
+        assert_eq!(t.next_expiry(ttl), Some(11 * SEC));
+        assert_eq!(t.next_expiry(Duration::ZERO), None, "zero: never");
+        let mut asked = Vec::new();
+        // Idle for just under the ttl: nothing is due, nobody is asked.
+        let dropped = t.expire(11 * SEC - 1, ttl, |n| {
+            asked.push(n.to_string());
+            false
+        });
+        assert!(dropped.is_empty() && asked.is_empty());
+        // Idle for exactly the ttl: a is due and not live.
+        let dropped = t.expire(11 * SEC, ttl, |n| {
+            asked.push(n.to_string());
+            false
+        });
+        assert_eq!((dropped, asked), (names(&["a"]), names(&["a"])));
+        assert_eq!((t.len(), t.total_bytes(), t.contains("a")), (2, 2, false));
+        assert_eq!(t.next_expiry(ttl), Some(12 * SEC));
+        check_index(&t);
+        // b is live, c is not: b counts as active now and is not asked again for a ttl.
+        let mut asked = Vec::new();
+        let dropped = t.expire(13 * SEC + 500, ttl, |n| {
+            asked.push(n.to_string());
+            n == "b"
+        });
+        assert_eq!((dropped, asked), (names(&["c"]), names(&["b", "c"])));
+        assert_eq!(t.next_expiry(ttl), Some(23 * SEC + 500));
+        let mut asked = 0;
+        assert!(t
+            .expire(23 * SEC + 499, ttl, |_| {
+                asked += 1;
+                false
+            })
+            .is_empty());
+        assert_eq!(asked, 0);
+        // A zero ttl never drops, even a topic idle for ages.
+        assert!(t.expire(u64::MAX, Duration::ZERO, |_| false).is_empty());
+        assert_eq!(t.expire(u64::MAX, ttl, |_| false), names(&["b"]));
+        assert_eq!((t.len(), t.total_bytes(), t.next_expiry(ttl)), (0, 0, None));
+        check_index(&t);
+    }
+
+    #[test]
+    fn a_publish_keeps_a_topic_alive() {
+        let ttl = Duration::from_secs(10);
+        let mut t = Topics::new(HistoryLimits::default());
+        t.publish("a", None, "x", SEC).unwrap();
+        t.publish("a", None, "x", 5 * SEC).unwrap();
+        assert_eq!(t.next_expiry(ttl), Some(15 * SEC));
+        assert!(t.expire(14 * SEC, ttl, |_| false).is_empty());
+        // A clock that went back does not make the topic look older.
+        t.publish("a", None, "x", 2 * SEC).unwrap();
+        assert_eq!(t.next_expiry(ttl), Some(15 * SEC));
+        assert_eq!(t.expire(15 * SEC, ttl, |_| false), names(&["a"]));
+        check_index(&t);
+    }
+
+    #[test]
+    fn expired_topics_free_their_slots_and_their_bytes() {
+        let ttl = Duration::from_secs(60);
+        let mut t = Topics::new(HistoryLimits {
+            max_total_bytes: 10,
+            ..limits(100, 100, 2)
+        });
+        for _ in 0..3 {
+            t.publish("a", None, "xxx", SEC).unwrap();
+        }
+        t.publish("b", None, "xxx", 30 * SEC).unwrap();
+        // 12 bytes: a gives up its oldest.
+        assert_eq!(
+            (kept(&t, "a"), t.total_bytes()),
+            (vec![SEC + 1, SEC + 2], 9)
+        );
+        assert_eq!(
+            t.publish("c", None, "x", 30 * SEC),
+            Err(PublishError::TooManyTopics)
+        );
+        assert_eq!(
+            t.check_publish("c", None, 30 * SEC, 0),
+            Err(PublishError::TooManyTopics)
+        );
+        assert_eq!(t.expire(61 * SEC, ttl, |_| false), names(&["a"]));
+        assert_eq!((t.len(), t.total_bytes()), (1, 3));
+        check_index(&t);
+        // The slot is free: a new topic is accepted, and the budget has room again.
+        assert_eq!(t.check_publish("c", None, 62 * SEC, 0), Ok(62 * SEC));
+        assert_eq!(
+            t.check_publish("c", None, 62 * SEC, 1),
+            Err(PublishError::TooManyTopics)
+        );
+        t.publish("c", None, "xxx", 62 * SEC).unwrap();
+        t.publish("c", None, "xxx", 62 * SEC).unwrap();
+        assert_eq!(
+            (kept(&t, "c"), t.total_bytes()),
+            (vec![62 * SEC, 62 * SEC + 1], 9)
+        );
+        check_index(&t);
+    }
+
+    #[test]
+    fn a_topic_published_after_it_expired_starts_a_new_log_and_old_cursors_get_a_gap() {
+        let ttl = Duration::from_secs(3600);
+        let t0 = 1_764_620_000_000_000; // 2025-12-01, in microseconds
+        let mut t = Topics::new(HistoryLimits::default());
+        for _ in 0..3 {
+            t.publish("a", None, "x", t0).unwrap(); // t0, t0 + 1, t0 + 2
+        }
+        assert_eq!(t.expire(t0 + 3600 * SEC, ttl, |_| false), names(&["a"]));
+        // While the topic does not exist: a gap for any cursor, nothing to wait for at it.
+        let p = t.read_after("a", t0 + 1, 10);
+        assert_eq!((ids(&p), p.gap, p.next), (vec![], true, 0));
+        assert_eq!(t.last_id("a"), 0);
+        // Published again two hours later: a new log at the clock.
+        let t1 = t0 + 7200 * SEC;
+        assert_eq!(t.check_publish("a", None, t1, 0), Ok(t1));
+        assert_eq!(t.publish("a", None, "new", t1).unwrap().id, t1);
+        t.publish("a", None, "new", t1).unwrap();
+        // Cursors from the old log are below the new first id: a gap ("since < oldest - 1"),
+        // also for the client that had read everything (it cannot tell the logs apart).
+        for since in [t0, t0 + 1, t0 + 2] {
+            let p = t.read_after("a", since, 10);
+            assert_eq!(
+                (ids(&p), p.gap, p.next, p.oldest),
+                (vec![t1, t1 + 1], true, t1 + 1, t1),
+                "since {since}"
+            );
+        }
+        // The client that was told of the gap and went back to 0: the new log, complete.
+        let p = t.read_after("a", 0, 10);
+        assert_eq!((ids(&p), p.gap), (vec![t1, t1 + 1], false));
+        // Had the clock gone back below the old ids, the old cursor is ahead of the new
+        // log: a gap too, from the oldest kept event.
+        assert_eq!(t.expire(t1 + 3600 * SEC, ttl, |_| false), names(&["a"]));
+        let back = t0 - 60 * SEC;
+        assert_eq!(t.publish("a", None, "x", back).unwrap().id, back);
+        let p = t.read_after("a", t0 + 2, 10);
+        assert_eq!((ids(&p), p.gap, p.next), (vec![back], true, back));
+    }
+
+    #[test]
+    fn restore_at_counts_the_idle_time_from_the_restore() {
+        let ttl = Duration::from_secs(10);
+        let mut t = Topics::new(HistoryLimits::default());
+        // Events published long before the restart (ev() stamps id * 10 ms).
+        t.restore_at("a", run(1, 2), 2, 1, 50 * SEC).unwrap();
+        assert_eq!(t.next_expiry(ttl), Some(60 * SEC));
+        assert!(t.expire(60 * SEC - 1, ttl, |_| false).is_empty());
+        // Plain restore: the newest kept event's publish time (20 ms), 0 when none.
+        t.restore("b", run(1, 2), 2, 1).unwrap();
+        t.restore("c", [], 5, 6).unwrap();
+        assert_eq!(t.next_expiry(ttl), Some(10 * SEC));
+        assert_eq!(
+            t.expire(10 * SEC + 20_000, ttl, |_| false),
+            names(&["c", "b"])
+        );
+        assert_eq!(t.expire(60 * SEC, ttl, |_| false), names(&["a"]));
+        check_index(&t);
+        // A refused restore leaves no trace in the expiry order.
+        t.publish("d", None, "x", 70 * SEC).unwrap();
+        assert_eq!(t.restore_at("d", [], 5, 1, SEC), Err(RestoreError::Exists));
+        assert_eq!(
+            t.restore_at("e", run(2, 1), 5, 1, SEC),
+            Ok(()),
+            "an empty run"
+        );
+        check_index(&t);
+    }
+
+    #[test]
+    fn expire_looks_only_at_due_topics_among_ten_thousand() {
+        let ttl = Duration::from_secs(3600);
+        let mut t = Topics::new(HistoryLimits::default());
+        for i in 0..10_000u64 {
+            t.publish(&format!("t{i}"), None, "x", i * SEC).unwrap();
+        }
+        // One sweep a minute for a day; the even topics have a subscriber.
+        let mut asked = 0;
+        let mut dropped = 0;
+        for minute in 0..24 * 60 {
+            let now = minute * 60 * SEC;
+            dropped += t
+                .expire(now, ttl, |n| {
+                    asked += 1;
+                    n[1..].parse::<u64>().unwrap() % 2 == 0
+                })
+                .len();
+        }
+        // Every odd topic went once it was idle an hour; each even one was asked about
+        // once per hour of the day it existed, never at the other sweeps.
+        assert_eq!((dropped, t.len()), (5_000, 5_000));
+        let even_asks: u64 = (0..10_000u64)
+            .step_by(2)
+            .map(|i| {
+                let mut at = i * SEC + 3600 * SEC;
+                let mut n = 0;
+                while at < 24 * 3600 * SEC {
+                    let sweep = at.div_ceil(60 * SEC) * 60 * SEC;
+                    if sweep >= 24 * 3600 * SEC {
+                        break;
+                    }
+                    n += 1;
+                    at = sweep + 3600 * SEC;
+                }
+                n
+            })
+            .sum();
+        assert_eq!(asked as u64, 5_000 + even_asks);
+        assert!(even_asks < 5_000 * 24, "{even_asks}");
+        check_index(&t);
     }
 
     /// Topic "a" keeping ids 3..=5 (1 and 2 evicted).

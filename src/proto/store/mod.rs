@@ -20,10 +20,9 @@
 //! | 7 | [`Record::OutboxDone`] | a message reached its final outcome (delivered, or failed for good): it leaves the outbox |
 //! | 8 | [`Record::NextEndpoint`] | written by compaction: the lowest endpoint id never issued, so that the id of a removed endpoint (whose records compaction drops) is never given to a new one; clients hold these ids to unregister |
 //! | 9 | [`Record::TopicFirst`] | the first id of a topic's log, for the gap rule of [`Topics::restore`](crate::proto::topic::Topics::restore) (a read from `since = 0` reports a gap only when the oldest kept id is above it): compaction drops the events before the oldest kept one, so without this record a trimmed history would look complete after a compaction |
-//!
 //! | 10 | [`Record::TopicRange`] | a topic's ids continue above `last_id`: written at a start after an unclean stop with fsync at an interval (the log may lack events that were answered), so the ids that may have been handed out are never reused, and clients resuming from them get a gap; compaction writes it for a topic whose last id is above its newest kept event |
-//!
 //! | 11 | [`Record::Group`] | records that take effect together or not at all: the writer puts each publish (its topic's first id, its event, its outbox entry) in one group, so a write a crash cut short never leaves an event served without the webhook messages it was queued with |
+//! | 12 | [`Record::TopicDropped`] | a topic expired ([`Topics::expire`](crate::proto::topic::Topics::expire): idle, no subscriber, no webhook): recovery forgets it, so compaction drops its history, and its next event starts a new log with its own first id (type 9); without it a restart would bring the topic back and take the slot it freed |
 //!
 //! **The writer's contract for type 9.** When a topic's log begins (the first event of a
 //! topic the log does not hold yet), the writer appends `TopicFirst { topic, first_id }`
@@ -38,6 +37,14 @@
 //! written once per topic, not repeated in every event, and compaction can state it for a
 //! trimmed topic without inventing an event (an event-less `TopicFirst`, a crash between
 //! it and its event, restores as a topic with `last_id = first_id - 1`: nothing published).
+//!
+//! **The writer's contract for type 12.** For each topic that
+//! [`Topics::expire`](crate::proto::topic::Topics::expire) drops, the writer appends
+//! `TopicDropped { topic }` at once (a topic with a publish still on its way to the log
+//! counts as in use, so it is never dropped under it). The topic's next event is then the
+//! first of a new log and gets its `TopicFirst` as any first event does. The drop needs
+//! no fsync of its own: a drop lost in a crash brings the topic back at the restart, to
+//! expire again later.
 //!
 //! Some things are deliberately not recorded:
 //!
@@ -90,6 +97,7 @@
 //! 9 TopicFirst      topic: str16 | first_id: u64
 //! 10 TopicRange     topic: str16 | last_id: u64
 //! 11 Group          (type: u8 | len: u32 | payload of that type) x 2 or more, no group inside
+//! 12 TopicDropped   topic: str16
 //! ```
 //!
 //! Decoding is strict, so that every record has exactly one encoding: topics must be

@@ -34,6 +34,7 @@ mod ty {
     pub const TOPIC_FIRST: u8 = 9;
     pub const TOPIC_RANGE: u8 = 10;
     pub const GROUP: u8 = 11;
+    pub const TOPIC_DROPPED: u8 = 12;
 }
 
 /// One entry of the log. See the module docs for why each kind exists and its layout.
@@ -138,6 +139,13 @@ pub enum Record {
         /// The records, in the order they apply.
         records: Vec<Record>,
     },
+    /// A topic expired and was dropped with its history (type 12): recovery forgets it,
+    /// so compaction writes nothing of it, and an event for it after this record starts a
+    /// new log (with its own [`Record::TopicFirst`]).
+    TopicDropped {
+        /// The topic (a [`valid_topic`] name).
+        topic: String,
+    },
 }
 
 /// Why a record cannot be encoded, or why a checksum-valid record's bytes are refused.
@@ -220,6 +228,7 @@ impl Record {
             Record::TopicFirst { .. } => ty::TOPIC_FIRST,
             Record::TopicRange { .. } => ty::TOPIC_RANGE,
             Record::Group { .. } => ty::GROUP,
+            Record::TopicDropped { .. } => ty::TOPIC_DROPPED,
         }
     }
 
@@ -284,6 +293,7 @@ impl Record {
                 }
                 Ok(())
             }
+            Record::TopicDropped { topic } => check_topic(topic),
             Record::Group { records } => {
                 if records.len() < 2 {
                     return Err(RecordError::BadGroup);
@@ -406,6 +416,7 @@ impl Record {
                 out.extend_from_slice(&last_id.to_le_bytes());
                 Ok(())
             }
+            Record::TopicDropped { topic } => put_str16(out, topic),
             Record::Group { records } => {
                 for r in records {
                     out.push(r.type_byte());
@@ -501,6 +512,7 @@ impl Record {
                 topic: r.str16()?,
                 last_id: r.u64()?,
             },
+            ty::TOPIC_DROPPED => Record::TopicDropped { topic: r.str16()? },
             ty::GROUP => {
                 let mut records = Vec::new();
                 while !r.0.is_empty() {

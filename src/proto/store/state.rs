@@ -135,6 +135,8 @@ pub enum Skip {
     UnknownMessage,
     /// A new id range for a topic the log does not hold.
     UnknownTopic(String),
+    /// A drop of a topic the log does not hold.
+    UnknownDropped(String),
 }
 
 impl fmt::Display for Skip {
@@ -152,6 +154,7 @@ impl fmt::Display for Skip {
             Skip::DuplicateMessage => f.write_str("webhook-id queued twice"),
             Skip::UnknownMessage => f.write_str("message not in the outbox"),
             Skip::UnknownTopic(t) => write!(f, "id range for the unknown topic {t:?}"),
+            Skip::UnknownDropped(t) => write!(f, "drop of the unknown topic {t:?}"),
         }
     }
 }
@@ -349,6 +352,12 @@ impl Recovered {
                     Ok(())
                 }
                 None => Err(Skip::UnknownTopic(topic)),
+            },
+            Record::TopicDropped { topic } => match self.topics.remove(&topic) {
+                // Forgotten: compaction writes nothing of it, and its next event starts a
+                // new log (the lowest-first-id rule of `TopicFirst` does not reach back).
+                Some(_) => Ok(()),
+                None => Err(Skip::UnknownDropped(topic)),
             },
         }
     }

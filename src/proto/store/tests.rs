@@ -93,7 +93,14 @@ fn one_of_each() -> Vec<Record> {
         Record::Group {
             records: vec![first("g", 1), Record::NextEndpoint { next: 2 }],
         },
+        dropped("t"),
     ]
+}
+
+fn dropped(topic: &str) -> Record {
+    Record::TopicDropped {
+        topic: topic.into(),
+    }
 }
 
 fn first(topic: &str, first_id: u64) -> Record {
@@ -143,6 +150,7 @@ fn exact_bytes_of_each_type() {
             &le8(2),
         ]
         .concat(),
+        vec![12, 1, 0, b't'],
     ];
     assert_eq!(bodies.len(), one_of_each().len());
     for (record, body) in one_of_each().iter().zip(&bodies) {
@@ -200,6 +208,9 @@ fn encode_refuses_invalid_records_and_leaves_out_alone() {
     bad(first("t", 0), RecordError::ZeroFirstId);
     bad(first("a b", 1), RecordError::BadTopic);
     bad(first("", 1), RecordError::BadTopic);
+    bad(dropped(".."), RecordError::BadTopic);
+    bad(dropped(""), RecordError::BadTopic);
+    bad(dropped(&"a".repeat(129)), RecordError::BadTopic);
     let named = |name: &str| Record::Event {
         topic: "t".into(),
         id: 1,
@@ -237,7 +248,18 @@ fn decode_table() {
     let ok_done = [&[1, 0, b'm'][..], &[2, 0, 0, 0, 0, 0, 0, 0]].concat();
     let cases: &[(u8, &[u8], RecordError)] = &[
         (0, &[], RecordError::UnknownType(0)),
-        (12, &[], RecordError::UnknownType(12)),
+        (13, &[], RecordError::UnknownType(13)),
+        (0xff, &[], RecordError::UnknownType(0xff)),
+        // TopicDropped: empty, a topic length past the end, a byte after the topic, an
+        // empty or bad topic, a topic not UTF-8.
+        (12, &[], RecordError::Truncated),
+        (12, &[1], RecordError::Truncated),
+        (12, &[2, 0, b't'], RecordError::Truncated),
+        (12, &[1, 0, b't', 0], RecordError::TrailingBytes),
+        (12, &[0, 0], RecordError::BadTopic),
+        (12, &[2, 0, b'.', b'.'], RecordError::BadTopic),
+        (12, &[3, 0, b'a', b'/', b'b'], RecordError::BadTopic),
+        (12, &[1, 0, 0xff], RecordError::BadUtf8),
         // TopicRange: a last id of 0, cut short.
         (
             10,
@@ -513,6 +535,7 @@ fn limits(max_events: usize, max_bytes: usize, max_topics: usize) -> HistoryLimi
         max_events,
         max_bytes,
         max_topics,
+        max_total_bytes: usize::MAX,
     }
 }
 
@@ -894,6 +917,85 @@ fn a_new_id_range_survives_replay_and_compaction() {
         ],
     );
     assert_eq!(kept(&s, "t"), (501, vec![10, 501]));
+}
+
+#[test]
+fn a_dropped_topic_is_forgotten_and_its_next_event_starts_a_new_log() {
+    let lim = limits(10, 100, 2);
+    let records = [
+        first("t", 100),
+        event("t", 100, "a"),
+        event("t", 101, "b"),
+        first("u", 7),
+        event("u", 7, "c"),
+        dropped("t"),
+        dropped("t"), // gone already: skipped
+        dropped("x"), // never there: skipped
+        // The slot is free: a third topic fits under max_topics = 2.
+        first("v", 1),
+        event("v", 1, "d"),
+        // t again, published after it expired: a new log at the clock.
+        dropped("v"),
+        first("t", 5_000),
+        event("t", 5_000, "e"),
+    ];
+    let (s, skips) = rebuild(lim, &records);
+    assert_eq!(
+        skips,
+        [
+            Skip::UnknownDropped("t".into()),
+            Skip::UnknownDropped("x".into())
+        ]
+    );
+    assert_eq!(
+        Skip::UnknownDropped("t".into()).to_string(),
+        "drop of the unknown topic \"t\""
+    );
+    assert_eq!(s.topics().keys().collect::<Vec<_>>(), ["t", "u"]);
+    assert_eq!(kept(&s, "t"), (5_000, vec![5_000]));
+    assert_eq!(s.topics()["t"].first_id, 5_000, "not the old log's 100");
+    assert_eq!(s.topics()["t"].bytes, 1);
+    // Compaction keeps nothing of the old log, and replays to the same state.
+    let live: Vec<Record> = s.live_records().collect();
+    assert_eq!(
+        live,
+        [
+            first("t", 5_000),
+            event("t", 5_000, "e"),
+            first("u", 7),
+            event("u", 7, "c")
+        ]
+    );
+    let (again, skips) = rebuild(lim, &live);
+    assert!(skips.is_empty(), "{skips:?}");
+    assert_eq!(again, s);
+    // Restored: a cursor from the old log gets a gap; a read from 0 gets the new log whole.
+    let topics = restore_all(&s);
+    let p = topics.read_after("t", 101, 10);
+    assert_eq!(
+        (p.events.iter().map(|e| e.id).collect::<Vec<_>>(), p.gap),
+        (vec![5_000], true)
+    );
+    assert!(!topics.read_after("t", 0, 10).gap);
+    // Without a TopicFirst after the drop (a log written without them), the new log's
+    // first id is its first event's, not the old one's.
+    let (s, _) = rebuild(
+        lim,
+        &[
+            event("t", 100, "a"),
+            dropped("t"),
+            event("t", 90, "b"), // below the old ids, yet not stale: a new log
+        ],
+    );
+    assert_eq!(kept(&s, "t"), (90, vec![90]));
+    assert_eq!(s.topics()["t"].first_id, 90);
+    // A drop inside a group applies as alone.
+    let group = Record::Group {
+        records: vec![dropped("u"), first("w", 3)],
+    };
+    let (s, skips) = rebuild(lim, &[first("u", 1), group]);
+    assert!(skips.is_empty(), "{skips:?}");
+    assert_eq!(s.topics().keys().collect::<Vec<_>>(), ["w"]);
 }
 
 #[test]
