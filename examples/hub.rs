@@ -230,7 +230,8 @@ impl Hub {
                 "\"webhooks\":{{\"delivered\":{},\"retrying\":{},\"failed\":{},\"attempts\":{},",
                 "\"endpoints_disabled\":{}}},",
                 "\"received\":{{\"webhooks\":{},\"bad_signature\":{}}},",
-                "\"store\":{{\"held\":{},\"failed\":{}}}}}"
+                "\"store\":{{\"held\":{},\"failed\":{}}},",
+                "\"budgets\":{{\"history_bytes\":{},\"webhook_queued_bytes\":{}}}}}"
             ),
             s.http,
             s.websocket,
@@ -250,6 +251,8 @@ impl Hub {
             self.bad_signature,
             s.store_held,
             s.store_failed,
+            s.history_bytes,
+            w.queued_bytes,
         );
         Response::json(200, body)
             .header("Cache-Control", "no-store")
@@ -468,7 +471,10 @@ fn usage() -> ! {
          \x20          [--header-timeout SECS] [--idle-timeout SECS] [--allow-origin ORIGIN]...\n\
          \x20          [--sse-heartbeat SECS] [--sse-retry MS] [--max-connections N]\n\
          \x20          [--webhook-allow-private] [--data-dir DIR] [--fsync always|interval]\n\
-         \x20          [--webhook-schedule S1,S2,...] [--webhook-timeout SECS]"
+         \x20          [--webhook-schedule S1,S2,...] [--webhook-timeout SECS]\n\
+         \x20          [--publish-token T] [--subscribe-token T] [--admin-token T]\n\
+         \x20          [--max-topics N] [--history-total-bytes N] [--topic-ttl SECS]\n\
+         \x20          [--webhook-queue-bytes N] [--webhook-total-bytes N] [--webhook-max-per-topic N]"
     );
     std::process::exit(2)
 }
@@ -485,7 +491,9 @@ fn main() -> std::io::Result<()> {
     log::set_max_level(level);
 
     let mut addr = "127.0.0.1:8080".to_owned();
-    let mut config = Config::new();
+    // The built-in receiver is the one webhook target allowed at the hub's own address:
+    // a webhook to one of its publish routes would be a loop.
+    let mut config = Config::new().webhook_self_path(Some("/hooks/receive".into()));
     let mut hub = Hub {
         policy: Policy::default(),
         ws_publishers: HashSet::new(),
@@ -509,6 +517,14 @@ fn main() -> std::io::Result<()> {
             "--admin-token" => hub.policy.admin = Some(value()),
             "--sse-retry" => config = config.sse_retry(Some(num(value()))),
             "--max-connections" => config = config.max_connections(num(value()) as usize),
+            "--max-topics" => config = config.max_topics(num(value()) as usize),
+            "--history-total-bytes" => config = config.history_total_bytes(num(value()) as usize),
+            "--topic-ttl" => config = config.topic_ttl(Duration::from_secs(num(value()))),
+            "--webhook-queue-bytes" => config = config.webhook_queue_bytes(num(value()) as usize),
+            "--webhook-total-bytes" => config = config.webhook_total_bytes(num(value()) as usize),
+            "--webhook-max-per-topic" => {
+                config = config.webhook_max_per_topic(num(value()) as usize)
+            }
             "--webhook-allow-private" => config = config.webhook_allow_private(true),
             "--webhook-schedule" => {
                 let secs: Result<Vec<f64>, _> = value()

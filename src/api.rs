@@ -200,6 +200,9 @@ pub struct Stats {
     /// Publishes and registrations refused because their record could not be stored
     /// (answered 507).
     pub store_failed: u64,
+    /// Bytes of topic history kept, across topics (a gauge, within the total history
+    /// budget plus one event).
+    pub history_bytes: usize,
 }
 
 /// A host-name resolver for webhook URLs: blocking is fine, it runs off the loop thread.
@@ -258,6 +261,9 @@ impl From<RegisterError> for WebhookError {
             RegisterError::BadUrl(e) => WebhookError::BadUrl(e.to_string()),
             RegisterError::Refused(e) => WebhookError::Refused(e.to_string()),
             RegisterError::BadSecret(e) => WebhookError::BadSecret(e.to_string()),
+            e @ (RegisterError::TooManyOnTopic(_) | RegisterError::OwnAddress(_)) => {
+                WebhookError::Refused(e.to_string())
+            }
         }
     }
 }
@@ -289,6 +295,8 @@ pub struct WebhookStats {
     pub attempts: u64,
     /// Endpoints disabled by 410 Gone.
     pub endpoints_disabled: u64,
+    /// Body bytes of the messages not yet at their outcome, per endpoint summed (gauge).
+    pub queued_bytes: u64,
 }
 
 /// One kept event of a topic, as [`Ctx::events`](crate::Ctx::events) returns it.

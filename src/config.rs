@@ -6,12 +6,14 @@ use std::time::Duration;
 use crate::api::Resolver;
 use crate::proto::server::{ConnSettings, SlowPolicy};
 use crate::proto::topic::HistoryLimits;
-use crate::proto::webhook::{EngineConfig, Schedule};
+use crate::proto::webhook::{EngineConfig, RegistryConfig, Schedule};
 
 /// Webhook settings, part of [`Config`].
 #[derive(Clone)]
 pub(crate) struct HookConfig {
     pub(crate) engine: EngineConfig,
+    /// The limits on registrations; `own_addrs` is filled in at bind.
+    pub(crate) registry: RegistryConfig,
     pub(crate) allow_private: bool,
     pub(crate) connect_timeout: Duration,
     pub(crate) attempt_timeout: Duration,
@@ -22,6 +24,7 @@ impl std::fmt::Debug for HookConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HookConfig")
             .field("engine", &self.engine)
+            .field("registry", &self.registry)
             .field("allow_private", &self.allow_private)
             .field("connect_timeout", &self.connect_timeout)
             .field("attempt_timeout", &self.attempt_timeout)
@@ -33,6 +36,7 @@ impl Default for HookConfig {
     fn default() -> Self {
         HookConfig {
             engine: EngineConfig::default(),
+            registry: RegistryConfig::default(),
             allow_private: false,
             connect_timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(15),
@@ -67,7 +71,9 @@ pub enum Fsync {
 /// | `idle_timeout` | 60 s | an idle keep-alive connection: close |
 /// | `max_connections` | 10,000 | new connections are closed at once |
 /// | `history_events` / `history_bytes` | 1,000 / 1 MiB per topic | the oldest events are dropped |
-/// | `max_topics` | 10,000 | publishing to a new topic fails |
+/// | `history_total_bytes` | 256 MiB across all topics | the oldest events of the largest topics are dropped (never a topic's newest); resuming clients see a gap |
+/// | `max_topics` | 10,000 | publishing to a new topic fails (expired topics do not count) |
+/// | `topic_ttl` | 3600 s | a topic with no publish, no subscriber and no webhook for this long is dropped with its history (zero: never) |
 /// | `ws_max_frame` / `ws_max_message` | 16 MiB / 16 MiB | close 1009 |
 /// | `high_water` | 1 MiB queued per connection | [`SlowPolicy`]; reading pauses for HTTP/WebSocket input |
 /// | `ws_close_timeout` | 5 s | after our close frame, wait this long for the peer's |
@@ -80,7 +86,11 @@ pub enum Fsync {
 /// | `webhook_max_in_flight` | 4 per endpoint | further messages wait in the endpoint's queue |
 /// | `webhook_pause_after` | 5 failed messages in a row | the endpoint is paused, probed every `webhook_probe_interval` (60 s) |
 /// | `webhook_max_queue` | 10,000 per endpoint | the oldest queued message fails ("queue full") |
+/// | `webhook_queue_bytes` | 16 MiB per endpoint | the endpoint's oldest queued message fails ("queue full"); a body larger than this fails at once |
+/// | `webhook_total_bytes` | 256 MiB for all endpoints | the oldest queued message of any endpoint fails ("queue full") |
 /// | `webhook_allow_private` | false | loopback/private/CGNAT/ULA targets are refused |
+/// | `webhook_max_per_topic` | 16 endpoints per topic | registration refused: "too many webhooks on this topic (16)" |
+/// | `webhook_self_path` | none | a target at the server's own address is refused unless its path (without query) is exactly this one |
 /// | `data_dir` | none (in memory) | with a directory: history, registrations and the webhook outbox survive restarts |
 /// | `fsync` | [`Fsync::Always`] | a publish waits for its fsync; a full disk answers 507 |
 #[derive(Debug, Clone)]
@@ -88,6 +98,7 @@ pub struct Config {
     pub(crate) conn: ConnSettings,
     pub(crate) max_connections: usize,
     pub(crate) history: HistoryLimits,
+    pub(crate) topic_ttl: Duration,
     pub(crate) ws_max_frame: usize,
     pub(crate) ws_max_message: usize,
     pub(crate) sse_retry: Option<u64>,
@@ -104,6 +115,7 @@ impl Default for Config {
             conn: ConnSettings::default(),
             max_connections: 10_000,
             history: HistoryLimits::default(),
+            topic_ttl: Duration::from_secs(3600),
             ws_max_frame: 16 << 20,
             ws_max_message: 16 << 20,
             sse_retry: None,
@@ -147,8 +159,14 @@ impl Config {
         history_events: usize => history.max_events);
     setter!(/// Bytes (data plus event name) kept per topic; the newest event is always kept.
         history_bytes: usize => history.max_bytes);
+    setter!(/// Bytes (data plus event name) kept across all topics; past it the oldest events
+        /// of the largest topics are dropped, never a topic's newest.
+        history_total_bytes: usize => history.max_total_bytes);
     setter!(/// Most topics.
         max_topics: usize => history.max_topics);
+    setter!(/// How long a topic with no publish, no subscriber of any kind and no webhook
+        /// endpoint is kept before it is dropped with its history (zero: never).
+        topic_ttl: Duration => topic_ttl);
     setter!(/// Largest WebSocket frame payload accepted.
         ws_max_frame: usize => ws_max_frame);
     setter!(/// Largest WebSocket message accepted (after reassembly).
@@ -181,8 +199,23 @@ impl Config {
         webhook_probe_interval: Duration => hooks.engine.probe_interval);
     setter!(/// Messages queued per webhook endpoint before the oldest fails.
         webhook_max_queue: usize => hooks.engine.max_queue);
+    setter!(/// Body bytes held per webhook endpoint (queued, waiting for a retry or in flight)
+        /// before its oldest queued message fails with "queue full".
+        webhook_queue_bytes: usize => hooks.engine.max_queue_bytes_per_endpoint);
+    setter!(/// Body bytes held for all webhook endpoints together before the oldest queued
+        /// message fails with "queue full". An event's body going to N endpoints counts N
+        /// times (its one copy is shared, so this is an upper bound on the memory).
+        webhook_total_bytes: usize => hooks.engine.max_queue_bytes_total);
     setter!(/// Allow loopback, private (RFC 1918), CGNAT and IPv6 ULA webhook targets.
         webhook_allow_private: bool => hooks.allow_private);
+    setter!(/// Most webhook endpoints registered for one topic; more are refused.
+        webhook_max_per_topic: usize => hooks.registry.max_per_topic);
+    setter!(/// The one path (without query) a webhook may target at the server's own
+        /// listening address, e.g. a built-in receiver that does not republish to a topic
+        /// with webhooks. `None` (the default) refuses every target at the server itself
+        /// (its IP and port; `localhost` and every loopback IP when it listens on loopback
+        /// or on all addresses), so a webhook cannot feed a publish route of its own server.
+        webhook_self_path: Option<String> => hooks.registry.self_path);
 
     setter!(/// When the durable log is fsynced.
         fsync: Fsync => fsync);

@@ -1585,6 +1585,7 @@ fn kill9_under_load_loses_nothing_acknowledged() {
             max_events: 100_000_000,
             max_bytes: 4_000_000_000,
             max_topics: 10_000,
+            max_total_bytes: usize::MAX,
         },
     );
     println!(

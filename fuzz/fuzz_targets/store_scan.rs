@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         max_events: 4,
         max_bytes: 64,
         max_topics: 4,
+        max_total_bytes: 128,
     };
     let mut state = Recovered::new(limits);
     for (_, record) in s.records {

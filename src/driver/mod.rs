@@ -66,6 +66,8 @@ enum TimerEv {
     HookEngine,
     HookClient(usize, u32),
     HookResolve(u64),
+    /// The next topic may be due to expire.
+    TopicExpiry,
 }
 
 /// A subscriber in the one subscription table.
@@ -140,6 +142,8 @@ pub(crate) struct Core {
     pub(crate) hooks: Hooks,
     /// The data directory, when there is one.
     store: Option<store::Store>,
+    /// The one timer for topic expiry, while armed.
+    expiry_timer: Option<TimerKey>,
 }
 
 /// The loop: the driver's state and the handler it calls.
@@ -194,11 +198,13 @@ impl<H: Handler> Driver<H> {
             hooks: Hooks::new(config.hooks.clone(), local_addr),
             config,
             store,
+            expiry_timer: None,
         };
         if let Some(state) = recovered {
             core.restore(state);
             core.drive_hooks();
         }
+        core.arm_expiry();
         debug!("listening on {local_addr}");
         Ok(Driver { core, handler })
     }
@@ -304,6 +310,7 @@ impl<H: Handler> Driver<H> {
                 TimerEv::HookEngine => self.core.hook_engine_timer(key),
                 TimerEv::HookClient(idx, gen) => self.core.hook_client_timer(idx, gen, key),
                 TimerEv::HookResolve(n) => self.core.hook_resolve_timer(n),
+                TimerEv::TopicExpiry => self.core.expire_topics(key),
                 TimerEv::Conn(id) => self.core.conn_timer(key, id),
             }
         }

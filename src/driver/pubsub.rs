@@ -40,6 +40,7 @@ impl Core {
         prepared: Option<Prepared>,
     ) -> Result<u64, PublishError> {
         let ev = self.topics.publish(topic, event, data, now_us)?;
+        self.arm_expiry();
         self.stats.published += 1;
         trace!("publish {topic:?} id {} ({} bytes)", ev.id, ev.data.len());
         let id = ev.id;
@@ -66,6 +67,41 @@ impl Core {
             None => {}
         }
         Ok(id)
+    }
+
+    /// Drops the topics idle for the configured ttl that nothing uses (no subscriber of
+    /// any kind, no webhook endpoint, no publish on its way to the disk), writes their
+    /// drop to the data directory, and arms the timer for the next one.
+    pub(crate) fn expire_topics(&mut self, key: crate::proto::timer::TimerKey) {
+        if self.expiry_timer == Some(key) {
+            self.expiry_timer = None;
+        }
+        let ttl = self.config.topic_ttl;
+        let now_us = super::store::unix_micros();
+        let (subs, store) = (&self.subs, &self.store);
+        let live = |t: &str| subs.count(t) > 0 || store.as_ref().is_some_and(|s| s.holds_topic(t));
+        let dropped = self.topics.expire(now_us, ttl, live);
+        for topic in dropped {
+            debug!("topic {topic:?} expired");
+            self.store_note(crate::proto::store::Record::TopicDropped { topic });
+        }
+        self.arm_expiry();
+    }
+
+    /// Arms the one topic-expiry timer at the next topic's due time, unless it is armed.
+    pub(crate) fn arm_expiry(&mut self) {
+        if self.expiry_timer.is_some() {
+            return;
+        }
+        let Some(at_us) = self.topics.next_expiry(self.config.topic_ttl) else {
+            return;
+        };
+        let now_us = super::store::unix_micros();
+        let after = std::time::Duration::from_micros(at_us.saturating_sub(now_us));
+        // A little late rather than early: a topic due now is dropped at the next tick.
+        let at =
+            crate::proto::server::deadline(self.now, after + std::time::Duration::from_millis(1));
+        self.expiry_timer = Some(self.timers.insert(at, super::TimerEv::TopicExpiry));
     }
 
     /// Hands one published event to the subscriber `conn` (its cursor is a parked poll's).

@@ -91,8 +91,11 @@ impl Hooks {
             attempt_timeout: config.attempt_timeout,
             ..ClientConfig::default()
         };
+        let mut limits = config.registry.clone();
+        limits.own_addrs = vec![local];
+        let engine = Engine::new(config.engine.clone());
         Hooks {
-            reg: Registry::new(Engine::new(config.engine.clone()), policy, prefix),
+            reg: Registry::new(engine, policy, prefix, limits),
             config,
             client,
             sockets: Vec::new(),
@@ -114,6 +117,7 @@ impl Hooks {
             failed: s.failed,
             attempts: s.attempts,
             endpoints_disabled: s.endpoints_disabled,
+            queued_bytes: s.queued_bytes,
         }
     }
 
@@ -188,11 +192,12 @@ impl Core {
     ) -> Result<WebhookCreated, WebhookError> {
         let mut key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
-        let (id, secret) = self.hooks.reg.add(topic, url, secret, &key)?;
-        self.subs.subscribe(topic, SubKey::Hook(id), 0);
-        self.store_hook_added(id, topic, url, secret.as_bytes());
-        debug!("webhook {id} registered for {topic:?}: {url}");
-        let (id, secret) = (id.to_string(), secret.to_string());
+        let reg = self.hooks.reg.add(topic, url, secret, &key)?;
+        let endpoint = reg.endpoint;
+        self.subs.subscribe(topic, SubKey::Hook(endpoint), 0);
+        self.store_hook_added(endpoint, topic, url, reg.secret.as_bytes());
+        debug!("webhook endpoint {endpoint} registered for {topic:?}");
+        let (id, secret) = (reg.id.to_string(), reg.secret.to_string());
         Ok(WebhookCreated { id, secret })
     }
 
@@ -209,12 +214,7 @@ impl Core {
 
     /// Takes back a registration whose record could not be stored (nothing is written).
     pub(crate) fn forget_webhook(&mut self, id: EndpointId, topic: &str) {
-        if self
-            .hooks
-            .reg
-            .remove(topic, &id.to_string(), self.now)
-            .is_some()
-        {
+        if self.hooks.reg.remove_endpoint(topic, id, self.now) {
             self.subs.unsubscribe(topic, SubKey::Hook(id));
             debug!("webhook {id} registration taken back: it could not be stored");
             self.drive_hooks();
@@ -234,10 +234,10 @@ impl Core {
     pub(crate) fn list_webhooks(&self, topic: &str) -> Vec<WebhookInfo> {
         let ids = self.hook_ids(topic);
         let list = self.hooks.reg.list(&ids);
-        list.map(|(id, e)| WebhookInfo {
-            id: id.to_string(),
-            url: e.url.to_string(),
-            disabled: e.disabled,
+        list.map(|l| WebhookInfo {
+            id: l.id.to_string(),
+            url: l.url,
+            disabled: l.disabled,
         })
         .collect()
     }
@@ -299,6 +299,7 @@ impl Core {
                 }
                 HookAction::Finished {
                     endpoint,
+                    id,
                     topic,
                     webhook_id,
                     outcome,
@@ -310,7 +311,10 @@ impl Core {
                         webhook_id: webhook_id.to_string(),
                         endpoint: endpoint.as_u64(),
                     });
-                    let (endpoint, webhook_id) = (endpoint.to_string(), webhook_id.to_string());
+                    // The public id (empty for a stored message whose registration was
+                    // not restored).
+                    let endpoint = id.map(|id| id.to_string()).unwrap_or_default();
+                    let webhook_id = webhook_id.to_string();
                     self.notes.push(Note::Webhook(WebhookOutcome {
                         endpoint,
                         topic,

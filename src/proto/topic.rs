@@ -172,6 +172,9 @@ pub enum PublishError {
     TooLarge,
     /// Too many bytes are on their way to the durable log: try again shortly.
     StoreBusy,
+    /// The topic is new and the total history budget is spent
+    /// ([`HistoryLimits::max_total_bytes`]): new topics wait for old ones to expire.
+    HistoryFull,
 }
 
 impl PublishError {
@@ -184,6 +187,7 @@ impl PublishError {
             PublishError::TooManyTopics => 507,
             PublishError::TooLarge => 413,
             PublishError::StoreBusy => 503,
+            PublishError::HistoryFull => 507,
         }
     }
 
@@ -199,6 +203,9 @@ impl PublishError {
             PublishError::TooManyTopics => "too many topics: the topic limit is reached",
             PublishError::TooLarge => "event too large for the durable log",
             PublishError::StoreBusy => "the disk is behind: too many writes waiting, try again",
+            PublishError::HistoryFull => {
+                "the history budget is spent: new topics are refused until idle ones expire"
+            }
         }
     }
 }
@@ -421,6 +428,7 @@ impl Topics {
             None if self.topics.len() + new_elsewhere >= self.limits.max_topics => {
                 Err(PublishError::TooManyTopics)
             }
+            None if self.history_full() => Err(PublishError::HistoryFull),
             None => Ok(first_id(now_us)),
         }
     }
@@ -456,6 +464,9 @@ impl Topics {
             None => {
                 if self.topics.len() >= self.limits.max_topics {
                     return Err(PublishError::TooManyTopics);
+                }
+                if self.history_full() {
+                    return Err(PublishError::HistoryFull);
                 }
                 let first = first_id(now_us);
                 let fresh = Topic {
@@ -529,6 +540,13 @@ impl Topics {
 
     /// The total budget: while over it, the largest topic that keeps two or more events
     /// gives up its oldest one (see "Eviction" in the module docs).
+    /// The total budget is spent and cannot be won back by eviction: every topic over it
+    /// keeps only its newest event. A new topic would then add a newest event nothing
+    /// can evict, so new topics are refused until old ones expire.
+    fn history_full(&self) -> bool {
+        self.total_bytes > self.limits.max_total_bytes
+    }
+
     fn enforce_total(&mut self) {
         while self.total_bytes > self.limits.max_total_bytes {
             let Some((_, name)) = self.by_size.pop_last() else {
@@ -855,6 +873,23 @@ mod tests {
     }
 
     #[test]
+    fn config_carries_the_total_budget_and_the_ttl() {
+        let c = crate::Config::new();
+        assert_eq!(
+            (c.history.max_total_bytes, c.topic_ttl),
+            (256 << 20, Duration::from_secs(3600))
+        );
+        let c = c
+            .history_total_bytes(1234)
+            .topic_ttl(Duration::ZERO)
+            .max_topics(7);
+        assert_eq!(
+            (c.history.max_total_bytes, c.topic_ttl, c.history.max_topics),
+            (1234, Duration::ZERO, 7)
+        );
+    }
+
+    #[test]
     fn topic_names() {
         let long = "a".repeat(128);
         let too_long = "a".repeat(129);
@@ -1101,6 +1136,27 @@ mod tests {
     }
 
     #[test]
+    fn a_spent_budget_refuses_new_topics_until_one_expires() {
+        let mut t = budget(4);
+        t.publish("a", None, "xxx", 1).unwrap();
+        t.publish("b", None, "yyy", 1).unwrap(); // 6 bytes, each keeps only its newest
+        assert_eq!(t.total_bytes(), 6);
+        assert_eq!(t.publish("c", None, "z", 1), Err(PublishError::HistoryFull));
+        assert_eq!(
+            t.check_publish("c", None, 1, 0),
+            Err(PublishError::HistoryFull)
+        );
+        assert_eq!(PublishError::HistoryFull.status(), 507);
+        // Existing topics still take events (they replace their newest).
+        t.publish("a", None, "x", 1).unwrap();
+        assert_eq!(t.total_bytes(), 4, "a gave up its older event");
+        // When a topic expires, there is room again.
+        let dropped = t.expire(10_000_000_000, Duration::from_secs(1), |n| n == "b");
+        assert_eq!(dropped, vec!["a".to_string()]);
+        t.publish("c", None, "z", 1).unwrap();
+    }
+
+    #[test]
     fn a_topic_trimmed_by_the_total_budget_reads_as_a_gap() {
         let mut t = budget(4);
         for _ in 0..4 {
@@ -1201,6 +1257,13 @@ mod tests {
             }
             let topic = format!("t{}", next() % 20);
             let len = (next() % 40) as usize;
+            let spent = model.values().map(|(h, _)| size(h)).sum::<usize>() > lim.max_total_bytes;
+            if spent && !model.contains_key(&topic) {
+                // Every topic is down to its newest event and still over: new ones wait.
+                let r = t.publish(&topic, None, &"x".repeat(len), now);
+                assert_eq!(r.unwrap_err(), PublishError::HistoryFull, "step {step}");
+                continue;
+            }
             let id = t.publish(&topic, None, &"x".repeat(len), now).unwrap().id;
             let (h, at) = model.entry(topic.clone()).or_default();
             *at = now;

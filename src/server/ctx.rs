@@ -170,6 +170,7 @@ impl<'a> Ctx<'a> {
             sse: c[2],
             websocket: c[3],
             store_held: self.core.store_held(),
+            history_bytes: self.core.topics.total_bytes(),
             ..self.core.stats
         }
     }

@@ -91,13 +91,19 @@ pub(crate) struct Store {
     parts: Vec<(u64, usize)>,
 }
 
-fn unix_micros() -> u64 {
+pub(crate) fn unix_micros() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
 }
 
 impl Store {
+    /// Whether `topic` has a publish on its way to the disk (it must not expire meanwhile:
+    /// the id written would not match a fresh log's).
+    pub(crate) fn holds_topic(&self, topic: &str) -> bool {
+        self.reserved.contains_key(topic)
+    }
+
     /// Whether a publish now must wait for the writer.
     fn holds(&self) -> bool {
         self.mode == Fsync::Always || self.failing || !self.reserved.is_empty()

@@ -142,10 +142,15 @@ pub(crate) fn open(
 impl Core {
     /// Installs what recovery read: topics, registrations, the outbox.
     pub(crate) fn restore(&mut self, mut state: Recovered) {
+        let now_us = unix_micros();
         for (name, t) in state.take_topics() {
             let (last_id, first_id) = (t.last_id, t.first_id);
             let events = t.events.into_iter().map(|e| e.into_topic_event());
-            if let Err(e) = self.topics.restore(&name, events, last_id, first_id) {
+            // Restored topics live a whole ttl from the restart: their clients may come back.
+            let restored = self
+                .topics
+                .restore_at(&name, events, last_id, first_id, now_us);
+            if let Err(e) = restored {
                 warn!("data dir: topic {name:?} not restored: {e}");
             }
         }

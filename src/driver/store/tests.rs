@@ -42,6 +42,7 @@ fn limits() -> HistoryLimits {
         max_events: 100,
         max_bytes: 1 << 20,
         max_topics: 10,
+        ..HistoryLimits::default()
     }
 }
 

@@ -48,11 +48,13 @@
 //!
 //! Some things are deliberately not recorded:
 //!
-//! * **Evictions.** The kept history is a function of the events in order and the
-//!   [`HistoryLimits`](crate::proto::topic::HistoryLimits) (the rule of
+//! * **Evictions.** The kept history is a function of the records in order (events and
+//!   topic drops) and the [`HistoryLimits`](crate::proto::topic::HistoryLimits), per topic
+//!   and in total (the rules of
 //!   [`Topics::publish`](crate::proto::topic::Topics::publish)), so recovery evicts again
-//!   instead of reading trim records. Starting with other limits keeps what the new
-//!   limits allow of the events still on disk.
+//!   instead of reading trim records, and holds no more than the total budget while it
+//!   replays. Starting with other limits keeps what the new limits allow of the events
+//!   still on disk.
 //! * **The outbox body as a reference to an event.** A message outlives its event in the
 //!   history (retries run for hours, history is bounded), so the body itself is stored,
 //!   once per publish and shared by its endpoints. The topic and event id are inside it;

@@ -1,7 +1,7 @@
 //! The live state a log describes: rebuilt by applying records in order, and written back
 //! as a compacted segment.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 
 use super::record::{Record, RecordError};
@@ -165,6 +165,11 @@ pub struct Recovered {
     limits: HistoryLimits,
     /// Every topic with its kept history, by name.
     topics: BTreeMap<String, TopicHistory>,
+    /// Sum of [`TopicHistory::bytes`] over `topics`.
+    total_bytes: usize,
+    /// The topics keeping two or more events, by `(bytes, name)`: the total budget takes
+    /// from the last, as [`Topics`](crate::proto::topic::Topics) does.
+    by_size: BTreeSet<(usize, String)>,
     /// Every registration, by endpoint id.
     webhooks: BTreeMap<u64, Webhook>,
     /// The outbox, in the order its entries were first queued (keys: that order).
@@ -197,6 +202,8 @@ impl Recovered {
         Recovered {
             limits,
             topics: BTreeMap::new(),
+            total_bytes: 0,
+            by_size: BTreeSet::new(),
             webhooks: BTreeMap::new(),
             outbox: BTreeMap::new(),
             outbox_index: HashMap::new(),
@@ -213,7 +220,15 @@ impl Recovered {
     /// Takes every topic out (leaving none), so that restoring them one by one frees each
     /// recovered history as it goes instead of holding two copies.
     pub fn take_topics(&mut self) -> BTreeMap<String, TopicHistory> {
+        self.total_bytes = 0;
+        self.by_size.clear();
         std::mem::take(&mut self.topics)
+    }
+
+    /// Bytes kept across all topics: within
+    /// [`HistoryLimits::max_total_bytes`] but when every topic keeps only its newest event.
+    pub fn total_bytes(&self) -> usize {
+        self.total_bytes
     }
 
     /// Every topic with its kept history, by name.
@@ -353,12 +368,16 @@ impl Recovered {
                 }
                 None => Err(Skip::UnknownTopic(topic)),
             },
-            Record::TopicDropped { topic } => match self.topics.remove(&topic) {
+            Record::TopicDropped { topic } => {
+                if !self.topics.contains_key(&topic) {
+                    return Err(Skip::UnknownDropped(topic));
+                }
                 // Forgotten: compaction writes nothing of it, and its next event starts a
                 // new log (the lowest-first-id rule of `TopicFirst` does not reach back).
-                Some(_) => Ok(()),
-                None => Err(Skip::UnknownDropped(topic)),
-            },
+                self.unindex(&topic);
+                self.topics.remove(&topic);
+                Ok(())
+            }
         }
     }
 
@@ -396,13 +415,17 @@ impl Recovered {
             _ => {}
         }
         let limits = self.limits;
+        self.unindex(&topic);
         // Without a `TopicFirst` before it, a topic's first event gives its first id.
-        let t = self.topics.entry(topic).or_insert_with(|| TopicHistory {
-            first_id: event.id,
-            last_id: 0,
-            events: VecDeque::new(),
-            bytes: 0,
-        });
+        let t = self
+            .topics
+            .entry(topic.clone())
+            .or_insert_with(|| TopicHistory {
+                first_id: event.id,
+                last_id: 0,
+                events: VecDeque::new(),
+                bytes: 0,
+            });
         t.last_id = event.id;
         t.bytes += event.bytes();
         t.events.push_back(event);
@@ -414,7 +437,50 @@ impl Recovered {
                 t.bytes -= old.bytes();
             }
         }
+        self.index(topic);
+        self.enforce_total();
         Ok(())
+    }
+
+    /// Takes `topic` out of the total and the size index, before its history changes.
+    fn unindex(&mut self, topic: &str) {
+        if let Some(t) = self.topics.get(topic) {
+            self.total_bytes -= t.bytes;
+            if t.events.len() >= 2 {
+                self.by_size.remove(&(t.bytes, topic.to_owned()));
+            }
+        }
+    }
+
+    /// Counts `topic` (again) in the total and the size index, after its history changed.
+    fn index(&mut self, topic: String) {
+        if let Some(t) = self.topics.get(&topic) {
+            self.total_bytes += t.bytes;
+            if t.events.len() >= 2 {
+                self.by_size.insert((t.bytes, topic));
+            }
+        }
+    }
+
+    /// The total budget of [`Topics`](crate::proto::topic::Topics), applied the same way:
+    /// while over it, the largest topic keeping two or more events (of two the same size,
+    /// the greater name) gives up its oldest event.
+    fn enforce_total(&mut self) {
+        while self.total_bytes > self.limits.max_total_bytes {
+            let Some((_, topic)) = self.by_size.pop_last() else {
+                return;
+            };
+            let Some(t) = self.topics.get_mut(&topic) else {
+                continue; // unreachable: the index holds existing topics only
+            };
+            if let Some(old) = t.events.pop_front() {
+                t.bytes -= old.bytes();
+                self.total_bytes -= old.bytes();
+            }
+            if t.events.len() >= 2 {
+                self.by_size.insert((t.bytes, topic));
+            }
+        }
     }
 
     fn apply_enqueued(

@@ -568,6 +568,125 @@ fn history_is_bounded_like_topics() {
 }
 
 #[test]
+fn replay_applies_the_total_budget_as_topics_does() {
+    let lim = HistoryLimits {
+        max_total_bytes: 10,
+        ..limits(100, 100, 10)
+    };
+    // a: 4 + 4, b: 2; then b: 2 more is 12, and a (the larger) gives up its oldest.
+    let records = [
+        event("a", 1, "aaaa"),
+        event("a", 2, "aaaa"),
+        event("b", 1, "bb"),
+        event("b", 2, "bb"),
+    ];
+    let (s, _) = rebuild(lim, &records);
+    assert_eq!(
+        (kept(&s, "a"), kept(&s, "b")),
+        ((2, vec![2]), (2, vec![1, 2]))
+    );
+    assert_eq!(s.total_bytes(), 8);
+    // A newest event alone over the budget stays, and takes the others' old events.
+    let mut more = records.to_vec();
+    more.push(event("c", 1, &"c".repeat(20)));
+    let (s, _) = rebuild(lim, &more);
+    assert_eq!(
+        (kept(&s, "a"), kept(&s, "b"), kept(&s, "c")),
+        ((2, vec![2]), (2, vec![2]), (1, vec![1]))
+    );
+    assert_eq!(s.total_bytes(), 26);
+    // A drop gives its bytes back.
+    more.push(dropped("c"));
+    let (mut s, _) = rebuild(lim, &more);
+    assert_eq!(s.total_bytes(), 6);
+    s.apply(event("b", 3, "bb")).unwrap();
+    assert_eq!((kept(&s, "b"), s.total_bytes()), ((3, vec![2, 3]), 8));
+    // Taking the topics out leaves nothing counted.
+    s.take_topics();
+    assert_eq!(s.total_bytes(), 0);
+    s.apply(event("z", 1, "zz")).unwrap();
+    assert_eq!(s.total_bytes(), 2);
+}
+
+/// The log a topic table's publishes and expiries write, as the driver writes it, replays
+/// to what the table keeps: per topic the same events, last id and first id, and the
+/// same total, after every step; and so does its compaction.
+#[test]
+fn replay_keeps_what_the_topic_table_kept() {
+    use crate::proto::topic::{PublishError, Topics};
+    use std::time::Duration;
+    let lim = HistoryLimits {
+        max_total_bytes: 200,
+        ..limits(6, 50, 8)
+    };
+    let ttl = Duration::from_secs(30);
+    let mut topics = Topics::new(lim);
+    let mut state = Recovered::new(lim);
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut now = 1_700_000_000_000_000;
+    let (mut refused, mut expired) = (0, 0);
+    for step in 0..3_000 {
+        now += rng.next() % 2_000_000;
+        let mut log = Vec::new();
+        if step % 25 == 24 {
+            for name in topics.expire(now, ttl, |n| n.ends_with('0')) {
+                log.push(dropped(&name));
+                expired += 1;
+            }
+        }
+        let topic = format!("t{}", rng.next() % 12);
+        let data = "x".repeat((rng.next() % 30) as usize);
+        let new = !topics.contains(&topic);
+        match topics.publish(&topic, None, &data, now) {
+            Ok(ev) => {
+                if new {
+                    log.push(first(&topic, ev.id));
+                }
+                log.push(Record::Event {
+                    topic: topic.clone(),
+                    id: ev.id,
+                    name: None,
+                    published_ms: ev.published_ms,
+                    data,
+                });
+            }
+            Err(PublishError::TooManyTopics) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+        for r in log {
+            state.apply(r).unwrap();
+        }
+        assert_eq!(state.topics().len(), topics.len(), "step {step}");
+        assert_eq!(state.total_bytes(), topics.total_bytes(), "step {step}");
+        for (name, t) in state.topics() {
+            let p = topics.read_after(name, 0, usize::MAX);
+            let ids: Vec<u64> = p.events.iter().map(|e| e.id).collect();
+            let want: Vec<u64> = t.events.iter().map(|e| e.id).collect();
+            assert_eq!(ids, want, "step {step}, topic {name}");
+            assert_eq!(topics.last_id(name), t.last_id);
+            assert_eq!(p.gap, t.events.front().is_some_and(|e| e.id > t.first_id));
+        }
+        if step % 100 == 0 {
+            // A snapshot taken now replays to the same state, under the budget too.
+            let (again, skips) = rebuild(lim, &state.live_records().collect::<Vec<_>>());
+            assert!(skips.is_empty(), "step {step}: {skips:?}");
+            assert_eq!(again, state, "step {step}");
+        }
+    }
+    assert!(
+        refused > 10 && expired > 10,
+        "{refused} refused, {expired} expired"
+    );
+    let live: Vec<Record> = state.live_records().collect();
+    let (again, skips) = rebuild(lim, &live);
+    assert!(skips.is_empty(), "{skips:?}");
+    assert_eq!(again, state);
+    assert_eq!(again.total_bytes(), state.total_bytes());
+    let restored = restore_all(&again);
+    assert_eq!(restored.total_bytes(), topics.total_bytes());
+}
+
+#[test]
 fn event_rules() {
     let records = [
         event("t", 1, ""),

@@ -9,9 +9,12 @@
 //!
 //! How the pieces fit (the driver owns the sockets and the clock):
 //!
-//! 1. Registration: [`url::Url::parse`] the target (only `http://`), [`ssrf::check`] it
-//!    when it is an IP literal, [`sign::Secret::parse`] or generate the secret, then
-//!    [`engine::Engine::add_endpoint`].
+//! 1. Registration ([`registry::Registry::add`] does all of it, within the limits of
+//!    [`registry::RegistryConfig`]: endpoints per topic, the server's own address):
+//!    [`url::Url::parse`] the target (only `http://`), [`ssrf::check`] it when it is an IP
+//!    literal, [`sign::Secret::parse`] or generate the secret, then
+//!    [`engine::Engine::add_endpoint`]; the application gets the endpoint's public
+//!    [`hook_id::HookId`], never its internal number.
 //! 2. Publishing: encode the JSON [`body::webhook_body`] once and
 //!    [`engine::Engine::enqueue`] one message per endpoint, sharing one `Rc<[u8]>` body.
 //! 3. The loop: call [`engine::Engine::poll_action`] until `None` after every input; for
@@ -32,6 +35,7 @@
 pub mod body;
 pub mod client;
 pub mod engine;
+pub mod hook_id;
 pub mod registry;
 pub mod request;
 pub mod schedule;
@@ -44,7 +48,11 @@ pub use engine::{
     instant_from_unix_ms, Action, AttemptId, AttemptResult, EndpointId, EndpointInfo, Engine,
     EngineConfig, EngineStats, MessageId, Outcome, RestoreError, RestoredMessage,
 };
-pub use registry::{Destination, HookAction, RegisterError, Registry, RestoreHookError};
+pub use hook_id::{BadHookId, HookId};
+pub use registry::{
+    Destination, HookAction, Listed, RegisterError, Registered, Registry, RegistryConfig,
+    RestoreHookError,
+};
 pub use request::{encode_post, encode_webhook, RequestError, USER_AGENT};
 pub use schedule::{parse_retry_after, Schedule, ScheduleError, MAX_RETRY_AFTER};
 pub use sign::{verify, Secret, SecretError, VerifyError, DEFAULT_TOLERANCE};

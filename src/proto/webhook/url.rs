@@ -155,6 +155,17 @@ impl Url {
         }
     }
 
+    /// The URL without its query string: what listings show, since a query often
+    /// carries a credential (userinfo is refused by [`Url::parse`] already).
+    pub fn without_query(&self) -> String {
+        format!("http://{}{}", self.host_header(), self.path())
+    }
+
+    /// The path without its query.
+    pub fn path(&self) -> &str {
+        self.path_and_query.split('?').next().unwrap_or_default()
+    }
+
     /// A key naming the origin for connection pooling: `host:port`, port always present.
     pub fn origin_key(&self) -> String {
         format!("{}:{}", self.host, self.port)
@@ -519,6 +530,30 @@ mod tests {
             UrlError::HttpsUnsupported.to_string(),
             "https is not supported yet (TLS comes in a later release)"
         );
+    }
+
+    #[test]
+    fn without_the_query() {
+        let table = [
+            (
+                "http://a.example/hook?token=s3cret&x=1",
+                "http://a.example/hook",
+                "/hook",
+            ),
+            (
+                "http://a.example:8080?token=s",
+                "http://a.example:8080/",
+                "/",
+            ),
+            ("http://[::1]:81/p/q?", "http://[::1]:81/p/q", "/p/q"),
+            ("http://a.example/p#frag?no", "http://a.example/p", "/p"),
+            ("http://a.example/p", "http://a.example/p", "/p"),
+        ];
+        for (input, shown, path) in table {
+            let url = Url::parse(input).unwrap();
+            assert_eq!(url.without_query(), shown, "{input}");
+            assert_eq!(url.path(), path, "{input}");
+        }
     }
 
     #[test]

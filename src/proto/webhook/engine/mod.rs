@@ -43,6 +43,28 @@
 //! with "queue full". (An attempt that fails while the queue is full can still go back to
 //! waiting, so the bound is `max_queue` plus the attempts in flight.)
 //!
+//! # Byte budgets
+//!
+//! The engine counts the body bytes of every message it holds, from [`Engine::enqueue`]
+//! (or [`Engine::restore_message`]) to its outcome: ready, waiting *and in flight*, since
+//! an attempt running still holds its body. It counts them per endpoint
+//! ([`EndpointInfo::queued_bytes`]) and in total ([`EngineStats::queued_bytes`]). A body
+//! shared by N endpoints is counted N times: the `Rc` is stored once, so the count is an
+//! upper bound on the memory, never less. Only bodies are counted; the per-message overhead
+//! (the `webhook-id`, the bookkeeping) is bounded by `max_queue` instead.
+//!
+//! When a new message takes its endpoint past `max_queue_bytes_per_endpoint`, the oldest
+//! ready-or-waiting messages *of that endpoint* fail with "queue full" until it fits; then,
+//! while all endpoints together are past `max_queue_bytes_total`, the oldest
+//! ready-or-waiting message *of any endpoint* fails with "queue full". Attempts in flight
+//! are never cut short (each ends with its own result), so when nothing older can go the
+//! new message itself fails. A body larger than a budget on its own fails at once, alone
+//! (the messages queued before it stay). A message whose
+//! attempt fails goes back to waiting without growing the count (it was counted all along).
+//! So both budgets hold at all times, strictly: the bytes held never exceed
+//! `max_queue_bytes_per_endpoint` for one endpoint nor `max_queue_bytes_total` in all. Each
+//! message evicted gets its one `Finished` ("queue full", with its attempts so far).
+//!
 //! Removing an endpoint fails its ready and waiting messages with "endpoint removed" at
 //! once; an attempt still in flight finishes its message when its result comes: delivered
 //! on a 2xx, otherwise failed with "endpoint removed", never retried.
@@ -163,6 +185,9 @@ pub struct Engine {
     attempts: BTreeMap<AttemptId, MessageId>,
     retry_timers: BTreeSet<(Instant, MessageId)>,
     probe_timers: BTreeSet<(Instant, EndpointId)>,
+    /// Every ready or waiting message, of all endpoints, oldest (lowest id) first: the
+    /// candidates of the total byte budget's eviction.
+    pending: BTreeSet<MessageId>,
     /// Endpoints that may be able to start an attempt, served round-robin.
     run_queue: VecDeque<EndpointId>,
     out: VecDeque<Action>,
@@ -181,6 +206,7 @@ impl Engine {
             attempts: BTreeMap::new(),
             retry_timers: BTreeSet::new(),
             probe_timers: BTreeSet::new(),
+            pending: BTreeSet::new(),
             run_queue: VecDeque::new(),
             out: VecDeque::new(),
             next_id: 0,
@@ -202,7 +228,7 @@ impl Engine {
     /// when it is an IP literal (names are checked by the driver after each resolution).
     pub fn add_endpoint(&mut self, url: Url, secret: Secret) -> EndpointId {
         let id = EndpointId(self.fresh_id());
-        log::debug!("webhook endpoint {id} added: {url}");
+        log::debug!("webhook endpoint {id} added: {}", url.without_query());
         self.insert_endpoint(id, url, secret, false);
         id
     }
@@ -215,6 +241,7 @@ impl Engine {
             disabled,
             paused: false,
             consecutive_failures: 0,
+            queued_bytes: 0,
         };
         self.endpoints.insert(
             id,
@@ -361,6 +388,7 @@ impl Engine {
                     });
                 }
                 self.retry_timers.insert((due, mid));
+                self.pending.insert(mid);
                 self.stats.retrying += 1;
                 if let Some(ep) = self.endpoints.get_mut(&endpoint) {
                     ep.waiting.insert(mid);
@@ -469,6 +497,7 @@ impl Engine {
             }
         }
         let mid = ep.ready.pop_first()?;
+        self.pending.remove(&mid);
         self.next_id += 1;
         let attempt = AttemptId(self.next_id);
         ep.in_flight += 1;

@@ -110,7 +110,8 @@ impl Engine {
         if self.endpoints.contains_key(&id) {
             return Err(RestoreError::DuplicateEndpoint(id));
         }
-        log::debug!("webhook endpoint {id} restored (disabled: {disabled}): {url}");
+        let shown = url.without_query();
+        log::debug!("webhook endpoint {id} restored (disabled: {disabled}): {shown}");
         self.insert_endpoint(id, url, secret, disabled);
         self.next_id = self.next_id.max(id.0);
         Ok(())
@@ -136,9 +137,13 @@ impl Engine {
     /// fails, the delay before the next one is the schedule's entry for attempt
     /// `attempts + 2`, and once the schedule is exhausted it fails with the last error,
     /// exactly as if the process had never stopped. Restore messages in publish order:
-    /// as at [`Engine::enqueue`], beyond `max_queue` pending messages of one endpoint the
-    /// oldest fails with "queue full", and an unknown or disabled endpoint fails the
-    /// message at once ("unknown endpoint", "endpoint disabled").
+    /// as at [`Engine::enqueue`], beyond `max_queue` pending messages or
+    /// `max_queue_bytes_per_endpoint` body bytes of one endpoint its oldest message fails
+    /// with "queue full", beyond `max_queue_bytes_total` body bytes in all the oldest
+    /// message of any endpoint does (so a data directory written with larger budgets comes
+    /// back within the current ones, keeping the newest messages), and an unknown or
+    /// disabled endpoint fails the message at once ("unknown endpoint", "endpoint
+    /// disabled").
     ///
     /// When `attempts` already uses up the schedule (possible when the schedule was
     /// shortened between the runs), no attempt is left: the message fails at once with

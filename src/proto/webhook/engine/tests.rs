@@ -7,8 +7,15 @@ impl Engine {
     fn check_invariants(&self) {
         let (mut queued, mut retrying, mut in_flight) = (0u64, 0u64, 0u64);
         let mut per_ep: BTreeMap<EndpointId, (usize, usize, usize)> = BTreeMap::new();
+        let (mut bytes, mut per_ep_bytes) = (0u64, BTreeMap::<EndpointId, usize>::new());
+        let mut pending = BTreeSet::new();
         for (mid, msg) in &self.messages {
             let ep = self.endpoints.get(&msg.endpoint);
+            bytes += msg.body.len() as u64;
+            *per_ep_bytes.entry(msg.endpoint).or_default() += msg.body.len();
+            if !matches!(msg.state, MsgState::InFlight(_)) {
+                pending.insert(*mid);
+            }
             let counts = per_ep.entry(msg.endpoint).or_default();
             match msg.state {
                 MsgState::Ready => {
@@ -35,6 +42,12 @@ impl Engine {
         assert_eq!(self.stats.retrying, retrying, "retrying gauge");
         assert_eq!(self.stats.in_flight, in_flight, "in_flight gauge");
         assert_eq!(self.attempts.len() as u64, in_flight);
+        assert_eq!(self.stats.queued_bytes, bytes, "queued_bytes gauge");
+        assert!(
+            bytes <= self.config.max_queue_bytes_total as u64,
+            "total budget: {bytes}"
+        );
+        assert_eq!(self.pending, pending, "the pending index");
         assert_eq!(
             self.retry_timers.len(),
             per_ep.values().map(|c| c.1).sum::<usize>()
@@ -47,6 +60,12 @@ impl Engine {
                 "endpoint {id}"
             );
             assert!(ep.in_flight <= self.config.max_in_flight_per_endpoint);
+            let held = per_ep_bytes.get(id).copied().unwrap_or_default();
+            assert_eq!(ep.info.queued_bytes, held, "endpoint {id} bytes");
+            assert!(
+                held <= self.config.max_queue_bytes_per_endpoint,
+                "endpoint {id} budget: {held}"
+            );
             if let Some(at) = ep.probe_timer {
                 assert!(self.probe_timers.contains(&(at, *id)));
             }
@@ -146,7 +165,12 @@ impl Sim {
     }
 
     fn publish(&mut self, endpoint: EndpointId, webhook_id: &str) -> MessageId {
-        let body: Rc<[u8]> = Rc::from(&b"{}"[..]);
+        self.publish_len(endpoint, webhook_id, 2)
+    }
+
+    /// Enqueues a message with a body of `len` bytes.
+    fn publish_len(&mut self, endpoint: EndpointId, webhook_id: &str, len: usize) -> MessageId {
+        let body: Rc<[u8]> = vec![b'x'; len].into();
         self.engine
             .enqueue(endpoint, webhook_id.into(), body, self.now)
     }
@@ -166,7 +190,8 @@ impl Sim {
                     webhook_id,
                     body,
                 } => {
-                    assert_eq!(&*body, b"{}");
+                    let held = self.engine.messages.get(&message).map(|m| m.body.clone());
+                    assert_eq!(held.as_deref(), Some(&*body), "the message's own body");
                     let s = Started {
                         at: self.elapsed(),
                         endpoint,
@@ -296,6 +321,7 @@ fn retried_twice_then_delivered_once() {
             retrying: 0,
             queued: 0,
             in_flight: 0,
+            queued_bytes: 0,
             endpoints_disabled: 0
         }
     );
@@ -964,4 +990,5 @@ fn thousand_messages_to_ten_endpoints_finish_once() {
     assert_eq!(Rc::strong_count(&body), 1);
 }
 
+mod budget;
 mod restore;

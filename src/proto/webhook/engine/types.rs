@@ -23,6 +23,14 @@ pub struct EngineConfig {
     /// Ready-or-waiting messages kept per endpoint before the oldest fails with "queue
     /// full" (default 10,000).
     pub max_queue: usize,
+    /// Body bytes held for one endpoint (every message not yet at its outcome: ready,
+    /// waiting or in flight) before its oldest ready-or-waiting message fails with "queue
+    /// full" (default 16 MiB). See "Byte budgets" in the module docs.
+    pub max_queue_bytes_per_endpoint: usize,
+    /// Body bytes held for all endpoints together before the oldest ready-or-waiting
+    /// message of any endpoint fails with "queue full" (default 256 MiB). A body shared by
+    /// N endpoints counts N times.
+    pub max_queue_bytes_total: usize,
 }
 
 impl Default for EngineConfig {
@@ -33,6 +41,8 @@ impl Default for EngineConfig {
             pause_after_failures: 5,
             probe_interval: Duration::from_secs(60),
             max_queue: 10_000,
+            max_queue_bytes_per_endpoint: 16 << 20,
+            max_queue_bytes_total: 256 << 20,
         }
     }
 }
@@ -59,8 +69,10 @@ macro_rules! id_type {
 }
 
 id_type!(
-    /// Names an endpoint. `Display` gives an opaque decimal string (for JSON) that
-    /// `FromStr` parses back.
+    /// Names an endpoint inside this crate: a counter, stored in the durable log and used
+    /// by the subscription table. `Display` gives its decimal form (for logs) that
+    /// `FromStr` parses back. It is guessable, so it is never shown to clients: they get
+    /// the endpoint's [`HookId`](crate::proto::webhook::HookId).
     EndpointId
 );
 id_type!(
@@ -191,6 +203,9 @@ pub struct EndpointInfo {
     pub paused: bool,
     /// Failed messages since the last delivered one.
     pub consecutive_failures: u32,
+    /// Body bytes of its messages not yet at their outcome (ready, waiting or in flight),
+    /// counted against `max_queue_bytes_per_endpoint`.
+    pub queued_bytes: usize,
 }
 
 /// Counters and gauges for `/stats`.
@@ -208,6 +223,10 @@ pub struct EngineStats {
     pub queued: u64,
     /// Attempts running now (gauge).
     pub in_flight: u64,
+    /// Body bytes of every message not yet at its outcome (ready, waiting or in flight),
+    /// a body shared by N endpoints counted N times: what `max_queue_bytes_total` bounds
+    /// (gauge).
+    pub queued_bytes: u64,
     /// Endpoints disabled by a 410 Gone (counter).
     pub endpoints_disabled: u64,
 }

@@ -28,10 +28,22 @@ impl Sim {
         attempts: u32,
         due: Duration,
     ) -> MessageId {
+        self.restore_msg_len(endpoint, webhook_id, attempts, due, 2)
+    }
+
+    /// [`Sim::restore_msg`] with a body of `len` bytes.
+    fn restore_msg_len(
+        &mut self,
+        endpoint: EndpointId,
+        webhook_id: &str,
+        attempts: u32,
+        due: Duration,
+        len: usize,
+    ) -> MessageId {
         let msg = RestoredMessage {
             endpoint,
             webhook_id: webhook_id.into(),
-            body: Rc::from(&b"{}"[..]),
+            body: vec![b'x'; len].into(),
             attempts,
             next_attempt: self.t0 + due,
             enqueued: self.t0,
@@ -199,6 +211,43 @@ fn restored_queue_over_the_limit_drops_the_oldest() {
     assert_eq!(sim.outcome(ms[2]), &delivered(3, 60));
     assert_eq!(sim.outcome(ms[3]), &delivered(4, 60));
     assert_eq!(sim.outcomes.len(), 4);
+}
+
+#[test]
+fn restored_messages_respect_the_byte_budgets() {
+    let config = EngineConfig {
+        max_queue_bytes_per_endpoint: 10,
+        max_queue_bytes_total: 15,
+        ..EngineConfig::default()
+    };
+    let mut sim = Sim::scripted(config, vec![status(200)]);
+    let (e1, e2) = (
+        sim.restore(1, false).unwrap(),
+        sim.restore(2, false).unwrap(),
+    );
+    // In publish order, each 4 bytes: e1 holds m0, m1, then m2 makes 12 > 10 and m0 (e1's
+    // oldest) goes; e2's m3 makes 12, its m4 16 > 15 and m1 (the oldest of all) goes.
+    let ms: Vec<MessageId> = [(e1, 0), (e1, 1), (e1, 0), (e2, 2), (e2, 0)]
+        .iter()
+        .enumerate()
+        .map(|(i, &(ep, attempts))| {
+            sim.restore_msg_len(ep, &format!("m{i}"), attempts, secs(60), 4)
+        })
+        .collect();
+    assert_eq!(sim.engine.stats().queued_bytes, 12);
+    assert_eq!(sim.engine.endpoint(e1).unwrap().queued_bytes, 4);
+    // Larger than the endpoint's budget: it fails alone.
+    let big = sim.restore_msg_len(e2, "big", 0, secs(60), 11);
+    assert_eq!(sim.engine.stats().queued_bytes, 12);
+    sim.run();
+    assert_eq!(sim.outcome(ms[0]), &failed_with(0, "queue full"));
+    assert_eq!(sim.outcome(ms[1]), &failed_with(1, "queue full"));
+    assert_eq!(sim.outcome(big), &failed_with(0, "queue full"));
+    assert_eq!(sim.outcome(ms[2]), &delivered(1, 60));
+    assert_eq!(sim.outcome(ms[3]), &delivered(3, 60));
+    assert_eq!(sim.outcome(ms[4]), &delivered(1, 60));
+    assert_eq!(sim.outcomes.len(), 6);
+    assert_eq!(sim.engine.stats().queued_bytes, 0);
 }
 
 #[test]
