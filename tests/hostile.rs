@@ -251,6 +251,9 @@ fn own_webhook_ids_are_508_and_foreign_ones_publish() {
 /// Note for the implementation: B's delivery back to A carries B's own `webhook-id`, not
 /// A's, so the own-id check alone cannot stop this loop (and a foreign id must not be
 /// refused); stopping it needs a loop mark that survives a republish by another hub.
+/// Without one, the chain ends only when the body, wrapped and re-escaped as JSON at every
+/// hop (it roughly doubles), passes the 1 MiB request body limit: 8 publishes on each hub
+/// with a 5-byte first event, and many more with a larger limit or a smaller event.
 #[test]
 fn a_loop_through_a_second_hub_stays_bounded() {
     let args = ["--webhook-allow-private", "--webhook-schedule", "0.1,0.1"];
@@ -540,6 +543,101 @@ fn history_total_budget_bounds_rss_and_dropped_events_read_as_gaps() {
         dropped_first,
         Some(true),
         "the oldest event (topic b0000) was kept, or dropped without a gap"
+    );
+}
+
+/// The same gigabyte over 16 topics (64 events each): the newest event of every topic fits
+/// the 32 MiB total budget, so the budget is kept by dropping the oldest events of the
+/// largest topics. Every publish is accepted, the peak RSS stays within the budget plus
+/// the constant above, and readers of every topic, from `since=0` or from a cursor before
+/// the oldest kept event, are told of the gap.
+#[test]
+fn history_total_budget_drops_the_oldest_events_of_the_largest_topics() {
+    const BUDGET: u64 = 32 * MIB;
+    const SLACK: u64 = 64 * MIB; // as in the test above
+    const TOPICS: usize = 16;
+    const COUNT: usize = 1024;
+    let budget = BUDGET.to_string();
+    let per_topic = (64 * MIB).to_string();
+    let mut hub = Hub::start(&[
+        "--history-total-bytes",
+        &budget,
+        "--history-bytes",
+        &per_topic,
+        "--history-events",
+        "1000",
+        "--header-timeout",
+        "120",
+        "--idle-timeout",
+        "120",
+    ]);
+    let base = hub.rss();
+    let limit = BUDGET + SLACK;
+    let topic = |i: usize| format!("r{:02}", i % TOPICS);
+    let p = push(&hub, COUNT, 4, 300, limit, topic, || {});
+    let peak = hub.peak_rss().max(p.peak_sampled);
+    println!(
+        "history budget, 16 topics: pushed {} in {:.1} s; RSS at start {}, peak {} (limit {})",
+        mib(p.pushed),
+        p.elapsed.as_secs_f64(),
+        mib(base),
+        mib(peak),
+        mib(limit)
+    );
+    hub.assert_alive("after the push");
+    assert!(
+        !p.over && peak <= limit,
+        "peak RSS {} passed the history budget {} + {} after {} pushed",
+        mib(peak),
+        mib(BUDGET),
+        mib(SLACK),
+        mib(p.pushed)
+    );
+    assert!(p.errors.is_empty(), "publishes failed: {:?}", p.errors);
+    assert!(
+        !p.timed_out && p.pushed == (COUNT * BODY) as u64,
+        "only {} of {} pushed in the time bound",
+        mib(p.pushed),
+        mib((COUNT * BODY) as u64)
+    );
+    let s = stats(hub.addr);
+    let gauge = stat(&s, "budgets", "history_bytes")
+        .unwrap_or_else(|| panic!("no budgets.history_bytes gauge in /stats: {s}"));
+    assert!(
+        gauge <= BUDGET,
+        "history_bytes gauge {gauge} > budget {BUDGET}"
+    );
+
+    let mut kept = 0;
+    for i in 0..TOPICS {
+        let t = topic(i);
+        let page = events(hub.addr, &t, 0);
+        let ids = util::json_ids(&page);
+        assert!(
+            !ids.is_empty(),
+            "{t} kept nothing, not even its newest event"
+        );
+        assert_eq!(
+            gap_of(&page),
+            Some(true),
+            "{t} lost {} of its {} events but reads without a gap from since=0",
+            COUNT / TOPICS - ids.len(),
+            COUNT / TOPICS
+        );
+        // A cursor two before the oldest kept event: the one after it was dropped.
+        let since = ids[0] - 2;
+        let page = events(hub.addr, &t, since);
+        assert_eq!(
+            gap_of(&page),
+            Some(true),
+            "{t} resumed after {since}: {page}"
+        );
+        kept += ids.len();
+    }
+    println!("history budget, 16 topics: {kept} events kept of {COUNT}; gauge {gauge}");
+    assert!(
+        kept as u64 * BODY as u64 <= BUDGET + BODY as u64,
+        "{kept} events of {BODY} bytes kept: more than the {BUDGET}-byte budget"
     );
 }
 
