@@ -3,9 +3,8 @@
 //! - `token_eq(a, b)` is `a == b` for tokens up to `MAX_TOKEN_LEN` and false beyond, also
 //!   for near misses (one byte changed, one byte more or less);
 //! - `bearer(v)` gives a token exactly when `v` is `Bearer` (any case), one space, then
-//!   spaces around a non-empty token; the token is that text: never empty, never with a
-//!   space. (Not asserted: that it is token68, as the spec asks; `bearer` also takes
-//!   other non-space text, e.g. `a\tb` or `"x"`, reported on issue 11);
+//!   spaces around a non-empty token68 (RFC 9110 §11.2); the token is that text: never
+//!   empty, never with a space;
 //! - `request_token` never panics and is the first `Authorization` field's bearer token
 //!   when it has one (the header wins), else the non-empty `token` query parameter;
 //! - `check_token` is `Allowed` with no token expected, `Missing` exactly when there is no
@@ -28,7 +27,13 @@ fn reference_bearer(v: &str) -> Option<&str> {
         return None;
     }
     let t = v[7..].trim_matches(' ');
-    (!t.is_empty() && !t.contains(' ')).then_some(t)
+    // token68: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+    let body = t.trim_end_matches('=');
+    let ok = !body.is_empty()
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._~+/".contains(c));
+    ok.then_some(t)
 }
 
 fn check_eq(a: &str, b: &str) {

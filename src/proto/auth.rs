@@ -59,14 +59,24 @@ pub fn request_token(req: &Request) -> Option<String> {
     (!q.is_empty()).then(|| q.into_owned())
 }
 
-/// The token of an `Authorization` header value with the `Bearer` scheme.
+/// The token of an `Authorization` header value with the `Bearer` scheme (a `token68`).
 pub fn bearer(value: &str) -> Option<&str> {
     let (scheme, rest) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
     let token = rest.trim_matches(' ');
-    (!token.is_empty() && !token.contains(' ')).then_some(token)
+    token68(token).then_some(token)
+}
+
+/// Whether `t` is a `token68` (RFC 9110 §11.2): `1*( ALPHA / DIGIT / "-" / "." / "_" /
+/// "~" / "+" / "/" ) *"="`.
+fn token68(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 /// Whether `given` equals `expected`, in time that depends only on the length of
@@ -113,6 +123,16 @@ mod tests {
         assert_eq!(bearer("Bearer"), None);
         assert_eq!(bearer("Bearer "), None);
         assert_eq!(bearer("Bearer a b"), None);
+        assert_eq!(bearer("Bearer abc+/~._-=="), Some("abc+/~._-=="));
+        for bad in [
+            "Bearer a\tb",
+            "Bearer \"x\"",
+            "Bearer a,b=c",
+            "Bearer été",
+            "Bearer ==",
+        ] {
+            assert_eq!(bearer(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

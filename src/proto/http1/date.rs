@@ -60,21 +60,32 @@ pub fn http_date(unix_secs: u64) -> String {
 /// digits." The day name is checked for form, not against the date.
 pub fn parse_http_date(value: &[u8], now_unix: u64) -> Option<u64> {
     let s = value;
-    let (mut year, month, day, time) = strip_day_name(s, &DAYS, b", ")
+    let (mut year, month, day, time, two_digit) = strip_day_name(s, &DAYS, b", ")
         .and_then(imf_fixdate)
-        .or_else(|| strip_day_name(s, &LONG_DAYS, b", ").and_then(rfc850_date))
-        .or_else(|| strip_day_name(s, &DAYS, b" ").and_then(asctime_date))?;
-    if year < 100 {
+        .map(|(y, m, d, t)| (y, m, d, t, false))
+        .or_else(|| {
+            let rest = strip_day_name(s, &LONG_DAYS, b", ")?;
+            rfc850_date(rest).map(|(y, m, d, t)| (y, m, d, t, true))
+        })
+        .or_else(|| {
+            strip_day_name(s, &DAYS, b" ")
+                .and_then(asctime_date)
+                .map(|(y, m, d, t)| (y, m, d, t, false))
+        })?;
+    if two_digit {
         // rfc850-date: the year in the current century, or the previous one when that
-        // would be more than 50 years ahead.
-        let now_year = civil_from_days((now_unix / 86_400) as i64).0.max(0) as u64;
+        // would be more than 50 years ahead. (A four-digit year below 100 is just that
+        // year, long before 1970.) Clocks past year 9999 are not believed.
+        let now_year = civil_from_days((now_unix / 86_400).min(3_000_000) as i64)
+            .0
+            .max(0) as u64;
         year += now_year - now_year % 100;
         if year > now_year + 50 {
             year -= 100;
         }
     }
     let seconds = time_of_day(time)?;
-    if year < 1970 || day == 0 || day > days_in_month(year, month) {
+    if !(1970..=9999).contains(&year) || day == 0 || day > days_in_month(year, month) {
         return None;
     }
     let days = days_from_civil(year as i64, month, day) as u64;
@@ -205,6 +216,23 @@ fn days_from_civil(year: i64, month: u32, day: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn four_digit_years_before_1970_and_absurd_clocks_are_refused() {
+        let now = 1_764_620_000; // 2025
+        assert_eq!(parse_http_date(b"Sun, 06 Nov 0094 08:49:37 GMT", now), None);
+        assert_eq!(parse_http_date(b"Sun Nov  6 08:49:37 0094", now), None);
+        assert_eq!(
+            parse_http_date(b"Sunday, 06-Nov-94 08:49:37 GMT", now),
+            Some(784_111_777)
+        );
+        // A clock at the end of time neither panics nor wraps.
+        assert_eq!(
+            parse_http_date(b"Friday, 31-Dec-00 23:59:59 GMT", u64::MAX),
+            None
+        );
+        assert!(parse_http_date(b"Sun, 06 Nov 1994 08:49:37 GMT", u64::MAX).is_some());
+    }
 
     #[test]
     fn format_table() {
