@@ -138,11 +138,18 @@ impl Url {
         } else {
             format!("/{path_and_query}")
         };
-        Ok(Url {
+        let url = Url {
             host,
             port,
             path_and_query,
-        })
+        };
+        // The normalized form may be longer than the text (a `/` added before `?`, an
+        // IPv4-mapped address shown dotted): it is what is shown and sent, so it must fit
+        // the limit too, and then shows as a URL that parses back to this one.
+        if url.to_string().len() > MAX_URL_LEN {
+            return Err(UrlError::TooLong);
+        }
+        Ok(url)
     }
 
     /// The `Host` header value: the host, plus `:port` when the port is not 80; IPv6
@@ -448,6 +455,10 @@ mod tests {
     fn refused() {
         let long_label = format!("http://{}.com/", "a".repeat(64));
         let long_host = format!("http://{}/", ["abcdefghi"; 26].join("."));
+        // Fits as written, but not once normalized (`/` before `?`): too long.
+        let q = format!("http://h?{}", "a".repeat(MAX_URL_LEN - 9));
+        assert_eq!(q.len(), MAX_URL_LEN);
+        assert_eq!(Url::parse(&q), Err(UrlError::TooLong));
         let long_url = format!("http://h/{}", "a".repeat(MAX_URL_LEN));
         let table: &[(&str, UrlError)] = &[
             ("https://example.com/", UrlError::HttpsUnsupported),
