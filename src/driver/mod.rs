@@ -21,6 +21,7 @@
 //! While a WebSocket message is handled only the connection's receiving half is lent out,
 //! so a send or a close from the callback acts on the connection at once.
 
+mod accept;
 mod conn;
 mod pubsub;
 mod store;
@@ -32,7 +33,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
 
-use log::{debug, trace, warn};
+use log::{debug, trace};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -52,8 +53,6 @@ use webhook::{Hooks, CLIENT_BASE};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
-/// The most "accept failed" warnings: one per this interval, with a count.
-const ACCEPT_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes read from one connection per readiness event before the others get a turn.
 const READ_BUDGET: usize = 1 << 20;
 
@@ -525,51 +524,6 @@ impl Core {
         }
         // Round up to whole milliseconds so the loop does not spin on a near deadline.
         next.map(|d| d.saturating_duration_since(self.now) + std::time::Duration::from_micros(999))
-    }
-
-    fn accept(&mut self) {
-        loop {
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    if self.live >= self.config.max_connections {
-                        debug!("refusing {peer}: {} connections open", self.live);
-                        continue;
-                    }
-                    self.add_conn(stream, peer);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // E.g. EMFILE: the pending connection stays in the backlog; with
-                    // edge-triggered readiness nothing would wake us for it, so retry,
-                    // with one timer at a time however often the listener wakes us.
-                    self.accept_failed(&e);
-                    if !self.accept_retry {
-                        self.accept_retry = true;
-                        let at = deadline(self.now, std::time::Duration::from_millis(100));
-                        self.timers.insert(at, TimerEv::AcceptRetry);
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Counts a failed accept and warns at most once a second, with the count since the
-    /// last warning: out of file descriptors, every wake-up fails again, and a line per
-    /// failure would flood the log.
-    fn accept_failed(&mut self, e: &io::Error) {
-        let (count, since) = &mut self.accept_failures;
-        *count += 1;
-        let due = since.is_none_or(|t| self.now.saturating_duration_since(t) >= ACCEPT_WARN_EVERY);
-        if due {
-            warn!("accept failed {count} times since the last warning: {e}; retrying every 100ms");
-            *count = 0;
-            *since = Some(self.now);
-        }
     }
 
     /// Stops gracefully: no new connections; every open one finishes politely.
