@@ -160,6 +160,7 @@
 mod record;
 mod scan;
 mod state;
+mod wire;
 
 #[cfg(test)]
 mod tests;

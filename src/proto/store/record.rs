@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use super::wire::{put_bytes32, put_str16, Reader};
 use crate::proto::topic::{valid_event_name, valid_topic};
 use crate::proto::webhook::sign::{MAX_SECRET_LEN, MIN_SECRET_LEN};
 use crate::proto::webhook::url::MAX_URL_LEN;
@@ -548,67 +549,5 @@ fn check_webhook_id(id: &str) -> Result<(), RecordError> {
         Ok(())
     } else {
         Err(RecordError::BadWebhookId)
-    }
-}
-
-fn put_str16(out: &mut Vec<u8>, s: &str) -> Result<(), RecordError> {
-    let n = u16::try_from(s.len()).map_err(|_| RecordError::FieldTooLong)?;
-    out.extend_from_slice(&n.to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
-    Ok(())
-}
-
-fn put_bytes32(out: &mut Vec<u8>, b: &[u8]) -> Result<(), RecordError> {
-    let n = u32::try_from(b.len()).map_err(|_| RecordError::FieldTooLong)?;
-    out.extend_from_slice(&n.to_le_bytes());
-    out.extend_from_slice(b);
-    Ok(())
-}
-
-/// A cursor over a payload; every read checks the bytes are there before taking them.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
-        if self.0.len() < n {
-            return Err(RecordError::Truncated);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], RecordError> {
-        let mut a = [0; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-
-    fn u8(&mut self) -> Result<u8, RecordError> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, RecordError> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-
-    fn u64(&mut self) -> Result<u64, RecordError> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-
-    fn text(&mut self, n: usize) -> Result<String, RecordError> {
-        let bytes = self.take(n)?;
-        let s = std::str::from_utf8(bytes).map_err(|_| RecordError::BadUtf8)?;
-        Ok(s.to_owned())
-    }
-
-    fn str16(&mut self) -> Result<String, RecordError> {
-        let n = usize::from(u16::from_le_bytes(self.array()?));
-        self.text(n)
-    }
-
-    fn str32(&mut self) -> Result<String, RecordError> {
-        let n = u32::from_le_bytes(self.array()?) as usize;
-        self.text(n)
     }
 }

@@ -1,6 +1,8 @@
 //! The live state a log describes: rebuilt by applying records in order, and written back
 //! as a compacted segment.
 
+mod budget;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 
@@ -440,47 +442,6 @@ impl Recovered {
         self.index(topic);
         self.enforce_total();
         Ok(())
-    }
-
-    /// Takes `topic` out of the total and the size index, before its history changes.
-    fn unindex(&mut self, topic: &str) {
-        if let Some(t) = self.topics.get(topic) {
-            self.total_bytes -= t.bytes;
-            if !t.events.is_empty() {
-                self.by_size.remove(&(t.bytes, topic.to_owned()));
-            }
-        }
-    }
-
-    /// Counts `topic` (again) in the total and the size index, after its history changed.
-    fn index(&mut self, topic: String) {
-        if let Some(t) = self.topics.get(&topic) {
-            self.total_bytes += t.bytes;
-            if !t.events.is_empty() {
-                self.by_size.insert((t.bytes, topic));
-            }
-        }
-    }
-
-    /// The total budget of [`Topics`](crate::proto::topic::Topics), applied the same way:
-    /// while over it, the largest topic keeping events (of two the same size,
-    /// the greater name) gives up its oldest event.
-    fn enforce_total(&mut self) {
-        while self.total_bytes > self.limits.max_total_bytes {
-            let Some((_, topic)) = self.by_size.pop_last() else {
-                return;
-            };
-            let Some(t) = self.topics.get_mut(&topic) else {
-                continue; // unreachable: the index holds existing topics only
-            };
-            if let Some(old) = t.events.pop_front() {
-                t.bytes -= old.bytes();
-                self.total_bytes -= old.bytes();
-            }
-            if !t.events.is_empty() {
-                self.by_size.insert((t.bytes, topic));
-            }
-        }
     }
 
     fn apply_enqueued(
