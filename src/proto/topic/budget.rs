@@ -52,8 +52,8 @@ impl Topics {
         }
     }
 
-    /// Bytes kept across all topics (as [`TopicEvent::bytes`] counts them), the figure
-    /// [`HistoryLimits::max_total_bytes`] bounds: a gauge for statistics.
+    /// Bytes kept across all topics (as [`TopicEvent::bytes`](super::TopicEvent::bytes) counts them), the figure
+    /// [`HistoryLimits::max_total_bytes`](super::HistoryLimits::max_total_bytes) bounds: a gauge for statistics.
     pub fn total_bytes(&self) -> usize {
         self.total_bytes
     }

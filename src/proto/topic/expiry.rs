@@ -23,7 +23,7 @@ impl Topics {
     /// "Expiry" in the module docs). `live` is asked only about the topics due, and a
     /// topic it calls live counts as active at `now_us`. The dropped topics' histories
     /// are freed (subscriber queues may still hold some of their events) and their slots
-    /// under [`HistoryLimits::max_topics`] are free again. A zero `ttl` drops nothing.
+    /// under [`HistoryLimits::max_topics`](super::HistoryLimits::max_topics) are free again. A zero `ttl` drops nothing.
     /// Costs O(log topics) per topic dropped or asked about.
     pub fn expire(
         &mut self,

@@ -25,10 +25,10 @@ impl Topics {
     /// A topic that already exists is refused ([`RestoreError::Exists`]), not replaced:
     /// restoring happens once, before publishing starts, and replacing a live history
     /// would move ids and cursors backwards. The topic counts against
-    /// [`HistoryLimits::max_topics`]. Everything is validated before anything changes: on
+    /// [`HistoryLimits::max_topics`](super::HistoryLimits::max_topics). Everything is validated before anything changes: on
     /// an error the table is as before (the events consumed so far are dropped). Memory
     /// stays within the limits while `events` is read. Once installed, the total budget
-    /// ([`HistoryLimits::max_total_bytes`]) is applied as after a publish.
+    /// ([`HistoryLimits::max_total_bytes`](super::HistoryLimits::max_total_bytes)) is applied as after a publish.
     pub fn restore(
         &mut self,
         topic: &str,
