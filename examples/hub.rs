@@ -26,6 +26,8 @@
 
 #[path = "hub/access.rs"]
 mod access;
+#[path = "hub/tls.rs"]
+mod tls;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -501,8 +503,12 @@ fn main() -> std::io::Result<()> {
         bad_signature: 0,
         ws_topic: HashMap::new(),
     };
+    let mut tls = tls::TlsArgs::default();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
+        if tls.take(&flag, || args.next().unwrap_or_else(|| usage())) {
+            continue;
+        }
         let mut value = || args.next().unwrap_or_else(|| usage());
         let num = |v: String| v.parse::<u64>().unwrap_or_else(|_| usage());
         match flag.as_str() {
@@ -563,6 +569,7 @@ fn main() -> std::io::Result<()> {
             _ => usage(),
         }
     }
+    let config = tls.config(config);
     let mut server = match Server::bind(addr.as_str(), config, hub) {
         Ok(s) => s,
         Err(e) => {
@@ -577,25 +584,33 @@ fn main() -> std::io::Result<()> {
              subscribe, and manage webhooks (see --publish-token, --subscribe-token, --admin-token)"
         );
     }
+    let tls_addr = tls.listen(&mut server);
     println!("pushwire hub listening on http://{local}");
+    if let Some(a) = tls_addr {
+        println!("pushwire hub listening on https://{a}");
+    }
     server.run()
 }
 
-/// The secrets of the registrations whose URL points at this hub itself (to verify what it
-/// receives from itself).
+/// The secrets of the registrations whose URL points at this hub itself, on its plain or
+/// its TLS listener (to verify what it receives from itself).
 fn own_secrets(cx: &Ctx<'_>) -> Vec<Secret> {
-    let local = cx.local_addr();
+    let mine: Vec<_> = std::iter::once(cx.local_addr())
+        .chain(cx.tls_addr())
+        .collect();
     cx.webhook_secrets()
         .into_iter()
         .filter_map(|(url, secret)| {
             let u = Url::parse(&url).ok()?;
-            let me = u.port == local.port()
-                && match &u.host {
-                    Host::Ip(ip) => {
-                        *ip == local.ip() || (ip.is_loopback() && local.ip().is_loopback())
+            let me = mine.iter().any(|local| {
+                u.port == local.port()
+                    && match &u.host {
+                        Host::Ip(ip) => {
+                            *ip == local.ip() || (ip.is_loopback() && local.ip().is_loopback())
+                        }
+                        Host::Name(n) => n == "localhost" && local.ip().is_loopback(),
                     }
-                    Host::Name(n) => n == "localhost" && local.ip().is_loopback(),
-                };
+            });
             me.then(|| Secret::parse(&secret).ok()).flatten()
         })
         .collect()

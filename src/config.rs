@@ -18,6 +18,9 @@ pub(crate) struct HookConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) attempt_timeout: Duration,
     pub(crate) resolver: Option<Resolver>,
+    /// What `https://` targets are verified against.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: crate::tls::ClientTls,
 }
 
 impl std::fmt::Debug for HookConfig {
@@ -28,7 +31,7 @@ impl std::fmt::Debug for HookConfig {
             .field("allow_private", &self.allow_private)
             .field("connect_timeout", &self.connect_timeout)
             .field("attempt_timeout", &self.attempt_timeout)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -41,6 +44,8 @@ impl Default for HookConfig {
             connect_timeout: Duration::from_secs(5),
             attempt_timeout: Duration::from_secs(15),
             resolver: None,
+            #[cfg(feature = "tls")]
+            tls: crate::tls::ClientTls::default(),
         }
     }
 }
@@ -226,6 +231,17 @@ impl Config {
     /// with an error naming the directory when it cannot be used.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Verify `https://` webhook receivers against these roots (the Mozilla set from
+    /// `webpki-roots` by default; add a private CA with
+    /// [`ClientTls::add_ca_file`](crate::tls::ClientTls::add_ca_file)). The TLS handshake
+    /// counts toward the connect timeout; a certificate failure is a failed attempt,
+    /// retried on the schedule, whose reason names the cause.
+    #[cfg(feature = "tls")]
+    pub fn webhook_tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.hooks.tls = tls;
         self
     }
 

@@ -53,6 +53,10 @@
 //! Webhooks are registered per topic with [`Ctx::add_webhook`]; their outcomes arrive in
 //! [`App::on_webhook`]. Every limit and timeout is a [`Config`] setting.
 //!
+//! With the default `tls` feature, [`Server::listen_tls`] adds a TLS listener (`https://`,
+//! `wss://`) to the same loop, and `https://` webhooks are verified against the Mozilla
+//! roots and any added with [`Config::webhook_tls`]; see [`tls`].
+//!
 //! `examples/hub.rs` puts all of it together, and `examples/echo.rs` is the Autobahn testee.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -63,6 +67,8 @@ mod api;
 mod config;
 mod driver;
 mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use api::{
     CloseInfo, ConnId, EventPage, Park, Reply, Resolver, SseStream, Stats, StoredEvent, TimerId,

@@ -11,9 +11,15 @@ use super::{deadline, Core, TimerEv};
 const ACCEPT_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Core {
-    pub(super) fn accept(&mut self) {
+    /// Accepts on the plain listener, or on the TLS one (`tls`).
+    pub(super) fn accept(&mut self, tls: bool) {
         loop {
-            let Some(listener) = self.listener.as_ref() else {
+            let listener = if tls {
+                &self.tls_listener
+            } else {
+                &self.listener
+            };
+            let Some(listener) = listener.as_ref() else {
                 return;
             };
             match listener.accept() {
@@ -22,7 +28,7 @@ impl Core {
                         debug!("refusing {peer}: {} connections open", self.live);
                         continue;
                     }
-                    self.add_conn(stream, peer);
+                    self.add_conn(stream, peer, tls);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -2,14 +2,15 @@
 //! Every decision is the connection core's; [`Core::with_conn`] is the one place that calls
 //! it and applies what it decided.
 
-use std::io::{self, IoSlice, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use log::{debug, trace};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use super::transport::Stream;
 use super::{Core, Note, SubKey, TimerEv};
 use crate::api::{CloseInfo, ConnId};
 use crate::proto::inbuf::InBuf;
@@ -27,7 +28,7 @@ pub(super) struct ConnSlot {
 /// The I/O facts of one connection, and its core.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     pub(crate) id: ConnId,
     pub(crate) proto: ServerConn,
     pub(crate) rbuf: InBuf,
@@ -84,14 +85,18 @@ impl Core {
         answered
     }
 
-    pub(crate) fn add_conn(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        let _ = stream.set_nodelay(true);
+    /// Takes an accepted socket into the slab: plain, or `tls` with a new server session.
+    pub(crate) fn add_conn(&mut self, tcp: TcpStream, peer: SocketAddr, tls: bool) {
+        let _ = tcp.set_nodelay(true);
+        let Some(mut stream) = self.new_stream(tcp, tls) else {
+            return;
+        };
         let i = self.free.pop().unwrap_or_else(|| {
             self.slots.push(ConnSlot { gen: 0, conn: None });
             self.slots.len() - 1
         });
         let registry = self.poll.registry();
-        if let Err(e) = registry.register(&mut stream, Token(i), Interest::READABLE) {
+        if let Err(e) = registry.register(&mut stream.tcp, Token(i), Interest::READABLE) {
             log::warn!("register {peer}: {e}");
             self.free.push(i);
             return;
@@ -126,7 +131,26 @@ impl Core {
         self.live += 1;
         self.counts[kind_index(ConnKind::Http)] += 1;
         self.settle(i);
-        debug!("{id} accepted from {peer}");
+        let how = if tls { " (TLS)" } else { "" };
+        debug!("{id} accepted from {peer}{how}");
+    }
+
+    /// The stream for an accepted socket (`None`: no TLS session could be made).
+    fn new_stream(&mut self, tcp: TcpStream, tls: bool) -> Option<Stream> {
+        if !tls {
+            return Some(Stream::plain(tcp));
+        }
+        #[cfg(feature = "tls")]
+        if let Some(server) = &self.tls_server {
+            return match server.session() {
+                Ok(session) => Some(Stream::tls(tcp, session)),
+                Err(e) => {
+                    log::warn!("tls: no session for a new connection: {e}");
+                    None
+                }
+            };
+        }
+        None
     }
 
     /// Calls the core of connection `i` with an [`Env`], then applies what it decided
@@ -237,7 +261,16 @@ impl Core {
             return;
         };
         let mut result = Ok(());
-        while !c.out.is_empty() {
+        while !c.out.is_empty() || c.stream.pending() {
+            if c.out.is_empty() {
+                // Only encrypted bytes are left (a handshake answer, the last records).
+                match c.stream.flush_pending() {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => result = Err(e.kind()),
+                    _ => {}
+                }
+                break;
+            }
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let n = c.out.io_slices(&mut slices);
             match c.stream.write_vectored(&slices[..n]) {
@@ -254,10 +287,14 @@ impl Core {
             break;
         }
         if let Err(kind) = result {
-            self.fail_conn(i, CloseReason::WriteError(kind));
+            let why = c
+                .stream
+                .failure()
+                .map_or(CloseReason::WriteError(kind), CloseReason::Tls);
+            self.fail_conn(i, why);
             return;
         }
-        let drained = c.out.is_empty();
+        let drained = c.out.is_empty() && !c.stream.pending();
         if drained == c.writable {
             c.writable = !drained;
             let interest = if drained {
@@ -268,7 +305,7 @@ impl Core {
             let _ = self
                 .poll
                 .registry()
-                .reregister(&mut c.stream, Token(i), interest);
+                .reregister(&mut c.stream.tcp, Token(i), interest);
         }
         if !drained {
             return;
@@ -281,7 +318,12 @@ impl Core {
             if let Some(c) = slot(&mut self.slots, i) {
                 // Half-close, then keep reading (and discarding) until the peer hangs up,
                 // so unread request bytes do not turn our last response into a reset.
-                let _ = c.stream.shutdown(Shutdown::Write);
+                // (TLS sends close_notify first; if the socket is full, the flush that
+                // sends it shuts the write side afterwards.)
+                c.stream.shutdown_write();
+                if c.stream.pending() {
+                    self.mark_dirty(i);
+                }
                 self.ready.push(i);
             }
         }
@@ -318,7 +360,7 @@ impl Core {
             self.timers.cancel(key);
         }
         self.subs.remove_key(SubKey::Conn(c.id));
-        let _ = self.poll.registry().deregister(&mut c.stream);
+        let _ = self.poll.registry().deregister(&mut c.stream.tcp);
         c.rbuf.clear();
         c.rbuf.release_if_empty();
         debug!("{} closed: {why}", c.id);

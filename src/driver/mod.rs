@@ -25,9 +25,10 @@ mod accept;
 mod conn;
 mod pubsub;
 mod store;
+mod transport;
 mod webhook;
 
-use std::io::{self, Read};
+use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -53,6 +54,8 @@ use webhook::{Hooks, CLIENT_BASE};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
+/// The TLS listener, when there is one.
+const TLS_LISTENER: Token = Token(usize::MAX - 3);
 /// Bytes read from one connection per readiness event before the others get a turn.
 const READ_BUDGET: usize = 1 << 20;
 
@@ -113,6 +116,12 @@ pub(crate) struct Core {
     poll: Poll,
     listener: Option<TcpListener>,
     pub(crate) local_addr: SocketAddr,
+    /// The TLS listener and its address, once [`Core::listen_tls`] added it.
+    tls_listener: Option<TcpListener>,
+    pub(crate) tls_addr: Option<SocketAddr>,
+    /// What TLS connections present.
+    #[cfg(feature = "tls")]
+    tls_server: Option<crate::tls::ServerTls>,
     config: Config,
     slots: Vec<ConnSlot>,
     free: Vec<usize>,
@@ -174,6 +183,10 @@ impl<H: Handler> Driver<H> {
             poll,
             listener: Some(listener),
             local_addr,
+            tls_listener: None,
+            tls_addr: None,
+            #[cfg(feature = "tls")]
+            tls_server: None,
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
@@ -235,7 +248,8 @@ impl<H: Handler> Driver<H> {
             self.core.tick();
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.core.accept(),
+                    LISTENER => self.core.accept(false),
+                    TLS_LISTENER => self.core.accept(true),
                     WAKER => self.drain_commands(),
                     Token(t) if t >= CLIENT_BASE => self.core.hook_client_event(t - CLIENT_BASE),
                     Token(i) => {
@@ -304,7 +318,8 @@ impl<H: Handler> Driver<H> {
                 TimerEv::App(tag) => self.handler.timer(&mut self.core, TimerId(key), tag),
                 TimerEv::AcceptRetry => {
                     self.core.accept_retry = false;
-                    self.core.accept();
+                    self.core.accept(false);
+                    self.core.accept(true);
                 }
                 TimerEv::HookEngine => self.core.hook_engine_timer(key),
                 TimerEv::HookClient(idx, gen) => self.core.hook_client_timer(idx, gen, key),
@@ -368,8 +383,12 @@ impl<H: Handler> Driver<H> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.core
-                        .fail_conn(i, crate::proto::server::CloseReason::ReadError(e.kind()));
+                    use crate::proto::server::CloseReason;
+                    let why = c
+                        .stream
+                        .failure()
+                        .map_or(CloseReason::ReadError(e.kind()), CloseReason::Tls);
+                    self.core.fail_conn(i, why);
                     return;
                 }
             }
@@ -382,9 +401,10 @@ impl<H: Handler> Driver<H> {
         if c.eof {
             let unread = c.rbuf.len();
             core.with_conn(i, |p, env| p.on_eof(unread, env));
-        } else if c.dirty {
+        } else if c.dirty || c.stream.pending() {
             // Answer what this connection asked for now, while its data is hot and before
-            // reading the next one. (Broadcasts to others still go out at the end.)
+            // reading the next one (or the TLS handshake's next flight). Broadcasts to
+            // others still go out at the end.
             core.flush(i);
         }
     }
@@ -533,7 +553,10 @@ impl Core {
         }
         debug!("stopping: no new connections; flushing and closing the open ones");
         self.stopping = Some(deadline(self.now, self.config.stop_timeout));
-        if let Some(mut l) = self.listener.take() {
+        for mut l in [self.listener.take(), self.tls_listener.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = self.poll.registry().deregister(&mut l);
         }
         for i in 0..self.slots.len() {
@@ -551,6 +574,36 @@ impl Core {
         if self.with_conn(i, |p, env| p.stop(unread, env)) == Some(true) {
             self.answer_parked(i, None);
         }
+    }
+
+    /// Binds a second listener whose connections speak TLS with `tls`.
+    #[cfg(feature = "tls")]
+    pub(crate) fn listen_tls(
+        &mut self,
+        addr: impl ToSocketAddrs,
+        tls: crate::tls::ServerTls,
+    ) -> io::Result<SocketAddr> {
+        if self.tls_listener.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a TLS listener is already bound",
+            ));
+        }
+        let addr = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
+        let mut listener = TcpListener::bind(addr)?;
+        self.poll
+            .registry()
+            .register(&mut listener, TLS_LISTENER, Interest::READABLE)?;
+        let bound = listener.local_addr()?;
+        self.tls_listener = Some(listener);
+        self.tls_addr = Some(bound);
+        self.tls_server = Some(tls);
+        self.hooks.add_own_addr(bound);
+        debug!("listening on {bound} (TLS)");
+        Ok(bound)
     }
 
     /// Calls the application's timer `tag` after `after`.

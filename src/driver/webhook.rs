@@ -19,9 +19,11 @@
 //!    engine, or the job of a stale pooled connection to a fresh connect.
 
 mod resolver;
+#[cfg(feature = "tls")]
+mod tls;
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -30,6 +32,7 @@ use log::{debug, trace};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
+use super::transport::Stream;
 use super::{Core, Note, SubKey, TimerEv};
 use crate::api::{WebhookCreated, WebhookError, WebhookInfo, WebhookOutcome, WebhookStats};
 use crate::config::HookConfig;
@@ -38,7 +41,7 @@ use crate::proto::timer::{TimerKey as RawTimer, Timers};
 use crate::proto::topic::TopicEvent;
 use crate::proto::webhook::{
     ssrf, AttemptId, AttemptResult, ClientConfig, ClientConn, ClientEvent, ClientPhase,
-    Destination, EndpointId, Engine, HookAction, HookJob, Outcome, Policy, Registry,
+    Destination, EndpointId, Engine, HookAction, HookJob, Host, Outcome, Policy, Registry,
 };
 
 /// Tokens at and above this belong to webhook client connections.
@@ -46,11 +49,17 @@ pub(crate) const CLIENT_BASE: usize = usize::MAX / 2;
 /// Idle keep-alive connections kept per destination.
 const MAX_IDLE_PER_ADDR: usize = 16;
 
+/// Pooled connections are shared by the address and, for TLS, the name the receiver's
+/// certificate was verified for.
+type PoolKey = (SocketAddr, Option<Host>);
+
 /// The socket of one webhook client connection and the pure connection it serves.
 struct HookSocket {
-    stream: TcpStream,
+    stream: Stream,
     gen: u32,
     addr: SocketAddr,
+    /// `https://`: the host the certificate was (or is being) verified for.
+    tls: Option<Host>,
     conn: ClientConn,
     /// The interest registered with mio.
     interest: Interest,
@@ -65,9 +74,9 @@ pub(crate) struct Hooks {
     client: ClientConfig,
     sockets: Vec<(u32, Option<HookSocket>)>,
     free: Vec<usize>,
-    idle: HashMap<SocketAddr, Vec<usize>>,
-    /// Jobs waiting for the resolver (with their port), by request number.
-    resolving: HashMap<u64, (HookJob, u16)>,
+    idle: HashMap<PoolKey, Vec<usize>>,
+    /// Jobs waiting for the resolver (with their port and TLS name), by request number.
+    resolving: HashMap<u64, (HookJob, u16, Option<Host>)>,
     resolver_tx: Option<mpsc::Sender<(u64, String, u16)>>,
     next_resolve: u64,
     engine_timer: Option<(RawTimer, Instant)>,
@@ -75,6 +84,9 @@ pub(crate) struct Hooks {
     /// instead of recursing (a run of synchronous connect failures would otherwise nest
     /// once per queued message).
     driving: bool,
+    /// The rustls client configuration, built on the first `https://` delivery.
+    #[cfg(feature = "tls")]
+    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Hooks {
@@ -105,6 +117,8 @@ impl Hooks {
             next_resolve: 0,
             engine_timer: None,
             driving: false,
+            #[cfg(feature = "tls")]
+            tls_config: None,
         }
     }
 
@@ -118,6 +132,19 @@ impl Hooks {
             endpoints_disabled: s.endpoints_disabled,
             queued_bytes: s.queued_bytes,
         }
+    }
+
+    /// The rustls client configuration, built once.
+    #[cfg(feature = "tls")]
+    fn tls_config(&mut self) -> std::sync::Arc<rustls::ClientConfig> {
+        let config = &self.config;
+        (self.tls_config.get_or_insert_with(|| config.tls.build())).clone()
+    }
+
+    /// One more address of this server (the TLS listener).
+    #[cfg(feature = "tls")]
+    pub(crate) fn add_own_addr(&mut self, addr: SocketAddr) {
+        self.reg.add_own_addr(addr);
     }
 
     fn socket(&mut self, idx: usize) -> Option<&mut HookSocket> {
@@ -145,6 +172,13 @@ fn rearm(
         }
         *timer = at.map(|at| (timers.insert(at, ev), at));
     }
+}
+
+/// What a failed read or write says: the TLS cause when the session failed.
+fn io_failure(stream: &Stream, what: &str, e: &io::Error) -> String {
+    stream
+        .failure_detail()
+        .unwrap_or_else(|| format!("{what}: {e}"))
 }
 
 /// The mio interest a connection asks for (`None`: it is closed).
@@ -246,9 +280,9 @@ impl Core {
         self.hooks.driving = true;
         while let Some(action) = self.hooks.reg.poll_action(self.now, unix_millis() / 1000) {
             match action {
-                HookAction::Send { job, to } => match to {
-                    Destination::Addr(addr) => self.connect_to(job, vec![addr]),
-                    Destination::Lookup { name, port } => self.lookup(job, name, port),
+                HookAction::Send { job, to, tls } => match to {
+                    Destination::Addr(addr) => self.connect_to(job, vec![addr], tls),
+                    Destination::Lookup { name, port } => self.lookup(job, name, port, tls),
                 },
                 HookAction::Report { attempt, result } => self.finish_attempt(attempt, result),
                 HookAction::Retrying {
@@ -327,7 +361,7 @@ impl Core {
     pub(crate) fn shutdown_hooks(&mut self) {
         self.hooks.reg.remove_all(self.now);
         for n in self.hooks.resolving.keys().copied().collect::<Vec<_>>() {
-            if let Some((job, _)) = self.hooks.resolving.remove(&n) {
+            if let Some((job, ..)) = self.hooks.resolving.remove(&n) {
                 self.finish_attempt(job.attempt(), AttemptResult::Io("server stopped".into()));
             }
         }
@@ -345,11 +379,11 @@ impl Core {
     }
 
     /// Checks the addresses with the SSRF guard and starts the job on the first allowed.
-    fn connect_to(&mut self, job: HookJob, addrs: Vec<SocketAddr>) {
+    fn connect_to(&mut self, job: HookJob, addrs: Vec<SocketAddr>, tls: Option<Host>) {
         let mut why = String::from("no address");
         for addr in addrs {
             match ssrf::check(addr, self.hooks.reg.policy()) {
-                Ok(()) => return self.run_job(job, addr),
+                Ok(()) => return self.run_job(job, addr, tls),
                 Err(e) => {
                     debug!("webhook target refused: {e}");
                     why = e.to_string();
@@ -361,15 +395,18 @@ impl Core {
 
     // ---- the sockets ----------------------------------------------------------------------
 
-    /// Puts `job` on an idle pooled connection to `addr`, or on a new one.
-    fn run_job(&mut self, job: HookJob, addr: SocketAddr) {
-        let pooled = match self.hooks.idle.get_mut(&addr) {
+    /// Puts `job` on an idle pooled connection to `addr` (verified for the same `tls`
+    /// name), or on a new one.
+    fn run_job(&mut self, job: HookJob, addr: SocketAddr, tls: Option<Host>) {
+        let key = (addr, tls);
+        let pooled = match self.hooks.idle.get_mut(&key) {
             Some(list) if !job.needs_fresh() => list.pop(),
             _ => None,
         };
-        if self.hooks.idle.get(&addr).is_some_and(Vec::is_empty) {
-            self.hooks.idle.remove(&addr);
+        if self.hooks.idle.get(&key).is_some_and(Vec::is_empty) {
+            self.hooks.idle.remove(&key);
         }
+        let (addr, tls) = key;
         let job = match pooled.and_then(|idx| Some((idx, self.hooks.socket(idx)?))) {
             Some((idx, s)) => match s.conn.send(job) {
                 Ok(()) => {
@@ -380,10 +417,10 @@ impl Core {
             },
             None => job,
         };
-        let mut stream = match TcpStream::connect(addr) {
+        let stream = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"));
+        let mut stream = match stream.and_then(|tcp| self.client_stream(tcp, tls.as_ref())) {
             Ok(stream) => stream,
-            Err(e) => {
-                let why = format!("{addr}: {e}");
+            Err(why) => {
                 return self.finish_attempt(job.attempt(), AttemptResult::ConnectFailed(why));
             }
         };
@@ -397,12 +434,13 @@ impl Core {
         if let Err(e) =
             self.poll
                 .registry()
-                .register(&mut stream, Token(CLIENT_BASE + idx), interest)
+                .register(&mut stream.tcp, Token(CLIENT_BASE + idx), interest)
         {
             self.hooks.free.push(idx);
             return self.finish_attempt(attempt, AttemptResult::ConnectFailed(e.to_string()));
         }
-        debug!("webhook: connecting to {addr} (client {idx})");
+        let how = if tls.is_some() { " (TLS)" } else { "" };
+        debug!("webhook: connecting to {addr}{how} (client {idx})");
         let slot = &mut self.hooks.sockets[idx];
         slot.0 = slot.0.wrapping_add(1);
         let gen = slot.0;
@@ -410,11 +448,23 @@ impl Core {
             stream,
             gen,
             addr,
+            tls,
             conn,
             interest,
             timer: None,
         });
         self.settle_client(idx, None);
+    }
+
+    /// The stream for a new connection: plain, or a TLS session for `tls`.
+    fn client_stream(&mut self, tcp: TcpStream, tls: Option<&Host>) -> Result<Stream, String> {
+        let Some(host) = tls else {
+            return Ok(Stream::plain(tcp));
+        };
+        #[cfg(feature = "tls")]
+        return tls::stream(tcp, self.hooks.tls_config(), host);
+        #[cfg(not(feature = "tls"))]
+        Err(format!("{host}: https needs pushwire's `tls` feature"))
     }
 
     fn drop_socket(&mut self, idx: usize) {
@@ -424,11 +474,12 @@ impl Core {
         if let Some((t, _)) = s.timer.take() {
             self.timers.cancel(t);
         }
-        let _ = self.poll.registry().deregister(&mut s.stream);
-        if let Some(list) = self.hooks.idle.get_mut(&s.addr) {
+        let _ = self.poll.registry().deregister(&mut s.stream.tcp);
+        let key = (s.addr, s.tls);
+        if let Some(list) = self.hooks.idle.get_mut(&key) {
             list.retain(|i| *i != idx);
             if list.is_empty() {
-                self.hooks.idle.remove(&s.addr);
+                self.hooks.idle.remove(&key);
             }
         }
         self.hooks.free.push(idx);
@@ -443,27 +494,36 @@ impl Core {
         let Some(s) = self.hooks.sockets.get_mut(idx).and_then(|s| s.1.as_mut()) else {
             return;
         };
+        let key = (s.addr, s.tls.clone());
         let addr = s.addr;
-        let pooled = self.hooks.idle.get(&addr).map_or(0, Vec::len);
+        let pooled = self.hooks.idle.get(&key).map_or(0, Vec::len);
         if s.conn.is_closed() || (pool && pooled >= MAX_IDLE_PER_ADDR) {
             self.drop_socket(idx);
         } else {
-            let want = interest(&s.conn).unwrap_or(Interest::READABLE);
+            let mut want = interest(&s.conn).unwrap_or(Interest::READABLE);
+            if s.stream.pending() {
+                // Encrypted bytes wait for the socket (a handshake flight, records).
+                want |= Interest::WRITABLE;
+            }
+            if s.stream.handshaking() {
+                want |= Interest::READABLE;
+            }
             if want != s.interest {
                 s.interest = want;
-                let _ =
-                    self.poll
-                        .registry()
-                        .reregister(&mut s.stream, Token(CLIENT_BASE + idx), want);
+                let token = Token(CLIENT_BASE + idx);
+                let _ = self
+                    .poll
+                    .registry()
+                    .reregister(&mut s.stream.tcp, token, want);
             }
             let ev = TimerEv::HookClient(idx, s.gen);
             rearm(&mut self.timers, &mut s.timer, s.conn.poll_timeout(), ev);
             if pool {
-                self.hooks.idle.entry(addr).or_default().push(idx);
+                self.hooks.idle.entry(key.clone()).or_default().push(idx);
             }
         }
         match ev {
-            Some(ClientEvent::RetryFresh(job)) => self.run_job(job, addr),
+            Some(ClientEvent::RetryFresh(job)) => self.run_job(job, addr, key.1),
             Some(ClientEvent::Closed(why)) => trace!("webhook: client {idx} to {addr}: {why}"),
             Some(ev) => {
                 if let Some((attempt, result)) = ev.attempt_result() {
@@ -501,23 +561,36 @@ impl Core {
         if s.conn.phase() == ClientPhase::Connecting {
             // A non-blocking connect has finished when the socket turns writable:
             // `take_error` says whether it failed, `peer_addr` whether it is up.
-            if let Ok(Some(e)) | Err(e) = s.stream.take_error() {
+            if let Ok(Some(e)) | Err(e) = s.stream.tcp.take_error() {
                 return s.conn.on_error(format!("{}: {e}", s.addr));
             }
-            match s.stream.peer_addr() {
-                Ok(_) => s.conn.on_connected(),
+            match s.stream.tcp.peer_addr() {
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return None,
                 Err(e) => return s.conn.on_error(format!("{}: {e}", s.addr)),
             }
+            // TLS: the handshake is part of connecting (inside the connect timeout).
+            #[cfg(feature = "tls")]
+            match tls::handshake(&mut s.stream) {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(why) => return s.conn.on_error(format!("{}: {why}", s.addr)),
+            }
+            s.conn.on_connected();
             trace!("webhook: client {idx} connected to {}", s.addr);
         }
-        while !s.conn.pending().is_empty() {
-            match s.stream.write(s.conn.pending()) {
+        while !s.conn.pending().is_empty() || s.stream.pending() {
+            let written = match s.conn.pending() {
+                [] => s.stream.flush_pending().map(|()| 0),
+                pending => s.stream.write(pending),
+            };
+            match written {
+                Ok(0) if s.conn.pending().is_empty() => {}
                 Ok(0) => return s.conn.on_error("connection closed while writing".into()),
                 Ok(n) => s.conn.wrote(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return s.conn.on_error(format!("write: {e}")),
+                Err(e) => return s.conn.on_error(io_failure(&s.stream, "write", &e)),
             }
         }
         // Read even without a readable event: the response may already be there.
@@ -528,7 +601,7 @@ impl Core {
                 Ok(n) => s.conn.on_read(&tmp[..n], now, unix_millis() / 1000),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return s.conn.on_error(format!("read: {e}")),
+                Err(e) => return s.conn.on_error(io_failure(&s.stream, "read", &e)),
             };
             if ev.is_some() {
                 return ev;

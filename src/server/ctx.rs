@@ -185,6 +185,16 @@ impl<'a> Ctx<'a> {
         self.core.local_addr
     }
 
+    /// The address of the TLS listener, when the server has one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.core.tls_addr
+    }
+
+    /// Whether connection `conn` speaks TLS (`false` also when it is gone).
+    pub fn is_tls(&self, conn: ConnId) -> bool {
+        self.core.conn(conn).is_some_and(|c| c.stream.is_tls())
+    }
+
     /// The loop's current time (read once per loop turn).
     pub fn now(&self) -> Instant {
         self.core.now

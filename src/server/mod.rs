@@ -103,6 +103,22 @@ impl<A: App> Server<A> {
         self.driver.core.local_addr
     }
 
+    /// Adds a TLS listener on `addr`: every route is served there too, over TLS
+    /// (`https://`, `wss://`), on the same loop. Returns the bound address. One per server.
+    #[cfg(feature = "tls")]
+    pub fn listen_tls(
+        &mut self,
+        addr: impl ToSocketAddrs,
+        tls: crate::tls::ServerTls,
+    ) -> io::Result<SocketAddr> {
+        self.driver.core.listen_tls(addr, tls)
+    }
+
+    /// The TLS listener's address, once [`listen_tls`](Self::listen_tls) bound one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.driver.core.tls_addr
+    }
+
     /// A handle for other threads.
     pub fn handle(&self) -> Handle {
         Handle::new(&self.driver.core)

@@ -11,7 +11,7 @@ use mio::Waker;
 
 use crate::api::Resolver;
 use crate::driver::{deadline, Command, Core, TimerEv};
-use crate::proto::webhook::{AttemptResult, HookJob};
+use crate::proto::webhook::{AttemptResult, HookJob, Host};
 
 /// Starts the resolver thread: it answers `(n, host, port)` requests with
 /// [`Command::Resolved`].
@@ -43,7 +43,7 @@ pub(super) fn spawn_resolver(
 
 impl Core {
     /// Sends `job` once the resolver thread has looked `name` up.
-    pub(super) fn lookup(&mut self, job: HookJob, name: String, port: u16) {
+    pub(super) fn lookup(&mut self, job: HookJob, name: String, port: u16, tls: Option<Host>) {
         let (config, tx, waker) = (&self.hooks.config, &self.tx, &self.waker);
         let resolver_tx = (self.hooks.resolver_tx).get_or_insert_with(|| {
             spawn_resolver(config.resolver.clone(), tx.clone(), waker.clone())
@@ -55,7 +55,7 @@ impl Core {
             let why = "resolver unavailable".into();
             return self.finish_attempt(job.attempt(), AttemptResult::ConnectFailed(why));
         }
-        self.hooks.resolving.insert(n, (job, port));
+        self.hooks.resolving.insert(n, (job, port, tls));
         // A lookup that never comes back still ends the attempt in time.
         let at = deadline(self.now, self.hooks.config.attempt_timeout);
         self.timers.insert(at, TimerEv::HookResolve(n));
@@ -63,7 +63,7 @@ impl Core {
 
     /// Lookup `n` took the whole attempt time: the attempt times out (a late answer is ignored).
     pub(crate) fn hook_resolve_timer(&mut self, n: u64) {
-        if let Some((job, _)) = self.hooks.resolving.remove(&n) {
+        if let Some((job, ..)) = self.hooks.resolving.remove(&n) {
             debug!("webhook: name lookup {n} did not answer in time");
             self.finish_attempt(job.attempt(), AttemptResult::Timeout);
         }
@@ -71,13 +71,13 @@ impl Core {
 
     /// The resolver thread answered request `n`.
     pub(crate) fn resolved(&mut self, n: u64, result: Result<Vec<SocketAddr>, String>) {
-        let Some((job, port)) = self.hooks.resolving.remove(&n) else {
+        let Some((job, port, tls)) = self.hooks.resolving.remove(&n) else {
             return;
         };
         match result {
             Ok(addrs) if !addrs.is_empty() => {
                 let with_port = |a: &SocketAddr| SocketAddr::new(a.ip(), port);
-                self.connect_to(job, addrs.iter().map(with_port).collect());
+                self.connect_to(job, addrs.iter().map(with_port).collect(), tls);
             }
             Ok(_) => {
                 let why = "no address found".into();

@@ -103,6 +103,9 @@ pub enum CloseReason {
     WriteError(io::ErrorKind),
     /// The server stopped.
     ServerStopped,
+    /// The TLS session failed (the cause: not TLS, a bad record, a failed handshake, an
+    /// alert from the peer). The alert for the peer was sent first.
+    Tls(&'static str),
 }
 
 impl std::fmt::Display for CloseReason {
@@ -116,6 +119,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::ReadError(k) => write!(f, "read error: {k}"),
             CloseReason::WriteError(k) => write!(f, "write error: {k}"),
             CloseReason::ServerStopped => f.write_str("server stopped"),
+            CloseReason::Tls(why) => write!(f, "tls: {why}"),
         }
     }
 }

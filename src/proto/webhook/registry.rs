@@ -144,6 +144,9 @@ pub enum HookAction {
         job: HookJob,
         /// Where to.
         to: Destination,
+        /// For an `https://` URL, the host the receiver's certificate must be valid for
+        /// (and the SNI name, when it is a DNS name).
+        tls: Option<Host>,
     },
     /// The attempt cannot be made: report `result` for it.
     Report {
@@ -195,6 +198,9 @@ pub struct RegistryConfig {
     /// such as a built-in receiver that does not republish to a topic with webhooks
     /// (default `None`: every target at the server's own address is refused).
     pub self_path: Option<String>,
+    /// Whether `https://` targets are accepted (default: when pushwire is built with its
+    /// `tls` feature).
+    pub https: bool,
 }
 
 impl Default for RegistryConfig {
@@ -203,6 +209,7 @@ impl Default for RegistryConfig {
             max_per_topic: 16,
             own_addrs: Vec::new(),
             self_path: None,
+            https: cfg!(feature = "tls"),
         }
     }
 }
@@ -296,6 +303,13 @@ impl Registry {
         &mut self.engine
     }
 
+    /// Adds one more address of this server (a second listener): it is allowed by the
+    /// SSRF policy and counts as "own" for the loop check, like the first.
+    pub fn add_own_addr(&mut self, addr: SocketAddr) {
+        self.config.own_addrs.push(addr);
+        self.policy.allow.push(addr);
+    }
+
     /// The SSRF policy every resolved address is checked against.
     pub fn policy(&self) -> &Policy {
         &self.policy
@@ -330,6 +344,9 @@ impl Registry {
             return Err(RegisterError::TooManyOnTopic(max));
         }
         let url = Url::parse(url).map_err(RegisterError::BadUrl)?;
+        if url.tls && !self.config.https {
+            return Err(RegisterError::BadUrl(UrlError::HttpsUnsupported));
+        }
         let own = self.config.own_addrs.iter().any(|a| points_at(&url, *a));
         if own && self.config.self_path.as_deref() != Some(url.path()) {
             return Err(RegisterError::OwnAddress(self.config.self_path.clone()));
@@ -388,6 +405,9 @@ impl Registry {
             return Err(invalid(RegisterError::BadTopic));
         }
         let url = Url::parse(url).map_err(|e| invalid(RegisterError::BadUrl(e)))?;
+        if url.tls && !self.config.https {
+            return Err(invalid(RegisterError::BadUrl(UrlError::HttpsUnsupported)));
+        }
         let secret =
             Secret::from_bytes(secret).map_err(|e| invalid(RegisterError::BadSecret(e)))?;
         self.engine
@@ -571,9 +591,18 @@ mod tests {
             err(&mut r, "bad topic!", "http://a/").to_string(),
             "bad topic name"
         );
-        assert!(err(&mut r, "t", "https://a/")
+        assert!(err(&mut r, "t", "ftp://a/")
             .to_string()
             .starts_with("bad url: "));
+        // https: accepted when the build has TLS, refused with the reason when not.
+        let https = r.add("t", "https://a/", None, &key);
+        assert_eq!(https.is_ok(), cfg!(feature = "tls"));
+        let mut plain_only = registry();
+        plain_only.config.https = false;
+        assert_eq!(
+            err(&mut plain_only, "t", "https://a/"),
+            RegisterError::BadUrl(UrlError::HttpsUnsupported)
+        );
         assert!(matches!(
             err(&mut r, "t", "http://10.0.0.1/"),
             RegisterError::Refused(_)
@@ -624,7 +653,7 @@ mod tests {
         assert_eq!(r.publish("nobody", &[], &ev, 0, t), 0);
         let (mut dests, mut attempts) = (Vec::new(), Vec::new());
         while let Some(action) = r.poll_action(t, 9) {
-            let HookAction::Send { job, to } = action else {
+            let HookAction::Send { job, to, .. } = action else {
                 panic!("{action:?}")
             };
             let text = String::from_utf8_lossy(job.request()).into_owned();
@@ -1030,9 +1059,16 @@ mod tests {
             bad(RegisterError::BadTopic)
         );
         assert!(matches!(
-            r.restore(id, "t", "https://a/", &key, false),
+            r.restore(id, "t", "ftp://a/", &key, false),
             Err(RestoreHookError::Invalid(RegisterError::BadUrl(_)))
         ));
+        // A build without TLS does not take back an https endpoint it cannot deliver to.
+        let mut plain_only = registry();
+        plain_only.config.https = false;
+        assert_eq!(
+            plain_only.restore(id, "t", "https://a/", &key, false),
+            bad(RegisterError::BadUrl(UrlError::HttpsUnsupported))
+        );
         assert!(matches!(
             r.restore(id, "t", url, &[], false),
             Err(RestoreHookError::Invalid(RegisterError::BadSecret(_)))

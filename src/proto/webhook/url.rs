@@ -1,10 +1,13 @@
-//! Webhook target URLs: a deliberately small parser for `http://host[:port][/path][?query]`.
+//! Webhook target URLs: a deliberately small parser for
+//! `http[s]://host[:port][/path][?query]`.
 //!
 //! Only what a webhook sender needs from RFC 3986 (URI generic syntax) and RFC 9110 §4.2.1
-//! (the `http` scheme) is accepted, and everything else is refused with a clear reason at
-//! registration time, long before a connection is made:
+//! and §4.2.2 (the `http` and `https` schemes) is accepted, and everything else is refused
+//! with a clear reason at registration time, long before a connection is made:
 //!
-//! * the scheme is `http` (case-insensitive, RFC 3986 §3.1); `https` waits for TLS;
+//! * the scheme is `http` or `https` (case-insensitive, RFC 3986 §3.1); `https` means TLS
+//!   to the host, verified against the host's name (a build without pushwire's `tls`
+//!   feature refuses it at registration);
 //! * no userinfo: RFC 9110 §4.2.4 says "A sender MUST NOT generate the userinfo
 //!   subcomponent (and its "@" delimiter) when an "http" or "https" URI reference is
 //!   generated within a message as a target URI", and `user@host` is a classic way to make
@@ -13,7 +16,8 @@
 //!   ids), or a DNS name of letter-digit-hyphen labels (RFC 1123 §2.1), lowercased, at most
 //!   253 characters. Hosts that *look* numeric but are not a dotted quad (`2130706433`,
 //!   `0x7f.1`, `127.1`) are refused: resolvers disagree on what they mean;
-//! * the port is 1..=65535, 80 when absent or empty (RFC 3986 §3.2.3);
+//! * the port is 1..=65535; when absent or empty, 80 for `http` and 443 for `https`
+//!   (RFC 3986 §3.2.3, RFC 9110 §4.2.2);
 //! * an empty path becomes `/` (RFC 9110 §4.2.1 and RFC 9112 §3.2.1: "If the target URI's
 //!   path component is empty, the client MUST send "/" as the path within the
 //!   origin-form"); the fragment is dropped (it is never sent, RFC 9110 §7.1);
@@ -28,12 +32,14 @@ pub const MAX_URL_LEN: usize = 2048;
 /// The longest host name accepted (RFC 1035 §2.3.4, in its dotted text form).
 pub const MAX_HOST_LEN: usize = 253;
 
-/// A parsed `http://` webhook target.
+/// A parsed `http://` or `https://` webhook target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// `https`: TLS, verified against [`host`](Self::host).
+    pub tls: bool,
     /// Where to connect.
     pub host: Host,
-    /// The TCP port (80 unless the URL names one).
+    /// The TCP port (80, or 443 for `https`, unless the URL names one).
     pub port: u16,
     /// The request target in origin-form: starts with `/`, may carry `?query`.
     pub path_and_query: String,
@@ -57,9 +63,10 @@ pub enum UrlError {
     BadChar(usize),
     /// No `scheme://` at the start.
     MissingScheme,
-    /// `https://`: refused until TLS support lands.
+    /// `https://` in a build without pushwire's `tls` feature (only registration refuses
+    /// it; [`Url::parse`] accepts it).
     HttpsUnsupported,
-    /// Any scheme other than `http`.
+    /// Any scheme other than `http` and `https`.
     UnsupportedScheme,
     /// `user@` or `user:password@` before the host.
     UserInfo,
@@ -83,11 +90,11 @@ impl fmt::Display for UrlError {
                 f,
                 "URL contains a space, control or non-ASCII character at byte {at} (percent-encode it)"
             ),
-            UrlError::MissingScheme => write!(f, "URL must start with http://"),
+            UrlError::MissingScheme => write!(f, "URL must start with http:// or https://"),
             UrlError::HttpsUnsupported => {
-                write!(f, "https is not supported yet (TLS comes in a later release)")
+                write!(f, "https needs pushwire's `tls` feature, which this build lacks")
             }
-            UrlError::UnsupportedScheme => write!(f, "only http:// URLs are supported"),
+            UrlError::UnsupportedScheme => write!(f, "only http:// and https:// URLs are supported"),
             UrlError::UserInfo => write!(f, "URL must not contain a user name or password"),
             UrlError::EmptyHost => write!(f, "URL has no host"),
             UrlError::BadHostName(why) => write!(f, "invalid host name: {why}"),
@@ -110,10 +117,8 @@ impl Url {
             return Err(UrlError::BadChar(at));
         }
         let (scheme, rest) = text.split_once("://").ok_or(UrlError::MissingScheme)?;
-        if scheme.eq_ignore_ascii_case("https") {
-            return Err(UrlError::HttpsUnsupported);
-        }
-        if !scheme.eq_ignore_ascii_case("http") {
+        let tls = scheme.eq_ignore_ascii_case("https");
+        if !tls && !scheme.eq_ignore_ascii_case("http") {
             return Err(UrlError::UnsupportedScheme);
         }
         // The fragment is never sent.
@@ -129,7 +134,7 @@ impl Url {
         }
         let (host, port) = split_host_port(authority)?;
         let port = match port {
-            None | Some("") => 80,
+            None | Some("") => default_port(tls),
             Some(p) => parse_port(p)?,
         };
         let host = parse_host(host)?;
@@ -139,6 +144,7 @@ impl Url {
             format!("/{path_and_query}")
         };
         let url = Url {
+            tls,
             host,
             port,
             path_and_query,
@@ -152,10 +158,10 @@ impl Url {
         Ok(url)
     }
 
-    /// The `Host` header value: the host, plus `:port` when the port is not 80; IPv6
-    /// literals in brackets (RFC 9110 §7.2).
+    /// The `Host` header value: the host, plus `:port` when the port is not the scheme's
+    /// default; IPv6 literals in brackets (RFC 9110 §7.2).
     pub fn host_header(&self) -> String {
-        if self.port == 80 {
+        if self.port == default_port(self.tls) {
             self.host.to_string()
         } else {
             format!("{}:{}", self.host, self.port)
@@ -165,7 +171,16 @@ impl Url {
     /// The URL without its query string: what listings show, since a query often
     /// carries a credential (userinfo is refused by [`Url::parse`] already).
     pub fn without_query(&self) -> String {
-        format!("http://{}{}", self.host_header(), self.path())
+        format!("{}://{}{}", self.scheme(), self.host_header(), self.path())
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// The path without its query.
@@ -173,9 +188,13 @@ impl Url {
         self.path_and_query.split('?').next().unwrap_or_default()
     }
 
-    /// A key naming the origin for connection pooling: `host:port`, port always present.
+    /// A key naming the origin (RFC 6454) for connection pooling: `host:port` for `http`,
+    /// `https://host:port` for `https`, the port always present.
     pub fn origin_key(&self) -> String {
-        format!("{}:{}", self.host, self.port)
+        match self.tls {
+            false => format!("{}:{}", self.host, self.port),
+            true => format!("https://{}:{}", self.host, self.port),
+        }
     }
 
     /// The address to connect to when the host is an IP literal (no resolution needed).
@@ -188,9 +207,15 @@ impl Url {
 }
 
 impl fmt::Display for Url {
-    /// The normalized URL: `http://` + host header + path and query.
+    /// The normalized URL: the scheme, `://`, the host header, the path and query.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.host_header(), self.path_and_query)
+        let scheme = self.scheme();
+        write!(
+            f,
+            "{scheme}://{}{}",
+            self.host_header(),
+            self.path_and_query
+        )
     }
 }
 
@@ -209,6 +234,15 @@ impl fmt::Display for Host {
             Host::Ip(IpAddr::V4(ip)) => write!(f, "{ip}"),
             Host::Name(name) => f.write_str(name),
         }
+    }
+}
+
+/// The port of a URL that names none.
+fn default_port(tls: bool) -> u16 {
+    if tls {
+        443
+    } else {
+        80
     }
 }
 
@@ -461,9 +495,10 @@ mod tests {
         assert_eq!(Url::parse(&q), Err(UrlError::TooLong));
         let long_url = format!("http://h/{}", "a".repeat(MAX_URL_LEN));
         let table: &[(&str, UrlError)] = &[
-            ("https://example.com/", UrlError::HttpsUnsupported),
-            ("HTTPS://example.com/", UrlError::HttpsUnsupported),
             ("ftp://example.com/", UrlError::UnsupportedScheme),
+            ("httpss://example.com/", UrlError::UnsupportedScheme),
+            ("https://user@example.com/", UrlError::UserInfo),
+            ("https://host:0/", UrlError::BadPort),
             ("httpx://example.com/", UrlError::UnsupportedScheme),
             ("example.com/hook", UrlError::MissingScheme),
             ("http:/example.com", UrlError::MissingScheme),
@@ -539,7 +574,72 @@ mod tests {
         }
         assert_eq!(
             UrlError::HttpsUnsupported.to_string(),
-            "https is not supported yet (TLS comes in a later release)"
+            "https needs pushwire's `tls` feature, which this build lacks"
+        );
+    }
+
+    #[test]
+    fn https_urls() {
+        // input, port, host header, shown, origin key
+        let table = [
+            (
+                "https://a.example",
+                443,
+                "a.example",
+                "https://a.example/",
+                "https://a.example:443",
+            ),
+            (
+                "HTTPS://A.example:443/h?k=v",
+                443,
+                "a.example",
+                "https://a.example/h?k=v",
+                "https://a.example:443",
+            ),
+            (
+                "https://a.example:80/",
+                80,
+                "a.example:80",
+                "https://a.example:80/",
+                "https://a.example:80",
+            ),
+            (
+                "https://127.0.0.1:8443/x",
+                8443,
+                "127.0.0.1:8443",
+                "https://127.0.0.1:8443/x",
+                "https://127.0.0.1:8443",
+            ),
+            (
+                "https://[::1]/",
+                443,
+                "[::1]",
+                "https://[::1]/",
+                "https://[::1]:443",
+            ),
+        ];
+        for (input, port, hh, shown, ok) in table {
+            let url = Url::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert!(url.tls, "{input}");
+            assert_eq!(url.port, port, "{input}");
+            assert_eq!(url.host_header(), hh, "{input}");
+            assert_eq!(url.to_string(), shown, "{input}");
+            assert_eq!(url.origin_key(), ok, "{input}");
+            assert_eq!(Url::parse(&url.to_string()).unwrap(), url, "{input}");
+        }
+        // The same host and port over http and https are different origins.
+        let plain = Url::parse("http://a.example:443/").unwrap();
+        assert!(!plain.tls);
+        assert_eq!(plain.host_header(), "a.example:443");
+        assert_ne!(
+            plain.origin_key(),
+            Url::parse("https://a.example/").unwrap().origin_key()
+        );
+        assert_eq!(
+            Url::parse("https://a.example/h?token=s")
+                .unwrap()
+                .without_query(),
+            "https://a.example/h"
         );
     }
 

@@ -73,7 +73,7 @@ impl Registry {
                 trace!("webhook {webhook_id} attempt {number} to endpoint {endpoint}");
                 let job = self.job(attempt, endpoint, &webhook_id, &body, unix_secs, now);
                 match job {
-                    Ok((job, to)) => HookAction::Send { job, to },
+                    Ok((job, to, tls)) => HookAction::Send { job, to, tls },
                     Err(result) => HookAction::Report { attempt, result },
                 }
             }
@@ -134,7 +134,7 @@ impl Registry {
         body: &[u8],
         unix_secs: u64,
         now: Instant,
-    ) -> Result<(HookJob, Destination), AttemptResult> {
+    ) -> Result<(HookJob, Destination, Option<Host>), AttemptResult> {
         let Some(info) = self.engine.endpoint(endpoint) else {
             return Err(AttemptResult::Io("endpoint removed".into()));
         };
@@ -148,6 +148,7 @@ impl Registry {
                 port: url.port,
             },
         };
-        Ok((job, to))
+        let tls = url.tls.then(|| url.host.clone());
+        Ok((job, to, tls))
     }
 }
