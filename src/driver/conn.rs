@@ -108,13 +108,17 @@ impl Core {
             gen: slot.gen,
         };
         let mut out = OutQueue::default();
-        let proto = ServerConn::new(&mut Env {
+        let mut env = Env {
             now: self.now,
             cfg: &self.config.conn,
             stopping: false,
             date: None,
             out: &mut out,
-        });
+        };
+        let proto = match tls {
+            true => ServerConn::new_with_handshake(&mut env),
+            false => ServerConn::new(&mut env),
+        };
         slot.conn = Some(Conn {
             stream,
             id,

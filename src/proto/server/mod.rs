@@ -103,6 +103,9 @@ pub enum CloseReason {
     WriteError(io::ErrorKind),
     /// The server stopped.
     ServerStopped,
+    /// Not a byte of a request arrived within the header timeout of a connection that
+    /// began with a handshake (see [`ServerConn::new_with_handshake`]).
+    HeaderTimeout,
     /// The TLS session failed (the cause: not TLS, a bad record, a failed handshake, an
     /// alert from the peer). The alert for the peer was sent first.
     Tls(&'static str),
@@ -119,6 +122,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::ReadError(k) => write!(f, "read error: {k}"),
             CloseReason::WriteError(k) => write!(f, "write error: {k}"),
             CloseReason::ServerStopped => f.write_str("server stopped"),
+            CloseReason::HeaderTimeout => f.write_str("no request within the header timeout"),
             CloseReason::Tls(why) => write!(f, "tls: {why}"),
         }
     }
@@ -288,6 +292,16 @@ impl ServerConn {
         c
     }
 
+    /// A connection just accepted whose transport must first do a handshake (TLS): the
+    /// header timeout runs from now, so a handshake that stalls, or a client that then
+    /// sends nothing, is closed after it ([`CloseReason::HeaderTimeout`]; no 408, as not a
+    /// byte of a request arrived to answer).
+    pub fn new_with_handshake(env: &mut Env<'_>) -> Self {
+        let mut c = Self::new(env);
+        c.set_timer(env, Deadline::Header, env.cfg.header_timeout);
+        c
+    }
+
     /// What the connection currently is.
     pub fn kind(&self) -> ConnKind {
         match &self.mode {
@@ -391,6 +405,18 @@ impl ServerConn {
         self.timer = None;
         let queued = env.out.len();
         match what {
+            Deadline::Header
+                if matches!(
+                    self.mode,
+                    Mode::Http {
+                        reader: None,
+                        owed: None
+                    }
+                ) =>
+            {
+                log::debug!("no request began within the header timeout");
+                self.done = Some(CloseReason::HeaderTimeout);
+            }
             Deadline::Header => {
                 log::debug!("request not complete in time");
                 self.answer_error(env, 408, "request not complete in time");

@@ -612,6 +612,47 @@ fn a_slow_request_head_gets_408_then_lingers() {
     assert_eq!(h.conn.finished(), Some(CloseReason::Finished));
 }
 
+impl H {
+    /// A connection whose transport handshakes first (TLS).
+    fn with_handshake() -> H {
+        let mut h = H::new();
+        h.conn = h.call(|_, env| ServerConn::new_with_handshake(env));
+        h
+    }
+}
+
+#[test]
+fn after_a_handshake_the_header_timeout_runs_from_accept() {
+    // Nothing at all arrives (a stalled TLS handshake): closed at the header timeout,
+    // with nothing written (there is no request to answer).
+    let mut h = H::with_handshake();
+    assert_eq!(h.conn.poll_timeout(), Some(h.at(10)));
+    assert_eq!(h.expire(), Expired::Nothing);
+    assert_eq!(h.conn.finished(), Some(CloseReason::HeaderTimeout));
+    assert!(h.out.is_empty());
+
+    // Part of a request arrived: the usual 408, the deadline still from accept.
+    let mut h = H::with_handshake();
+    h.set_time(4);
+    assert_eq!(h.feed(b"GET / HTTP/1.1\r\n"), None);
+    assert_eq!(h.conn.poll_timeout(), Some(h.at(10)));
+    assert_eq!(h.expire(), Expired::Nothing);
+    assert_eq!(h.conn.finished(), None);
+    let (bytes, _) = h.flush();
+    same(
+        bytes,
+        error_bytes(408, "Request Timeout", "request not complete in time"),
+    );
+
+    // A complete request in time: answered, then the idle timeout as usual.
+    let mut h = H::with_handshake();
+    h.set_time(3);
+    h.request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(h.call(|c, env| c.respond(&Response::text(200, "ok"), env)));
+    h.flush();
+    assert_eq!(h.conn.poll_timeout(), Some(h.at(63)));
+}
+
 #[test]
 fn stray_line_breaks_keep_the_idle_timeout() {
     let mut h = H::new();
