@@ -154,9 +154,12 @@ impl ServerTls {
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::new("TLS", e))?
             .with_no_client_auth();
-        let config = builder
-            .with_single_cert(chain, key)
-            .map_err(|e| TlsError::new(key_what, format!("does not fit the certificate: {e}")))?;
+        let config = builder.with_single_cert(chain, key).map_err(|e| {
+            TlsError::new(
+                key_what,
+                format!("cannot be used with the certificate: {e}"),
+            )
+        })?;
         Ok(Self::finish(config))
     }
 
