@@ -22,6 +22,10 @@
 //! the disk is synced once a second and a crash starts new id ranges (resumers see a gap).
 //! A full disk answers publishes with 507.
 //!
+//! With `--tls-addr HOST:PORT --tls-cert FILE --tls-key FILE` every route is served over
+//! TLS (`https://`, `wss://`) as well; `--webhook-ca FILE` adds roots for verifying
+//! `https://` webhook receivers (see `hub/tls.rs`).
+//!
 //! Set `PUSHWIRE_LOG=debug` (or `trace`) to watch what crosses the wire.
 
 #[path = "hub/access.rs"]

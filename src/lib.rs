@@ -53,9 +53,9 @@
 //! Webhooks are registered per topic with [`Ctx::add_webhook`]; their outcomes arrive in
 //! [`App::on_webhook`]. Every limit and timeout is a [`Config`] setting.
 //!
-//! With the default `tls` feature, [`Server::listen_tls`] adds a TLS listener (`https://`,
+//! With the default `tls` feature, `Server::listen_tls` adds a TLS listener (`https://`,
 //! `wss://`) to the same loop, and `https://` webhooks are verified against the Mozilla
-//! roots and any added with [`Config::webhook_tls`]; see [`tls`].
+//! roots and any added with `Config::webhook_tls`; see the `tls` module.
 //!
 //! `examples/hub.rs` puts all of it together, and `examples/echo.rs` is the Autobahn testee.
 #![deny(missing_docs)]

@@ -1,4 +1,4 @@
-//! `webhook::Url::parse` on arbitrary text: never panics, refuses exactly what its rules
+//! `webhook::Url::parse` on arbitrary `http://` and `https://` text: never panics, refuses exactly what its rules
 //! refuse for length and characters, and an accepted URL keeps its invariants (the path
 //! starts with `/` and carries no fragment, the port is never 0, a name is lowercase LDH
 //! labels of at most 253 characters that does not end in a number, an IPv4 host is the
@@ -37,7 +37,12 @@ fn check(text: &str) {
         Err(_) => return,
     };
     let lower = text.to_ascii_lowercase();
-    assert!(lower.starts_with("http://"), "{text:?}");
+    // `http://` or `https://`, and `tls` says which.
+    assert_eq!(lower.starts_with("https://"), url.tls, "{text:?}");
+    assert!(url.tls || lower.starts_with("http://"), "{text:?}");
+    let scheme = if url.tls { "https" } else { "http" };
+    let prefix = scheme.len() + 3;
+    let default_port = if url.tls { 443 } else { 80 };
 
     // The path: origin-form, no fragment, a suffix of the input (after a `/` was added).
     let pq = &url.path_and_query;
@@ -55,7 +60,7 @@ fn check(text: &str) {
     } else {
         pq.len() - 1
     };
-    let authority = &before_fragment["http://".len()..before_fragment.len() - tail];
+    let authority = &before_fragment[prefix..before_fragment.len() - tail];
     assert!(!authority.contains(['@', '\\', '/', '?']), "{text:?}");
 
     assert_ne!(url.port, 0, "{text:?}");
@@ -95,12 +100,20 @@ fn check(text: &str) {
         }
     }
     let hh = url.host_header();
-    assert_eq!(hh.ends_with(&format!(":{}", url.port)), url.port != 80);
-    assert_eq!(url.origin_key(), format!("{}:{}", url.host, url.port));
+    assert_eq!(
+        hh.ends_with(&format!(":{}", url.port)),
+        url.port != default_port
+    );
+    let origin = format!("{}:{}", url.host, url.port);
+    if url.tls {
+        assert_eq!(url.origin_key(), format!("https://{origin}"));
+    } else {
+        assert_eq!(url.origin_key(), origin);
+    }
 
     // Display is a fixed point of parsing.
     let shown = url.to_string();
-    assert_eq!(shown, format!("http://{hh}{pq}"));
+    assert_eq!(shown, format!("{scheme}://{hh}{pq}"));
     // (The normalized form must fit the length limit too, so this holds at the limit.)
     assert!(shown.len() <= MAX_URL_LEN, "{text:?} -> {shown:?}");
     let again = Url::parse(&shown).unwrap_or_else(|e| panic!("{text:?} -> {shown:?}: {e}"));
@@ -108,9 +121,10 @@ fn check(text: &str) {
     assert_eq!(again.to_string(), shown);
     // Only the scheme and the host are case-insensitive: upper-casing them changes nothing.
     let upper = format!(
-        "HTTP://{}{}",
+        "{}://{}{}",
+        scheme.to_ascii_uppercase(),
         authority.to_ascii_uppercase(),
-        &text[7 + authority.len()..]
+        &text[prefix + authority.len()..]
     );
     if let Ok(u) = Url::parse(&upper) {
         assert_eq!(u, url, "{text:?} vs {upper:?}");

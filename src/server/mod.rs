@@ -114,7 +114,7 @@ impl<A: App> Server<A> {
         self.driver.core.listen_tls(addr, tls)
     }
 
-    /// The TLS listener's address, once [`listen_tls`](Self::listen_tls) bound one.
+    /// The TLS listener's address, once `listen_tls` (feature `tls`) bound one.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.driver.core.tls_addr
     }
