@@ -53,7 +53,9 @@ fuzz_target!(|data: &[u8]| {
     // Replaying the snapshot gives the same state: compaction loses nothing live.
     let mut replayed = Recovered::new(limits);
     for (_, record) in again.records {
-        replayed.apply(record).expect("a snapshot's records all apply");
+        replayed
+            .apply(record)
+            .expect("a snapshot's records all apply");
     }
     assert_eq!(replayed, state);
 });
