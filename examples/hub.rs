@@ -480,7 +480,8 @@ fn usage() -> ! {
          \x20          [--webhook-schedule S1,S2,...] [--webhook-timeout SECS]\n\
          \x20          [--publish-token T] [--subscribe-token T] [--admin-token T]\n\
          \x20          [--max-topics N] [--history-total-bytes N] [--topic-ttl SECS]\n\
-         \x20          [--webhook-queue-bytes N] [--webhook-total-bytes N] [--webhook-max-per-topic N]"
+         \x20          [--webhook-queue-bytes N] [--webhook-total-bytes N] [--webhook-max-per-topic N]\n\
+         \x20          [--tls-addr HOST:PORT --tls-cert FILE --tls-key FILE] [--webhook-ca FILE]..."
     );
     std::process::exit(2)
 }

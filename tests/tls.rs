@@ -779,3 +779,62 @@ fn a_receiver_that_never_answers_the_handshake_times_out_in_the_connect_timeout(
         o => panic!("{o:?}"),
     }
 }
+
+// ---- the hub's flags ------------------------------------------------------------------
+
+/// Runs the hub with `args` and expects it to stop at once: (exit code, stderr).
+fn hub_fails(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(util::example_bin("hub"))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the hub");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_hub_refuses_bad_tls_files_naming_them() {
+    let dir = std::env::temp_dir().join(format!("pushwire-hub-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let leaf = Ca::new("ca").localhost();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    std::fs::write(&cert, &leaf.chain).unwrap();
+    std::fs::write(&key, &leaf.key).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let missing = dir.join("nope.pem");
+    let missing = missing.to_str().unwrap();
+    let tls = |c: &str, k: &str| {
+        hub_fails(&["--tls-addr", "127.0.0.1:0", "--tls-cert", c, "--tls-key", k])
+    };
+    let (code, err) = tls(cert, missing);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(missing) && err.contains("No such file"),
+        "{err}"
+    );
+    let (code, err) = tls(key, key);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(key) && err.contains("no CERTIFICATE"), "{err}");
+    let (code, err) = tls(cert, cert);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(cert) && err.contains("PRIVATE KEY"), "{err}");
+    let (code, err) = hub_fails(&["--tls-addr", "127.0.0.1:0", "--tls-cert", cert]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("go together"), "{err}");
+    let (code, err) = hub_fails(&["--webhook-ca", missing]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--webhook-ca") && err.contains(missing),
+        "{err}"
+    );
+    let (code, err) = hub_fails(&["--webhook-ca", key]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no CERTIFICATE"), "{err}");
+    assert!(!err.contains("panicked"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -208,6 +208,8 @@ impl Tls {
         if n == 0 {
             return Ok(0);
         }
+        log::trace!("tls: read {n} record bytes");
+        let was_handshaking = self.conn.is_handshaking();
         if let Err(e) = self.conn.process_new_packets() {
             log::debug!("tls: {}: {e}", crate::tls::failure(&e));
             self.failed = Some(e.clone());
@@ -215,11 +217,28 @@ impl Tls {
             let _ = self.flush(tcp);
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
+        if was_handshaking && !self.conn.is_handshaking() {
+            self.log_handshake();
+        }
         // Handshake messages answer at once; a full socket leaves them pending.
         match self.flush(tcp) {
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
             _ => Ok(n),
         }
+    }
+
+    /// What the handshake agreed on, at debug level.
+    fn log_handshake(&self) {
+        let sni = match &self.conn {
+            rustls::Connection::Server(s) => s.server_name().map(str::to_owned),
+            rustls::Connection::Client(_) => None,
+        };
+        let alpn = self.conn.alpn_protocol().map(String::from_utf8_lossy);
+        log::debug!(
+            "tls: handshake done: {:?} {:?}, ALPN {alpn:?}, SNI {sni:?}",
+            self.conn.protocol_version(),
+            self.conn.negotiated_cipher_suite().map(|c| c.suite()),
+        );
     }
 
     /// Drives the handshake as far as the socket allows: `Ok(true)` once it is complete.

@@ -9,20 +9,29 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Path of a built example (`cargo test` builds examples next to the test binaries).
+///
+/// The first call per example in a test process runs `cargo build --example NAME` with this
+/// test's features (a no-op when it is fresh): `cargo test --no-default-features` and
+/// `cargo test` share one binary path, and a test must not run the other build's example.
 pub fn example_bin(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let bin = dir.join("examples").join(name);
-    if !bin.exists() {
-        // `cargo test --test X` alone does not build examples: build this one.
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
         let profile_release = dir.ends_with("release");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--example", name]);
+        cmd.args(["build", "--quiet", "--example", name]);
         if profile_release {
             cmd.arg("--release");
         }
+        if !cfg!(feature = "tls") {
+            cmd.arg("--no-default-features");
+        }
         let st = cmd.status().expect("cargo build --example");
         assert!(st.success(), "building example {name} failed");
+        built.push(name.to_owned());
     }
     bin
 }
