@@ -266,7 +266,7 @@ fn main() {
             tls - plain
         );
     }
-    for suffix in ["", "-ws", "-parked"] {
+    for (suffix, probe) in [("", "healthz"), ("-ws", "ws"), ("-parked", "parked")] {
         let (Some(head), Some(base)) = (
             per_conn_of.get(&format!("pushwire-hub{suffix}")),
             per_conn_of.get(&format!("base-hub{suffix}")),
@@ -279,7 +279,7 @@ fn main() {
             "na".into()
         };
         println!(
-            "idle_conns vs_base probe=healthz{suffix} head_bytes_per_conn={head} \
+            "idle_conns vs_base probe={probe} head_bytes_per_conn={head} \
              base_bytes_per_conn={base} ratio={ratio}"
         );
     }
