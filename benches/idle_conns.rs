@@ -36,7 +36,8 @@
 //! without the hub: rustls server sessions configured like `ServerTls::from_pem` (same
 //! provider, versions, ALPN, tickets) are driven in memory against clients, through the
 //! handshake and one request and answer, and the heap they still hold is counted by a
-//! counting global allocator, with the sizes of the allocations that remain. `--tls` runs
+//! counting global allocator, with the sizes of the allocations that remain (also with
+//! no tickets, and with clients that get AES-128-GCM or ChaCha20-Poly1305 negotiated). `--tls` runs
 //! only the plaintext and TLS `GET /healthz` passes (and that breakdown); `--no-tls` skips
 //! TLS. Built without the feature, the TLS parts say they are unavailable.
 //!
@@ -978,13 +979,32 @@ mod tls_state {
             size_of::<Option<rustls::Error>>(),
             size_of::<(Connection, Option<rustls::Error>, bool)>(),
         );
-        for (label, tickets, step) in [
-            ("new", 2, Step::New),
-            ("handshake", 2, Step::Handshake),
-            ("request", 2, Step::Request),
-            ("request_no_tickets", 0, Step::Request),
+        use rustls::CipherSuite as S;
+        // The last two: what the cipher suite changes (a client preferring AES-128-GCM, as
+        // browsers do, or ChaCha20-Poly1305, whose keys are small).
+        for (label, tickets, step, suite) in [
+            ("new", 2, Step::New, None),
+            ("handshake", 2, Step::Handshake, None),
+            ("request", 2, Step::Request, None),
+            ("request_no_tickets", 0, Step::Request, None),
+            (
+                "request_aes128",
+                2,
+                Step::Request,
+                Some(S::TLS13_AES_128_GCM_SHA256),
+            ),
+            (
+                "request_chacha20",
+                2,
+                Step::Request,
+                Some(S::TLS13_CHACHA20_POLY1305_SHA256),
+            ),
         ] {
             let config = server_config(&certs, tickets)?;
+            let client = match suite {
+                None => client.clone(),
+                Some(s) => tls::client_config_offering(certs.ca_der.clone(), Some(s))?,
+            };
             let mut negotiated = String::new();
             let (bytes, classes) = held(n, &config, &client, step, &mut negotiated)?;
             let tls = if negotiated.is_empty() {

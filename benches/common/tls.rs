@@ -104,9 +104,22 @@ pub fn read_ca(path: &Path) -> Result<CertificateDer<'static>, String> {
 /// A client that trusts only `ca`, offers ALPN `http/1.1` like a browser, and never resumes
 /// a session, so every connection is a full handshake, as N different clients would make.
 pub fn client_config(ca: CertificateDer<'static>) -> Result<Arc<rustls::ClientConfig>, String> {
+    client_config_offering(ca, None)
+}
+
+/// Like [`client_config`], offering only the cipher suite `only` when given (the server
+/// takes the client's preference, so that is what gets negotiated).
+pub fn client_config_offering(
+    ca: CertificateDer<'static>,
+    only: Option<rustls::CipherSuite>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca).map_err(|e| format!("CA: {e}"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(only) = only {
+        provider.cipher_suites.retain(|s| s.suite() == only);
+    }
+    let provider = Arc::new(provider);
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("rustls: {e}"))?
