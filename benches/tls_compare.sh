@@ -6,7 +6,7 @@
 #
 # Builds (release) the `echo` example and the ws_load loader, makes a CA and a leaf
 # certificate (ws_load --make-certs, into a temporary directory), then for each message size
-# and round runs the echo server freshly started twice: plain (`--addr` only, loaded over
+# and round runs the echo server freshly started twice (the order flips every round): plain (`--addr` only, loaded over
 # ws://) and with a TLS listener too (`--tls-addr`, loaded over wss://, the loader verifying
 # the chain against the CA), the server pinned to one core and the loader to another. It
 # prints every loader line, then per size the medians over the rounds: msgs/s for both and
@@ -116,18 +116,32 @@ SUMMARY=()
 for size in $SIZES; do
     ws=() wss=() ws_cpu=() wss_cpu=() ws_l=() wss_l=() base=() base_cpu=() base_l=()
     for round in $(seq "$ROUNDS"); do
-        run_one ws "$size" "$PW_PORT" "" -- \
-            "$PUSHWIRE_ECHO" --addr "127.0.0.1:$PW_PORT"
-        ws+=("$RATE") ws_cpu+=("$CPU_RATE") ws_l+=("$LOADER_CPU")
-        run_one wss "$size" "$TLS_PORT" "--tls-ca $CERTS/ca.pem" -- \
-            "$PUSHWIRE_ECHO" --addr "127.0.0.1:$PW_PORT" --tls-addr "127.0.0.1:$TLS_PORT" \
-            --tls-cert "$CERTS/chain.pem" --tls-key "$CERTS/key.pem"
-        wss+=("$RATE") wss_cpu+=("$CPU_RATE") wss_l+=("$LOADER_CPU")
-        if [ -n "$BASE_ECHO" ]; then
-            run_one base-ws "$size" "$BASE_PORT" "" -- \
-                "$BASE_ECHO" --addr "127.0.0.1:$BASE_PORT"
-            base+=("$RATE") base_cpu+=("$CPU_RATE") base_l+=("$LOADER_CPU")
-        fi
+        # Odd rounds run ws, wss, base; even rounds the other way round, so that a drift
+        # in what else the machine does favours none of them.
+        order="ws wss base"
+        [ $((round % 2)) -eq 0 ] && order="base wss ws"
+        for what in $order; do
+            case $what in
+            ws)
+                run_one ws "$size" "$PW_PORT" "" -- \
+                    "$PUSHWIRE_ECHO" --addr "127.0.0.1:$PW_PORT"
+                ws+=("$RATE") ws_cpu+=("$CPU_RATE") ws_l+=("$LOADER_CPU")
+                ;;
+            wss)
+                run_one wss "$size" "$TLS_PORT" "--tls-ca $CERTS/ca.pem" -- \
+                    "$PUSHWIRE_ECHO" --addr "127.0.0.1:$PW_PORT" \
+                    --tls-addr "127.0.0.1:$TLS_PORT" \
+                    --tls-cert "$CERTS/chain.pem" --tls-key "$CERTS/key.pem"
+                wss+=("$RATE") wss_cpu+=("$CPU_RATE") wss_l+=("$LOADER_CPU")
+                ;;
+            base)
+                [ -n "$BASE_ECHO" ] || continue
+                run_one base-ws "$size" "$BASE_PORT" "" -- \
+                    "$BASE_ECHO" --addr "127.0.0.1:$BASE_PORT"
+                base+=("$RATE") base_cpu+=("$CPU_RATE") base_l+=("$LOADER_CPU")
+                ;;
+            esac
+        done
         echo "  (size=$size round $round of $ROUNDS done)"
     done
     m_ws=$(median "${ws[@]}") m_wss=$(median "${wss[@]}")
