@@ -3,7 +3,7 @@
 //! ```text
 //! cargo build --release --example hub
 //! cargo bench --bench idle_conns -- [--conns 10000] [--port 19201] [--settle-ms 1000]
-//!     [--no-baseline]
+//!     [--no-baseline] [--tls | --no-tls] [--base-hub PATH] [--tls-state-conns 1000]
 //! ```
 //!
 //! Starts the hub (`target/release/examples/hub`, or the binary named by `PUSHWIRE_HUB`) as
@@ -22,6 +22,29 @@
 //! not the same work (an HTTP keep-alive connection against an open WebSocket), so compare
 //! them with that in mind.
 //!
+//! **TLS** (with the default `tls` feature): the same hub is started again with a TLS
+//! listener (`--tls-addr`, a CA and leaf certificate made with rcgen in a temporary
+//! directory), and each connection completes a full TLS handshake (rustls client, no
+//! resumption, ALPN `http/1.1`, the chain verified against that CA) and one `GET /healthz`
+//! over it, kept alive: `target=pushwire-hub-tls`. Then
+//!
+//! ```text
+//! idle_conns tls_adds plain_bytes_per_conn=.. tls_bytes_per_conn=.. tls_adds_bytes_per_conn=..
+//! ```
+//!
+//! is what TLS costs an idle connection, and `idle_conns tls_state` lines break that down
+//! without the hub: rustls server sessions configured like `ServerTls::from_pem` (same
+//! provider, versions, ALPN, tickets) are driven in memory against clients, through the
+//! handshake and one request and answer, and the heap they still hold is counted by a
+//! counting global allocator, with the sizes of the allocations that remain (also with
+//! no tickets, and with clients that get AES-128-GCM or ChaCha20-Poly1305 negotiated). `--tls` runs
+//! only the plaintext and TLS `GET /healthz` passes (and that breakdown); `--no-tls` skips
+//! TLS. Built without the feature, the TLS parts say they are unavailable.
+//!
+//! `--base-hub PATH` measures a second hub binary (e.g. one built at an older commit) with
+//! the same plaintext probes in the same run (`target=base-hub...`) and prints
+//! `idle_conns vs_base` ratios of the two.
+//!
 //! All connections come from 127.0.0.1's ephemeral ports (about 28,000 of them), which is
 //! why `--conns` stops at 20,000; both processes hold one fd per connection, each under its
 //! own open-files limit, which is checked first. Every step has a deadline; the servers are
@@ -38,7 +61,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
-const USAGE: &str = "usage: idle_conns [--conns N] [--port P] [--settle-ms MS] [--no-baseline]";
+#[cfg(feature = "tls")]
+#[path = "common/tls.rs"]
+mod tls;
+
+const USAGE: &str = "usage: idle_conns [--conns N] [--port P] [--settle-ms MS] [--no-baseline] \
+[--tls | --no-tls] [--base-hub PATH] [--tls-state-conns N]";
 const MAX_CONNS: usize = 20_000;
 /// fds we keep for ourselves besides the connections (stdio, the spawned child's pipes...).
 const SPARE_FDS: u64 = 64;
@@ -57,6 +85,29 @@ struct Args {
     port: u16,
     settle: Duration,
     baseline: bool,
+    tls: TlsMode,
+    base_hub: Option<String>,
+    tls_state_conns: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TlsMode {
+    /// Every probe, plaintext and TLS.
+    Also,
+    /// Only the plaintext and TLS `GET /healthz` passes.
+    Only,
+    /// No TLS pass.
+    Off,
+}
+
+/// One server run: which binary, what each connection does, where.
+struct Target {
+    label: String,
+    bin: String,
+    probe: Probe,
+    port: u16,
+    /// Serve TLS on `port + 1` and connect there.
+    tls: bool,
 }
 
 /// What each idle connection did before going quiet.
@@ -101,53 +152,137 @@ fn main() {
         eprintln!("idle_conns: {e}");
         exit(1);
     }
-    let mut targets = vec![
-        ("pushwire-hub", hub.clone(), Probe::Healthz, args.port),
-        // The same hub, each connection an idle WebSocket subscribed to a topic.
-        (
-            "pushwire-hub-ws",
-            hub.clone(),
-            Probe::WsHandshake("/topics/idle/ws"),
-            args.port.wrapping_add(2),
-        ),
-        // ...and each connection a parked long poll.
-        (
-            "pushwire-hub-parked",
-            hub,
-            Probe::Parked("/topics/idle/poll?since=0&timeout=120"),
-            args.port.wrapping_add(3),
-        ),
-    ];
+    #[cfg(feature = "tls")]
+    let tls_ctx = match args.tls {
+        TlsMode::Off => None,
+        _ => match TlsCtx::new() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("idle_conns: TLS setup: {e}");
+                exit(1);
+            }
+        },
+    };
+    #[cfg(not(feature = "tls"))]
+    let tls_ctx: Option<TlsCtx> = None;
+    #[cfg(not(feature = "tls"))]
+    if args.tls != TlsMode::Off {
+        eprintln!("idle_conns: TLS unavailable: built without the `tls` feature");
+    }
+
+    let only_healthz = args.tls == TlsMode::Only;
+    let mut targets = Vec::new();
+    let add_plain = |targets: &mut Vec<Target>, prefix: &str, bin: &str, port: u16| {
+        let probes = [
+            ("", Probe::Healthz),
+            // The same hub, each connection an idle WebSocket subscribed to a topic.
+            ("-ws", Probe::WsHandshake("/topics/idle/ws")),
+            // ...and each connection a parked long poll.
+            (
+                "-parked",
+                Probe::Parked("/topics/idle/poll?since=0&timeout=120"),
+            ),
+        ];
+        for (k, (suffix, probe)) in probes.into_iter().enumerate() {
+            if only_healthz && k > 0 {
+                break;
+            }
+            targets.push(Target {
+                label: format!("{prefix}{suffix}"),
+                bin: bin.to_string(),
+                probe,
+                port: port.wrapping_add([0, 2, 3][k]),
+                tls: false,
+            });
+        }
+    };
+    add_plain(&mut targets, "pushwire-hub", &hub, args.port);
+    if tls_ctx.is_some() {
+        targets.push(Target {
+            label: "pushwire-hub-tls".into(),
+            bin: hub.clone(),
+            probe: Probe::Healthz,
+            port: args.port.wrapping_add(4),
+            tls: true,
+        });
+    }
+    if let Some(base) = &args.base_hub {
+        if !std::path::Path::new(base).is_file() {
+            eprintln!("idle_conns: no base hub binary at {base}");
+            exit(2);
+        }
+        add_plain(&mut targets, "base-hub", base, args.port.wrapping_add(6));
+    }
     let tt = std::env::var("TT_ECHO")
         .unwrap_or_else(|_| "benches/tt-echo/target/release/tt-echo".into());
-    if args.baseline && std::path::Path::new(&tt).is_file() {
-        targets.push((
-            "tokio-tungstenite",
-            tt,
-            Probe::WsHandshake("/"),
-            args.port.wrapping_add(1),
-        ));
-    } else if args.baseline {
+    if args.baseline && !only_healthz && std::path::Path::new(&tt).is_file() {
+        targets.push(Target {
+            label: "tokio-tungstenite".into(),
+            bin: tt,
+            probe: Probe::WsHandshake("/"),
+            port: args.port.wrapping_add(1),
+            tls: false,
+        });
+    } else if args.baseline && !only_healthz {
         eprintln!(
             "idle_conns: no baseline: {tt} not built (cd benches/tt-echo && cargo build --release)"
         );
     }
-    for (label, bin, probe, port) in targets {
-        match measure(&bin, port, probe, &args) {
-            Ok((before, after, idle_cpu_ms)) => {
-                let per_conn = (after as i64 - before as i64) * 1024 / args.conns as i64;
+
+    #[cfg(feature = "tls")]
+    if tls_ctx.is_some() {
+        if let Err(e) = tls_state::report(args.tls_state_conns) {
+            eprintln!("idle_conns: tls_state: {e}");
+            exit(1);
+        }
+    }
+
+    let mut per_conn_of = std::collections::HashMap::new();
+    for t in &targets {
+        match measure(t, &args, tls_ctx.as_ref()) {
+            Ok(m) => {
+                let per_conn = (m.after as i64 - m.before as i64) * 1024 / args.conns as i64;
+                per_conn_of.insert(t.label.clone(), per_conn);
                 println!(
-                    "idle_conns target={label} conns={} rss_before_kib={before} \
-                     rss_after_kib={after} bytes_per_conn={per_conn} \
-                     idle_cpu_ms={idle_cpu_ms} (over {:?})",
-                    args.conns, args.settle
+                    "idle_conns target={} conns={} rss_before_kib={} \
+                     rss_after_kib={} bytes_per_conn={per_conn} \
+                     idle_cpu_ms={} (over {:?}){}",
+                    t.label, args.conns, m.before, m.after, m.idle_cpu_ms, args.settle, m.note
                 );
             }
             Err(e) => {
-                eprintln!("idle_conns: {label} ({bin}): {e}");
+                eprintln!("idle_conns: {} ({}): {e}", t.label, t.bin);
                 exit(1);
             }
         }
+    }
+    if let (Some(plain), Some(tls)) = (
+        per_conn_of.get("pushwire-hub"),
+        per_conn_of.get("pushwire-hub-tls"),
+    ) {
+        println!(
+            "idle_conns tls_adds conns={} plain_bytes_per_conn={plain} tls_bytes_per_conn={tls} \
+             tls_adds_bytes_per_conn={}",
+            args.conns,
+            tls - plain
+        );
+    }
+    for (suffix, probe) in [("", "healthz"), ("-ws", "ws"), ("-parked", "parked")] {
+        let (Some(head), Some(base)) = (
+            per_conn_of.get(&format!("pushwire-hub{suffix}")),
+            per_conn_of.get(&format!("base-hub{suffix}")),
+        ) else {
+            continue;
+        };
+        let ratio = if *base > 0 {
+            format!("{:.3}", *head as f64 / *base as f64)
+        } else {
+            "na".into()
+        };
+        println!(
+            "idle_conns vs_base probe={probe} head_bytes_per_conn={head} \
+             base_bytes_per_conn={base} ratio={ratio}"
+        );
     }
 }
 
@@ -157,6 +292,9 @@ fn parse_args() -> Result<Args, String> {
         port: 19201,
         settle: Duration::from_millis(1000),
         baseline: true,
+        tls: TlsMode::Also,
+        base_hub: None,
+        tls_state_conns: 1000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -167,6 +305,14 @@ fn parse_args() -> Result<Args, String> {
                 a.baseline = false;
                 continue;
             }
+            "--tls" => {
+                a.tls = TlsMode::Only;
+                continue;
+            }
+            "--no-tls" => {
+                a.tls = TlsMode::Off;
+                continue;
+            }
             _ => {}
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -174,6 +320,8 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--conns" => a.conns = value.parse().map_err(|_| bad())?,
             "--port" => a.port = value.parse().map_err(|_| bad())?,
+            "--base-hub" => a.base_hub = Some(value.clone()),
+            "--tls-state-conns" => a.tls_state_conns = value.parse().map_err(|_| bad())?,
             "--settle-ms" => {
                 let ms: u64 = value.parse().map_err(|_| bad())?;
                 a.settle = Duration::from_millis(ms.min(60_000));
@@ -183,6 +331,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if !(1..=MAX_CONNS).contains(&a.conns) {
         return Err(format!("--conns must be 1..={MAX_CONNS}"));
+    }
+    if !(1..=MAX_CONNS).contains(&a.tls_state_conns) {
+        return Err(format!("--tls-state-conns must be 1..={MAX_CONNS}"));
     }
     Ok(a)
 }
@@ -203,16 +354,44 @@ fn check_fd_limit(conns: usize) -> Result<(), String> {
     }
 }
 
-/// Starts `bin`, loads it with idle connections; returns VmRSS in KiB before and after, and
-/// the CPU time (ms) the server used during one settle period while holding them all.
-fn measure(bin: &str, port: u16, probe: Probe, args: &Args) -> Result<(u64, u64, u64), String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    if TcpStream::connect_timeout(&addr, STEP_TIMEOUT).is_ok() {
-        return Err(format!("something already listens on {addr}"));
+/// What one server run measured.
+struct Measured {
+    /// VmRSS in KiB before and after the connections were opened.
+    before: u64,
+    after: u64,
+    /// CPU time (ms) the server used during one settle period while holding them all.
+    idle_cpu_ms: u64,
+    /// Extra words for the report line (what TLS negotiated).
+    note: String,
+}
+
+/// Starts the target's server, loads it with idle connections and measures it.
+fn measure(t: &Target, args: &Args, tls: Option<&TlsCtx>) -> Result<Measured, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], t.port));
+    let tls_addr = SocketAddr::from(([127, 0, 0, 1], t.port.wrapping_add(1)));
+    let tls = if t.tls {
+        Some(tls.ok_or("TLS target without TLS")?)
+    } else {
+        None
+    };
+    let target_addr = if tls.is_some() { tls_addr } else { addr };
+    for a in [addr, target_addr] {
+        if TcpStream::connect_timeout(&a, STEP_TIMEOUT).is_ok() {
+            return Err(format!("something already listens on {a}"));
+        }
     }
-    let child = Command::new(bin)
-        .arg("--addr")
-        .arg(addr.to_string())
+    let mut cmd = Command::new(&t.bin);
+    cmd.arg("--addr").arg(addr.to_string());
+    #[cfg(feature = "tls")]
+    if let Some(tls) = tls {
+        cmd.arg("--tls-addr")
+            .arg(tls_addr.to_string())
+            .arg("--tls-cert")
+            .arg(&tls.certs.chain)
+            .arg("--tls-key")
+            .arg(&tls.certs.key);
+    }
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -220,23 +399,27 @@ fn measure(bin: &str, port: u16, probe: Probe, args: &Args) -> Result<(u64, u64,
         .map_err(|e| format!("cannot start: {e}"))?;
     let mut server = Server(child);
     let pid = server.0.id();
-    wait_listening(&mut server, addr)?;
+    wait_listening(&mut server, target_addr)?;
 
     // One request first, so whatever the server sets up lazily is in the "before" figure.
-    drop(open_one(addr, probe, Instant::now() + STEP_TIMEOUT).map_err(|e| format!("probe: {e}"))?);
+    let first = open_one(target_addr, t.probe, tls, Instant::now() + STEP_TIMEOUT)
+        .map_err(|e| format!("probe: {e}"))?;
+    let note = first.describe();
+    drop(first);
     sleep(args.settle);
     let before = vm_rss_kib(pid)?;
 
     let deadline = Instant::now() + OPEN_DEADLINE;
     let mut conns = Vec::with_capacity(args.conns);
     for n in 0..args.conns {
-        let s = open_one(addr, probe, deadline).map_err(|e| format!("conn {n}: {e}"))?;
+        let s =
+            open_one(target_addr, t.probe, tls, deadline).map_err(|e| format!("conn {n}: {e}"))?;
         conns.push(s);
     }
     sleep(args.settle);
     let cpu_start = cpu_ms(pid)?;
     sleep(args.settle);
-    let idle_cpu = cpu_ms(pid)? - cpu_start;
+    let idle_cpu_ms = cpu_ms(pid)? - cpu_start;
     if let Ok(Some(status)) = server.0.try_wait() {
         return Err(format!(
             "server exited ({status}) while holding the connections"
@@ -252,7 +435,12 @@ fn measure(bin: &str, port: u16, probe: Probe, args: &Args) -> Result<(u64, u64,
     }
     drop(conns);
     drop(server);
-    Ok((before, after, idle_cpu))
+    Ok(Measured {
+        before,
+        after,
+        idle_cpu_ms,
+        note,
+    })
 }
 
 /// User plus system CPU time of `pid` in milliseconds, from /proc/PID/stat.
@@ -289,8 +477,87 @@ fn wait_listening(server: &mut Server, addr: SocketAddr) -> Result<(), String> {
     }
 }
 
-/// A connection that has done `probe` and now sits idle.
-fn open_one(addr: SocketAddr, probe: Probe, deadline: Instant) -> Result<TcpStream, String> {
+/// A client connection: plain TCP or a rustls session over it.
+enum IdleConn {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl IdleConn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            IdleConn::Plain(s) => s,
+            #[cfg(feature = "tls")]
+            IdleConn::Tls(s) => s.get_ref(),
+        }
+    }
+
+    /// What the session negotiated (empty for plain TCP).
+    fn describe(&self) -> String {
+        match self {
+            IdleConn::Plain(_) => String::new(),
+            #[cfg(feature = "tls")]
+            IdleConn::Tls(s) => format!(" tls={}", tls::describe(&s.conn)),
+        }
+    }
+}
+
+impl Read for IdleConn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            IdleConn::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            IdleConn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for IdleConn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            IdleConn::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            IdleConn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            IdleConn::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            IdleConn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// The TLS pass's certificates (in a temporary directory) and client settings.
+#[cfg(feature = "tls")]
+struct TlsCtx {
+    certs: tls::Certs,
+    client: std::sync::Arc<rustls::ClientConfig>,
+}
+
+#[cfg(feature = "tls")]
+impl TlsCtx {
+    fn new() -> Result<TlsCtx, String> {
+        let certs = tls::Certs::temp("idle-conns")?;
+        let client = tls::client_config(certs.ca_der.clone())?;
+        Ok(TlsCtx { certs, client })
+    }
+}
+
+/// Without the `tls` feature there is no TLS pass.
+#[cfg(not(feature = "tls"))]
+enum TlsCtx {}
+
+/// A connection that has done `probe` (over TLS with `tls`) and now sits idle.
+fn open_one(
+    addr: SocketAddr,
+    probe: Probe,
+    tls: Option<&TlsCtx>,
+    deadline: Instant,
+) -> Result<IdleConn, String> {
     let left = || {
         let d = deadline
             .checked_duration_since(Instant::now())
@@ -301,9 +568,22 @@ fn open_one(addr: SocketAddr, probe: Probe, deadline: Instant) -> Result<TcpStre
             Ok(d.min(STEP_TIMEOUT))
         }
     };
-    let mut s = TcpStream::connect_timeout(&addr, left()?).map_err(|e| format!("connect: {e}"))?;
-    s.set_write_timeout(Some(left()?))
+    let tcp = TcpStream::connect_timeout(&addr, left()?).map_err(|e| format!("connect: {e}"))?;
+    tcp.set_write_timeout(Some(left()?))
         .map_err(|e| e.to_string())?;
+    // Also bounds the TLS handshake, which the first write drives.
+    tcp.set_read_timeout(Some(left()?))
+        .map_err(|e| e.to_string())?;
+    let mut s = match tls {
+        None => IdleConn::Plain(tcp),
+        #[cfg(feature = "tls")]
+        Some(t) => IdleConn::Tls(Box::new(rustls::StreamOwned::new(
+            tls::client_session(&t.client)?,
+            tcp,
+        ))),
+        #[cfg(not(feature = "tls"))]
+        Some(t) => match *t {},
+    };
     let key = BASE64.encode(*b"pushwire-idle-16");
     let req = match probe {
         Probe::Healthz => format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
@@ -332,7 +612,8 @@ fn open_one(addr: SocketAddr, probe: Probe, deadline: Instant) -> Result<TcpStre
         if buf.len() >= MAX_RESPONSE {
             return Err(format!("response longer than {MAX_RESPONSE} bytes"));
         }
-        s.set_read_timeout(Some(left()?))
+        s.tcp()
+            .set_read_timeout(Some(left()?))
             .map_err(|e| e.to_string())?;
         let k = match s.read(&mut chunk) {
             Ok(0) => return Err("server closed the connection after the request".into()),
@@ -406,10 +687,12 @@ fn response_done(buf: &[u8], head: usize, probe: Probe, key: &str) -> Result<boo
 }
 
 /// How many of the connections the server has closed (EOF or reset is readable at once).
-fn count_closed(conns: &[TcpStream]) -> Result<usize, String> {
+/// For TLS a byte may also be a record (an alert, a key update): as unexpected.
+fn count_closed(conns: &[IdleConn]) -> Result<usize, String> {
     let mut closed = 0;
     let mut byte = [0u8; 1];
-    for s in conns {
+    for c in conns {
+        let s = c.tcp();
         s.set_nonblocking(true).map_err(|e| e.to_string())?;
         match s.peek(&mut byte) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -430,4 +713,311 @@ fn vm_rss_kib(pid: u32) -> Result<u64, String> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// A global allocator that keeps the live heap bytes and, per 16-byte size class, the live
+/// allocation count: what the TLS breakdown reads. It only counts (relaxed atomics) and
+/// hands everything to the system allocator; only built with the `tls` feature.
+#[cfg(feature = "tls")]
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+
+    /// Size classes of 16 bytes up to this; larger allocations share the last class.
+    pub const CLASS_LIMIT: usize = 16 * 1024;
+    pub const CLASSES: usize = CLASS_LIMIT / 16 + 1;
+
+    pub static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+    #[allow(clippy::declare_interior_mutable_const)]
+    const ZERO: AtomicIsize = AtomicIsize::new(0);
+    pub static LIVE_BY_CLASS: [AtomicIsize; CLASSES] = [ZERO; CLASSES];
+
+    /// The class of an allocation of `size` bytes: sizes 1..=16 are class 1, 17..=32 class 2.
+    pub fn class(size: usize) -> usize {
+        size.div_ceil(16).min(CLASSES - 1)
+    }
+
+    fn note(size: usize, sign: isize) {
+        LIVE_BYTES.fetch_add(sign * size as isize, Relaxed);
+        LIVE_BY_CLASS[class(size)].fetch_add(sign, Relaxed);
+    }
+
+    pub struct Counting;
+
+    // SAFETY: every call goes to `System` with the caller's arguments; the counters have no
+    // effect on the memory handed out.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let p = System.alloc(layout);
+            if !p.is_null() {
+                note(layout.size(), 1);
+            }
+            p
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            let p = System.alloc_zeroed(layout);
+            if !p.is_null() {
+                note(layout.size(), 1);
+            }
+            p
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            System.dealloc(ptr, layout);
+            note(layout.size(), -1);
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let p = System.realloc(ptr, layout, new_size);
+            if !p.is_null() {
+                note(layout.size(), -1);
+                note(new_size, 1);
+            }
+            p
+        }
+    }
+
+    /// The counters now.
+    pub fn snapshot() -> (isize, Vec<isize>) {
+        (
+            LIVE_BYTES.load(Relaxed),
+            LIVE_BY_CLASS.iter().map(|c| c.load(Relaxed)).collect(),
+        )
+    }
+}
+
+#[cfg(feature = "tls")]
+#[global_allocator]
+static ALLOC: counting::Counting = counting::Counting;
+
+/// What a rustls server session holds on the heap, per connection, at each step of an idle
+/// TLS connection's life, measured in this process (no hub, no sockets: the records move
+/// through memory). The server configuration mirrors what `ServerTls::from_pem` builds:
+/// ring provider, the safe default versions, no client auth, one certificate chain, ALPN
+/// `http/1.1`, rustls's defaults otherwise (TLS 1.3 tickets: 2, kept in rustls's
+/// 256-entry in-memory session cache, shared by all connections).
+#[cfg(feature = "tls")]
+mod tls_state {
+    use std::io::{Read, Write};
+    use std::mem::size_of;
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::Connection;
+
+    use super::counting;
+    use super::tls;
+
+    /// How far each server session is taken before its heap is counted.
+    #[derive(Clone, Copy)]
+    enum Step {
+        /// `ServerConnection::new` only.
+        New,
+        /// The handshake done and its last flight (and the tickets) sent.
+        Handshake,
+        /// Then one `GET /healthz` read and answered: an idle keep-alive connection.
+        Request,
+    }
+
+    /// A healthz answer of about the hub's size.
+    const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; charset=utf-8\r\n\
+        content-length: 3\r\ndate: Thu, 01 Jan 2026 00:00:00 GMT\r\n\r\nok\n";
+    const REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
+    fn server_config(
+        certs: &tls::Certs,
+        tickets: usize,
+    ) -> Result<Arc<rustls::ServerConfig>, String> {
+        let chain = CertificateDer::pem_file_iter(&certs.chain)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("chain: {e}"))?;
+        let key = PrivateKeyDer::from_pem_file(&certs.key).map_err(|e| format!("key: {e}"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| e.to_string())?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.send_tls13_tickets = tickets;
+        Ok(Arc::new(config))
+    }
+
+    /// Moves every record `from` has queued into `to`, processing them as they arrive.
+    fn transfer(
+        from: &mut Connection,
+        to: &mut Connection,
+        wire: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        while from.wants_write() {
+            wire.clear();
+            from.write_tls(wire).map_err(|e| e.to_string())?;
+            let mut rest = &wire[..];
+            while !rest.is_empty() {
+                to.read_tls(&mut rest).map_err(|e| e.to_string())?;
+                to.process_new_packets().map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads all the plaintext `c` holds (a server reading a request, a client its answer).
+    fn drain(c: &mut Connection) -> Result<usize, String> {
+        let mut buf = [0u8; 4096];
+        let mut total = 0;
+        loop {
+            match c.reader().read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => total += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(total),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Takes `n` server sessions to `step`, drops the clients and returns the heap bytes
+    /// per server session and the per-session count of live allocations in each size class
+    /// (what the sessions hold, plus 1/n of whatever is shared, e.g. the session cache).
+    fn held(
+        n: usize,
+        server: &Arc<rustls::ServerConfig>,
+        client: &Arc<rustls::ClientConfig>,
+        step: Step,
+        negotiated: &mut String,
+    ) -> Result<(f64, Vec<f64>), String> {
+        let mut wire = Vec::with_capacity(64 * 1024);
+        let mut servers: Vec<Connection> = Vec::with_capacity(n);
+        // The clients are made and dropped inside the window, so what they held nets out;
+        // what stays is the servers' and what is shared (the session cache).
+        let (bytes0, classes0) = counting::snapshot();
+        let mut clients = Vec::with_capacity(n);
+        for _ in 0..n {
+            clients.push(Connection::Client(tls::client_session(client)?));
+        }
+        for c in clients.iter_mut() {
+            let mut s = Connection::Server(
+                rustls::ServerConnection::new(server.clone()).map_err(|e| e.to_string())?,
+            );
+            if !matches!(step, Step::New) {
+                let mut rounds = 0;
+                while c.is_handshaking() || s.is_handshaking() || c.wants_write() || s.wants_write()
+                {
+                    transfer(c, &mut s, &mut wire)?;
+                    transfer(&mut s, c, &mut wire)?;
+                    rounds += 1;
+                    if rounds > 10 {
+                        return Err("the in-memory handshake does not finish".into());
+                    }
+                }
+                drain(c)?;
+                if negotiated.is_empty() {
+                    *negotiated = tls::describe(&s);
+                }
+            }
+            if matches!(step, Step::Request) {
+                c.writer().write_all(REQUEST).map_err(|e| e.to_string())?;
+                transfer(c, &mut s, &mut wire)?;
+                if drain(&mut s)? != REQUEST.len() {
+                    return Err("the server did not read the whole request".into());
+                }
+                s.writer().write_all(RESPONSE).map_err(|e| e.to_string())?;
+                transfer(&mut s, c, &mut wire)?;
+                if drain(c)? != RESPONSE.len() {
+                    return Err("the client did not read the whole answer".into());
+                }
+            }
+            servers.push(s);
+        }
+        drop(clients);
+        let (bytes1, classes1) = counting::snapshot();
+        let per = |a: isize, b: isize| (b - a) as f64 / n as f64;
+        let classes = classes0
+            .iter()
+            .zip(&classes1)
+            .map(|(&a, &b)| per(a, b))
+            .collect();
+        // The sessions' own structs are in `servers`, allocated before the window.
+        let bytes = per(bytes0, bytes1);
+        drop(servers);
+        Ok((bytes, classes))
+    }
+
+    /// `le4096x1.00 le96x2.00 ...`: the size classes that hold at least half an allocation
+    /// per session, largest first.
+    fn describe_classes(classes: &[f64]) -> String {
+        let mut parts = Vec::new();
+        for (i, &count) in classes.iter().enumerate().rev() {
+            if count.abs() >= 0.5 {
+                let upto = if i == counting::CLASSES - 1 {
+                    format!("gt{}", counting::CLASS_LIMIT)
+                } else {
+                    format!("le{}", i * 16)
+                };
+                parts.push(format!("{upto}x{count:.2}"));
+            }
+        }
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(",")
+        }
+    }
+
+    /// Prints the breakdown lines.
+    pub fn report(n: usize) -> Result<(), String> {
+        let certs = tls::Certs::temp("tls-state")?;
+        let client = tls::client_config(certs.ca_der.clone())?;
+        // pushwire's `Tls` is the session, an `Option<rustls::Error>` and a bool, boxed.
+        println!(
+            "idle_conns tls_state size_of_connection={} size_of_server_connection={} \
+             size_of_option_error={} size_of_pushwire_tls_box_approx={}",
+            size_of::<Connection>(),
+            size_of::<rustls::ServerConnection>(),
+            size_of::<Option<rustls::Error>>(),
+            size_of::<(Connection, Option<rustls::Error>, bool)>(),
+        );
+        use rustls::CipherSuite as S;
+        // The last two: what the cipher suite changes (a client preferring AES-128-GCM, as
+        // browsers do, or ChaCha20-Poly1305, whose keys are small).
+        for (label, tickets, step, suite) in [
+            ("new", 2, Step::New, None),
+            ("handshake", 2, Step::Handshake, None),
+            ("request", 2, Step::Request, None),
+            ("request_no_tickets", 0, Step::Request, None),
+            (
+                "request_aes128",
+                2,
+                Step::Request,
+                Some(S::TLS13_AES_128_GCM_SHA256),
+            ),
+            (
+                "request_chacha20",
+                2,
+                Step::Request,
+                Some(S::TLS13_CHACHA20_POLY1305_SHA256),
+            ),
+        ] {
+            let config = server_config(&certs, tickets)?;
+            let client = match suite {
+                None => client.clone(),
+                Some(s) => tls::client_config_offering(certs.ca_der.clone(), Some(s))?,
+            };
+            let mut negotiated = String::new();
+            let (bytes, classes) = held(n, &config, &client, step, &mut negotiated)?;
+            let tls = if negotiated.is_empty() {
+                String::new()
+            } else {
+                format!(" tls={negotiated}")
+            };
+            println!(
+                "idle_conns tls_state step={label} sessions={n} tls13_tickets={tickets} \
+                 heap_bytes_per_session={bytes:.0} live_allocs_by_size={}{tls}",
+                describe_classes(&classes)
+            );
+        }
+        Ok(())
+    }
 }

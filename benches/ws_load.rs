@@ -3,8 +3,9 @@
 //! ```text
 //! cargo bench --bench ws_load -- --addr 127.0.0.1:9001 [--conns 64] [--depth 16]
 //!     [--size 64] [--secs 5] [--warmup 1] [--label NAME] [--server-pid PID]
-//!     [--check full|length]
+//!     [--check full|length] [--tls-ca FILE [--tls-name NAME]]
 //! cargo bench --bench ws_load -- --self-test
+//! cargo bench --bench ws_load -- --make-certs DIR
 //! ```
 //!
 //! One thread, one mio `Poll`. Each of `--conns` connections does the RFC 6455 opening
@@ -38,6 +39,16 @@
 //! the loader says what it saw and exits with status 1. Every wait is bounded: connects and
 //! handshakes by a deadline, the run by `--warmup + --secs`.
 //!
+//! **TLS** (`wss://`, with the default `tls` feature): `--tls-ca FILE` makes every
+//! connection a rustls client session (full handshake, no resumption, ALPN `http/1.1`)
+//! that verifies the server's chain against that CA and the name `--tls-name` (default
+//! `localhost`); the line then says what was negotiated (`tls=TLSv1_3/...`). The frames
+//! are the same; each write hands what is owed to rustls, which makes one record of it, and
+//! each read decrypts what arrived, so the loader's own work per message grows by about
+//! what the server's does: watch `loader_cpu`. `--make-certs DIR` writes a CA (`ca.pem`),
+//! a leaf for `localhost` and `127.0.0.1` signed by it with its CA (`chain.pem`) and the
+//! leaf's key (`key.pem`), for a server's `--tls-cert`/`--tls-key`, and exits.
+//!
 //! Run without `--addr` (as a bare `cargo bench` does) it prints its usage and exits 0.
 
 use std::io::{self, Read, Write};
@@ -51,9 +62,15 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use sha1::{Digest, Sha1};
 
+#[cfg(feature = "tls")]
+#[path = "common/tls.rs"]
+mod tls;
+
 const USAGE: &str = "usage: ws_load --addr HOST:PORT [--conns N] [--depth D] [--size BYTES] \
-[--secs S] [--warmup S] [--label NAME] [--server-pid PID] [--check full|length]\n\
-       ws_load --self-test";
+[--secs S] [--warmup S] [--label NAME] [--server-pid PID] [--check full|length] \
+[--tls-ca FILE [--tls-name NAME]]\n\
+       ws_load --self-test\n\
+       ws_load --make-certs DIR";
 
 /// The GUID of RFC 6455 section 1.3, appended to the key to form the accept value.
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -80,6 +97,9 @@ struct Args {
     warmup: f64,
     server_pid: Option<u32>,
     check_payload: bool,
+    /// `wss://`: the CA to verify against, and the name.
+    tls_ca: Option<String>,
+    tls_name: Option<String>,
 }
 
 fn main() {
@@ -110,6 +130,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let (mut secs, mut warmup) = (5.0f64, 1.0f64);
     let mut server_pid = None;
     let mut check_payload = true;
+    let (mut tls_ca, mut tls_name) = (None, None);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         // `cargo bench` passes `--bench` to every harness-less bench.
@@ -131,6 +152,9 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--secs" => secs = value.parse().map_err(badf)?,
             "--warmup" => warmup = value.parse().map_err(badf)?,
             "--server-pid" => server_pid = Some(value.parse().map_err(bad)?),
+            "--tls-ca" => tls_ca = Some(value.clone()),
+            "--tls-name" => tls_name = Some(value.clone()),
+            "--make-certs" => make_certs(&value),
             "--check" => {
                 check_payload = match value.as_str() {
                     "full" => true,
@@ -142,6 +166,9 @@ fn parse_args() -> Result<Option<Args>, String> {
         }
     }
     let Some(addr) = addr else { return Ok(None) };
+    if tls_name.is_some() && tls_ca.is_none() {
+        return Err("--tls-name goes with --tls-ca".into());
+    }
     if !(1..=MAX_CONNS).contains(&conns) {
         return Err(format!("--conns must be 1..={MAX_CONNS}"));
     }
@@ -168,6 +195,8 @@ fn parse_args() -> Result<Option<Args>, String> {
         warmup,
         server_pid,
         check_payload,
+        tls_ca,
+        tls_name,
     }))
 }
 
@@ -180,6 +209,74 @@ struct Conn {
     tx_owed: usize,
     /// Offset, within the expected echo frame, of the next byte to receive.
     rx_off: usize,
+    /// The rustls session, for `wss://`.
+    #[cfg(feature = "tls")]
+    tls: Option<Box<rustls::ClientConnection>>,
+}
+
+/// `--make-certs DIR`: writes the certificates and exits.
+fn make_certs(dir: &str) -> ! {
+    #[cfg(feature = "tls")]
+    match tls::Certs::write(std::path::Path::new(dir)) {
+        Ok(c) => {
+            println!(
+                "ws_load: wrote {} {} {}",
+                c.ca.display(),
+                c.chain.display(),
+                c.key.display()
+            );
+            exit(0)
+        }
+        Err(e) => {
+            eprintln!("ws_load: --make-certs {dir}: {e}");
+            exit(1)
+        }
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        eprintln!("ws_load: --make-certs {dir}: TLS unavailable: built without the `tls` feature");
+        exit(2)
+    }
+}
+
+/// The client side of `wss://`: settings trusting the CA, and the name to verify.
+#[cfg(feature = "tls")]
+struct TlsClient {
+    config: std::sync::Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+#[cfg(feature = "tls")]
+impl TlsClient {
+    fn new(args: &Args) -> Result<Option<TlsClient>, String> {
+        let Some(ca) = &args.tls_ca else {
+            return Ok(None);
+        };
+        let config = tls::client_config(tls::read_ca(std::path::Path::new(ca))?)?;
+        let name = args.tls_name.as_deref().unwrap_or(tls::SERVER_NAME);
+        let name = rustls::pki_types::ServerName::try_from(name.to_string())
+            .map_err(|e| format!("--tls-name {name:?}: {e}"))?;
+        Ok(Some(TlsClient { config, name }))
+    }
+
+    fn session(&self) -> Result<rustls::ClientConnection, String> {
+        rustls::ClientConnection::new(self.config.clone(), self.name.clone())
+            .map_err(|e| format!("rustls: {e}"))
+    }
+}
+
+/// Without the `tls` feature there is no `wss://`.
+#[cfg(not(feature = "tls"))]
+enum TlsClient {}
+
+#[cfg(not(feature = "tls"))]
+impl TlsClient {
+    fn new(args: &Args) -> Result<Option<TlsClient>, String> {
+        if args.tls_ca.is_some() || args.tls_name.is_some() {
+            return Err("TLS unavailable: built without the `tls` feature".into());
+        }
+        Ok(None)
+    }
 }
 
 fn run(args: &Args) -> Result<String, String> {
@@ -197,11 +294,15 @@ fn run(args: &Args) -> Result<String, String> {
         header_len(&echo)
     };
 
+    let tls_client = TlsClient::new(args)?;
     let setup_deadline = Instant::now() + SETUP_DEADLINE;
     let mut poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
     let mut conns = Vec::with_capacity(args.conns);
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    let mut negotiated = String::new();
     for n in 0..args.conns {
-        let (std_sock, early) = handshake(addr, &args.addr, n, setup_deadline)?;
+        let (std_sock, early, _session) =
+            handshake(addr, &args.addr, n, tls_client.as_ref(), setup_deadline)?;
         if !early.is_empty() {
             return Err(format!(
                 "conn {n}: server sent {} bytes before any message",
@@ -215,11 +316,17 @@ fn run(args: &Args) -> Result<String, String> {
         poll.registry()
             .register(&mut sock, Token(n), Interest::READABLE | Interest::WRITABLE)
             .map_err(|e| format!("register: {e}"))?;
+        #[cfg(feature = "tls")]
+        if let (Some(session), true) = (&_session, negotiated.is_empty()) {
+            negotiated = format!(" tls={}", tls::describe(session));
+        }
         conns.push(Conn {
             sock,
             tx_off: 0,
             tx_owed: args.depth * flen,
             rx_off: 0,
+            #[cfg(feature = "tls")]
+            tls: _session.map(Box::new),
         });
     }
 
@@ -290,6 +397,7 @@ fn run(args: &Args) -> Result<String, String> {
         trips as f64 / elapsed,
         share(lcpu0, cpu_end.0),
     );
+    line += &negotiated;
     if args.server_pid.is_some() {
         line += &format!(" server_cpu={}", share(scpu0, cpu_end.1));
         // Round trips per second of server CPU time: what the server gets done with the
@@ -306,6 +414,10 @@ fn run(args: &Args) -> Result<String, String> {
 
 /// Writes what `c` owes until done or the socket is full.
 fn send(c: &mut Conn, batch: &[u8], flen: usize) -> io::Result<()> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = c.tls.as_deref_mut() {
+        return send_tls(tls, &mut c.sock, &mut c.tx_off, &mut c.tx_owed, batch, flen);
+    }
     while c.tx_owed > 0 {
         // In bounds: tx_off < flen and tx_owed <= depth * flen, batch is (depth+1) * flen.
         let chunk = &batch[c.tx_off..c.tx_off + c.tx_owed];
@@ -323,8 +435,45 @@ fn send(c: &mut Conn, batch: &[u8], flen: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// Over TLS: hands what is owed to rustls (one record per write) and writes the records
+/// until done or the socket is full. Records that did not fit stay queued in rustls and go
+/// first next time (a writable event).
+#[cfg(feature = "tls")]
+fn send_tls(
+    tls: &mut rustls::ClientConnection,
+    sock: &mut TcpStream,
+    tx_off: &mut usize,
+    tx_owed: &mut usize,
+    batch: &[u8],
+    flen: usize,
+) -> io::Result<()> {
+    loop {
+        while tls.wants_write() {
+            match tls.write_tls(sock) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if *tx_owed == 0 {
+            return Ok(());
+        }
+        let chunk = &batch[*tx_off..*tx_off + *tx_owed];
+        // Takes what fits under rustls's buffer limit; the records are written above.
+        let k = tls.writer().write(chunk)?;
+        *tx_owed -= k;
+        *tx_off = (*tx_off + k) % flen;
+    }
+}
+
 /// Reads until the socket is drained; returns how many whole echoes arrived.
 fn receive(c: &mut Conn, rbuf: &mut [u8], echo: &[u8], checked: usize) -> Result<usize, String> {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = c.tls.as_deref_mut() {
+        return receive_tls(tls, &mut c.sock, &mut c.rx_off, rbuf, echo, checked);
+    }
     let mut frames = 0;
     loop {
         let k = match c.sock.read(rbuf) {
@@ -335,6 +484,46 @@ fn receive(c: &mut Conn, rbuf: &mut [u8], echo: &[u8], checked: usize) -> Result
             Err(e) => return Err(format!("read: {e}")),
         };
         frames += check_echo(&mut c.rx_off, &rbuf[..k], echo, checked)?;
+    }
+}
+
+/// Over TLS: reads the socket until it is drained, into the first half of `rbuf`, and feeds
+/// rustls from there, decrypting and checking the plaintext (into the second half) after
+/// each record-sized step. Reading the socket in large pieces ourselves keeps the syscalls
+/// per message down: rustls's own `read_tls` from a socket reads at most 4 KiB at a time.
+#[cfg(feature = "tls")]
+fn receive_tls(
+    tls: &mut rustls::ClientConnection,
+    sock: &mut TcpStream,
+    rx_off: &mut usize,
+    rbuf: &mut [u8],
+    echo: &[u8],
+    checked: usize,
+) -> Result<usize, String> {
+    let (net, plain) = rbuf.split_at_mut(rbuf.len() / 2);
+    let mut frames = 0;
+    loop {
+        let k = match sock.read(net) {
+            Ok(0) => return Err("server closed the connection".into()),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(frames),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("read: {e}")),
+        };
+        let mut rest = &net[..k];
+        while !rest.is_empty() {
+            tls.read_tls(&mut rest)
+                .map_err(|e| format!("tls read: {e}"))?;
+            tls.process_new_packets().map_err(|e| format!("tls: {e}"))?;
+            loop {
+                match tls.reader().read(plain) {
+                    Ok(0) => return Err("server ended the TLS session (close_notify)".into()),
+                    Ok(k) => frames += check_echo(rx_off, &plain[..k], echo, checked)?,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(format!("tls read: {e}")),
+                }
+            }
+        }
     }
 }
 
@@ -444,24 +633,77 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{addr} resolves to nothing"))
 }
 
-/// Connects and does the client side of the opening handshake (RFC 6455 section 4.1) on a
-/// blocking socket. Returns the socket and any bytes that followed the response head.
+/// What [`handshake`] leaves: the socket, bytes that followed the response head, and the
+/// TLS session over the socket (`wss://`).
+#[cfg(feature = "tls")]
+type Opened = (StdStream, Vec<u8>, Option<rustls::ClientConnection>);
+#[cfg(not(feature = "tls"))]
+type Opened = (StdStream, Vec<u8>, Option<()>);
+
+/// Connects, does the TLS handshake when `tls` is given, then the client side of the
+/// opening handshake (RFC 6455 section 4.1) on a blocking socket.
 fn handshake(
     addr: SocketAddr,
     host: &str,
     n: usize,
+    tls: Option<&TlsClient>,
     deadline: Instant,
-) -> Result<(StdStream, Vec<u8>), String> {
+) -> Result<Opened, String> {
     let left = || {
         deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
             .ok_or_else(|| format!("conn {n}: setup took longer than {SETUP_DEADLINE:?}"))
     };
-    let mut s = StdStream::connect_timeout(&addr, left()?)
+    let s = StdStream::connect_timeout(&addr, left()?)
         .map_err(|e| format!("conn {n}: connect {addr}: {e}"))?;
     s.set_nodelay(true)
         .map_err(|e| format!("set_nodelay: {e}"))?;
+    s.set_write_timeout(Some(left()?))
+        .map_err(|e| e.to_string())?;
+    // The same socket, to set its read timeout while a TLS session owns the other handle.
+    let ctl = s.try_clone().map_err(|e| format!("conn {n}: {e}"))?;
+    match tls {
+        None => {
+            let mut s = s;
+            let rest = upgrade(&mut s, &ctl, host, n, &left)?;
+            Ok((s, rest, None))
+        }
+        #[cfg(feature = "tls")]
+        Some(t) => {
+            ctl.set_read_timeout(Some(left()?))
+                .map_err(|e| e.to_string())?;
+            let mut stream = rustls::StreamOwned::new(t.session()?, s);
+            // The first write drives the TLS handshake (bounded by the socket's timeouts).
+            let rest = upgrade(&mut stream, &ctl, host, n, &left)?;
+            let (mut session, s) = stream.into_parts();
+            // Plaintext rustls decrypted but `upgrade` did not read follows the head too.
+            let mut rest = rest;
+            let mut more = [0u8; 1024];
+            loop {
+                match session.reader().read(&mut more) {
+                    Ok(0) => return Err(format!("conn {n}: server ended the TLS session")),
+                    Ok(k) => rest.extend_from_slice(&more[..k]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(format!("conn {n}: tls: {e}")),
+                }
+            }
+            Ok((s, rest, Some(session)))
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(t) => match *t {},
+    }
+}
+
+/// The opening handshake over `s` (plain or TLS); `ctl` is the socket, for read timeouts.
+/// Returns any bytes that followed the response head.
+fn upgrade<S: Read + Write>(
+    s: &mut S,
+    ctl: &StdStream,
+    host: &str,
+    n: usize,
+    left: &dyn Fn() -> Result<Duration, String>,
+) -> Result<Vec<u8>, String> {
     // A key that differs per connection; it need not be random for a benchmark.
     let mut raw = *b"pushwire-load-00";
     raw[12..].copy_from_slice(&(n as u32).to_be_bytes());
@@ -470,15 +712,14 @@ fn handshake(
         "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    s.set_write_timeout(Some(left()?))
-        .map_err(|e| e.to_string())?;
     s.write_all(req.as_bytes())
+        .and_then(|()| s.flush())
         .map_err(|e| format!("conn {n}: sending the handshake: {e}"))?;
 
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        s.set_read_timeout(Some(left()?))
+        ctl.set_read_timeout(Some(left()?))
             .map_err(|e| e.to_string())?;
         let k = match s.read(&mut chunk) {
             Ok(0) => return Err(format!("conn {n}: server closed during the handshake")),
@@ -492,8 +733,7 @@ fn handshake(
         match resp.parse(&buf) {
             Ok(httparse::Status::Complete(head)) => {
                 check_accept(&resp, &key).map_err(|e| format!("conn {n}: handshake: {e}"))?;
-                let rest = buf[head..].to_vec();
-                return Ok((s, rest));
+                return Ok(buf[head..].to_vec());
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
             Ok(httparse::Status::Partial) => {
