@@ -51,6 +51,11 @@ fn main() -> std::io::Result<()> {
     let config = Config::new()
         .ws_max_message(16 << 20)
         .ws_max_frame(16 << 20);
+    let partial = [tls_addr.is_some(), cert.is_some(), key.is_some()];
+    if partial.contains(&true) && partial.contains(&false) {
+        eprintln!("echo: --tls-addr, --tls-cert and --tls-key go together");
+        std::process::exit(2);
+    }
     let mut server = Server::bind(addr.as_str(), config, Echo)?;
     println!("pushwire echo listening on ws://{}", server.local_addr());
     if let (Some(tls_addr), Some(cert), Some(key)) = (tls_addr, cert, key) {

@@ -76,6 +76,6 @@ pub use api::{
 };
 pub use config::{Config, Fsync};
 pub use proto::http1::{Request, Response};
-pub use proto::server::{CloseReason, ConnKind, Message, SlowPolicy};
+pub use proto::server::{CloseReason, ConnKind, Message, SlowPolicy, TlsFailure};
 pub use proto::topic::PublishError;
 pub use server::{App, Ctx, Handle, Server};

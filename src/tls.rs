@@ -275,7 +275,27 @@ impl ClientTls {
     }
 }
 
-/// A short cause for a failed session: what a closing log line or a webhook outcome says.
+/// The cause of a failed session as a [`CloseReason`](crate::CloseReason) carries it.
+pub(crate) fn cause(e: &rustls::Error) -> crate::proto::server::TlsFailure {
+    use crate::proto::server::TlsFailure as F;
+    use rustls::Error as E;
+    match e {
+        E::InvalidMessage(_) => F::NotTls,
+        E::InvalidCertificate(_) => F::Certificate,
+        E::DecryptError => F::Decrypt,
+        E::PeerSentOversizedRecord => F::OversizedRecord,
+        E::AlertReceived(_) => F::PeerAlert,
+        E::PeerIncompatible(_) => F::Incompatible,
+        E::NoApplicationProtocol => F::NoAlpn,
+        E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
+            F::UnexpectedMessage
+        }
+        _ => F::Other,
+    }
+}
+
+/// A short cause for a failed session, certificate problems by name: what a closing log
+/// line or a webhook outcome says.
 pub(crate) fn failure(e: &rustls::Error) -> &'static str {
     use rustls::{CertificateError as C, Error as E};
     match e {

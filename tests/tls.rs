@@ -13,6 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use pushwire::proto::server::TlsFailure;
 use pushwire::proto::webhook::{verify, Outcome, Schedule, Secret, DEFAULT_TOLERANCE};
 use pushwire::tls::{ClientTls, ServerTls};
 use pushwire::{
@@ -389,7 +390,10 @@ fn plaintext_http_to_the_tls_port_gets_an_alert_and_is_closed() {
     assert!(is_fatal_alert(&got), "{got:?}");
     assert!(srv.wait(5, |s| s.closes.len() == 1));
     match srv.close_reasons()[0] {
-        CloseReason::Tls(why) => assert!(why.contains("not TLS"), "{why}"),
+        CloseReason::Tls(why) => {
+            assert_eq!(why, TlsFailure::NotTls);
+            assert!(why.to_string().contains("not TLS"), "{why}");
+        }
         r => panic!("{r:?}"),
     }
     // The others are not affected.
@@ -456,7 +460,7 @@ fn garbage_after_the_handshake_gets_an_alert_and_is_closed() {
     assert!(!got.is_empty() && got[0] == 23, "{got:?}");
     assert!(srv.wait(5, |s| s.closes.len() == 1));
     match srv.close_reasons()[0] {
-        CloseReason::Tls(why) => assert!(why.contains("decrypt"), "{why}"),
+        CloseReason::Tls(why) => assert_eq!(why, TlsFailure::Decrypt),
         r => panic!("{r:?}"),
     }
 }

@@ -44,8 +44,8 @@ pub(crate) struct Stream {
 #[cfg(feature = "tls")]
 struct Tls {
     conn: rustls::Connection,
-    /// Why the session failed (an alert was sent; the connection ends).
-    failed: Option<rustls::Error>,
+    /// Why the session failed (an alert was sent; the connection ends). Boxed: rarely set.
+    failed: Option<Box<rustls::Error>>,
     /// `close_notify` is queued: shut the socket's write side once it is out.
     shut_after_flush: bool,
 }
@@ -99,10 +99,10 @@ impl Stream {
         false
     }
 
-    /// Why the TLS session failed, once it has: a short cause.
-    pub(crate) fn failure(&self) -> Option<&'static str> {
+    /// Why the TLS session failed, once it has.
+    pub(crate) fn failure(&self) -> Option<crate::proto::server::TlsFailure> {
         #[cfg(feature = "tls")]
-        return self.tls.as_ref()?.failed.as_ref().map(crate::tls::failure);
+        return (self.tls.as_ref()?.failed.as_deref()).map(crate::tls::cause);
         #[cfg(not(feature = "tls"))]
         None
     }
@@ -110,7 +110,7 @@ impl Stream {
     /// The short cause and rustls's own words, once the session failed.
     pub(crate) fn failure_detail(&self) -> Option<String> {
         #[cfg(feature = "tls")]
-        return (self.tls.as_ref()?.failed.as_ref())
+        return (self.tls.as_ref()?.failed.as_deref())
             .map(|e| format!("tls: {}: {e}", crate::tls::failure(e)));
         #[cfg(not(feature = "tls"))]
         None
@@ -202,7 +202,7 @@ impl Tls {
     /// failed (its alert was sent).
     fn read_records(&mut self, tcp: &mut TcpStream) -> io::Result<usize> {
         if let Some(e) = &self.failed {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, (**e).clone()));
         }
         let n = self.conn.read_tls(tcp)?;
         if n == 0 {
@@ -212,7 +212,7 @@ impl Tls {
         let was_handshaking = self.conn.is_handshaking();
         if let Err(e) = self.conn.process_new_packets() {
             log::debug!("tls: {}: {e}", crate::tls::failure(&e));
-            self.failed = Some(e.clone());
+            self.failed = Some(Box::new(e.clone()));
             // The alert rustls queued for the peer goes out once, best effort.
             let _ = self.flush(tcp);
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
@@ -263,7 +263,7 @@ impl Tls {
 
     fn write_vectored(&mut self, tcp: &mut TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         if let Some(e) = &self.failed {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, (**e).clone()));
         }
         self.flush(tcp)?;
         if self.conn.wants_write() {

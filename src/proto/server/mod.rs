@@ -106,9 +106,48 @@ pub enum CloseReason {
     /// Not a byte of a request arrived within the header timeout of a connection that
     /// began with a handshake (see [`ServerConn::new_with_handshake`]).
     HeaderTimeout,
-    /// The TLS session failed (the cause: not TLS, a bad record, a failed handshake, an
-    /// alert from the peer). The alert for the peer was sent first.
-    Tls(&'static str),
+    /// The TLS session failed; the alert for the peer was sent first.
+    Tls(TlsFailure),
+}
+
+/// Why a TLS session failed, in a byte (a [`CloseReason`] stays small for every
+/// connection, TLS or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The bytes are not TLS records (e.g. plaintext HTTP sent to the TLS port).
+    NotTls,
+    /// A record failed to decrypt (garbage or tampering after the handshake).
+    Decrypt,
+    /// A record longer than TLS allows.
+    OversizedRecord,
+    /// The peer sent a fatal alert (e.g. it refused our certificate).
+    PeerAlert,
+    /// No TLS version or cipher suite in common.
+    Incompatible,
+    /// No ALPN protocol in common (only `http/1.1` is offered).
+    NoAlpn,
+    /// A message that does not belong at this point of the protocol.
+    UnexpectedMessage,
+    /// The peer's certificate was refused.
+    Certificate,
+    /// Anything else.
+    Other,
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsFailure::NotTls => "not TLS (a malformed record or handshake message)",
+            TlsFailure::Decrypt => "a record failed to decrypt",
+            TlsFailure::OversizedRecord => "oversized record",
+            TlsFailure::PeerAlert => "the peer sent a fatal alert",
+            TlsFailure::Incompatible => "no common TLS version or cipher suite",
+            TlsFailure::NoAlpn => "no common ALPN protocol (only http/1.1 is offered)",
+            TlsFailure::UnexpectedMessage => "unexpected TLS message",
+            TlsFailure::Certificate => "the peer's certificate was refused",
+            TlsFailure::Other => "TLS error",
+        })
+    }
 }
 
 impl std::fmt::Display for CloseReason {
