@@ -6,7 +6,8 @@
 //!
 //! * [`encode_command`] and [`Command`]: commands as arrays of bulk strings;
 //! * [`Value`]: every type a server may send, with [`Value::encode`];
-//! * [`Parser`]: the incremental reply parser, with its [`Limits`] and [`RespError`].
+//! * [`Parser`]: the incremental reply parser, with its [`Limits`] and [`RespError`];
+//! * [`RedisUrl`]: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` (module [`url`]).
 //!
 //! # The wire format
 //!
@@ -89,9 +90,11 @@
 pub mod command;
 pub mod limits;
 pub mod parse;
+pub mod url;
 pub mod value;
 
 pub use command::{command_len, encode_command, Command};
 pub use limits::{Limits, RespError};
 pub use parse::{parse, Parser};
+pub use url::{Auth, Password, RedisUrl, RedisUrlError};
 pub use value::Value;
