@@ -7,7 +7,8 @@
 //! * [`encode_command`] and [`Command`]: commands as arrays of bulk strings;
 //! * [`Value`]: every type a server may send, with [`Value::encode`];
 //! * [`Parser`]: the incremental reply parser, with its [`Limits`] and [`RespError`];
-//! * [`RedisUrl`]: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` (module [`url`]).
+//! * [`RedisUrl`]: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` (module [`url`]);
+//! * [`Backoff`]: reconnect delays.
 //!
 //! # The wire format
 //!
@@ -87,12 +88,14 @@
 //! takes their place (so an attribute inside an array does not count as an element).
 //! Redis does not send attributes today, and nothing in pushwire would use them.
 
+pub mod backoff;
 pub mod command;
 pub mod limits;
 pub mod parse;
 pub mod url;
 pub mod value;
 
+pub use backoff::Backoff;
 pub use command::{command_len, encode_command, Command};
 pub use limits::{Limits, RespError};
 pub use parse::{parse, Parser};
