@@ -6,7 +6,7 @@
 //! reads "inline commands", space-separated text lines, which are meant for telnet
 //! sessions and are never sent here.)
 
-use super::value::{blob, header};
+use super::value::{blob, header, push_decimal};
 
 /// Appends the command `args` (the name first) to `out` as an array of bulk strings.
 pub fn encode_command(out: &mut Vec<u8>, args: &[&[u8]]) {
@@ -132,6 +132,13 @@ impl std::fmt::Debug for Command {
     }
 }
 
+/// `n` in decimal, as bytes (for numeric arguments).
+pub(crate) fn decimal(n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    push_decimal(&mut out, n);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +198,7 @@ mod tests {
         pushed.push("key");
         pushed.push(b"v");
         assert_eq!(pushed, Command::new("SET").arg("key").arg("v"));
+        assert_eq!(decimal(42), b"42");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! * [`Value`]: every type a server may send, with [`Value::encode`];
 //! * [`Parser`]: the incremental reply parser, with its [`Limits`] and [`RespError`];
 //! * [`RedisUrl`]: `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]` (module [`url`]);
-//! * [`Backoff`]: reconnect delays.
+//! * [`RedisConn`]: the state machine of one client connection: handshake, pipelining,
+//!   pub/sub, deadlines (module [`conn`]); and [`Backoff`] for reconnecting.
 //!
 //! # The wire format
 //!
@@ -90,6 +91,7 @@
 
 pub mod backoff;
 pub mod command;
+pub mod conn;
 pub mod limits;
 pub mod parse;
 pub mod url;
@@ -97,6 +99,9 @@ pub mod value;
 
 pub use backoff::Backoff;
 pub use command::{command_len, encode_command, Command};
+pub use conn::{
+    ConnError, Events, Failure, Phase, Protocol, Push, RedisConfig, RedisConn, Refused, SendError,
+};
 pub use limits::{Limits, RespError};
 pub use parse::{parse, Parser};
 pub use url::{Auth, Password, RedisUrl, RedisUrlError};
