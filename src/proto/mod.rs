@@ -10,6 +10,7 @@ pub mod http1;
 pub mod inbuf;
 pub mod json;
 pub mod out;
+pub mod resp;
 pub mod server;
 pub mod sse;
 pub mod store;
