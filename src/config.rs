@@ -112,6 +112,9 @@ pub struct Config {
     pub(crate) hooks: HookConfig,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) fsync: Fsync,
+    /// The Redis server of the future backplane: links to it are made at bind (see
+    /// `driver::redis`). No public setter yet.
+    pub(crate) redis: Option<crate::proto::resp::RedisUrl>,
 }
 
 impl Default for Config {
@@ -129,6 +132,7 @@ impl Default for Config {
             hooks: HookConfig::default(),
             data_dir: None,
             fsync: Fsync::Always,
+            redis: None,
         }
     }
 }

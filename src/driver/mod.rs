@@ -24,6 +24,7 @@
 mod accept;
 mod conn;
 mod pubsub;
+mod redis;
 mod store;
 mod transport;
 mod webhook;
@@ -70,6 +71,8 @@ enum TimerEv {
     HookResolve(u64),
     /// The next topic may be due to expire.
     TopicExpiry,
+    /// A Redis link's one timer, of the link's generation then.
+    Redis(redis::Role, u32),
 }
 
 /// A subscriber in the one subscription table.
@@ -152,6 +155,8 @@ pub(crate) struct Core {
     store: Option<store::Store>,
     /// The one timer for topic expiry, while armed.
     expiry_timer: Option<TimerKey>,
+    /// The Redis links, when the configuration names a Redis URL.
+    redis: redis::Redis,
 }
 
 /// The loop: the driver's state and the handler it calls.
@@ -175,6 +180,7 @@ impl<H: Handler> Driver<H> {
         let local_addr = listener.local_addr()?;
         let (tx, rx) = channel();
         let opened = store::open(&config, tx.clone(), waker.clone())?;
+        let redis = redis::Redis::new(config.redis.as_ref())?;
         let (store, recovered) = match opened {
             Some((s, state)) => (Some(s), Some(state)),
             None => (None, None),
@@ -211,12 +217,14 @@ impl<H: Handler> Driver<H> {
             config,
             store,
             expiry_timer: None,
+            redis,
         };
         if let Some(state) = recovered {
             core.restore(state);
             core.drive_hooks();
         }
         core.arm_expiry();
+        core.redis_start();
         debug!("listening on {local_addr}");
         Ok(Driver { core, handler })
     }
@@ -231,6 +239,7 @@ impl<H: Handler> Driver<H> {
                 if self.core.live == 0 || self.core.now >= deadline {
                     self.core.store_closing();
                     self.core.shutdown_hooks();
+                    self.core.redis_shutdown();
                     self.core.close_all();
                     self.deliver_notes();
                     self.core.store_finish();
@@ -251,6 +260,8 @@ impl<H: Handler> Driver<H> {
                     LISTENER => self.core.accept(false),
                     TLS_LISTENER => self.core.accept(true),
                     WAKER => self.drain_commands(),
+                    redis::COMMAND_TOKEN => self.core.redis_ready(redis::Role::Command),
+                    redis::SUBSCRIBER_TOKEN => self.core.redis_ready(redis::Role::Subscriber),
                     Token(t) if t >= CLIENT_BASE => self.core.hook_client_event(t - CLIENT_BASE),
                     Token(i) => {
                         if ev.is_writable() {
@@ -278,6 +289,7 @@ impl<H: Handler> Driver<H> {
 
     /// Flushes what callbacks queued and tells the application about closes.
     pub(crate) fn after_step(&mut self) {
+        self.core.redis_flush();
         loop {
             self.core.flush_dirty();
             if self.core.notes.is_empty() {
@@ -326,6 +338,7 @@ impl<H: Handler> Driver<H> {
                 TimerEv::HookResolve(n) => self.core.hook_resolve_timer(n),
                 TimerEv::TopicExpiry => self.core.expire_topics(key),
                 TimerEv::Conn(id) => self.core.conn_timer(key, id),
+                TimerEv::Redis(role, gen) => self.core.redis_timer(role, gen, key),
             }
         }
     }
