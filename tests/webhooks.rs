@@ -700,3 +700,49 @@ fn a_restart_resumes_the_outbox_with_the_same_ids_and_schedule() {
     let ids = rx_list.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(ids, vec![second]);
 }
+
+#[test]
+fn a_refused_address_falls_back_to_the_hosts_next_one() {
+    let rx = Receiver::start(Arc::new(|_, _| (Some(status(200)), false)));
+    let good = rx.addr;
+    // A port nobody listens on (bound, then closed).
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let resolver: pushwire::Resolver = Arc::new(move |host: &str, _port: u16| {
+        Ok(match host {
+            "two.test" => vec![dead, good],
+            _ => vec![dead, dead],
+        })
+    });
+    let srv = run(Config::new()
+        .webhook_allow_private(true)
+        .webhook_resolver(resolver)
+        .webhook_schedule(Schedule::from_secs(&[]).unwrap()));
+    // The name's first address refuses: the second one gets it, in the same attempt.
+    srv.add(&format!("http://two.test:{}/hook", good.port()))
+        .unwrap();
+    srv.publish("x");
+    let outcomes = srv.wait_outcomes(1, 10);
+    assert!(
+        matches!(&outcomes[0].outcome, Outcome::Delivered { attempts: 1, .. }),
+        "{outcomes:?}"
+    );
+    assert_eq!(rx.recs().len(), 1);
+    // Every address refuses: one failed attempt naming the last one tried.
+    srv.add(&format!("http://none.test:{}/hook", dead.port()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    srv.publish("y");
+    let outcomes = srv.wait_outcomes(3, 10);
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter_map(|o| match &o.outcome {
+            Outcome::Failed { attempts, error } => Some((*attempts, error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{outcomes:?}");
+    assert_eq!(failed[0].0, 1);
+    assert!(failed[0].1.contains(&dead.to_string()), "{failed:?}");
+}

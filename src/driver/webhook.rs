@@ -60,6 +60,8 @@ struct HookSocket {
     addr: SocketAddr,
     /// `https://`: the host the certificate was (or is being) verified for.
     tls: Option<Host>,
+    /// The host's other allowed addresses, tried in turn if connecting to this one fails.
+    fallback: Vec<SocketAddr>,
     conn: ClientConn,
     /// The interest registered with mio.
     interest: Interest,
@@ -378,26 +380,54 @@ impl Core {
         self.drive_hooks();
     }
 
-    /// Checks the addresses with the SSRF guard and starts the job on the first allowed.
+    /// Checks the addresses with the SSRF guard and starts the job on the first allowed;
+    /// the other allowed ones are its fallbacks, in order, should connecting fail.
     fn connect_to(&mut self, job: HookJob, addrs: Vec<SocketAddr>, tls: Option<Host>) {
         let mut why = String::from("no address");
+        let mut allowed = Vec::with_capacity(addrs.len());
         for addr in addrs {
             match ssrf::check(addr, self.hooks.reg.policy()) {
-                Ok(()) => return self.run_job(job, addr, tls),
+                Ok(()) => allowed.push(addr),
                 Err(e) => {
                     debug!("webhook target refused: {e}");
                     why = e.to_string();
                 }
             }
         }
-        self.finish_attempt(job.attempt(), AttemptResult::Refused(why));
+        if allowed.is_empty() {
+            return self.finish_attempt(job.attempt(), AttemptResult::Refused(why));
+        }
+        let first = allowed.remove(0);
+        self.run_job(job, first, tls, allowed);
+    }
+
+    /// Connecting to one address failed: the next fallback, or the attempt's end.
+    fn connect_failed(
+        &mut self,
+        job: HookJob,
+        why: String,
+        tls: Option<Host>,
+        mut fallback: Vec<SocketAddr>,
+    ) {
+        if fallback.is_empty() {
+            return self.finish_attempt(job.attempt(), AttemptResult::ConnectFailed(why));
+        }
+        let next = fallback.remove(0);
+        debug!("webhook: {why}; trying the next address, {next}");
+        self.run_job(job, next, tls, fallback);
     }
 
     // ---- the sockets ----------------------------------------------------------------------
 
     /// Puts `job` on an idle pooled connection to `addr` (verified for the same `tls`
-    /// name), or on a new one.
-    fn run_job(&mut self, job: HookJob, addr: SocketAddr, tls: Option<Host>) {
+    /// name), or on a new one, with `fallback` addresses should connecting fail.
+    fn run_job(
+        &mut self,
+        job: HookJob,
+        addr: SocketAddr,
+        tls: Option<Host>,
+        fallback: Vec<SocketAddr>,
+    ) {
         let key = (addr, tls);
         let pooled = match self.hooks.idle.get_mut(&key) {
             Some(list) if !job.needs_fresh() => list.pop(),
@@ -417,8 +447,11 @@ impl Core {
             },
             None => job,
         };
-        let stream = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"));
-        let mut stream = match stream.and_then(|tcp| self.client_stream(tcp, tls.as_ref())) {
+        let tcp = match TcpStream::connect(addr) {
+            Ok(tcp) => tcp,
+            Err(e) => return self.connect_failed(job, format!("{addr}: {e}"), tls, fallback),
+        };
+        let mut stream = match self.client_stream(tcp, tls.as_ref()) {
             Ok(stream) => stream,
             Err(why) => {
                 return self.finish_attempt(job.attempt(), AttemptResult::ConnectFailed(why));
@@ -449,6 +482,7 @@ impl Core {
             gen,
             addr,
             tls,
+            fallback,
             conn,
             interest,
             timer: None,
@@ -496,6 +530,10 @@ impl Core {
         };
         let key = (s.addr, s.tls.clone());
         let addr = s.addr;
+        let fallback = match ev {
+            Some(ClientEvent::ConnectFailed { .. }) => std::mem::take(&mut s.fallback),
+            _ => Vec::new(),
+        };
         let pooled = self.hooks.idle.get(&key).map_or(0, Vec::len);
         if s.conn.is_closed() || (pool && pooled >= MAX_IDLE_PER_ADDR) {
             self.drop_socket(idx);
@@ -523,7 +561,10 @@ impl Core {
             }
         }
         match ev {
-            Some(ClientEvent::RetryFresh(job)) => self.run_job(job, addr, key.1),
+            Some(ClientEvent::RetryFresh(job)) => self.run_job(job, addr, key.1, Vec::new()),
+            Some(ClientEvent::ConnectFailed { job, why }) => {
+                self.connect_failed(job, why, key.1, fallback)
+            }
             Some(ClientEvent::Closed(why)) => trace!("webhook: client {idx} to {addr}: {why}"),
             Some(ev) => {
                 if let Some((attempt, result)) = ev.attempt_result() {
@@ -574,7 +615,12 @@ impl Core {
             match tls::handshake(&mut s.stream) {
                 Ok(true) => {}
                 Ok(false) => return None,
-                Err(why) => return s.conn.on_error(format!("{}: {why}", s.addr)),
+                Err(why) => {
+                    // A certificate or protocol failure is the receiver's answer, not an
+                    // unreachable address: no fallback.
+                    s.fallback.clear();
+                    return s.conn.on_error(format!("{}: {why}", s.addr));
+                }
             }
             s.conn.on_connected();
             trace!("webhook: client {idx} connected to {}", s.addr);

@@ -5,6 +5,7 @@
 //! with exact byte vectors and fuzzable.
 
 pub mod auth;
+pub mod backplane;
 pub mod fanout;
 pub mod http1;
 pub mod inbuf;

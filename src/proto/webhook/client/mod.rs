@@ -197,6 +197,16 @@ pub enum ClientEvent {
         /// Why, for the engine.
         result: AttemptResult,
     },
+    /// Connecting failed (refused, unreachable, the connect timeout): the connection is
+    /// closed and the job comes back, so that the driver may try the host's next address.
+    /// With none left it is the attempt's end: [`AttemptResult::ConnectFailed`]`(why)`
+    /// (what [`attempt_result`](Self::attempt_result) gives).
+    ConnectFailed {
+        /// The job, to run on the next address.
+        job: HookJob,
+        /// What failed.
+        why: String,
+    },
     /// A reused connection turned out stale before any response byte: it is closed, and
     /// the job goes out again on a new connection to the same address (it is marked
     /// [`HookJob::needs_fresh`], so this happens at most once).
@@ -223,6 +233,9 @@ impl ClientEvent {
                 },
             )),
             ClientEvent::Failed { attempt, result } => Some((*attempt, result.clone())),
+            ClientEvent::ConnectFailed { job, why } => {
+                Some((job.attempt, AttemptResult::ConnectFailed(why.clone())))
+            }
             ClientEvent::RetryFresh(_) | ClientEvent::Closed(_) => None,
         }
     }
@@ -413,7 +426,7 @@ impl ClientConn {
     pub fn on_error(&mut self, error: String) -> Option<ClientEvent> {
         match self.phase {
             ClientPhase::Idle => Some(self.close_idle("error while idle")),
-            ClientPhase::Connecting => Some(self.finish(AttemptResult::ConnectFailed(error))),
+            ClientPhase::Connecting => Some(self.connect_failed(error)),
             ClientPhase::Writing | ClientPhase::Reading => Some(self.fail(error)),
             ClientPhase::Closed => None,
         }
@@ -461,7 +474,7 @@ impl ClientConn {
             ClientPhase::Idle => Some(self.close_idle("idle timeout")),
             ClientPhase::Connecting if !attempt_over => {
                 debug!("webhook client: connect timeout");
-                Some(self.finish(AttemptResult::ConnectFailed("connect timeout".into())))
+                Some(self.connect_failed("connect timeout".into()))
             }
             ClientPhase::Connecting | ClientPhase::Writing | ClientPhase::Reading => {
                 debug!("webhook client: attempt timeout");
@@ -534,6 +547,23 @@ impl ClientConn {
     }
 
     /// Closes the connection and fails the current attempt with `result`.
+    /// Connecting failed: closed, the job handed back with the reason.
+    fn connect_failed(&mut self, why: String) -> ClientEvent {
+        let job = self.job.take();
+        self.reset();
+        self.phase = ClientPhase::Closed;
+        match job {
+            Some(job) => {
+                debug!(
+                    "webhook client: attempt {}: connect failed: {why}",
+                    job.attempt
+                );
+                ClientEvent::ConnectFailed { job, why }
+            }
+            None => ClientEvent::Closed("closed"),
+        }
+    }
+
     fn finish(&mut self, result: AttemptResult) -> ClientEvent {
         let job = self.job.take();
         self.reset();

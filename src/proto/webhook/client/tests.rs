@@ -286,13 +286,15 @@ fn connect_timeout_versus_attempt_timeout() {
     assert_eq!(c.poll_timeout(), Some(t + s(5)));
     assert_eq!(c.handle_timeout(t + s(4)), None);
     assert_eq!(c.phase(), ClientPhase::Connecting);
+    let ev = c.handle_timeout(t + s(5)).expect("the connect timeout");
     assert_eq!(
-        c.handle_timeout(t + s(5)),
-        Some(ClientEvent::Failed {
-            attempt: a,
-            result: AttemptResult::ConnectFailed("connect timeout".into())
-        })
+        ev.attempt_result(),
+        Some((a, AttemptResult::ConnectFailed("connect timeout".into())))
     );
+    let ClientEvent::ConnectFailed { job: back, .. } = ev else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(back.attempt(), a, "the job comes back for the next address");
     assert!(c.is_closed());
     // The name lookup took 12 s of the 15: the attempt timeout comes first.
     let mut c = ClientConn::connect(job(a, t), t + s(12), ClientConfig::default());
@@ -383,13 +385,13 @@ fn bad_responses_and_socket_errors_fail_the_attempt() {
         assert!(c.is_closed());
     }
     let mut c = ClientConn::connect(job(a, t), t, ClientConfig::default());
-    assert_eq!(
-        c.on_error("127.0.0.1:9: connection refused".into()),
-        Some(ClientEvent::Failed {
-            attempt: a,
-            result: AttemptResult::ConnectFailed("127.0.0.1:9: connection refused".into())
-        })
+    let ev = c.on_error("127.0.0.1:9: connection refused".into());
+    assert!(
+        matches!(&ev, Some(ClientEvent::ConnectFailed { job, why })
+            if job.attempt() == a && why == "127.0.0.1:9: connection refused"),
+        "{ev:?}"
     );
+    assert!(c.is_closed());
     let mut c = written(job(a, t), t);
     assert_eq!(c.on_error("read: reset".into()), io(a, "read: reset"));
     assert_eq!(
