@@ -238,18 +238,22 @@ impl Core {
             s.conn.on_connected();
             trace!("webhook: client {idx} connected to {}", s.addr);
         }
-        while !s.conn.pending().is_empty() || s.stream.pending() {
-            let written = match s.conn.pending() {
-                [] => s.stream.flush_pending().map(|()| 0),
-                pending => s.stream.write(pending),
-            };
-            match written {
-                Ok(0) if s.conn.pending().is_empty() => {}
+        while !s.conn.pending().is_empty() {
+            match s.stream.write(s.conn.pending()) {
                 Ok(0) => return s.conn.on_error("connection closed while writing".into()),
                 Ok(n) => s.conn.wrote(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return s.conn.on_error(io_failure(&s.stream, "write", &e)),
+            }
+        }
+        if s.conn.pending().is_empty() {
+            // TLS: the request's last records may still wait for the socket.
+            match s.stream.flush_pending() {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
+                    return s.conn.on_error(io_failure(&s.stream, "write", &e))
+                }
+                _ => {}
             }
         }
         // Read even without a readable event: the response may already be there.
