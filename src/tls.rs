@@ -290,6 +290,7 @@ pub(crate) fn cause(e: &rustls::Error) -> crate::proto::server::TlsFailure {
         E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
             F::UnexpectedMessage
         }
+        E::PeerMisbehaved(_) => F::Misbehaved,
         _ => F::Other,
     }
 }
@@ -297,32 +298,20 @@ pub(crate) fn cause(e: &rustls::Error) -> crate::proto::server::TlsFailure {
 /// A short cause for a failed session, certificate problems by name: what a closing log
 /// line or a webhook outcome says.
 pub(crate) fn failure(e: &rustls::Error) -> &'static str {
-    use rustls::{CertificateError as C, Error as E};
-    match e {
-        E::InvalidMessage(_) => "not TLS (a malformed record or handshake message)",
-        E::InvalidCertificate(c) => match c {
-            C::Expired | C::ExpiredContext { .. } => "certificate expired",
-            C::NotValidYet | C::NotValidYetContext { .. } => "certificate not valid yet",
-            C::UnknownIssuer => "certificate has an unknown issuer (no trusted root)",
-            C::NotValidForName | C::NotValidForNameContext { .. } => {
-                "certificate name mismatch (not valid for the host)"
-            }
-            C::Revoked => "certificate revoked",
-            C::BadSignature => "certificate has a bad signature",
-            C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
-                "certificate is not for TLS servers"
-            }
-            _ => "invalid certificate",
-        },
-        E::DecryptError => "a record failed to decrypt",
-        E::PeerSentOversizedRecord => "oversized record",
-        E::AlertReceived(_) => "the peer sent a fatal alert",
-        E::PeerIncompatible(_) => "no common TLS version or cipher suite",
-        E::NoApplicationProtocol => "no common ALPN protocol (only http/1.1 is offered)",
-        E::InappropriateMessage { .. } | E::InappropriateHandshakeMessage { .. } => {
-            "unexpected TLS message"
+    use rustls::CertificateError as C;
+    let rustls::Error::InvalidCertificate(c) = e else {
+        return cause(e).as_str();
+    };
+    match c {
+        C::Expired | C::ExpiredContext { .. } => "certificate expired",
+        C::NotValidYet | C::NotValidYetContext { .. } => "certificate not valid yet",
+        C::UnknownIssuer => "certificate has an unknown issuer (no trusted root)",
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            "certificate name mismatch (not valid for the host)"
         }
-        E::PeerMisbehaved(_) => "the peer broke the TLS protocol",
-        _ => "TLS error",
+        C::Revoked => "certificate revoked",
+        C::BadSignature => "certificate has a bad signature",
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => "certificate is not for TLS servers",
+        _ => "invalid certificate",
     }
 }

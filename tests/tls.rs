@@ -546,6 +546,18 @@ fn key_and_certificate_errors_name_the_file_and_the_cause() {
     // The key in the certificate file's place and the other way round.
     let e = err(&key, &cert);
     assert!(e.starts_with(&key.display().to_string()), "{e}");
+    // A file over the 1 MiB cap is refused before it is parsed; one just under is read.
+    let mut big = leaf.chain.clone();
+    big.push_str(&"#".repeat((1 << 20) - big.len()));
+    let at_cap = w("at-cap.pem", &big);
+    assert!(ServerTls::from_pem_files(&at_cap, &key).is_ok());
+    big.push('#');
+    let over = w("over-cap.pem", &big);
+    let e = err(&over, &key);
+    assert!(
+        e.starts_with(&over.display().to_string()) && e.contains("larger than 1 MiB"),
+        "{e}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -265,16 +265,7 @@ impl Core {
             return;
         };
         let mut result = Ok(());
-        while !c.out.is_empty() || c.stream.pending() {
-            if c.out.is_empty() {
-                // Only encrypted bytes are left (a handshake answer, the last records).
-                match c.stream.flush_pending() {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() != io::ErrorKind::WouldBlock => result = Err(e.kind()),
-                    _ => {}
-                }
-                break;
-            }
+        while !c.out.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let n = c.out.io_slices(&mut slices);
             match c.stream.write_vectored(&slices[..n]) {
@@ -289,6 +280,13 @@ impl Core {
                 Err(e) => result = Err(e.kind()),
             }
             break;
+        }
+        if result.is_ok() && c.out.is_empty() {
+            // Only encrypted bytes may be left (a handshake answer, the last records).
+            match c.stream.flush_pending() {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => result = Err(e.kind()),
+                _ => {}
+            }
         }
         if let Err(kind) = result {
             let why = c

@@ -12,7 +12,7 @@
 //! ([`Core::with_conn`]).
 //!
 //! Sockets are edge-triggered: on a readable event the driver reads until `WouldBlock`
-//! (retrying `Interrupted`), as long as the core wants input. Writable interest is
+//! (retrying `Interrupted`), as long as the core wants input (`input.rs`). Writable interest is
 //! registered only while output is queued. A per-event read budget keeps one fast sender
 //! from starving the others: a connection that used its budget goes on a ready list and is
 //! revisited after the other events of the round.
@@ -23,6 +23,7 @@
 
 mod accept;
 mod conn;
+mod input;
 mod pubsub;
 mod redis;
 mod store;
@@ -35,7 +36,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
 
-use log::{debug, trace};
+use log::debug;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -341,193 +342,6 @@ impl<H: Handler> Driver<H> {
                 TimerEv::Redis(role, gen) => self.core.redis_timer(role, gen, key),
             }
         }
-    }
-
-    /// Reads from connection `i` until `WouldBlock`, its budget, or the core wants no more.
-    fn read_conn(&mut self, i: usize) {
-        let mut budget = READ_BUDGET;
-        let limit = self.core.read_limit();
-        loop {
-            let core = &mut self.core;
-            let Some(c) = conn::slot(&mut core.slots, i) else {
-                return;
-            };
-            if c.eof {
-                break;
-            }
-            if c.read_paused || !c.proto.wants_read(c.out.len(), &core.config.conn) {
-                c.read_paused = true;
-                break;
-            }
-            let read = match c.rbuf.spare(limit) {
-                Some(space) => c.stream.read(space).map(Some),
-                None => Ok(None),
-            };
-            match read {
-                Ok(Some(0)) => {
-                    c.eof = true;
-                    break;
-                }
-                Ok(Some(n)) => {
-                    c.rbuf.filled(n);
-                    trace!("{} read {n} bytes", c.id);
-                    self.process(i);
-                    budget = budget.saturating_sub(n);
-                    if budget == 0 {
-                        self.core.ready.push(i);
-                        break;
-                    }
-                }
-                Ok(None) => {
-                    // The buffer is full of bytes the protocol cannot consume yet.
-                    self.process(i);
-                    let full =
-                        conn::slot(&mut self.core.slots, i).is_some_and(|c| c.rbuf.len() >= limit);
-                    if full {
-                        let answered = self.core.with_conn(i, |p, env| p.input_full(env));
-                        if let (Some(false), Some(c)) =
-                            (answered, conn::slot(&mut self.core.slots, i))
-                        {
-                            c.read_paused = true;
-                        }
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    use crate::proto::server::CloseReason;
-                    let why = c
-                        .stream
-                        .failure()
-                        .map_or(CloseReason::ReadError(e.kind()), CloseReason::Tls);
-                    self.core.fail_conn(i, why);
-                    return;
-                }
-            }
-        }
-        let core = &mut self.core;
-        let Some(c) = conn::slot(&mut core.slots, i) else {
-            return;
-        };
-        c.rbuf.release_if_empty();
-        if c.eof {
-            let unread = c.rbuf.len();
-            core.with_conn(i, |p, env| p.on_eof(unread, env));
-        } else if c.dirty || c.stream.pending() {
-            // Answer what this connection asked for now, while its data is hot and before
-            // reading the next one (or the TLS handshake's next flight). Broadcasts to
-            // others still go out at the end.
-            core.flush(i);
-        }
-    }
-
-    /// Hands buffered input of connection `i` to its core, calling the application.
-    fn process(&mut self, i: usize) {
-        loop {
-            let core = &mut self.core;
-            let Some(c) = conn::slot(&mut core.slots, i) else {
-                return;
-            };
-            if c.rbuf.is_empty() {
-                return;
-            }
-            if c.proto.kind() == ConnKind::WebSocket {
-                self.process_ws(i);
-                return;
-            }
-            let mut rbuf = std::mem::take(&mut c.rbuf);
-            let step = core.with_conn(i, |p, env| p.read_http(rbuf.pending(), env));
-            rbuf.consume(step.as_ref().map_or(usize::MAX, |s| s.0));
-            let Some(c) = conn::slot(&mut self.core.slots, i) else {
-                return;
-            };
-            c.rbuf = rbuf;
-            match step {
-                Some((_, Some(req))) => self.dispatch(i, req),
-                _ => return,
-            }
-        }
-    }
-
-    /// Calls the application for a complete request and carries out its reply.
-    fn dispatch(&mut self, i: usize, req: Request) {
-        let Some(c) = conn::slot(&mut self.core.slots, i) else {
-            return;
-        };
-        let id = c.id;
-        debug!(
-            "{id} {} {} ({:?}, {} body bytes)",
-            req.method,
-            req.target,
-            req.version,
-            req.body.len()
-        );
-        let mark = self.core.store_mark();
-        let reply = self.handler.request(&mut self.core, id, &req);
-        if self.core.index_of(id).is_none() {
-            return;
-        }
-        match reply {
-            Reply::Response(resp) => {
-                // Held while what the request wrote is not yet durable.
-                if let Some(resp) = self.core.hold_reply(mark, id, resp) {
-                    self.core.with_conn(i, |p, env| p.respond(&resp, env));
-                }
-            }
-            Reply::Later => {}
-            Reply::Park(p) => self.core.park(i, p),
-            Reply::Sse(s) => self.core.start_sse(i, s),
-            Reply::WebSocket(acc) => {
-                if self.core.upgrade(i, &req, &acc) {
-                    self.handler.ws_open(&mut self.core, id);
-                    if let Some((topic, since)) = &acc.subscribe {
-                        self.core.subscribe_ws(id, topic, *since);
-                    }
-                }
-            }
-        }
-        if self.core.stopping.is_some() {
-            // A long-lived reply that began after the stop finishes like the others did.
-            self.core.stop_conn(i);
-        }
-        self.core.mark_dirty(i);
-    }
-
-    /// Runs WebSocket input of connection `i`, lending its receiving half out while the
-    /// application handles each message.
-    fn process_ws(&mut self, i: usize) {
-        let core = &mut self.core;
-        let Some(c) = conn::slot(&mut core.slots, i) else {
-            return;
-        };
-        let id = c.id;
-        let Some(mut recv) = c.proto.take_receiver() else {
-            return;
-        };
-        let mut rbuf = std::mem::take(&mut c.rbuf);
-        loop {
-            let step = self
-                .core
-                .with_conn(i, |p, env| p.ws_read(&mut recv, rbuf.pending_mut(), env));
-            let Some((n, msg)) = step else { break };
-            if let Some(msg) = msg {
-                self.handler.ws_message(&mut self.core, id, msg);
-            }
-            rbuf.consume(n);
-            if n == 0 || rbuf.is_empty() || self.core.index_of(id).is_none() {
-                break;
-            }
-        }
-        let Some(c) = conn::slot(&mut self.core.slots, i) else {
-            return;
-        };
-        if c.proto.ws_input_done() {
-            rbuf.clear();
-        }
-        c.rbuf = rbuf;
-        c.proto.put_receiver(recv);
-        self.core.mark_dirty(i);
     }
 }
 

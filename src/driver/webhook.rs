@@ -19,18 +19,17 @@
 //!    engine, or the job of a stale pooled connection to a fresh connect.
 
 mod resolver;
+mod socket;
 #[cfg(feature = "tls")]
 mod tls;
 
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, trace};
-use mio::net::TcpStream;
-use mio::{Interest, Token};
+use mio::Interest;
 
 use super::transport::Stream;
 use super::{Core, Note, SubKey, TimerEv};
@@ -40,8 +39,8 @@ use crate::proto::store::Record;
 use crate::proto::timer::{TimerKey as RawTimer, Timers};
 use crate::proto::topic::TopicEvent;
 use crate::proto::webhook::{
-    ssrf, AttemptId, AttemptResult, ClientConfig, ClientConn, ClientEvent, ClientPhase,
-    Destination, EndpointId, Engine, HookAction, HookJob, Host, Outcome, Policy, Registry,
+    ssrf, AttemptId, AttemptResult, ClientConfig, ClientConn, Destination, EndpointId, Engine,
+    HookAction, HookJob, Host, Outcome, Policy, Registry,
 };
 
 /// Tokens at and above this belong to webhook client connections.
@@ -174,20 +173,6 @@ fn rearm(
         }
         *timer = at.map(|at| (timers.insert(at, ev), at));
     }
-}
-
-/// What a failed read or write says: the TLS cause when the session failed.
-fn io_failure(stream: &Stream, what: &str, e: &io::Error) -> String {
-    stream
-        .failure_detail()
-        .unwrap_or_else(|| format!("{what}: {e}"))
-}
-
-/// The mio interest a connection asks for (`None`: it is closed).
-fn interest(conn: &ClientConn) -> Option<Interest> {
-    let read = conn.wants_read().then_some(Interest::READABLE);
-    let write = conn.wants_write().then_some(Interest::WRITABLE);
-    read.map_or(write, |r| Some(write.map_or(r, |w| r | w)))
 }
 
 impl Core {
@@ -415,244 +400,5 @@ impl Core {
         let next = fallback.remove(0);
         debug!("webhook: {why}; trying the next address, {next}");
         self.run_job(job, next, tls, fallback);
-    }
-
-    // ---- the sockets ----------------------------------------------------------------------
-
-    /// Puts `job` on an idle pooled connection to `addr` (verified for the same `tls`
-    /// name), or on a new one, with `fallback` addresses should connecting fail.
-    fn run_job(
-        &mut self,
-        job: HookJob,
-        addr: SocketAddr,
-        tls: Option<Host>,
-        fallback: Vec<SocketAddr>,
-    ) {
-        let key = (addr, tls);
-        let pooled = match self.hooks.idle.get_mut(&key) {
-            Some(list) if !job.needs_fresh() => list.pop(),
-            _ => None,
-        };
-        if self.hooks.idle.get(&key).is_some_and(Vec::is_empty) {
-            self.hooks.idle.remove(&key);
-        }
-        let (addr, tls) = key;
-        let job = match pooled.and_then(|idx| Some((idx, self.hooks.socket(idx)?))) {
-            Some((idx, s)) => match s.conn.send(job) {
-                Ok(()) => {
-                    trace!("webhook: reusing connection {idx} to {addr}");
-                    return self.hook_client_event(idx);
-                }
-                Err(job) => job,
-            },
-            None => job,
-        };
-        let tcp = match TcpStream::connect(addr) {
-            Ok(tcp) => tcp,
-            Err(e) => return self.connect_failed(job, format!("{addr}: {e}"), tls, fallback),
-        };
-        let mut stream = match self.client_stream(tcp, tls.as_ref()) {
-            Ok(stream) => stream,
-            Err(why) => {
-                return self.finish_attempt(job.attempt(), AttemptResult::ConnectFailed(why));
-            }
-        };
-        let idx = self.hooks.free.pop().unwrap_or_else(|| {
-            self.hooks.sockets.push((0, None));
-            self.hooks.sockets.len() - 1
-        });
-        let attempt = job.attempt();
-        let conn = ClientConn::connect(job, self.now, self.hooks.client);
-        let interest = interest(&conn).unwrap_or(Interest::WRITABLE);
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut stream.tcp, Token(CLIENT_BASE + idx), interest)
-        {
-            self.hooks.free.push(idx);
-            return self.finish_attempt(attempt, AttemptResult::ConnectFailed(e.to_string()));
-        }
-        let how = if tls.is_some() { " (TLS)" } else { "" };
-        debug!("webhook: connecting to {addr}{how} (client {idx})");
-        let slot = &mut self.hooks.sockets[idx];
-        slot.0 = slot.0.wrapping_add(1);
-        let gen = slot.0;
-        slot.1 = Some(HookSocket {
-            stream,
-            gen,
-            addr,
-            tls,
-            fallback,
-            conn,
-            interest,
-            timer: None,
-        });
-        self.settle_client(idx, None);
-    }
-
-    /// The stream for a new connection: plain, or a TLS session for `tls`.
-    fn client_stream(&mut self, tcp: TcpStream, tls: Option<&Host>) -> Result<Stream, String> {
-        let Some(host) = tls else {
-            return Ok(Stream::plain(tcp));
-        };
-        #[cfg(feature = "tls")]
-        return tls::stream(tcp, self.hooks.tls_config(), host);
-        #[cfg(not(feature = "tls"))]
-        Err(format!("{host}: https needs pushwire's `tls` feature"))
-    }
-
-    fn drop_socket(&mut self, idx: usize) {
-        let Some(mut s) = self.hooks.sockets.get_mut(idx).and_then(|s| s.1.take()) else {
-            return;
-        };
-        if let Some((t, _)) = s.timer.take() {
-            self.timers.cancel(t);
-        }
-        let _ = self.poll.registry().deregister(&mut s.stream.tcp);
-        let key = (s.addr, s.tls);
-        if let Some(list) = self.hooks.idle.get_mut(&key) {
-            list.retain(|i| *i != idx);
-            if list.is_empty() {
-                self.hooks.idle.remove(&key);
-            }
-        }
-        self.hooks.free.push(idx);
-        trace!("webhook: client {idx} to {} closed", s.addr);
-    }
-
-    /// After any input to client `idx`'s connection: drop, pool or re-arm the socket (the
-    /// one place interest and the timer are set), then pass `ev` on. Last, because a result
-    /// runs the engine, which may give this very connection its next job.
-    fn settle_client(&mut self, idx: usize, ev: Option<ClientEvent>) {
-        let pool = matches!(ev, Some(ClientEvent::Response { reusable: true, .. }));
-        let Some(s) = self.hooks.sockets.get_mut(idx).and_then(|s| s.1.as_mut()) else {
-            return;
-        };
-        let key = (s.addr, s.tls.clone());
-        let addr = s.addr;
-        let fallback = match ev {
-            Some(ClientEvent::ConnectFailed { .. }) => std::mem::take(&mut s.fallback),
-            _ => Vec::new(),
-        };
-        let pooled = self.hooks.idle.get(&key).map_or(0, Vec::len);
-        if s.conn.is_closed() || (pool && pooled >= MAX_IDLE_PER_ADDR) {
-            self.drop_socket(idx);
-        } else {
-            let mut want = interest(&s.conn).unwrap_or(Interest::READABLE);
-            if s.stream.pending() {
-                // Encrypted bytes wait for the socket (a handshake flight, records).
-                want |= Interest::WRITABLE;
-            }
-            if s.stream.handshaking() {
-                want |= Interest::READABLE;
-            }
-            if want != s.interest {
-                s.interest = want;
-                let token = Token(CLIENT_BASE + idx);
-                let _ = self
-                    .poll
-                    .registry()
-                    .reregister(&mut s.stream.tcp, token, want);
-            }
-            let ev = TimerEv::HookClient(idx, s.gen);
-            rearm(&mut self.timers, &mut s.timer, s.conn.poll_timeout(), ev);
-            if pool {
-                self.hooks.idle.entry(key.clone()).or_default().push(idx);
-            }
-        }
-        match ev {
-            Some(ClientEvent::RetryFresh(job)) => self.run_job(job, addr, key.1, Vec::new()),
-            Some(ClientEvent::ConnectFailed { job, why }) => {
-                self.connect_failed(job, why, key.1, fallback)
-            }
-            Some(ClientEvent::Closed(why)) => trace!("webhook: client {idx} to {addr}: {why}"),
-            Some(ev) => {
-                if let Some((attempt, result)) = ev.attempt_result() {
-                    self.finish_attempt(attempt, result);
-                }
-            }
-            None => {}
-        }
-    }
-
-    pub(crate) fn hook_client_timer(&mut self, idx: usize, gen: u32, tid: RawTimer) {
-        let now = self.now;
-        let Some(s) = self.hooks.socket(idx) else {
-            return;
-        };
-        if s.gen != gen || s.timer.map(|t| t.0) != Some(tid) {
-            return;
-        }
-        s.timer = None;
-        let ev = s.conn.handle_timeout(now);
-        self.settle_client(idx, ev);
-    }
-
-    /// A readiness event for webhook client `idx`. Which kind does not matter: the
-    /// connection's state says what to try, and a spurious event ends in `WouldBlock`.
-    pub(crate) fn hook_client_event(&mut self, idx: usize) {
-        let ev = self.client_io(idx);
-        self.settle_client(idx, ev);
-    }
-
-    /// Finishes a connect, writes and reads until `WouldBlock` or an event.
-    fn client_io(&mut self, idx: usize) -> Option<ClientEvent> {
-        let now = self.now;
-        let s = self.hooks.socket(idx)?;
-        if s.conn.phase() == ClientPhase::Connecting {
-            // A non-blocking connect has finished when the socket turns writable:
-            // `take_error` says whether it failed, `peer_addr` whether it is up.
-            if let Ok(Some(e)) | Err(e) = s.stream.tcp.take_error() {
-                return s.conn.on_error(format!("{}: {e}", s.addr));
-            }
-            match s.stream.tcp.peer_addr() {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return None,
-                Err(e) => return s.conn.on_error(format!("{}: {e}", s.addr)),
-            }
-            // TLS: the handshake is part of connecting (inside the connect timeout).
-            #[cfg(feature = "tls")]
-            match tls::handshake(&mut s.stream) {
-                Ok(true) => {}
-                Ok(false) => return None,
-                Err(why) => {
-                    // A certificate or protocol failure is the receiver's answer, not an
-                    // unreachable address: no fallback.
-                    s.fallback.clear();
-                    return s.conn.on_error(format!("{}: {why}", s.addr));
-                }
-            }
-            s.conn.on_connected();
-            trace!("webhook: client {idx} connected to {}", s.addr);
-        }
-        while !s.conn.pending().is_empty() || s.stream.pending() {
-            let written = match s.conn.pending() {
-                [] => s.stream.flush_pending().map(|()| 0),
-                pending => s.stream.write(pending),
-            };
-            match written {
-                Ok(0) if s.conn.pending().is_empty() => {}
-                Ok(0) => return s.conn.on_error("connection closed while writing".into()),
-                Ok(n) => s.conn.wrote(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return s.conn.on_error(io_failure(&s.stream, "write", &e)),
-            }
-        }
-        // Read even without a readable event: the response may already be there.
-        let mut tmp = [0u8; 16 * 1024];
-        while s.conn.wants_read() {
-            let ev = match s.stream.read(&mut tmp) {
-                Ok(0) => return s.conn.on_eof(now, unix_millis() / 1000),
-                Ok(n) => s.conn.on_read(&tmp[..n], now, unix_millis() / 1000),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return s.conn.on_error(io_failure(&s.stream, "read", &e)),
-            };
-            if ev.is_some() {
-                return ev;
-            }
-        }
-        None
     }
 }

@@ -130,13 +130,16 @@ pub enum TlsFailure {
     UnexpectedMessage,
     /// The peer's certificate was refused.
     Certificate,
+    /// The peer broke the protocol in another way.
+    Misbehaved,
     /// Anything else.
     Other,
 }
 
-impl std::fmt::Display for TlsFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl TlsFailure {
+    /// The cause in words.
+    pub fn as_str(&self) -> &'static str {
+        match self {
             TlsFailure::NotTls => "not TLS (a malformed record or handshake message)",
             TlsFailure::Decrypt => "a record failed to decrypt",
             TlsFailure::OversizedRecord => "oversized record",
@@ -145,8 +148,15 @@ impl std::fmt::Display for TlsFailure {
             TlsFailure::NoAlpn => "no common ALPN protocol (only http/1.1 is offered)",
             TlsFailure::UnexpectedMessage => "unexpected TLS message",
             TlsFailure::Certificate => "the peer's certificate was refused",
+            TlsFailure::Misbehaved => "the peer broke the TLS protocol",
             TlsFailure::Other => "TLS error",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::proto::webhook::{Action, Engine, EngineConfig};
+use crate::proto::webhook::{Action, Engine, EngineConfig, Secret, Url};
 
 const REQ: &[u8] = b"POST /hook HTTP/1.1\r\nHost: 127.0.0.1:9\r\nContent-Length: 2\r\n\r\n{}";
 const OK: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
