@@ -271,7 +271,18 @@ pub fn range_command(keys: &Keys, topic: &str, after: u64, count: usize) -> Comm
         .arg(count.max(1).to_string())
 }
 
-/// The events of an `XRANGE` reply, in stream order.
+/// `XREVRANGE` for the newest `count` events (newest first: reverse what
+/// [`parse_range`] reads).
+pub fn tail_command(keys: &Keys, topic: &str, count: usize) -> Command {
+    Command::new("XREVRANGE")
+        .arg(keys.stream(topic))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(count.max(1).to_string())
+}
+
+/// The events of an `XRANGE` (or `XREVRANGE`) reply, in the reply's order.
 pub fn parse_range(reply: &Value) -> Result<Vec<Announced>, BackplaneError> {
     if let Some(e) = reply.as_error() {
         return Err(BackplaneError::Redis(
@@ -390,6 +401,8 @@ impl Cursor {
         self.delivered(id);
     }
 }
+
+pub mod sync;
 
 #[cfg(test)]
 mod tests;

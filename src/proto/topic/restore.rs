@@ -129,3 +129,98 @@ impl Topics {
         Ok(())
     }
 }
+
+impl Topics {
+    /// Appends an event whose id was given elsewhere (by the Redis backplane), creating
+    /// the topic with `first_id` (see [`Topics::restore`]) when it is not known. The id
+    /// must be above the topic's last id: a larger step is a new id range, as after a
+    /// restart (readers with a cursor before it see the gap by the id rule). `now_us`
+    /// counts as the topic's activity for expiry. Returns the event as kept, for the
+    /// fan-out.
+    pub fn append(
+        &mut self,
+        topic: &str,
+        ev: TopicEvent,
+        first_id: u64,
+        now_us: u64,
+    ) -> Result<Rc<TopicEvent>, RestoreError> {
+        if !self.topics.contains_key(topic) {
+            let first_id = first_id.clamp(1, ev.id);
+            self.restore_inner(topic, std::iter::empty(), ev.id - 1, first_id, Some(now_us))?;
+        }
+        if ev.event.as_deref().is_some_and(|n| !valid_event_name(n)) {
+            return Err(RestoreError::BadEventName { id: ev.id });
+        }
+        if ev.id >= MAX_ID {
+            return Err(RestoreError::IdTooLarge { last_id: ev.id });
+        }
+        let Some((name, t)) = self.topics.get_key_value(topic) else {
+            return Err(RestoreError::BadTopic); // unreachable: created just above
+        };
+        if ev.id <= t.last_id {
+            let (after, id) = (t.last_id, ev.id);
+            return Err(RestoreError::NotAscending { after, id });
+        }
+        let name = Rc::clone(name);
+        self.unindex(&name);
+        self.touch(&name, now_us);
+        let ev = Rc::new(ev);
+        if let Some(t) = self.topics.get_mut(topic) {
+            t.last_id = ev.id;
+            t.push(Rc::clone(&ev), self.limits);
+        }
+        self.index(name);
+        self.enforce_total();
+        Ok(ev)
+    }
+}
+
+#[cfg(test)]
+mod append_tests {
+    use super::super::HistoryLimits;
+    use super::*;
+
+    fn ev(id: u64) -> TopicEvent {
+        TopicEvent {
+            id,
+            event: None,
+            data: format!("e{id}").into(),
+            published_ms: 5,
+        }
+    }
+
+    #[test]
+    fn append_creates_then_continues_and_refuses_old_ids() {
+        let mut t = Topics::new(HistoryLimits::default());
+        t.append("a", ev(100), 100, 1).unwrap();
+        t.append("a", ev(101), 1, 2).unwrap();
+        assert_eq!(t.last_id("a"), 101);
+        let page = t.read_after("a", 0, 10);
+        assert!(!page.gap, "first id 100: nothing before it was lost");
+        assert_eq!(page.events.len(), 2);
+        assert_eq!(
+            t.append("a", ev(101), 1, 3),
+            Err(RestoreError::NotAscending {
+                after: 101,
+                id: 101
+            })
+        );
+        // A jump is a new range: a cursor before it gets the next event, not 102.
+        t.append("a", ev(5000), 1, 4).unwrap();
+        let page = t.read_after("a", 101, 10);
+        assert_eq!(page.events.first().map(|e| e.id), Some(5000));
+    }
+
+    #[test]
+    fn append_with_an_unknown_start_reports_the_gap_from_zero() {
+        let mut t = Topics::new(HistoryLimits::default());
+        t.append("b", ev(50), 1, 1).unwrap();
+        assert!(t.read_after("b", 0, 10).gap);
+        let bad = TopicEvent {
+            event: Some("".into()),
+            ..ev(51)
+        };
+        assert!(t.append("b", bad, 1, 1).is_err());
+        assert_eq!(t.last_id("b"), 50);
+    }
+}
