@@ -26,6 +26,10 @@
 //! TLS (`https://`, `wss://`) as well; `--webhook-ca FILE` adds roots for verifying
 //! `https://` webhook receivers (see `hub/tls.rs`).
 //!
+//! With `--redis redis://HOST:PORT` several hubs share their topics through one Redis
+//! (ids from Redis, every hub delivers every event, resume on any hub; see the README's
+//! "Several hubs" section).
+//!
 //! Set `PUSHWIRE_LOG=debug` (or `trace`) to watch what crosses the wire.
 
 #[path = "hub/access.rs"]
@@ -40,11 +44,12 @@ use access::{Class, OriginCheck, Policy};
 
 use pushwire::proto::http1::form_pairs;
 use pushwire::proto::json;
+use pushwire::proto::resp::RedisUrl;
 use pushwire::proto::topic::valid_topic;
 use pushwire::proto::webhook::{verify, Host, Schedule, Secret, Url, DEFAULT_TOLERANCE};
 use pushwire::{
-    App, CloseInfo, Config, ConnId, Ctx, Fsync, Message, Park, Reply, Request, Response, Server,
-    SseStream, WsAccept,
+    App, CloseInfo, Config, ConnId, Ctx, EventsQuery, Fsync, Message, Park, PublishError,
+    PublishTicket, Publishing, Reply, Request, Response, Server, SseStream, WsAccept,
 };
 
 /// The largest text message a WebSocket client may publish (HUB-NOTES: 1 MiB, else 1009).
@@ -64,6 +69,18 @@ struct Hub {
     bad_signature: u64,
     /// The topic each WebSocket connection publishes its messages to.
     ws_topic: HashMap<ConnId, String>,
+    /// Publishes on their way to the Redis backplane, and who waits for their outcome.
+    publishing: HashMap<PublishTicket, Waiting>,
+}
+
+/// Who waits for a publish that went to Redis.
+enum Waiting {
+    /// A publish request: 201 with the id.
+    Created(ConnId, String),
+    /// A webhook delivery to the built-in receiver: 204.
+    Received(ConnId),
+    /// A WebSocket client's message: closed 1011 if it fails.
+    Ws(ConnId),
 }
 
 /// Where a request goes, decided from its path alone.
@@ -147,7 +164,7 @@ fn number_param(req: &Request, name: &str) -> Result<Option<u64>, Reply> {
 }
 
 impl Hub {
-    fn publish(&mut self, cx: &mut Ctx<'_>, topic: &str, req: &Request) -> Reply {
+    fn publish(&mut self, cx: &mut Ctx<'_>, conn: ConnId, topic: &str, req: &Request) -> Reply {
         // One of our own webhook deliveries coming back (through a proxy, another name of
         // this hub, or another hub): publishing it would start a loop.
         if req
@@ -165,14 +182,14 @@ impl Hub {
         };
         let event = req.query_param("event");
         let event = event.as_deref().filter(|e| !e.is_empty());
-        match cx.publish(topic, event, data) {
-            Ok(id) => {
-                let mut body = b"{\"topic\":".to_vec();
-                json::write_str(&mut body, topic);
-                body.extend_from_slice(format!(",\"id\":{id}}}").as_bytes());
-                Response::json(201, body).into()
+        match cx.publish_async(topic, event, data) {
+            Ok(Publishing::Done(id)) => created(topic, Ok(id)).into(),
+            Ok(Publishing::Pending(t)) => {
+                self.publishing
+                    .insert(t, Waiting::Created(conn, topic.to_owned()));
+                Reply::Later
             }
-            Err(e) => Response::text(e.status(), format!("{e}\n")).into(),
+            Err(e) => created(topic, Err(e)).into(),
         }
     }
 
@@ -181,9 +198,8 @@ impl Hub {
             Ok(s) => s.unwrap_or(0),
             Err(r) => return r,
         };
-        Response::json(200, cx.events(topic, since, 100).to_json())
-            .header("Cache-Control", "no-store")
-            .into()
+        let _ = cx;
+        EventsQuery::new(topic, since, 100).into()
     }
 
     fn websocket(&mut self, conn: ConnId, topic: &str, req: &Request) -> Reply {
@@ -323,7 +339,7 @@ impl Hub {
     /// The built-in receiver: verifies the Standard Webhooks signature with the secrets of
     /// the hub's registrations that point at itself, then republishes what it got to the
     /// `_webhooks` topic (event name `webhook`) so pages can watch deliveries arrive.
-    fn receive(&mut self, cx: &mut Ctx<'_>, req: &Request) -> Reply {
+    fn receive(&mut self, cx: &mut Ctx<'_>, conn: ConnId, req: &Request) -> Reply {
         let secrets = own_secrets(cx);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -345,10 +361,44 @@ impl Hub {
         let Ok(text) = std::str::from_utf8(&req.body) else {
             return bad_request("webhook body is not UTF-8");
         };
-        if let Err(e) = cx.publish("_webhooks", Some("webhook"), text) {
-            return Response::text(e.status(), format!("{e}\n")).into();
+        match cx.publish_async("_webhooks", Some("webhook"), text) {
+            Ok(Publishing::Done(_)) => Response::new(204).into(),
+            Ok(Publishing::Pending(t)) => {
+                self.publishing.insert(t, Waiting::Received(conn));
+                Reply::Later
+            }
+            Err(e) => Response::text(e.status(), format!("{e}\n")).into(),
         }
-        Response::new(204).into()
+    }
+}
+
+/// The answer to a publish request: 201 `{"topic":...,"id":N}`, or the error's status.
+fn created(topic: &str, result: Result<u64, PublishError>) -> Response {
+    match result {
+        Ok(id) => {
+            let mut body = b"{\"topic\":".to_vec();
+            json::write_str(&mut body, topic);
+            body.extend_from_slice(format!(",\"id\":{id}}}").as_bytes());
+            Response::json(201, body)
+        }
+        Err(e) => {
+            let r = Response::text(e.status(), format!("{e}\n"));
+            if e.status() == 503 {
+                r.header("Retry-After", "1")
+            } else {
+                r
+            }
+        }
+    }
+}
+
+/// The close code for a WebSocket publish that failed: 1011 when the server could not
+/// store it (try again later), 1008 when the message itself is refused.
+fn ws_close_code(e: PublishError) -> u16 {
+    if e.status() >= 500 {
+        1011
+    } else {
+        1008
     }
 }
 
@@ -400,14 +450,43 @@ impl App for Hub {
                     return;
                 }
                 if let Some(topic) = self.ws_topic.get(&conn) {
-                    if let Err(e) = cx.publish(topic, None, text) {
-                        cx.close_ws(conn, 1008, &e.to_string());
+                    match cx.publish_async(topic, None, text) {
+                        Ok(Publishing::Pending(t)) => {
+                            self.publishing.insert(t, Waiting::Ws(conn));
+                        }
+                        Ok(Publishing::Done(_)) => {}
+                        Err(e) => {
+                            cx.close_ws(conn, ws_close_code(e), &e.to_string());
+                        }
                     }
                 }
             }
             Message::Binary(_) => {
                 cx.close_ws(conn, 1003, "only text messages are published");
             }
+        }
+    }
+
+    fn on_published(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        ticket: PublishTicket,
+        result: Result<u64, PublishError>,
+    ) {
+        match (self.publishing.remove(&ticket), result) {
+            (Some(Waiting::Created(conn, topic)), r) => {
+                cx.respond(conn, created(&topic, r));
+            }
+            (Some(Waiting::Received(conn)), Ok(_)) => {
+                cx.respond(conn, Response::new(204));
+            }
+            (Some(Waiting::Received(conn)), Err(e)) => {
+                cx.respond(conn, Response::text(e.status(), format!("{e}\n")));
+            }
+            (Some(Waiting::Ws(conn)), Err(e)) => {
+                cx.close_ws(conn, ws_close_code(e), &e.to_string());
+            }
+            (Some(Waiting::Ws(_)), Ok(_)) | (None, _) => {}
         }
     }
 
@@ -425,7 +504,7 @@ impl Hub {
             Route::Health if get => Response::text(200, "ok").into(),
             Route::Index if get => Response::html(200, INDEX_HTML).into(),
             Route::Stats if get => self.stats(cx),
-            Route::Topic(t) if req.method == "POST" => self.publish(cx, t, req),
+            Route::Topic(t) if req.method == "POST" => self.publish(cx, conn, t, req),
             Route::Topic(_) => method_not_allowed("POST"),
             Route::TopicEvents(t) if get => self.events(cx, t, req),
             Route::TopicWs(t) if req.method == "GET" => self.websocket(conn, t, req),
@@ -443,7 +522,7 @@ impl Hub {
                 }
             }
             Route::TopicWebhook(..) => method_not_allowed("DELETE"),
-            Route::HooksReceive if req.method == "POST" => self.receive(cx, req),
+            Route::HooksReceive if req.method == "POST" => self.receive(cx, conn, req),
             Route::HooksReceive => method_not_allowed("POST"),
             Route::BadTopic => {
                 bad_request("topic names are 1-128 bytes of [A-Za-z0-9._-], not . or ..")
@@ -481,7 +560,8 @@ fn usage() -> ! {
          \x20          [--publish-token T] [--subscribe-token T] [--admin-token T]\n\
          \x20          [--max-topics N] [--history-total-bytes N] [--topic-ttl SECS]\n\
          \x20          [--webhook-queue-bytes N] [--webhook-total-bytes N] [--webhook-max-per-topic N]\n\
-         \x20          [--tls-addr HOST:PORT --tls-cert FILE --tls-key FILE] [--webhook-ca FILE]..."
+         \x20          [--tls-addr HOST:PORT --tls-cert FILE --tls-key FILE] [--webhook-ca FILE]...\n\
+         \x20          [--redis redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]] [--redis-prefix P]"
     );
     std::process::exit(2)
 }
@@ -507,6 +587,7 @@ fn main() -> std::io::Result<()> {
         received: 0,
         bad_signature: 0,
         ws_topic: HashMap::new(),
+        publishing: HashMap::new(),
     };
     let mut tls = tls::TlsArgs::default();
     let mut args = std::env::args().skip(1);
@@ -556,6 +637,14 @@ fn main() -> std::io::Result<()> {
                 config = config.webhook_timeout(Duration::from_secs_f64(secs));
             }
             "--data-dir" => config = config.data_dir(value()),
+            "--redis" => match RedisUrl::parse(&value()) {
+                Ok(url) => config = config.redis(url),
+                Err(e) => {
+                    eprintln!("pushwire hub: --redis: {e}");
+                    std::process::exit(2);
+                }
+            },
+            "--redis-prefix" => config = config.redis_prefix(value()),
             "--fsync" => {
                 let mode = match value().as_str() {
                     "always" => Fsync::Always,

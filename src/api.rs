@@ -65,6 +65,59 @@ pub enum Reply {
     /// The application answers later with [`Ctx::respond`](crate::Ctx::respond). Further
     /// pipelined requests on this connection wait until then.
     Later,
+    /// Answer with a page of a topic's kept events as JSON (see [`EventsQuery`]). With a
+    /// Redis backplane the page comes from Redis once this server has the topic in sync
+    /// (503 while Redis is unreachable).
+    Events(EventsQuery),
+}
+
+/// Reading a topic's kept events, answered 200 with [`EventPage::to_json`] and
+/// `Cache-Control: no-store`.
+#[derive(Debug, Clone)]
+pub struct EventsQuery {
+    pub(crate) topic: String,
+    pub(crate) since: u64,
+    pub(crate) max: usize,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl EventsQuery {
+    /// At most `max` events of `topic` after `since`.
+    pub fn new(topic: impl Into<String>, since: u64, max: usize) -> Self {
+        EventsQuery {
+            topic: topic.into(),
+            since,
+            max,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header field to the answer.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// Identifies a publish whose outcome comes later, in
+/// [`App::on_published`](crate::App::on_published).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PublishTicket(pub(crate) u64);
+
+/// What [`Ctx::publish_async`](crate::Ctx::publish_async) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publishing {
+    /// Published, with this id (no backplane: the server gives ids itself).
+    Done(u64),
+    /// Sent to the Redis backplane: [`App::on_published`](crate::App::on_published) gets
+    /// the id, or the error, with this ticket.
+    Pending(PublishTicket),
+}
+
+impl From<EventsQuery> for Reply {
+    fn from(q: EventsQuery) -> Self {
+        Reply::Events(q)
+    }
 }
 
 impl From<Response> for Reply {

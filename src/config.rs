@@ -112,9 +112,10 @@ pub struct Config {
     pub(crate) hooks: HookConfig,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) fsync: Fsync,
-    /// The Redis server of the future backplane: links to it are made at bind (see
-    /// `driver::redis`). No public setter yet.
+    /// The Redis backplane's server, when there is one (see [`Config::redis`]).
     pub(crate) redis: Option<crate::proto::resp::RedisUrl>,
+    /// The prefix of the backplane's keys and channels.
+    pub(crate) redis_prefix: String,
 }
 
 impl Default for Config {
@@ -133,6 +134,7 @@ impl Default for Config {
             data_dir: None,
             fsync: Fsync::Always,
             redis: None,
+            redis_prefix: "pushwire:".into(),
         }
     }
 }
@@ -237,6 +239,20 @@ impl Config {
         self.data_dir = Some(dir.into());
         self
     }
+
+    /// Share topics with the other servers using the Redis at `url` (the **backplane**):
+    /// ids are given by Redis, every server delivers every event of a topic to its own
+    /// subscribers, and history reads come from the topic's stream in Redis. Publishing
+    /// then answers later: see [`Ctx::publish_async`](crate::Ctx::publish_async). Cannot be
+    /// combined with [`Config::data_dir`] (Redis keeps the history).
+    pub fn redis(mut self, url: crate::proto::resp::RedisUrl) -> Self {
+        self.redis = Some(url);
+        self
+    }
+
+    setter!(/// The prefix of the backplane's Redis keys and channels (`pushwire:` by
+        /// default), so that several deployments can share one Redis.
+        redis_prefix: String => redis_prefix);
 
     /// Verify `https://` webhook receivers against these roots (the Mozilla set from
     /// `webpki-roots` by default; add a private CA with

@@ -144,6 +144,7 @@ impl<H: Handler> Driver<H> {
                 }
             }
             Reply::Later => {}
+            Reply::Events(q) => self.core.events_reply(i, q),
             Reply::Park(p) => self.core.park(i, p),
             Reply::Sse(s) => self.core.start_sse(i, s),
             Reply::WebSocket(acc) => {

@@ -22,6 +22,7 @@
 //! so a send or a close from the callback acts on the connection at once.
 
 mod accept;
+mod backplane;
 mod conn;
 mod input;
 mod pubsub;
@@ -72,6 +73,8 @@ enum TimerEv {
     HookResolve(u64),
     /// The next topic may be due to expire.
     TopicExpiry,
+    /// The backplane's sweep of idle topics.
+    BackplaneSweep,
     /// A Redis link's one timer, of the link's generation then.
     Redis(redis::Role, u32),
 }
@@ -90,6 +93,10 @@ enum Note {
     Closed(ConnId, CloseInfo),
     Slow(ConnId, ConnKind),
     Webhook(WebhookOutcome),
+    Published(
+        crate::api::PublishTicket,
+        Result<u64, crate::proto::topic::PublishError>,
+    ),
 }
 
 /// What the loop calls when something happens: the application's side, implemented by
@@ -102,6 +109,12 @@ pub(crate) trait Handler {
     fn timer(&mut self, core: &mut Core, timer: TimerId, tag: u64);
     fn webhook(&mut self, core: &mut Core, outcome: &WebhookOutcome);
     fn slow_reader(&mut self, core: &mut Core, conn: ConnId, kind: ConnKind);
+    fn published(
+        &mut self,
+        core: &mut Core,
+        ticket: crate::api::PublishTicket,
+        result: Result<u64, crate::proto::topic::PublishError>,
+    );
 }
 
 /// What another thread asks the loop to do (through a [`Handle`](crate::Handle) or the
@@ -158,6 +171,8 @@ pub(crate) struct Core {
     expiry_timer: Option<TimerKey>,
     /// The Redis links, when the configuration names a Redis URL.
     redis: redis::Redis,
+    /// The Redis backplane, when the configuration names a Redis URL.
+    bp: Option<backplane::Backplane>,
 }
 
 /// The loop: the driver's state and the handler it calls.
@@ -181,7 +196,17 @@ impl<H: Handler> Driver<H> {
         let local_addr = listener.local_addr()?;
         let (tx, rx) = channel();
         let opened = store::open(&config, tx.clone(), waker.clone())?;
+        if config.redis.is_some() && config.data_dir.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a data directory and a Redis backplane cannot be combined: Redis keeps the history",
+            ));
+        }
         let redis = redis::Redis::new(config.redis.as_ref())?;
+        let bp = config
+            .redis
+            .as_ref()
+            .map(|_| backplane::Backplane::new(&config.redis_prefix, config.history.max_events));
         let (store, recovered) = match opened {
             Some((s, state)) => (Some(s), Some(state)),
             None => (None, None),
@@ -219,6 +244,7 @@ impl<H: Handler> Driver<H> {
             store,
             expiry_timer: None,
             redis,
+            bp,
         };
         if let Some(state) = recovered {
             core.restore(state);
@@ -290,14 +316,15 @@ impl<H: Handler> Driver<H> {
 
     /// Flushes what callbacks queued and tells the application about closes.
     pub(crate) fn after_step(&mut self) {
-        self.core.redis_flush();
         loop {
+            self.core.backplane_events();
             self.core.flush_dirty();
             if self.core.notes.is_empty() {
                 break;
             }
             self.deliver_notes();
         }
+        self.core.redis_flush();
         self.core.store_flush();
     }
 
@@ -309,6 +336,7 @@ impl<H: Handler> Driver<H> {
                     Note::Closed(id, info) => h.closed(core, id, &info),
                     Note::Slow(id, kind) => h.slow_reader(core, id, kind),
                     Note::Webhook(outcome) => h.webhook(core, &outcome),
+                    Note::Published(ticket, result) => h.published(core, ticket, result),
                 }
             }
         }
@@ -340,6 +368,7 @@ impl<H: Handler> Driver<H> {
                 TimerEv::TopicExpiry => self.core.expire_topics(key),
                 TimerEv::Conn(id) => self.core.conn_timer(key, id),
                 TimerEv::Redis(role, gen) => self.core.redis_timer(role, gen, key),
+                TimerEv::BackplaneSweep => self.core.backplane_sweep(key),
             }
         }
     }

@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use log::{debug, trace};
 
+use super::backplane::Waiter;
 use super::store::Prepared;
 use super::{conn, Core, SubKey};
 use crate::api::{ConnId, Park, SseStream, WsAccept};
@@ -26,6 +27,9 @@ impl Core {
         event: Option<&str>,
         data: &str,
     ) -> Result<u64, PublishError> {
+        if self.bp.is_some() {
+            return Err(PublishError::NeedsAsync);
+        }
         self.publish_durable(topic, event, data)
     }
 
@@ -44,18 +48,7 @@ impl Core {
         self.stats.published += 1;
         trace!("publish {topic:?} id {} ({} bytes)", ev.id, ev.data.len());
         let id = ev.id;
-        let mut cast = Broadcast::new(Rc::clone(&ev));
-        let mut subs = std::mem::take(&mut self.scratch);
-        self.subs.copy_subscribers(topic, &mut subs);
-        let mut hooks = false;
-        for &Entry { key, cursor } in &subs {
-            match key {
-                SubKey::Hook(_) => hooks = true,
-                SubKey::Conn(conn) => self.deliver_event(conn, cursor, topic, &mut cast),
-            }
-        }
-        subs.clear();
-        self.scratch = subs;
+        let hooks = self.fan_out(topic, Rc::clone(&ev));
         match prepared {
             Some((webhook_id, body, ids)) => {
                 let reg = &mut self.hooks.reg;
@@ -67,6 +60,24 @@ impl Core {
             None => {}
         }
         Ok(id)
+    }
+
+    /// Hands a new event of `topic` to its WebSocket, SSE and long-poll subscribers, each
+    /// encoding made once and shared. Returns whether webhooks subscribe to the topic.
+    pub(crate) fn fan_out(&mut self, topic: &str, ev: Rc<crate::proto::topic::TopicEvent>) -> bool {
+        let mut cast = Broadcast::new(ev);
+        let mut subs = std::mem::take(&mut self.scratch);
+        self.subs.copy_subscribers(topic, &mut subs);
+        let mut hooks = false;
+        for &Entry { key, cursor } in &subs {
+            match key {
+                SubKey::Hook(_) => hooks = true,
+                SubKey::Conn(conn) => self.deliver_event(conn, cursor, topic, &mut cast),
+            }
+        }
+        subs.clear();
+        self.scratch = subs;
+        hooks
     }
 
     /// Drops the topics idle for the configured ttl that nothing uses (no subscriber of
@@ -172,6 +183,10 @@ impl Core {
         if !self.topic_ok(i, &p.topic) {
             return;
         }
+        let p = match self.gate_conn(i, &p.topic.clone(), |c| Waiter::Park(c, p)) {
+            Some(Waiter::Park(_, p)) => p,
+            _ => return,
+        };
         if !p.headers.is_empty() {
             self.with_conn(i, |c, _| c.set_poll_headers(&p.headers));
         }
@@ -200,6 +215,10 @@ impl Core {
         if !self.topic_ok(i, &s.topic) {
             return;
         }
+        let s = match self.gate_conn(i, &s.topic.clone(), |c| Waiter::Sse(c, s)) {
+            Some(Waiter::Sse(_, s)) => s,
+            _ => return,
+        };
         let page = s
             .last_id
             .map(|last| self.topics.read_after(&s.topic, last, usize::MAX));
@@ -234,6 +253,33 @@ impl Core {
         }
     }
 
+    /// With a backplane, [`Core::gate`] for connection `i`'s reader; without, `Some` of it.
+    fn gate_conn(
+        &mut self,
+        i: usize,
+        topic: &str,
+        make: impl FnOnce(ConnId) -> Waiter,
+    ) -> Option<Waiter> {
+        let id = conn::slot(&mut self.slots, i)?.id;
+        let w = make(id);
+        if self.bp.is_none() {
+            return Some(w);
+        }
+        self.gate(topic, w)
+    }
+
+    /// Answers an `/events` read (through the backplane's gate).
+    pub(crate) fn events_reply(&mut self, i: usize, q: crate::api::EventsQuery) {
+        if !self.topic_ok(i, &q.topic) {
+            return;
+        }
+        if let Some(Waiter::Events(_, q)) =
+            self.gate_conn(i, &q.topic.clone(), |c| Waiter::Events(c, q))
+        {
+            self.answer_events(i, q);
+        }
+    }
+
     /// Accepts a WebSocket upgrade on connection `i`.
     pub(crate) fn upgrade(&mut self, i: usize, req: &Request, acc: &WsAccept) -> bool {
         let limits = ws::WsLimits {
@@ -256,6 +302,12 @@ impl Core {
         if self.subs.contains(topic, SubKey::Conn(conn)) {
             // Already subscribed: replaying again would duplicate events.
             return true;
+        }
+        if self.bp.is_some() {
+            match self.gate(topic, Waiter::Ws(conn, topic.into(), since)) {
+                Some(_) => {}
+                None => return self.index_of(conn).is_some(),
+            }
         }
         let mut from = since;
         while let Some(since) = from {

@@ -48,8 +48,6 @@
 //! asked for and what the subscribed channels carry. (A budget is for the backplane to
 //! add if a channel can flood the loop.)
 
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::collections::{BTreeSet, VecDeque};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -252,6 +250,7 @@ impl Core {
     /// as [`RedisEvent::Reply`] with `tag` (or [`RedisEvent::Failed`]). Refused at once
     /// when there is no link, it is not ready ([`SendError::Closed`]), or a budget is full:
     /// the caller answers 503 instead of waiting.
+    #[cfg_attr(not(test), allow(dead_code))] // the backplane sends encoded commands
     pub(crate) fn redis_command(&mut self, tag: Tag, args: &[&[u8]]) -> Result<(), SendError> {
         let now = self.now;
         let link = self.link(Role::Command).ok_or(SendError::Closed)?;
@@ -260,6 +259,23 @@ impl Core {
         }
         let conn = link.conn().ok_or(SendError::Closed)?;
         conn.send(tag, args, now).map_err(|r| r.error)?;
+        link.dirty = true;
+        Ok(())
+    }
+
+    /// [`Core::redis_command`] for an encoded [`Command`](crate::proto::resp::Command).
+    pub(crate) fn redis_send(
+        &mut self,
+        tag: Tag,
+        cmd: &crate::proto::resp::Command,
+    ) -> Result<(), SendError> {
+        let now = self.now;
+        let link = self.link(Role::Command).ok_or(SendError::Closed)?;
+        if !link.is_ready() {
+            return Err(SendError::Closed);
+        }
+        let conn = link.conn().ok_or(SendError::Closed)?;
+        conn.send_command(tag, cmd, now).map_err(|r| r.error)?;
         link.dirty = true;
         Ok(())
     }

@@ -177,6 +177,11 @@ pub enum PublishError {
     TooLarge,
     /// Too many bytes are on their way to the durable log: try again shortly.
     StoreBusy,
+    /// The Redis backplane is unreachable, or could not store the event: it was not
+    /// published.
+    BackplaneDown,
+    /// With a Redis backplane the id comes from Redis: publish with `Ctx::publish_async`.
+    NeedsAsync,
 }
 
 impl PublishError {
@@ -188,7 +193,8 @@ impl PublishError {
             PublishError::BadTopic | PublishError::BadEventName => 400,
             PublishError::TooManyTopics => 507,
             PublishError::TooLarge => 413,
-            PublishError::StoreBusy => 503,
+            PublishError::StoreBusy | PublishError::BackplaneDown => 503,
+            PublishError::NeedsAsync => 500,
         }
     }
 
@@ -204,6 +210,12 @@ impl PublishError {
             PublishError::TooManyTopics => "too many topics: the topic limit is reached",
             PublishError::TooLarge => "event too large for the durable log",
             PublishError::StoreBusy => "the disk is behind: too many writes waiting, try again",
+            PublishError::BackplaneDown => {
+                "redis unavailable: the event was not published, try again"
+            }
+            PublishError::NeedsAsync => {
+                "with a Redis backplane the id comes from Redis: publish with Ctx::publish_async"
+            }
         }
     }
 }

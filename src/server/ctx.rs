@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::api::{
-    ConnId, EventPage, Stats, TimerId, WebhookCreated, WebhookError, WebhookInfo, WebhookStats,
+    ConnId, EventPage, Publishing, Stats, TimerId, WebhookCreated, WebhookError, WebhookInfo,
+    WebhookStats,
 };
 use crate::driver::{Core, SubKey};
 use crate::proto::http1::Response;
@@ -31,7 +32,8 @@ impl<'a> Ctx<'a> {
     /// once an fsync covers it; a [`Response`] returned from the `on_request` that
     /// published is held back until then, and becomes `507 cannot store: ...` if the write
     /// fails (the event then never existed). Errors: a bad name, the topic limit, an event
-    /// over the log's record limit, or (503) too many bytes waiting for the disk.
+    /// over the log's record limit, or (503) too many bytes waiting for the disk. With a
+    /// Redis backplane: [`PublishError::NeedsAsync`] (use [`Ctx::publish_async`]).
     pub fn publish(
         &mut self,
         topic: &str,
@@ -39,6 +41,32 @@ impl<'a> Ctx<'a> {
         data: &str,
     ) -> Result<u64, PublishError> {
         self.core.publish(topic, event, data)
+    }
+
+    /// Publishes like [`Ctx::publish`] without a backplane ([`Publishing::Done`] with the
+    /// id). With a Redis backplane ([`Config::redis`](crate::Config::redis)) the event goes
+    /// to Redis, which gives its id: [`Publishing::Pending`], then
+    /// [`App::on_published`](crate::App::on_published) with the same ticket once Redis
+    /// answered (the id) or failed ([`PublishError::BackplaneDown`]: not published). The
+    /// event reaches this server's subscribers the way it reaches every other server's,
+    /// from Redis. Refused at once, with nothing sent: a bad name, or Redis unreachable.
+    pub fn publish_async(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<Publishing, PublishError> {
+        self.core.publish_async(topic, event, data, true)
+    }
+
+    /// [`Ctx::publish_async`] without a ticket (a failure with a backplane is logged).
+    pub(crate) fn publish_detached(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<Publishing, PublishError> {
+        self.core.publish_async(topic, event, data, false)
     }
 
     fn ws_send(&mut self, conn: ConnId, opcode: OpCode, payload: &[u8]) -> bool {

@@ -46,10 +46,11 @@ impl Handle {
 
     /// Publishes an event to `topic` (errors such as a bad topic name are logged).
     /// Use [`Handle::run`] with [`Ctx::publish`](crate::Ctx::publish) to see the result.
+    /// With a Redis backplane it goes through Redis; a failure there is logged too.
     pub fn publish(&self, topic: &str, event: Option<&str>, data: &str) -> bool {
         let (topic, event, data) = (topic.to_owned(), event.map(str::to_owned), data.to_owned());
         self.send(move |cx| {
-            if let Err(e) = cx.publish(&topic, event.as_deref(), &data) {
+            if let Err(e) = cx.publish_detached(&topic, event.as_deref(), &data) {
                 log::warn!("publish to {topic:?} from a handle failed: {e}");
             }
         })

@@ -15,11 +15,12 @@ use std::net::{SocketAddr, ToSocketAddrs};
 pub use ctx::Ctx;
 pub use handle::Handle;
 
-use crate::api::{CloseInfo, ConnId, Reply, TimerId, WebhookOutcome};
+use crate::api::{CloseInfo, ConnId, PublishTicket, Reply, TimerId, WebhookOutcome};
 use crate::config::Config;
 use crate::driver::{Core, Driver, Handler};
 use crate::proto::http1::Request;
 use crate::proto::server::{ConnKind, Message};
+use crate::proto::topic::PublishError;
 
 /// The application: the loop calls these methods. Only `on_request` is required.
 pub trait App {
@@ -58,6 +59,17 @@ pub trait App {
     fn on_slow_reader(&mut self, cx: &mut Ctx<'_>, conn: ConnId, kind: ConnKind) {
         let _ = (cx, conn, kind);
     }
+
+    /// A publish made with [`Ctx::publish_async`] that went to the Redis backplane has its
+    /// outcome: the id Redis gave it, or why it was not published (then it never existed).
+    fn on_published(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        ticket: PublishTicket,
+        result: Result<u64, PublishError>,
+    ) {
+        let _ = (cx, ticket, result);
+    }
 }
 
 /// Every application is the loop's handler: each event becomes its callback, with a [`Ctx`].
@@ -82,6 +94,9 @@ impl<A: App> Handler for A {
     }
     fn slow_reader(&mut self, core: &mut Core, conn: ConnId, kind: ConnKind) {
         self.on_slow_reader(&mut Ctx::new(core), conn, kind)
+    }
+    fn published(&mut self, core: &mut Core, t: PublishTicket, r: Result<u64, PublishError>) {
+        self.on_published(&mut Ctx::new(core), t, r)
     }
 }
 

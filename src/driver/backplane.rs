@@ -1,0 +1,601 @@
+//! The Redis backplane on the loop: several servers share topics through one Redis.
+//!
+//! The data model (keys, the publish script, the pub/sub payload, stream entries) is
+//! [`crate::proto::backplane`], each topic's sync is a pure
+//! [`TopicSync`](crate::proto::backplane::sync::TopicSync), and the sockets are
+//! [`super::redis`]'s two links. This module joins them to the rest of the core:
+//!
+//! * **Publishing** sends the script (`EVALSHA`; `EVAL` once after `NOSCRIPT`) on the
+//!   command link; its reply is the id, reported to the application through
+//!   [`Note::Published`]. A link that is not ready refuses at once
+//!   ([`PublishError::BackplaneDown`], 503): never a hang, never an id for an event Redis
+//!   did not store. The publishing server does not deliver from the reply: the event comes
+//!   back over pub/sub like on every other server, so there is one order, the stream's.
+//! * **Following a topic**: the first reader of a topic (a WebSocket, SSE or long-poll
+//!   subscriber, an `/events` read) makes the server `SUBSCRIBE` its channel and read its
+//!   stream; readers wait until the topic is live here (a resume is then served from the
+//!   local history, which is a cache of the stream), or get 503 (WebSocket: close 1011)
+//!   while the subscriber link is down. A topic nobody reads for [`LINGER`] is unsubscribed
+//!   (a long-poll client coming back in between keeps it). Delivered events enter the
+//!   local history with Redis's id and go out with the usual encode-once fan-out.
+//! * **Faults**: a lost subscriber link puts every topic back to Subscribing (the link
+//!   re-subscribes when it is back, then each topic reads its stream after its cursor, so
+//!   live subscribers miss nothing Redis kept); waiting readers get 503; connected
+//!   subscribers stay connected.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use log::{debug, trace, warn};
+
+use super::redis::{RedisEvent, Role, Tag};
+use super::{Core, Note, TimerEv};
+use crate::api::{ConnId, EventsQuery, Park, PublishTicket, Publishing, SseStream};
+use crate::proto::backplane::sync::{Step, SyncState, TopicSync};
+use crate::proto::backplane::{self as bp, Announced, BackplaneError, Keys, Publish};
+use crate::proto::http1::Response;
+use crate::proto::resp::{Push, Value};
+use crate::proto::timer::TimerKey;
+use crate::proto::topic::{valid_event_name, valid_topic, PublishError, TopicEvent};
+
+/// How long a topic nobody reads stays subscribed.
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
+/// How often idle topics are looked for and failed reads retried.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// A reader waiting for its topic to be in sync.
+#[derive(Debug)]
+pub(crate) enum Waiter {
+    Sse(ConnId, SseStream),
+    Park(ConnId, Park),
+    Ws(ConnId, String, Option<u64>),
+    Events(ConnId, EventsQuery),
+}
+
+impl Waiter {
+    fn conn(&self) -> ConnId {
+        match self {
+            Waiter::Sse(c, _) | Waiter::Park(c, _) | Waiter::Ws(c, ..) | Waiter::Events(c, _) => *c,
+        }
+    }
+}
+
+/// A topic this server follows.
+struct Followed {
+    sync: TopicSync,
+    waiters: Vec<Waiter>,
+    /// The first id to create the local topic with (see [`Step::Create`]).
+    first_id: u64,
+    /// Since when nobody reads it.
+    idle_since: Option<Instant>,
+}
+
+/// A command waiting for its reply.
+enum Pending {
+    Publish {
+        ticket: Option<PublishTicket>,
+        topic: String,
+        event: Option<String>,
+        data: String,
+        published_ms: u64,
+        /// Sent with the script's source (after `NOSCRIPT`).
+        eval: bool,
+    },
+    Read {
+        topic: String,
+        /// An `XREVRANGE` (newest first).
+        tail: bool,
+    },
+}
+
+/// The backplane's state on the loop.
+pub(crate) struct Backplane {
+    keys: Keys,
+    /// Entries per stream read and the streams' `MAXLEN`: the history limit.
+    page: usize,
+    topics: HashMap<String, Followed>,
+    pending: HashMap<Tag, Pending>,
+    next_tag: Tag,
+    sweep: Option<TimerKey>,
+    /// Redis round trips made, by kind: publishes, stream reads.
+    pub(crate) round_trips: (u64, u64),
+}
+
+impl Backplane {
+    pub(crate) fn new(prefix: &str, page: usize) -> Backplane {
+        Backplane {
+            keys: Keys::new(prefix),
+            page: page.max(1),
+            topics: HashMap::new(),
+            pending: HashMap::new(),
+            next_tag: 1,
+            sweep: None,
+            round_trips: (0, 0),
+        }
+    }
+
+    fn tag(&mut self) -> Tag {
+        self.next_tag += 1;
+        self.next_tag
+    }
+}
+
+fn unix_ms() -> u64 {
+    super::store::unix_micros() / 1000
+}
+
+impl Core {
+    /// Publishes, through the backplane when there is one; `async_ok` when the caller can
+    /// take [`Publishing::Pending`] (a ticket is made for it).
+    pub(crate) fn publish_async(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        data: &str,
+        async_ok: bool,
+    ) -> Result<Publishing, PublishError> {
+        if self.bp.is_none() {
+            return self.publish(topic, event, data).map(Publishing::Done);
+        }
+        if !valid_topic(topic) {
+            return Err(PublishError::BadTopic);
+        }
+        if event.is_some_and(|e| !valid_event_name(e)) {
+            return Err(PublishError::BadEventName);
+        }
+        let Some(b) = self.bp.as_mut() else {
+            return Err(PublishError::BackplaneDown);
+        };
+        let tag = b.tag();
+        let ticket = async_ok.then_some(PublishTicket(tag));
+        let pending = Pending::Publish {
+            ticket,
+            topic: topic.into(),
+            event: event.map(Into::into),
+            data: data.into(),
+            published_ms: unix_ms(),
+            eval: false,
+        };
+        self.send_publish(tag, pending)?;
+        Ok(match ticket {
+            Some(t) => Publishing::Pending(t),
+            None => Publishing::Done(0),
+        })
+    }
+
+    fn send_publish(&mut self, tag: Tag, pending: Pending) -> Result<(), PublishError> {
+        let Some(b) = self.bp.as_mut() else {
+            return Err(PublishError::BackplaneDown);
+        };
+        let Pending::Publish {
+            topic,
+            event,
+            data,
+            published_ms,
+            eval,
+            ..
+        } = &pending
+        else {
+            return Err(PublishError::BackplaneDown);
+        };
+        let p = Publish {
+            topic,
+            event: event.as_deref(),
+            data: data.as_bytes(),
+            published_ms: *published_ms,
+            max_events: b.page,
+        };
+        let cmd = bp::publish_command(&b.keys, &p, *eval);
+        b.round_trips.0 += 1;
+        if let Err(e) = self.redis_send(tag, &cmd) {
+            debug!("backplane: publish to {topic:?} refused: {e}");
+            return Err(PublishError::BackplaneDown);
+        }
+        trace!("backplane: publish to {topic:?} sent (tag {tag})");
+        if let Some(b) = self.bp.as_mut() {
+            b.pending.insert(tag, pending);
+        }
+        Ok(())
+    }
+
+    /// Whether a reader of `topic` may be served now. Otherwise it waits for the topic
+    /// (kept in `w`, `Ok(None)` back), or, Redis being unreachable, is refused (`Err`,
+    /// with the waiter to answer 503).
+    pub(crate) fn bp_reader(&mut self, topic: &str, w: Waiter) -> Result<Option<Waiter>, Waiter> {
+        let subscriber_up = self.redis_status(Role::Subscriber).is_some_and(|s| s.ready);
+        let local_last = self
+            .topics
+            .contains(topic)
+            .then(|| self.topics.last_id(topic));
+        let Some(b) = self.bp.as_mut() else {
+            return Ok(Some(w));
+        };
+        if let Some(f) = b.topics.get_mut(topic) {
+            f.idle_since = None;
+            if f.sync.state() == SyncState::Live && subscriber_up {
+                return Ok(Some(w));
+            }
+            if !subscriber_up {
+                return Err(w);
+            }
+            f.waiters.push(w);
+            return Ok(None);
+        }
+        if !subscriber_up {
+            return Err(w);
+        }
+        let channel = b.keys.channel(topic);
+        let page = b.page;
+        if self.redis_subscribe(channel.as_bytes()).is_err() {
+            return Err(w);
+        }
+        debug!("backplane: following {topic:?} (after {local_last:?})");
+        let f = Followed {
+            sync: TopicSync::new(local_last, page),
+            waiters: vec![w],
+            first_id: 1,
+            idle_since: None,
+        };
+        if let Some(b) = self.bp.as_mut() {
+            b.topics.insert(topic.into(), f);
+        }
+        self.arm_sweep();
+        Ok(None)
+    }
+
+    /// Refuses a reader because Redis is unreachable.
+    pub(crate) fn refuse_reader(&mut self, w: Waiter) {
+        let Some(i) = self.index_of(w.conn()) else {
+            return;
+        };
+        if let Waiter::Ws(..) = w {
+            self.with_conn(i, |p, env| {
+                p.close_ws(env, 1011, "redis unavailable: cannot read the topic")
+            });
+            return;
+        }
+        let resp = Response::text(503, "redis unavailable: cannot read the topic's history\n")
+            .header("Retry-After", "1");
+        self.with_conn(i, |p, env| p.respond(&resp, env));
+        self.mark_dirty(i);
+    }
+
+    /// Serves a reader whose topic is now live here.
+    fn serve_reader(&mut self, w: Waiter) {
+        let Some(i) = self.index_of(w.conn()) else {
+            return;
+        };
+        match w {
+            Waiter::Sse(_, s) => self.start_sse(i, s),
+            Waiter::Park(_, p) => self.park(i, p),
+            Waiter::Ws(conn, topic, since) => {
+                self.subscribe_ws(conn, &topic, since);
+            }
+            Waiter::Events(_, q) => self.answer_events(i, q),
+        }
+        self.mark_dirty(i);
+    }
+
+    /// Answers an [`EventsQuery`] from the local history.
+    pub(crate) fn answer_events(&mut self, i: usize, q: EventsQuery) {
+        let page = self.topics.read_after(&q.topic, q.since, q.max);
+        let body = crate::api::EventPage::from_page(&page).to_json();
+        let mut resp = Response::json(200, body).header("Cache-Control", "no-store");
+        for (k, v) in &q.headers {
+            resp = resp.header(k, v);
+        }
+        self.with_conn(i, |p, env| p.respond(&resp, env));
+    }
+
+    fn arm_sweep(&mut self) {
+        let at = super::deadline(self.now, SWEEP_EVERY);
+        let Some(b) = self.bp.as_mut() else { return };
+        if b.sweep.is_none() && !b.topics.is_empty() {
+            b.sweep = Some(self.timers.insert(at, TimerEv::BackplaneSweep));
+        }
+    }
+
+    /// The sweep timer: unsubscribes the topics nobody read for [`LINGER`], retries
+    /// failed reads.
+    pub(crate) fn backplane_sweep(&mut self, key: TimerKey) {
+        let now = self.now;
+        let Some(b) = self.bp.as_mut() else { return };
+        if b.sweep == Some(key) {
+            b.sweep = None;
+        }
+        let mut gone = Vec::new();
+        let mut steps = Vec::new();
+        let subs = &self.subs;
+        for (topic, f) in &mut b.topics {
+            let read = subs.count(topic) > 0 || !f.waiters.is_empty();
+            if read {
+                f.idle_since = None;
+            } else if now.saturating_duration_since(*f.idle_since.get_or_insert(now)) >= LINGER {
+                gone.push(topic.clone());
+                continue;
+            }
+            let mut out = Vec::new();
+            f.sync.retry(&mut out);
+            if !out.is_empty() {
+                steps.push((topic.clone(), out));
+            }
+        }
+        let channels: Vec<String> = gone
+            .iter()
+            .map(|topic| {
+                b.topics.remove(topic);
+                debug!("backplane: no reader of {topic:?} left: unsubscribing");
+                b.keys.channel(topic)
+            })
+            .collect();
+        for channel in channels {
+            self.redis_unsubscribe(channel.as_bytes());
+        }
+        for (topic, out) in steps {
+            self.run_steps(&topic, out);
+        }
+        self.arm_sweep();
+    }
+
+    /// Acts on what the Redis links reported since the last call.
+    pub(crate) fn backplane_events(&mut self) {
+        if self.bp.is_none() {
+            return;
+        }
+        for ev in self.take_redis_events() {
+            match ev {
+                RedisEvent::Reply(tag, v) => self.bp_reply(tag, v),
+                RedisEvent::Failed(tag) => self.bp_failed(tag),
+                RedisEvent::Push(p) => self.bp_push(p),
+                RedisEvent::Ready(Role::Command) => self.bp_retry_reads(),
+                RedisEvent::Ready(Role::Subscriber) => {}
+                RedisEvent::Down(Role::Subscriber, why) => self.bp_subscriber_down(&why),
+                RedisEvent::Down(Role::Command, _) => {}
+            }
+        }
+    }
+
+    fn bp_retry_reads(&mut self) {
+        let Some(b) = self.bp.as_mut() else { return };
+        let mut steps = Vec::new();
+        for (topic, f) in &mut b.topics {
+            let mut out = Vec::new();
+            f.sync.retry(&mut out);
+            if !out.is_empty() {
+                steps.push((topic.clone(), out));
+            }
+        }
+        for (topic, out) in steps {
+            self.run_steps(&topic, out);
+        }
+    }
+
+    fn bp_subscriber_down(&mut self, why: &str) {
+        let Some(b) = self.bp.as_mut() else { return };
+        let mut refused = Vec::new();
+        for f in b.topics.values_mut() {
+            f.sync.on_link_down();
+            refused.append(&mut f.waiters);
+        }
+        if !refused.is_empty() {
+            warn!(
+                "backplane: subscriber link down ({why}): {} waiting readers answered 503",
+                refused.len()
+            );
+        }
+        for w in refused {
+            self.refuse_reader(w);
+        }
+    }
+
+    fn bp_reply(&mut self, tag: Tag, v: Value) {
+        let Some(pending) = self.bp.as_mut().and_then(|b| b.pending.remove(&tag)) else {
+            return;
+        };
+        match pending {
+            Pending::Publish {
+                ticket,
+                topic,
+                event,
+                data,
+                published_ms,
+                eval,
+            } => match bp::parse_publish_reply(&v) {
+                Ok(id) => {
+                    trace!("backplane: {topic:?} published as {id}");
+                    self.stats.published += 1;
+                    if let Some(t) = ticket {
+                        self.notes.push(Note::Published(t, Ok(id)));
+                    }
+                }
+                Err(BackplaneError::NoScript) if !eval => {
+                    debug!("backplane: the publish script is not loaded: sending it");
+                    let again = Pending::Publish {
+                        ticket,
+                        topic,
+                        event,
+                        data,
+                        published_ms,
+                        eval: true,
+                    };
+                    if let Err(e) = self.send_publish(tag, again) {
+                        if let Some(t) = ticket {
+                            self.notes.push(Note::Published(t, Err(e)));
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!("backplane: publish to {topic:?} failed: {e}");
+                    self.publish_failed(ticket, &topic);
+                }
+            },
+            Pending::Read { topic, tail } => {
+                let read = bp::parse_range(&v);
+                let Some(f) = self.bp.as_mut().and_then(|b| b.topics.get_mut(&topic)) else {
+                    return;
+                };
+                let mut out = Vec::new();
+                match read {
+                    Ok(mut events) => {
+                        if tail {
+                            events.reverse();
+                        }
+                        trace!("backplane: read {} events of {topic:?}", events.len());
+                        f.sync.on_read(events, &mut out);
+                    }
+                    Err(e) => {
+                        warn!("backplane: reading the stream of {topic:?} failed: {e}");
+                        f.sync.on_read_failed();
+                    }
+                }
+                self.run_steps(&topic, out);
+            }
+        }
+    }
+
+    fn publish_failed(&mut self, ticket: Option<PublishTicket>, topic: &str) {
+        match ticket {
+            Some(t) => self
+                .notes
+                .push(Note::Published(t, Err(PublishError::BackplaneDown))),
+            None => warn!("backplane: a publish to {topic:?} was lost with the Redis link"),
+        }
+    }
+
+    fn bp_failed(&mut self, tag: Tag) {
+        let Some(pending) = self.bp.as_mut().and_then(|b| b.pending.remove(&tag)) else {
+            return;
+        };
+        match pending {
+            Pending::Publish { ticket, topic, .. } => self.publish_failed(ticket, &topic),
+            Pending::Read { topic, .. } => {
+                if let Some(f) = self.bp.as_mut().and_then(|b| b.topics.get_mut(&topic)) {
+                    f.sync.on_read_failed();
+                }
+            }
+        }
+    }
+
+    fn bp_push(&mut self, p: Push) {
+        let Some(b) = self.bp.as_mut() else { return };
+        let (channel, payload) = match &p {
+            Push::Subscribed { channel, .. } => (channel, None),
+            Push::Message { channel, payload } => (channel, Some(payload)),
+            _ => return,
+        };
+        let Some(topic) = b.keys.topic_of_channel(channel).map(str::to_owned) else {
+            return;
+        };
+        let Some(f) = b.topics.get_mut(&topic) else {
+            return;
+        };
+        let mut out = Vec::new();
+        match payload {
+            None => f.sync.on_subscribed(&mut out),
+            Some(payload) => match Announced::decode(payload) {
+                Ok(ev) => f.sync.on_message(ev, &mut out),
+                Err(e) => warn!("backplane: dropped a message on {topic:?}: {e}"),
+            },
+        }
+        self.run_steps(&topic, out);
+    }
+
+    /// Carries out a topic's steps.
+    fn run_steps(&mut self, topic: &str, steps: Vec<Step>) {
+        for step in steps {
+            match step {
+                Step::Read { after, count } => self.bp_read(topic, after, count),
+                Step::Create { first_id } => {
+                    if let Some(f) = self.bp.as_mut().and_then(|b| b.topics.get_mut(topic)) {
+                        f.first_id = first_id;
+                    }
+                }
+                Step::Deliver(ev) => self.bp_deliver(topic, ev),
+                Step::Live => {
+                    let waiters = match self.bp.as_mut().and_then(|b| b.topics.get_mut(topic)) {
+                        Some(f) => std::mem::take(&mut f.waiters),
+                        None => Vec::new(),
+                    };
+                    debug!(
+                        "backplane: {topic:?} in sync ({} readers served)",
+                        waiters.len()
+                    );
+                    for w in waiters {
+                        self.serve_reader(w);
+                    }
+                }
+            }
+        }
+    }
+
+    fn bp_read(&mut self, topic: &str, after: Option<u64>, count: usize) {
+        let Some(b) = self.bp.as_mut() else { return };
+        let tag = b.tag();
+        let cmd = match after {
+            Some(after) => bp::range_command(&b.keys, topic, after, count),
+            None => bp::tail_command(&b.keys, topic, count),
+        };
+        b.round_trips.1 += 1;
+        match self.redis_send(tag, &cmd) {
+            Ok(()) => {
+                let tail = after.is_none();
+                let topic = topic.into();
+                if let Some(b) = self.bp.as_mut() {
+                    b.pending.insert(tag, Pending::Read { topic, tail });
+                }
+            }
+            Err(e) => {
+                trace!("backplane: reading {topic:?} deferred: {e}");
+                if let Some(f) = self.bp.as_mut().and_then(|b| b.topics.get_mut(topic)) {
+                    f.sync.on_read_failed();
+                }
+            }
+        }
+    }
+
+    /// An event that passed the topic's cursor: into the local history, to the local
+    /// subscribers.
+    fn bp_deliver(&mut self, topic: &str, a: Announced) {
+        let first_id = self
+            .bp
+            .as_ref()
+            .and_then(|b| b.topics.get(topic))
+            .map_or(1, |f| f.first_id);
+        let data = match String::from_utf8(a.data) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(
+                    "backplane: event {} of {topic:?} is not UTF-8: kept lossily",
+                    a.id
+                );
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            }
+        };
+        let ev = TopicEvent {
+            id: a.id,
+            event: a.event.map(Into::into),
+            data: data.into(),
+            published_ms: a.published_ms,
+        };
+        let now_us = super::store::unix_micros();
+        match self.topics.append(topic, ev, first_id, now_us) {
+            Ok(ev) => {
+                self.arm_expiry();
+                self.fan_out(topic, ev);
+            }
+            Err(e) => warn!("backplane: event {} of {topic:?} not kept: {e}", a.id),
+        }
+    }
+
+    /// Lets a reader of `topic` through (`Some`), or keeps it waiting for the topic, or
+    /// refuses it while Redis is unreachable (`None` for both).
+    pub(crate) fn gate(&mut self, topic: &str, w: Waiter) -> Option<Waiter> {
+        match self.bp_reader(topic, w) {
+            Ok(w) => w,
+            Err(w) => {
+                self.refuse_reader(w);
+                None
+            }
+        }
+    }
+}
