@@ -42,10 +42,12 @@ use sha1::{Digest, Sha1};
 
 use super::resp::{Command, Value};
 
-/// The publish script. `KEYS[1]` the counter, `KEYS[2]` the stream; `ARGV[1]` the stream's
-/// `MAXLEN`, `ARGV[2]` the event name (`""` with `ARGV[3]` = `"0"`: none), `ARGV[3]` `"1"`
-/// when there is an event name, `ARGV[4]` the data, `ARGV[5]` the published time (unix
-/// ms), `ARGV[6]` the channel. Replies with the new id.
+/// The publish script. `KEYS[1]` the counter, `KEYS[2]` the stream, `KEYS[3]` the set of
+/// the topic's webhook endpoints, `KEYS[4]` the webhook outbox stream; `ARGV[1]` the
+/// stream's `MAXLEN`, `ARGV[2]` the event name (`""` with `ARGV[3]` = `"0"`: none),
+/// `ARGV[3]` `"1"` when there is an event name, `ARGV[4]` the data, `ARGV[5]` the
+/// published time (unix ms), `ARGV[6]` the channel, `ARGV[7]` the topic, `ARGV[8]` the
+/// outbox's wake-up channel. Replies with the new id.
 pub const PUBLISH_SCRIPT: &str = r#"local id = redis.call('INCR', KEYS[1])
 if id == 1 then
   local t = redis.call('TIME')
@@ -59,6 +61,13 @@ if ARGV[3] == '1' then
 else
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], '0-' .. sid, 'd', ARGV[4], 't', ARGV[5])
   redis.call('PUBLISH', ARGV[6], sid .. ' ' .. ARGV[5] .. ' - ' .. ARGV[4])
+end
+local hooks = redis.call('SMEMBERS', KEYS[3])
+for _, h in ipairs(hooks) do
+  redis.call('XADD', KEYS[4], '*', 'h', h, 'o', ARGV[7], 'i', sid, 'n', ARGV[3], 'e', ARGV[2], 'd', ARGV[4], 't', ARGV[5])
+end
+if #hooks > 0 then
+  redis.call('PUBLISH', ARGV[8], sid)
 end
 return id
 "#;
@@ -130,6 +139,32 @@ impl Keys {
         format!("{}{{{topic}}}", self.prefix)
     }
 
+    /// The hash of webhook registrations (endpoint id → [`Registration::encode`]), also the
+    /// channel that announces changes (`+<id>`, `-<id>`).
+    pub fn hooks(&self) -> String {
+        format!("{}hooks", self.prefix)
+    }
+
+    /// The set of a topic's webhook endpoint ids.
+    pub fn topic_hooks(&self, topic: &str) -> String {
+        format!("{}{{{topic}}}:hooks", self.prefix)
+    }
+
+    /// The webhook outbox stream: one entry per message (see [`OutboxEntry`]).
+    pub fn outbox(&self) -> String {
+        format!("{}hooks:out", self.prefix)
+    }
+
+    /// The channel that says the outbox has new entries.
+    pub fn outbox_wake(&self) -> String {
+        format!("{}hooks:new", self.prefix)
+    }
+
+    /// The prefix itself.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// The topic a channel name belongs to, if it is one of ours.
     pub fn topic_of_channel<'a>(&self, channel: &'a [u8]) -> Option<&'a str> {
         let rest = channel.strip_prefix(self.prefix.as_bytes())?;
@@ -160,15 +195,19 @@ pub fn publish_command(keys: &Keys, p: &Publish<'_>, with_source: bool) -> Comma
     } else {
         Command::new("EVALSHA").arg(script_sha1())
     };
-    cmd.arg("2")
+    cmd.arg("4")
         .arg(keys.seq(p.topic))
         .arg(keys.stream(p.topic))
+        .arg(keys.topic_hooks(p.topic))
+        .arg(keys.outbox())
         .arg(p.max_events.max(1).to_string())
         .arg(p.event.unwrap_or(""))
         .arg(if p.event.is_some() { "1" } else { "0" })
         .arg(p.data)
         .arg(p.published_ms.to_string())
         .arg(keys.channel(p.topic))
+        .arg(p.topic)
+        .arg(keys.outbox_wake())
 }
 
 /// The id a publish got, from the script's reply.
@@ -210,7 +249,7 @@ fn field<'a>(input: &'a [u8], what: &'static str) -> Result<(&'a [u8], &'a [u8])
     Ok((&input[..at], &input[at + 1..]))
 }
 
-fn decimal(text: &[u8], what: &'static str) -> Result<u64, BackplaneError> {
+pub(crate) fn decimal(text: &[u8], what: &'static str) -> Result<u64, BackplaneError> {
     let ok = !text.is_empty() && text.len() <= 20 && text.iter().all(u8::is_ascii_digit);
     let n = ok.then(|| std::str::from_utf8(text).ok()?.parse::<u64>().ok());
     n.flatten().ok_or(BackplaneError::Payload(what))
@@ -402,7 +441,10 @@ impl Cursor {
     }
 }
 
+pub mod hooks;
 pub mod sync;
+
+pub use hooks::{OutboxEntry, Registration};
 
 #[cfg(test)]
 mod tests;

@@ -46,9 +46,10 @@ fn publish_commands_exactly() {
     };
     let sha = script_sha1();
     let want = format!(
-        "*11\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n2\r\n$16\r\npushwire:{{t}}:seq\r\n\
-         $19\r\npushwire:{{t}}:events\r\n$4\r\n1000\r\n$5\r\ngreet\r\n$1\r\n1\r\n$2\r\nhi\r\n\
-         $13\r\n1700000000123\r\n$12\r\npushwire:{{t}}\r\n"
+        "*15\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n4\r\n$16\r\npushwire:{{t}}:seq\r\n\
+         $19\r\npushwire:{{t}}:events\r\n$18\r\npushwire:{{t}}:hooks\r\n$18\r\npushwire:hooks:out\r\n\
+         $4\r\n1000\r\n$5\r\ngreet\r\n$1\r\n1\r\n$2\r\nhi\r\n\
+         $13\r\n1700000000123\r\n$12\r\npushwire:{{t}}\r\n$1\r\nt\r\n$18\r\npushwire:hooks:new\r\n"
     );
     assert_eq!(
         String::from_utf8(publish_command(&k, &p, false).to_bytes()).unwrap(),
@@ -58,7 +59,7 @@ fn publish_commands_exactly() {
     let none = Publish { event: None, ..p };
     let bytes = publish_command(&k, &none, true).to_bytes();
     let text = String::from_utf8_lossy(&bytes);
-    assert!(text.starts_with("*11\r\n$4\r\nEVAL\r\n"), "{text}");
+    assert!(text.starts_with("*15\r\n$4\r\nEVAL\r\n"), "{text}");
     assert!(text.contains("$0\r\n\r\n$1\r\n0\r\n$2\r\nhi\r\n"), "{text}");
     assert!(text.contains(PUBLISH_SCRIPT));
 }

@@ -75,6 +75,8 @@ pub enum RegisterError {
     /// The target is the server's own address, allowed only for this path (`None`: not at
     /// all); see [`RegistryConfig::self_path`].
     OwnAddress(Option<String>),
+    /// The endpoint id asked for ([`Registry::add_as`]) is taken.
+    IdTaken,
 }
 
 impl fmt::Display for RegisterError {
@@ -90,6 +92,7 @@ impl fmt::Display for RegisterError {
             RegisterError::OwnAddress(Some(path)) => {
                 write!(f, "the server's own address is allowed only for {path}")
             }
+            RegisterError::IdTaken => f.write_str("the endpoint id is taken: try again"),
             RegisterError::OwnAddress(None) => {
                 f.write_str("the server's own address is not allowed as a webhook target")
             }
@@ -336,6 +339,57 @@ impl Registry {
         secret: Option<&str>,
         random_key: &[u8; 32],
     ) -> Result<Registered, RegisterError> {
+        let (url, secret) = self.check(topic, url, secret, random_key)?;
+        let endpoint = self.engine.add_endpoint(url, secret.clone());
+        let id = self.insert(endpoint, topic, &secret);
+        Ok(Registered {
+            endpoint,
+            id,
+            secret,
+        })
+    }
+
+    /// [`Registry::add`] under an endpoint id chosen by the caller (the Redis backplane
+    /// picks random ones, shared by every server); refused like a restore when `endpoint`
+    /// is taken or 0.
+    pub fn add_as(
+        &mut self,
+        endpoint: EndpointId,
+        topic: &str,
+        url: &str,
+        secret: Option<&str>,
+        random_key: &[u8; 32],
+    ) -> Result<Registered, RegisterError> {
+        let (url, secret) = self.check(topic, url, secret, random_key)?;
+        if self
+            .engine
+            .restore_endpoint(endpoint, url, secret.clone(), false)
+            .is_err()
+        {
+            return Err(RegisterError::IdTaken);
+        }
+        let id = self.insert(endpoint, topic, &secret);
+        Ok(Registered {
+            endpoint,
+            id,
+            secret,
+        })
+    }
+
+    /// Names this registry's messages `msg_{prefix}_{n}` from now on (several servers
+    /// sharing a backplane use one prefix, so that each knows the others' ids).
+    pub fn set_id_prefix(&mut self, prefix: String) {
+        self.prefix = prefix;
+    }
+
+    /// The checks of [`Registry::add`]: the URL and the secret to register.
+    fn check(
+        &self,
+        topic: &str,
+        url: &str,
+        secret: Option<&str>,
+        random_key: &[u8; 32],
+    ) -> Result<(Url, Secret), RegisterError> {
         if !valid_topic(topic) {
             return Err(RegisterError::BadTopic);
         }
@@ -360,13 +414,7 @@ impl Registry {
             None => Secret::from_bytes(random_key),
         }
         .map_err(RegisterError::BadSecret)?;
-        let endpoint = self.engine.add_endpoint(url, secret.clone());
-        let id = self.insert(endpoint, topic, &secret);
-        Ok(Registered {
-            endpoint,
-            id,
-            secret,
-        })
+        Ok((url, secret))
     }
 
     fn insert(&mut self, endpoint: EndpointId, topic: &str, secret: &Secret) -> HookId {
