@@ -49,7 +49,7 @@ use pushwire::proto::topic::valid_topic;
 use pushwire::proto::webhook::{verify, Host, Schedule, Secret, Url, DEFAULT_TOLERANCE};
 use pushwire::{
     App, CloseInfo, Config, ConnId, Ctx, EventsQuery, Fsync, Message, Park, PublishError,
-    PublishTicket, Publishing, Reply, Request, Response, Server, SseStream, WsAccept,
+    PublishTicket, Publishing, Reply, Request, Response, Server, SseStream, WebhookError, WsAccept,
 };
 
 /// The largest text message a WebSocket client may publish (HUB-NOTES: 1 MiB, else 1009).
@@ -310,6 +310,9 @@ impl Hub {
                 body.push(b'}');
                 Response::json(201, body).into()
             }
+            Err(e @ WebhookError::Unavailable) => Response::text(503, format!("{e}\n"))
+                .header("Retry-After", "1")
+                .into(),
             Err(e) => bad_request(&e.to_string()),
         }
     }
@@ -561,7 +564,7 @@ fn usage() -> ! {
          \x20          [--max-topics N] [--history-total-bytes N] [--topic-ttl SECS]\n\
          \x20          [--webhook-queue-bytes N] [--webhook-total-bytes N] [--webhook-max-per-topic N]\n\
          \x20          [--tls-addr HOST:PORT --tls-cert FILE --tls-key FILE] [--webhook-ca FILE]...\n\
-         \x20          [--redis redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]] [--redis-prefix P]"
+         \x20          [--redis redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]] [--redis-prefix P] [--redis-claim-timeout SECS]"
     );
     std::process::exit(2)
 }
@@ -645,6 +648,9 @@ fn main() -> std::io::Result<()> {
                 }
             },
             "--redis-prefix" => config = config.redis_prefix(value()),
+            "--redis-claim-timeout" => {
+                config = config.redis_claim_timeout(Duration::from_secs(num(value())))
+            }
             "--fsync" => {
                 let mode = match value().as_str() {
                     "always" => Fsync::Always,

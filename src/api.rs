@@ -292,6 +292,8 @@ pub enum WebhookError {
     Refused(String),
     /// The secret is not `whsec_` + base64 of 24-64 bytes.
     BadSecret(String),
+    /// The Redis backplane is unreachable: the registration was not stored.
+    Unavailable,
 }
 
 impl fmt::Display for WebhookError {
@@ -301,6 +303,9 @@ impl fmt::Display for WebhookError {
             WebhookError::BadUrl(e) => write!(f, "bad url: {e}"),
             WebhookError::Refused(e) => f.write_str(e),
             WebhookError::BadSecret(e) => write!(f, "bad secret: {e}"),
+            WebhookError::Unavailable => {
+                f.write_str("redis unavailable: the registration was not stored, try again")
+            }
         }
     }
 }
@@ -314,9 +319,9 @@ impl From<RegisterError> for WebhookError {
             RegisterError::BadUrl(e) => WebhookError::BadUrl(e.to_string()),
             RegisterError::Refused(e) => WebhookError::Refused(e.to_string()),
             RegisterError::BadSecret(e) => WebhookError::BadSecret(e.to_string()),
-            e @ (RegisterError::TooManyOnTopic(_) | RegisterError::OwnAddress(_)) => {
-                WebhookError::Refused(e.to_string())
-            }
+            e @ (RegisterError::TooManyOnTopic(_)
+            | RegisterError::OwnAddress(_)
+            | RegisterError::IdTaken) => WebhookError::Refused(e.to_string()),
         }
     }
 }

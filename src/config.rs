@@ -116,6 +116,9 @@ pub struct Config {
     pub(crate) redis: Option<crate::proto::resp::RedisUrl>,
     /// The prefix of the backplane's keys and channels.
     pub(crate) redis_prefix: String,
+    /// How long a webhook message may sit with a server that says nothing before another
+    /// server takes it over.
+    pub(crate) redis_claim_timeout: Duration,
 }
 
 impl Default for Config {
@@ -135,6 +138,7 @@ impl Default for Config {
             fsync: Fsync::Always,
             redis: None,
             redis_prefix: "pushwire:".into(),
+            redis_claim_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -253,6 +257,12 @@ impl Config {
     setter!(/// The prefix of the backplane's Redis keys and channels (`pushwire:` by
         /// default), so that several deployments can share one Redis.
         redis_prefix: String => redis_prefix);
+
+    setter!(/// With a backplane: how long a webhook message may stay with a server that no
+        /// longer says it works on it (it died) before another server takes it over, with
+        /// the same `webhook-id` (30 s by default; servers refresh their messages every
+        /// third of it).
+        redis_claim_timeout: Duration => redis_claim_timeout);
 
     /// Verify `https://` webhook receivers against these roots (the Mozilla set from
     /// `webpki-roots` by default; add a private CA with

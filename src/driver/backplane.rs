@@ -23,6 +23,8 @@
 //!   live subscribers miss nothing Redis kept); waiting readers get 503; connected
 //!   subscribers stay connected.
 
+mod hooks;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -86,6 +88,8 @@ enum Pending {
         /// An `XREVRANGE` (newest first).
         tail: bool,
     },
+    /// A webhook command (see [`hooks`]).
+    Hook(hooks::HookOp),
 }
 
 /// The backplane's state on the loop.
@@ -99,6 +103,7 @@ pub(crate) struct Backplane {
     sweep: Option<TimerKey>,
     /// Redis round trips made, by kind: publishes, stream reads.
     pub(crate) round_trips: (u64, u64),
+    hooks: hooks::BpHooks,
 }
 
 impl Backplane {
@@ -111,6 +116,7 @@ impl Backplane {
             next_tag: 1,
             sweep: None,
             round_trips: (0, 0),
+            hooks: hooks::BpHooks::new(prefix),
         }
     }
 
@@ -287,10 +293,24 @@ impl Core {
         self.with_conn(i, |p, env| p.respond(&resp, env));
     }
 
+    /// Server start: the webhook channels, the shared message-id prefix, the sweep.
+    pub(crate) fn backplane_start(&mut self) {
+        let Some(b) = self.bp.as_ref() else { return };
+        let (hooks, wake) = (b.keys.hooks(), b.keys.outbox_wake());
+        let prefix = b.hooks.id_prefix().to_owned();
+        self.hooks.reg.set_id_prefix(prefix);
+        for channel in [hooks, wake] {
+            if let Err(e) = self.redis_subscribe(channel.as_bytes()) {
+                warn!("backplane: cannot subscribe {channel}: {e}");
+            }
+        }
+        self.arm_sweep();
+    }
+
     fn arm_sweep(&mut self) {
         let at = super::deadline(self.now, SWEEP_EVERY);
         let Some(b) = self.bp.as_mut() else { return };
-        if b.sweep.is_none() && !b.topics.is_empty() {
+        if b.sweep.is_none() {
             b.sweep = Some(self.timers.insert(at, TimerEv::BackplaneSweep));
         }
     }
@@ -307,7 +327,11 @@ impl Core {
         let mut steps = Vec::new();
         let subs = &self.subs;
         for (topic, f) in &mut b.topics {
-            let read = subs.count(topic) > 0 || !f.waiters.is_empty();
+            let conns = subs.subscribers(topic).iter();
+            let read = !f.waiters.is_empty()
+                || conns
+                    .into_iter()
+                    .any(|e| matches!(e.key, super::SubKey::Conn(_)));
             if read {
                 f.idle_since = None;
             } else if now.saturating_duration_since(*f.idle_since.get_or_insert(now)) >= LINGER {
@@ -334,6 +358,7 @@ impl Core {
         for (topic, out) in steps {
             self.run_steps(&topic, out);
         }
+        self.bp_hooks_sweep();
         self.arm_sweep();
     }
 
@@ -347,7 +372,10 @@ impl Core {
                 RedisEvent::Reply(tag, v) => self.bp_reply(tag, v),
                 RedisEvent::Failed(tag) => self.bp_failed(tag),
                 RedisEvent::Push(p) => self.bp_push(p),
-                RedisEvent::Ready(Role::Command) => self.bp_retry_reads(),
+                RedisEvent::Ready(Role::Command) => {
+                    self.bp_hooks_ready();
+                    self.bp_retry_reads();
+                }
                 RedisEvent::Ready(Role::Subscriber) => {}
                 RedisEvent::Down(Role::Subscriber, why) => self.bp_subscriber_down(&why),
                 RedisEvent::Down(Role::Command, _) => {}
@@ -429,6 +457,7 @@ impl Core {
                     self.publish_failed(ticket, &topic);
                 }
             },
+            Pending::Hook(op) => self.bp_hooks_reply(tag, op, Some(v)),
             Pending::Read { topic, tail } => {
                 let read = bp::parse_range(&v);
                 let Some(f) = self.bp.as_mut().and_then(|b| b.topics.get_mut(&topic)) else {
@@ -473,6 +502,7 @@ impl Core {
                     f.sync.on_read_failed();
                 }
             }
+            Pending::Hook(op) => self.bp_hooks_reply(tag, op, None),
         }
     }
 
@@ -484,6 +514,16 @@ impl Core {
             _ => return,
         };
         let Some(topic) = b.keys.topic_of_channel(channel).map(str::to_owned) else {
+            let wake = b.keys.outbox_wake();
+            match payload {
+                Some(payload) => {
+                    let (channel, payload) = (channel.clone(), payload.clone());
+                    self.bp_hooks_push(&channel, &payload);
+                }
+                // Subscribed again after a reconnect: wake-ups may have been missed.
+                None if channel == wake.as_bytes() => self.bp_hooks_read(),
+                None => {}
+            }
             return;
         };
         let Some(f) = b.topics.get_mut(&topic) else {

@@ -132,6 +132,7 @@ impl<H: Handler> Driver<H> {
             req.body.len()
         );
         let mark = self.core.store_mark();
+        let bp_mark = self.core.bp_mark();
         let reply = self.handler.request(&mut self.core, id, &req);
         if self.core.index_of(id).is_none() {
             return;
@@ -139,7 +140,9 @@ impl<H: Handler> Driver<H> {
         match reply {
             Reply::Response(resp) => {
                 // Held while what the request wrote is not yet durable.
-                if let Some(resp) = self.core.hold_reply(mark, id, resp) {
+                // And while a registration it made is not yet in Redis.
+                let resp = self.core.hold_reply(mark, id, resp);
+                if let Some(resp) = resp.and_then(|r| self.core.bp_hold_reply(bp_mark, id, r)) {
                     self.core.with_conn(i, |p, env| p.respond(&resp, env));
                 }
             }

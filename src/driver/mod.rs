@@ -252,6 +252,7 @@ impl<H: Handler> Driver<H> {
         }
         core.arm_expiry();
         core.redis_start();
+        core.backplane_start();
         debug!("listening on {local_addr}");
         Ok(Driver { core, handler })
     }

@@ -184,6 +184,9 @@ impl Core {
         url: &str,
         secret: Option<&str>,
     ) -> Result<WebhookCreated, WebhookError> {
+        if self.bp.is_some() {
+            return self.bp_add_webhook(topic, url, secret);
+        }
         let mut key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
         let reg = self.hooks.reg.add(topic, url, secret, &key)?;
@@ -200,6 +203,7 @@ impl Core {
             return false;
         };
         self.subs.unsubscribe(topic, SubKey::Hook(id));
+        self.bp_remove_webhook(topic, id);
         let endpoint = id.as_u64();
         self.store_removal(Record::WebhookRemoved { endpoint });
         self.drive_hooks();
@@ -305,6 +309,7 @@ impl Core {
                         webhook_id: webhook_id.to_string(),
                         endpoint: endpoint.as_u64(),
                     });
+                    self.bp_hook_done(&webhook_id);
                     // The public id (empty for a stored message whose registration was
                     // not restored).
                     let endpoint = id.map(|id| id.to_string()).unwrap_or_default();

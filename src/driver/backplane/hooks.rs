@@ -1,0 +1,507 @@
+//! Webhooks across servers (see [`crate::proto::backplane::hooks`] for the keys and the
+//! outbox): registrations go to Redis and are announced to every server; each outbox
+//! message is taken by one server (`XREADGROUP`), attempted by the usual engine, and
+//! acknowledged at its final outcome; a dead server's messages are taken over after the
+//! claim timeout (`XAUTOCLAIM`) with the same `webhook-id`.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::Instant;
+
+use log::{debug, warn};
+
+use super::super::{Core, SubKey};
+use super::{Pending, Tag};
+use crate::api::{ConnId, WebhookCreated, WebhookError};
+use crate::proto::backplane::hooks::{self as bh, OutboxEntry, Registration};
+use crate::proto::http1::Response;
+use crate::proto::resp::{Command, Value};
+use crate::proto::topic::TopicEvent;
+use crate::proto::webhook::body::webhook_body;
+use crate::proto::webhook::EndpointId;
+
+/// Outbox entries read at a time.
+const READ_COUNT: usize = 64;
+
+/// What a webhook command's reply is for.
+pub(super) enum HookOp {
+    /// `XGROUP CREATE` (a `BUSYGROUP` error is fine).
+    Group,
+    /// `XREADGROUP` or `XAUTOCLAIM`.
+    Read,
+    /// `HGETALL` of the registrations.
+    LoadAll,
+    /// `HGET` of one registration, then the entries that waited for it.
+    LoadOne(u64, Vec<OutboxEntry>),
+    /// The last command of a registration's write: answer the held reply.
+    Registered(EndpointId, String),
+    /// Anything else (`XACK`, `XDEL`, `XCLAIM`, `SREM`, ...): only an error is logged.
+    Other,
+}
+
+/// The webhook side of the backplane.
+pub(crate) struct BpHooks {
+    /// This server's consumer name in the group.
+    consumer: String,
+    /// The registry prefix every server of the backplane uses.
+    id_prefix: String,
+    /// A read is on its way; `again`: another is wanted after it.
+    reading: bool,
+    again: bool,
+    /// The outbox entries this server holds, by `webhook-id`.
+    held: HashMap<String, String>,
+    /// Replies held until their registration is in Redis.
+    holds: Vec<(Tag, ConnId, Response)>,
+    /// The last registration tag sent.
+    last_reg: Tag,
+    /// When entries were last refreshed and claimed.
+    last_claim: Option<Instant>,
+    /// Endpoints being loaded (`HGET` on its way).
+    loading: HashSet<u64>,
+}
+
+impl BpHooks {
+    pub(crate) fn new(prefix: &str) -> BpHooks {
+        let digest = <sha1::Sha1 as sha1::Digest>::digest(prefix.as_bytes());
+        let id_prefix = format!(
+            "bp{:02x}{:02x}{:02x}{:02x}",
+            digest[0], digest[1], digest[2], digest[3]
+        );
+        BpHooks {
+            consumer: format!("node-{:016x}", rand::random::<u64>()),
+            id_prefix,
+            reading: false,
+            again: false,
+            held: HashMap::new(),
+            holds: Vec::new(),
+            last_reg: 0,
+            last_claim: None,
+            loading: HashSet::new(),
+        }
+    }
+
+    pub(crate) fn id_prefix(&self) -> &str {
+        &self.id_prefix
+    }
+}
+
+fn err_text(v: &Value) -> Option<String> {
+    v.as_error()
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+}
+
+impl Core {
+    fn hook_cmd(&mut self, cmd: &Command, op: HookOp) -> Result<Tag, ()> {
+        let Some(b) = self.bp.as_mut() else {
+            return Err(());
+        };
+        let tag = b.tag();
+        match self.redis_send(tag, cmd) {
+            Ok(()) => {
+                if let Some(b) = self.bp.as_mut() {
+                    b.pending.insert(tag, Pending::Hook(op));
+                }
+                Ok(tag)
+            }
+            Err(e) => {
+                debug!("backplane: webhook command refused: {e}");
+                Err(())
+            }
+        }
+    }
+
+    /// The command link is (again) up: the group, the registrations, the outbox.
+    pub(super) fn bp_hooks_ready(&mut self) {
+        let Some(b) = self.bp.as_ref() else { return };
+        let group = bh::group_create(&b.keys);
+        let all = Command::new("HGETALL").arg(b.keys.hooks());
+        let _ = self.hook_cmd(&group, HookOp::Group);
+        let _ = self.hook_cmd(&all, HookOp::LoadAll);
+        self.bp_hooks_read();
+    }
+
+    /// Reads new outbox entries, unless a read is on its way.
+    pub(super) fn bp_hooks_read(&mut self) {
+        let Some(b) = self.bp.as_mut() else { return };
+        if b.hooks.reading {
+            b.hooks.again = true;
+            return;
+        }
+        let cmd = bh::read_group(&b.keys, &b.hooks.consumer, READ_COUNT);
+        if self.hook_cmd(&cmd, HookOp::Read).is_ok() {
+            if let Some(b) = self.bp.as_mut() {
+                b.hooks.reading = true;
+                b.hooks.again = false;
+            }
+        }
+    }
+
+    /// Every third of the claim timeout: this server still works on its entries
+    /// (`XCLAIM ... JUSTID`), and takes over those idle longer than the timeout.
+    pub(super) fn bp_hooks_sweep(&mut self) {
+        let now = self.now;
+        let timeout = self.config.redis_claim_timeout;
+        let Some(b) = self.bp.as_mut() else { return };
+        if b.hooks
+            .last_claim
+            .is_some_and(|t| now.saturating_duration_since(t) < timeout / 3)
+        {
+            return;
+        }
+        b.hooks.last_claim = Some(now);
+        let held: Vec<String> = b.hooks.held.values().cloned().collect();
+        let mut cmds: Vec<Command> = held
+            .chunks(100)
+            .map(|c| {
+                let ids: Vec<&str> = c.iter().map(String::as_str).collect();
+                bh::refresh(&b.keys, &b.hooks.consumer, &ids)
+            })
+            .collect();
+        let ms = timeout.as_millis() as u64;
+        let claim = bh::autoclaim(&b.keys, &b.hooks.consumer, ms, READ_COUNT);
+        for cmd in cmds.drain(..) {
+            let _ = self.hook_cmd(&cmd, HookOp::Other);
+        }
+        let _ = self.hook_cmd(&claim, HookOp::Read);
+        self.bp_hooks_read();
+    }
+
+    /// A message on the registrations channel (`+<id>`, `-<id>`) or the outbox's.
+    pub(super) fn bp_hooks_push(&mut self, channel: &[u8], payload: &[u8]) {
+        let Some(b) = self.bp.as_ref() else { return };
+        if channel == b.keys.outbox_wake().as_bytes() {
+            return self.bp_hooks_read();
+        }
+        let text = std::str::from_utf8(payload).unwrap_or("");
+        let (sign, id) = text.split_at(text.len().min(1));
+        let Ok(id) = id.parse::<u64>() else {
+            return warn!("backplane: bad registration announcement {text:?}");
+        };
+        let endpoint = EndpointId::from_u64(id);
+        let known = self.hooks.reg.topic_of(endpoint).map(str::to_owned);
+        match (sign, known) {
+            ("+", None) => self.bp_load_one(id, Vec::new()),
+            ("-", Some(topic)) => {
+                debug!("backplane: webhook endpoint {id} removed elsewhere");
+                if self.hooks.reg.remove_endpoint(&topic, endpoint, self.now) {
+                    self.subs.unsubscribe(&topic, SubKey::Hook(endpoint));
+                    self.drive_hooks();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn bp_load_one(&mut self, id: u64, waiting: Vec<OutboxEntry>) {
+        let Some(b) = self.bp.as_mut() else { return };
+        if !b.hooks.loading.insert(id) && waiting.is_empty() {
+            return;
+        }
+        let cmd = Command::new("HGET").arg(b.keys.hooks()).arg(id.to_string());
+        if self.hook_cmd(&cmd, HookOp::LoadOne(id, waiting)).is_err() {
+            if let Some(b) = self.bp.as_mut() {
+                b.hooks.loading.remove(&id);
+            }
+        }
+    }
+
+    /// Installs a registration read from Redis (one this server does not know).
+    fn bp_install(&mut self, id: u64, value: &[u8]) -> bool {
+        let endpoint = EndpointId::from_u64(id);
+        if self.hooks.reg.topic_of(endpoint).is_some() {
+            return true;
+        }
+        let r = match Registration::decode(value) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("backplane: registration {id} unreadable: {e}");
+                return false;
+            }
+        };
+        match self
+            .hooks
+            .reg
+            .restore(endpoint, &r.topic, &r.url, &r.secret, false)
+        {
+            Ok(()) => {
+                debug!("backplane: webhook endpoint {id} of {:?} loaded", r.topic);
+                self.subs.subscribe(&r.topic, SubKey::Hook(endpoint), 0);
+                true
+            }
+            Err(e) => {
+                warn!("backplane: registration {id} refused here: {e}");
+                false
+            }
+        }
+    }
+
+    /// A webhook command's reply (`None`: it failed with the link).
+    pub(super) fn bp_hooks_reply(&mut self, tag: Tag, op: HookOp, v: Option<Value>) {
+        let error = v.as_ref().and_then(err_text);
+        match op {
+            HookOp::Group => {
+                if let Some(e) = error.filter(|e| !e.starts_with("BUSYGROUP")) {
+                    warn!("backplane: creating the outbox group failed: {e}");
+                }
+            }
+            HookOp::Read => {
+                if let Some(b) = self.bp.as_mut() {
+                    b.hooks.reading = false;
+                }
+                match v.as_ref().map(bh::parse_entries) {
+                    Some(Ok((entries, gone))) => {
+                        let full = entries.len() >= READ_COUNT;
+                        for entry in gone {
+                            self.bp_hook_ack(&entry);
+                        }
+                        self.bp_take_entries(entries);
+                        let again = self.bp.as_ref().is_some_and(|b| b.hooks.again);
+                        if full || again {
+                            self.bp_hooks_read();
+                        }
+                    }
+                    Some(Err(e)) => {
+                        warn!("backplane: reading the outbox failed: {e}");
+                        if e.to_string().contains("NOGROUP") {
+                            // Redis lost its data: the group is made again.
+                            self.bp_hooks_ready();
+                        }
+                    }
+                    None => {}
+                }
+            }
+            HookOp::LoadAll => {
+                let pairs: Vec<(u64, Vec<u8>)> = match &v {
+                    Some(Value::Array(items)) => items
+                        .chunks(2)
+                        .filter_map(|p| match p {
+                            [k, v] => Some((parse_id(k)?, v.as_bytes()?.to_vec())),
+                            _ => None,
+                        })
+                        .collect(),
+                    Some(Value::Map(items)) => items
+                        .iter()
+                        .filter_map(|(k, v)| Some((parse_id(k)?, v.as_bytes()?.to_vec())))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for (id, value) in pairs {
+                    self.bp_install(id, &value);
+                }
+            }
+            HookOp::LoadOne(id, waiting) => {
+                if let Some(b) = self.bp.as_mut() {
+                    b.hooks.loading.remove(&id);
+                }
+                let Some(v) = v else { return };
+                let known = match v.as_bytes() {
+                    Some(value) => self.bp_install(id, value),
+                    None => false,
+                };
+                for entry in waiting {
+                    if known {
+                        self.bp_take_entries(vec![entry]);
+                    } else {
+                        debug!(
+                            "backplane: outbox entry {} for removed endpoint {id}",
+                            entry.entry
+                        );
+                        self.bp_hook_ack(&entry.entry);
+                    }
+                }
+            }
+            HookOp::Registered(endpoint, topic) => {
+                let failed = v.is_none() || error.is_some();
+                if failed {
+                    warn!("backplane: webhook registration not stored: {error:?}");
+                    self.forget_webhook(endpoint, &topic);
+                }
+                let held = match self.bp.as_mut() {
+                    Some(b) => {
+                        let (ready, rest) = std::mem::take(&mut b.hooks.holds)
+                            .into_iter()
+                            .partition(|(t, ..)| *t <= tag);
+                        b.hooks.holds = rest;
+                        ready
+                    }
+                    None => Vec::new(),
+                };
+                for (_, conn, resp) in held {
+                    let resp = if failed {
+                        Response::text(503, format!("{}\n", WebhookError::Unavailable))
+                    } else {
+                        resp
+                    };
+                    self.respond_to(conn, &resp);
+                }
+            }
+            HookOp::Other => {
+                if let Some(e) = error {
+                    warn!("backplane: webhook command failed: {e}");
+                }
+            }
+        }
+    }
+
+    /// Queues the messages of outbox entries this server now holds.
+    fn bp_take_entries(&mut self, entries: Vec<OutboxEntry>) {
+        let now = self.now;
+        let mut queued = 0;
+        for e in entries {
+            let endpoint = EndpointId::from_u64(e.endpoint);
+            if self.hooks.reg.topic_of(endpoint).is_none() {
+                // Not known here yet (its announcement may be on its way), or removed.
+                self.bp_load_one(e.endpoint, vec![e]);
+                continue;
+            }
+            let Some(b) = self.bp.as_mut() else { return };
+            let Some(wid) = bh::webhook_id(&b.hooks.id_prefix, &e.entry) else {
+                continue;
+            };
+            if b.hooks.held.contains_key(&wid) {
+                continue;
+            }
+            b.hooks.held.insert(wid.clone(), e.entry.clone());
+            let ev = TopicEvent {
+                id: e.id,
+                event: e.event.map(Into::into),
+                data: String::from_utf8_lossy(&e.data).into(),
+                published_ms: e.published_ms,
+            };
+            let mut body = Vec::new();
+            webhook_body(&mut body, &e.topic, &ev, e.published_ms);
+            let (wid, body): (Rc<str>, Rc<[u8]>) = (wid.into(), body.into());
+            queued += self
+                .hooks
+                .reg
+                .enqueue_prepared(&[endpoint], &wid, &body, now);
+        }
+        if queued > 0 {
+            debug!("backplane: took {queued} webhook messages from the outbox");
+            self.drive_hooks();
+        }
+    }
+
+    /// A message reached its final outcome: its outbox entry is done (unless the server
+    /// is stopping: then another server takes it over after the claim timeout).
+    pub(crate) fn bp_hook_done(&mut self, webhook_id: &str) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let Some(entry) = self
+            .bp
+            .as_mut()
+            .and_then(|b| b.hooks.held.remove(webhook_id))
+        else {
+            return;
+        };
+        self.bp_hook_ack(&entry);
+    }
+
+    fn bp_hook_ack(&mut self, entry: &str) {
+        let Some(b) = self.bp.as_ref() else { return };
+        let (ack, del) = (bh::ack(&b.keys, entry), bh::delete(&b.keys, entry));
+        if self.hook_cmd(&ack, HookOp::Other).is_err()
+            || self.hook_cmd(&del, HookOp::Other).is_err()
+        {
+            warn!("backplane: outbox entry {entry} not acknowledged (redis unavailable): it will be attempted again");
+        }
+    }
+
+    /// Registers a webhook for every server: here at once, in Redis before the reply.
+    pub(crate) fn bp_add_webhook(
+        &mut self,
+        topic: &str,
+        url: &str,
+        secret: Option<&str>,
+    ) -> Result<WebhookCreated, WebhookError> {
+        let ready = self
+            .redis_status(super::Role::Command)
+            .is_some_and(|s| s.ready);
+        if !ready {
+            return Err(WebhookError::Unavailable);
+        }
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut key);
+        let endpoint = EndpointId::from_u64((rand::random::<u64>() >> 12).max(1));
+        let reg = self.hooks.reg.add_as(endpoint, topic, url, secret, &key)?;
+        self.subs.subscribe(topic, SubKey::Hook(endpoint), 0);
+        let Some(b) = self.bp.as_ref() else {
+            return Err(WebhookError::Unavailable);
+        };
+        let value = Registration {
+            topic: topic.into(),
+            url: url.into(),
+            secret: reg.secret.as_bytes().to_vec(),
+        }
+        .encode();
+        let n = endpoint.as_u64().to_string();
+        let hset = Command::new("HSET").arg(b.keys.hooks()).arg(&n).arg(value);
+        let sadd = Command::new("SADD").arg(b.keys.topic_hooks(topic)).arg(&n);
+        let announce = Command::new("PUBLISH")
+            .arg(b.keys.hooks())
+            .arg(format!("+{n}"));
+        let sent = self.hook_cmd(&hset, HookOp::Other).is_ok()
+            && self.hook_cmd(&sadd, HookOp::Other).is_ok()
+            && self
+                .hook_cmd(&announce, HookOp::Registered(endpoint, topic.into()))
+                .map(|tag| {
+                    if let Some(b) = self.bp.as_mut() {
+                        b.hooks.last_reg = tag;
+                    }
+                })
+                .is_ok();
+        if !sent {
+            self.forget_webhook(endpoint, topic);
+            return Err(WebhookError::Unavailable);
+        }
+        debug!("backplane: webhook endpoint {n} registered for {topic:?}");
+        let (id, secret) = (reg.id.to_string(), reg.secret.to_string());
+        Ok(WebhookCreated { id, secret })
+    }
+
+    /// Removes a registration everywhere.
+    pub(crate) fn bp_remove_webhook(&mut self, topic: &str, endpoint: EndpointId) {
+        let Some(b) = self.bp.as_ref() else { return };
+        let n = endpoint.as_u64().to_string();
+        let cmds = [
+            Command::new("HDEL").arg(b.keys.hooks()).arg(&n),
+            Command::new("SREM").arg(b.keys.topic_hooks(topic)).arg(&n),
+            Command::new("PUBLISH")
+                .arg(b.keys.hooks())
+                .arg(format!("-{n}")),
+        ];
+        for cmd in &cmds {
+            if self.hook_cmd(cmd, HookOp::Other).is_err() {
+                warn!("backplane: removing webhook {n} from redis failed: redis unavailable");
+                return;
+            }
+        }
+    }
+
+    /// The mark to tell whether a callback registered a webhook.
+    pub(crate) fn bp_mark(&self) -> Tag {
+        self.bp.as_ref().map_or(0, |b| b.hooks.last_reg)
+    }
+
+    /// Holds `resp` until the registrations written since `mark` are in Redis.
+    pub(crate) fn bp_hold_reply(
+        &mut self,
+        mark: Tag,
+        conn: ConnId,
+        resp: Response,
+    ) -> Option<Response> {
+        let Some(b) = self.bp.as_mut() else {
+            return Some(resp);
+        };
+        if b.hooks.last_reg <= mark {
+            return Some(resp);
+        }
+        b.hooks.holds.push((b.hooks.last_reg, conn, resp));
+        None
+    }
+}
+
+fn parse_id(v: &Value) -> Option<u64> {
+    std::str::from_utf8(v.as_bytes()?).ok()?.parse().ok()
+}
