@@ -1,19 +1,15 @@
 //! Redis links: the sockets of the pure Redis client ([`RedisConn`]), reconnected forever.
 //!
-//! This is the driver half of a future Redis **backplane** (several hubs sharing topics
-//! through Redis). The backplane itself is the next step: nothing in the library calls this
-//! API yet, so the module allows dead code outside tests. What exists:
+//! The driver half of the Redis backplane ([`super::backplane`] is its user). What exists:
 //!
 //! * Two [`Link`]s, created by [`Driver::bind`](super::Driver::bind) when the
 //!   configuration names a Redis URL: the [`Role::Command`] link pipelines commands
-//!   (`PUBLISH`, `XADD`, ...), the [`Role::Subscriber`] link does pub/sub (RESP2: a
-//!   subscribed connection takes no other commands).
-//! * The API on [`Core`] the backplane will use: [`Core::redis_command`],
-//!   [`Core::redis_subscribe`], [`Core::redis_unsubscribe`], and
-//!   [`Core::take_redis_events`], which drains the [`RedisEvent`]s collected since the
-//!   last call (replies, pushes, failed tags, a link going up or down). The backplane will
-//!   drain them after each I/O step of the loop; until then they simply pile up (links only
-//!   exist when the crate-private URL field is set, which only the tests do).
+//!   (the publish script, `XRANGE`, `XREADGROUP`, ...), the [`Role::Subscriber`] link does
+//!   pub/sub (RESP2: a subscribed connection takes no other commands).
+//! * The API on [`Core`]: [`Core::redis_send`], [`Core::redis_subscribe`],
+//!   [`Core::redis_unsubscribe`], and [`Core::take_redis_events`], which drains the
+//!   [`RedisEvent`]s collected since the last call (replies, pushes, failed tags, a link
+//!   going up or down); the backplane drains them after each step of the loop.
 //!
 //! # Theory of operation
 //!
