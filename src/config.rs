@@ -116,6 +116,8 @@ pub struct Config {
     pub(crate) redis: Option<crate::proto::resp::RedisUrl>,
     /// The prefix of the backplane's keys and channels.
     pub(crate) redis_prefix: String,
+    /// The links without the backplane (the links' own tests read their events).
+    pub(crate) redis_links_only: bool,
     /// How long a webhook message may sit with a server that says nothing before another
     /// server takes it over.
     pub(crate) redis_claim_timeout: Duration,
@@ -138,6 +140,7 @@ impl Default for Config {
             fsync: Fsync::Always,
             redis: None,
             redis_prefix: "pushwire:".into(),
+            redis_links_only: false,
             redis_claim_timeout: Duration::from_secs(30),
         }
     }

@@ -206,6 +206,7 @@ impl<H: Handler> Driver<H> {
         let bp = config
             .redis
             .as_ref()
+            .filter(|_| !config.redis_links_only)
             .map(|_| backplane::Backplane::new(&config.redis_prefix, config.history.max_events));
         let (store, recovered) = match opened {
             Some((s, state)) => (Some(s), Some(state)),

@@ -175,6 +175,7 @@ impl Hub {
         let thread = thread::spawn(move || {
             let mut config = crate::Config::new().stop_timeout(Duration::from_secs(1));
             config.redis = Some(url);
+            config.redis_links_only = true;
             let mut server = Server::bind("127.0.0.1:0", config, Nop).unwrap();
             tx.send(server.handle()).unwrap();
             server.run().unwrap();
