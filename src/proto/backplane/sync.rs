@@ -80,6 +80,9 @@ pub struct TopicSync {
     cursor: Cursor,
     /// A read is on its way (answered by `on_read` or `on_read_failed`).
     reading: bool,
+    /// That read was sent before the subscriber link was lost: its answer may miss what
+    /// was published until the new subscription, so it is read again.
+    stale: bool,
     buffer: VecDeque<Announced>,
     buffered_bytes: usize,
     /// Live messages were dropped over the budget: read the stream again.
@@ -97,6 +100,7 @@ impl TopicSync {
             state: SyncState::Subscribing,
             cursor: after.map_or_else(Cursor::new, Cursor::after),
             reading: false,
+            stale: false,
             buffer: VecDeque::new(),
             buffered_bytes: 0,
             overflowed: false,
@@ -139,6 +143,7 @@ impl TopicSync {
     /// channel is subscribed again (the link does it when it is back), then read.
     pub fn on_link_down(&mut self) {
         self.state = SyncState::Subscribing;
+        self.stale = self.reading;
         self.buffer.clear();
         self.buffered_bytes = 0;
         self.overflowed = false;
@@ -186,6 +191,13 @@ impl TopicSync {
             return;
         }
         self.reading = false;
+        if std::mem::take(&mut self.stale) {
+            // Sent before the link went down: read again once subscribed.
+            if self.state == SyncState::Reading {
+                self.read(out);
+            }
+            return;
+        }
         if self.state != SyncState::Reading {
             // The link went down meanwhile: a read follows the new subscription.
             return;
@@ -233,6 +245,7 @@ impl TopicSync {
     /// The read failed (the command link is down): [`TopicSync::retry`] once it is back.
     pub fn on_read_failed(&mut self) {
         self.reading = false;
+        self.stale = false;
     }
 
     /// The command link is up again: send the read that failed, if one is wanted.
@@ -418,6 +431,20 @@ mod tests {
         s.on_link_down();
         s.on_read(vec![ev(1)], &mut out);
         assert!(out.is_empty());
+        s.on_subscribed(&mut out);
+        out.clear();
+        // One answered after the new subscription is read again (it may miss events).
+        s.on_link_down();
+        s.on_subscribed(&mut out);
+        assert!(out.is_empty(), "the first read is still on its way");
+        s.on_read(vec![ev(1)], &mut out);
+        assert_eq!(
+            out,
+            vec![Step::Read {
+                after: None,
+                count: 5
+            }]
+        );
     }
 
     #[test]
