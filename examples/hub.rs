@@ -71,6 +71,8 @@ struct Hub {
     ws_topic: HashMap<ConnId, String>,
     /// Publishes on their way to the Redis backplane, and who waits for their outcome.
     publishing: HashMap<PublishTicket, Waiting>,
+    /// The CORS header fields of the answers that come later (a publish through Redis).
+    later_headers: HashMap<ConnId, Vec<(String, String)>>,
 }
 
 /// Who waits for a publish that went to Redis.
@@ -441,6 +443,9 @@ impl App for Hub {
             return access::with_headers(denied.into(), &cors);
         }
         let reply = self.serve(cx, conn, req, r);
+        if matches!(reply, Reply::Later) && !cors.is_empty() {
+            self.later_headers.insert(conn, cors.clone());
+        }
         access::with_headers(reply, &cors)
     }
 
@@ -476,15 +481,17 @@ impl App for Hub {
         ticket: PublishTicket,
         result: Result<u64, PublishError>,
     ) {
+        let mut respond = |cx: &mut Ctx<'_>, conn: ConnId, mut resp: Response| {
+            for (n, v) in self.later_headers.remove(&conn).unwrap_or_default() {
+                resp = resp.header(n, v);
+            }
+            cx.respond(conn, resp);
+        };
         match (self.publishing.remove(&ticket), result) {
-            (Some(Waiting::Created(conn, topic)), r) => {
-                cx.respond(conn, created(&topic, r));
-            }
-            (Some(Waiting::Received(conn)), Ok(_)) => {
-                cx.respond(conn, Response::new(204));
-            }
+            (Some(Waiting::Created(conn, topic)), r) => respond(cx, conn, created(&topic, r)),
+            (Some(Waiting::Received(conn)), Ok(_)) => respond(cx, conn, Response::new(204)),
             (Some(Waiting::Received(conn)), Err(e)) => {
-                cx.respond(conn, Response::text(e.status(), format!("{e}\n")));
+                respond(cx, conn, Response::text(e.status(), format!("{e}\n")))
             }
             (Some(Waiting::Ws(conn)), Err(e)) => {
                 cx.close_ws(conn, ws_close_code(e), &e.to_string());
@@ -496,6 +503,7 @@ impl App for Hub {
     fn on_close(&mut self, _cx: &mut Ctx<'_>, conn: ConnId, _info: &CloseInfo) {
         self.ws_topic.remove(&conn);
         self.ws_publishers.remove(&conn);
+        self.later_headers.remove(&conn);
     }
 }
 
@@ -591,6 +599,7 @@ fn main() -> std::io::Result<()> {
         bad_signature: 0,
         ws_topic: HashMap::new(),
         publishing: HashMap::new(),
+        later_headers: HashMap::new(),
     };
     let mut tls = tls::TlsArgs::default();
     let mut args = std::env::args().skip(1);

@@ -183,6 +183,12 @@ pub fn with_headers(reply: Reply, headers: &[(String, String)]) -> Reply {
             }
             Reply::Park(p)
         }
+        Reply::Events(mut q) => {
+            for (n, v) in headers {
+                q = q.header(n.as_str(), v.as_str());
+            }
+            Reply::Events(q)
+        }
         other => other,
     }
 }
