@@ -39,11 +39,23 @@ impl Redis {
             .port();
         let dir = std::env::temp_dir().join(format!("pushwire-hooks-{:x}", rand_u64()));
         std::fs::create_dir_all(&dir).unwrap();
+        let child = Redis::spawn(port, &dir);
+        Redis { child, port, dir }
+    }
+
+    /// Kills it and starts an empty one on the same port (its data is lost).
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Redis::spawn(self.port, &self.dir);
+    }
+
+    fn spawn(port: u16, dir: &std::path::Path) -> Child {
         let child = Command::new(REDIS)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(&dir)
+            .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -53,7 +65,7 @@ impl Redis {
             assert!(Instant::now() < deadline, "redis-server did not start");
             thread::sleep(Duration::from_millis(20));
         }
-        Redis { child, port, dir }
+        child
     }
 
     fn url(&self) -> String {
@@ -254,6 +266,48 @@ fn registrations_and_removals_reach_every_hub_and_redis_down_answers_503() {
     wait_for("a 503 registration", Duration::from_secs(5), || {
         post(a.addr, "/topics/t2/webhooks", "url=http://127.0.0.1:9/y").status == 503
     });
+}
+
+#[test]
+fn registrations_are_written_again_when_redis_loses_its_data() {
+    let mut redis = Redis::start();
+    let refuse = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let to = receiver(refuse, seen.clone());
+    let (a, b) = (hub(&redis), hub(&redis));
+    let r = post(
+        a.addr,
+        "/topics/hooked/webhooks",
+        &format!("url=http://{to}/in"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    publish(&b, "before");
+    wait_for("the first delivery", Duration::from_secs(10), || {
+        seen.lock().unwrap().delivered.len() == 1
+    });
+    redis.restart();
+    // Both hubs reconnect, see the new epoch, and write their registrations again.
+    wait_for(
+        "the registration back in redis",
+        Duration::from_secs(15),
+        || redis_cli(redis.port, &["HLEN", "pushwire:hooks"]).trim() == "1",
+    );
+    wait_for(
+        "a publish after the restart",
+        Duration::from_secs(10),
+        || post(b.addr, "/topics/hooked", "after").status == 201,
+    );
+    wait_for(
+        "the delivery after the restart",
+        Duration::from_secs(10),
+        || seen.lock().unwrap().delivered.len() == 2,
+    );
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.delivered.values().all(|n| *n == 1),
+        "{:?}",
+        seen.delivered
+    );
 }
 
 fn redis_cli(port: u16, args: &[&str]) -> String {

@@ -160,6 +160,11 @@ impl Keys {
         format!("{}hooks:new", self.prefix)
     }
 
+    /// A random value set once (`SET NX`): when it changes, Redis lost its data.
+    pub fn epoch(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
+
     /// The prefix itself.
     pub fn prefix(&self) -> &str {
         &self.prefix

@@ -31,6 +31,10 @@ pub(super) enum HookOp {
     Read,
     /// `HGETALL` of the registrations.
     LoadAll,
+    /// `GET` of the epoch key.
+    Epoch,
+    /// `XCLAIM ... JUSTID` of these entries.
+    Refresh(Vec<String>),
     /// `HGET` of one registration, then the entries that waited for it.
     LoadOne(u64, Vec<OutboxEntry>),
     /// The last command of a registration's write: answer the held reply.
@@ -58,6 +62,12 @@ pub(crate) struct BpHooks {
     last_claim: Option<Instant>,
     /// Endpoints being loaded (`HGET` on its way).
     loading: HashSet<u64>,
+    /// Endpoints registered here since the last `HGETALL` was sent (not in its answer).
+    fresh: HashSet<u64>,
+    /// The epoch value seen last; `lost`: it changed (Redis lost its data), so the
+    /// registrations this server knows are written again instead of reconciled.
+    epoch: Option<Vec<u8>>,
+    lost: bool,
 }
 
 impl BpHooks {
@@ -77,6 +87,9 @@ impl BpHooks {
             last_reg: 0,
             last_claim: None,
             loading: HashSet::new(),
+            fresh: HashSet::new(),
+            epoch: None,
+            lost: false,
         }
     }
 
@@ -112,12 +125,53 @@ impl Core {
 
     /// The command link is (again) up: the group, the registrations, the outbox.
     pub(super) fn bp_hooks_ready(&mut self) {
-        let Some(b) = self.bp.as_ref() else { return };
+        let Some(b) = self.bp.as_mut() else { return };
+        b.hooks.fresh.clear();
+        let epoch = b.keys.epoch();
+        let mine = format!("{:016x}", rand::random::<u64>());
+        let set = Command::new("SET").arg(&epoch).arg(mine).arg("NX");
+        let get = Command::new("GET").arg(&epoch);
         let group = bh::group_create(&b.keys);
         let all = Command::new("HGETALL").arg(b.keys.hooks());
+        let _ = self.hook_cmd(&set, HookOp::Other);
+        let _ = self.hook_cmd(&get, HookOp::Epoch);
         let _ = self.hook_cmd(&group, HookOp::Group);
         let _ = self.hook_cmd(&all, HookOp::LoadAll);
         self.bp_hooks_read();
+    }
+
+    /// The epoch changed: Redis lost its data. The registrations this server knows are
+    /// written again (the other servers do the same), so webhooks keep their messages.
+    fn bp_rewrite_registrations(&mut self) {
+        let Some(b) = self.bp.as_ref() else { return };
+        let endpoints = self.hooks.reg.engine().endpoints();
+        let mut cmds = Vec::new();
+        for (id, e) in endpoints {
+            let Some(topic) = self.hooks.reg.topic_of(id) else {
+                continue;
+            };
+            let value = Registration {
+                topic: topic.into(),
+                url: e.url.to_string(),
+                secret: e.secret.as_bytes().to_vec(),
+            };
+            let n = id.as_u64().to_string();
+            cmds.push(
+                Command::new("HSET")
+                    .arg(b.keys.hooks())
+                    .arg(&n)
+                    .arg(value.encode()),
+            );
+            cmds.push(Command::new("SADD").arg(b.keys.topic_hooks(topic)).arg(&n));
+        }
+        warn!(
+            "backplane: redis lost its data (new epoch): {} webhook registrations written again; \
+             events and webhook messages it held are gone (resuming clients see the gap)",
+            cmds.len() / 2
+        );
+        for cmd in &cmds {
+            let _ = self.hook_cmd(cmd, HookOp::Other);
+        }
     }
 
     /// Reads new outbox entries, unless a read is on its way.
@@ -150,17 +204,18 @@ impl Core {
         }
         b.hooks.last_claim = Some(now);
         let held: Vec<String> = b.hooks.held.values().cloned().collect();
-        let mut cmds: Vec<Command> = held
+        let ms = timeout.as_millis() as u64;
+        let cmds: Vec<(Command, Vec<String>)> = held
             .chunks(100)
             .map(|c| {
                 let ids: Vec<&str> = c.iter().map(String::as_str).collect();
-                bh::refresh(&b.keys, &b.hooks.consumer, &ids)
+                let cmd = bh::refresh(&b.keys, &b.hooks.consumer, ms / 6, &ids);
+                (cmd, c.to_vec())
             })
             .collect();
-        let ms = timeout.as_millis() as u64;
         let claim = bh::autoclaim(&b.keys, &b.hooks.consumer, ms, READ_COUNT);
-        for cmd in cmds.drain(..) {
-            let _ = self.hook_cmd(&cmd, HookOp::Other);
+        for (cmd, ids) in cmds {
+            let _ = self.hook_cmd(&cmd, HookOp::Refresh(ids));
         }
         let _ = self.hook_cmd(&claim, HookOp::Read);
         self.bp_hooks_read();
@@ -285,8 +340,37 @@ impl Core {
                         .collect(),
                     _ => Vec::new(),
                 };
+                let lost = self
+                    .bp
+                    .as_mut()
+                    .is_some_and(|b| std::mem::take(&mut b.hooks.lost));
+                let mut listed = HashSet::new();
                 for (id, value) in pairs {
+                    listed.insert(id);
                     self.bp_install(id, &value);
+                }
+                if !lost && v.is_some() {
+                    self.bp_drop_unlisted(&listed);
+                }
+            }
+            HookOp::Epoch => {
+                let now = v.as_ref().and_then(Value::as_bytes).map(<[u8]>::to_vec);
+                let Some(b) = self.bp.as_mut() else { return };
+                let before = std::mem::replace(&mut b.hooks.epoch, now.clone());
+                if before.is_some() && before != now {
+                    b.hooks.lost = true;
+                    self.bp_rewrite_registrations();
+                }
+            }
+            HookOp::Refresh(ids) => {
+                let Some(Value::Array(kept)) = &v else { return };
+                let kept: HashSet<&[u8]> = kept.iter().filter_map(Value::as_bytes).collect();
+                let Some(b) = self.bp.as_mut() else { return };
+                for entry in ids.iter().filter(|e| !kept.contains(e.as_bytes())) {
+                    // Taken over by another server (this one was silent too long): its
+                    // outcome there is the one that counts.
+                    warn!("backplane: outbox entry {entry} was taken over by another server");
+                    b.hooks.held.retain(|_, e| e != entry);
                 }
             }
             HookOp::LoadOne(id, waiting) => {
@@ -341,6 +425,31 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// After loading every registration: the ones this server knows that Redis no longer
+    /// has were removed while it was away (their announcement missed).
+    fn bp_drop_unlisted(&mut self, listed: &HashSet<u64>) {
+        let fresh = self
+            .bp
+            .as_ref()
+            .map(|b| b.hooks.fresh.clone())
+            .unwrap_or_default();
+        let gone: Vec<(EndpointId, String)> = self
+            .hooks
+            .reg
+            .engine()
+            .endpoints()
+            .filter(|(id, _)| !listed.contains(&id.as_u64()) && !fresh.contains(&id.as_u64()))
+            .filter_map(|(id, _)| Some((id, self.hooks.reg.topic_of(id)?.to_owned())))
+            .collect();
+        for (id, topic) in gone {
+            debug!("backplane: webhook endpoint {id} was removed while this server was away");
+            if self.hooks.reg.remove_endpoint(&topic, id, self.now) {
+                self.subs.unsubscribe(&topic, SubKey::Hook(id));
+            }
+        }
+        self.drive_hooks();
     }
 
     /// Queues the messages of outbox entries this server now holds.
@@ -426,6 +535,9 @@ impl Core {
         let endpoint = EndpointId::from_u64((rand::random::<u64>() >> 12).max(1));
         let reg = self.hooks.reg.add_as(endpoint, topic, url, secret, &key)?;
         self.subs.subscribe(topic, SubKey::Hook(endpoint), 0);
+        if let Some(b) = self.bp.as_mut() {
+            b.hooks.fresh.insert(endpoint.as_u64());
+        }
         let Some(b) = self.bp.as_ref() else {
             return Err(WebhookError::Unavailable);
         };

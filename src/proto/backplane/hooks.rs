@@ -10,6 +10,7 @@
 //! | `{prefix}{{topic}}:hooks` | set | the topic's endpoint ids (the publish script reads it) |
 //! | `{prefix}hooks:out` | stream | the outbox: one entry per message, consumer group [`GROUP`] |
 //! | `{prefix}hooks:new` | channel | the outbox has new entries |
+//! | `{prefix}epoch` | string | random, set once: a new value means Redis lost its data |
 //!
 //! # The outbox
 //!
@@ -139,14 +140,15 @@ pub fn autoclaim(keys: &Keys, consumer: &str, min_idle_ms: u64, count: usize) ->
         .arg(count.max(1).to_string())
 }
 
-/// `XCLAIM ... 0 <entries> JUSTID`: `consumer` still works on these (resets their idle
-/// time, so nobody takes them over).
-pub fn refresh(keys: &Keys, consumer: &str, entries: &[&str]) -> Command {
+/// `XCLAIM ... <min_idle_ms> <entries> JUSTID`: `consumer` still works on these (resets
+/// their idle time so that nobody takes them over; an entry another server took over
+/// meanwhile is idle for less than `min_idle_ms` and stays with it, missing from the reply).
+pub fn refresh(keys: &Keys, consumer: &str, min_idle_ms: u64, entries: &[&str]) -> Command {
     let mut cmd = Command::new("XCLAIM")
         .arg(keys.outbox())
         .arg(GROUP)
         .arg(consumer)
-        .arg("0");
+        .arg(min_idle_ms.to_string());
     for e in entries {
         cmd.push(e);
     }
