@@ -24,6 +24,10 @@
 //!   subscribers stay connected.
 
 mod hooks;
+mod publish;
+mod readers;
+
+pub(crate) use readers::Waiter;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -31,36 +35,17 @@ use std::time::{Duration, Instant};
 use log::{debug, trace, warn};
 
 use super::redis::{RedisEvent, Role, Tag};
-use super::{Core, Note, TimerEv};
-use crate::api::{ConnId, EventsQuery, Park, PublishTicket, Publishing, SseStream};
-use crate::proto::backplane::sync::{Step, SyncState, TopicSync};
-use crate::proto::backplane::{self as bp, Announced, BackplaneError, Keys, Publish};
-use crate::proto::http1::Response;
+use super::{Core, TimerEv};
+use crate::proto::backplane::sync::{Step, TopicSync};
+use crate::proto::backplane::{self as bp, Announced, Keys};
 use crate::proto::resp::{Push, Value};
 use crate::proto::timer::TimerKey;
-use crate::proto::topic::{valid_event_name, valid_topic, PublishError, TopicEvent};
+use crate::proto::topic::TopicEvent;
 
 /// How long a topic nobody reads stays subscribed.
 pub(crate) const LINGER: Duration = Duration::from_secs(2);
 /// How often idle topics are looked for and failed reads retried.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-
-/// A reader waiting for its topic to be in sync.
-#[derive(Debug)]
-pub(crate) enum Waiter {
-    Sse(ConnId, SseStream),
-    Park(ConnId, Park),
-    Ws(ConnId, String, Option<u64>),
-    Events(ConnId, EventsQuery),
-}
-
-impl Waiter {
-    fn conn(&self) -> ConnId {
-        match self {
-            Waiter::Sse(c, _) | Waiter::Park(c, _) | Waiter::Ws(c, ..) | Waiter::Events(c, _) => *c,
-        }
-    }
-}
 
 /// A topic this server follows.
 struct Followed {
@@ -74,15 +59,7 @@ struct Followed {
 
 /// A command waiting for its reply.
 enum Pending {
-    Publish {
-        ticket: Option<PublishTicket>,
-        topic: String,
-        event: Option<String>,
-        data: String,
-        published_ms: u64,
-        /// Sent with the script's source (after `NOSCRIPT`).
-        eval: bool,
-    },
+    Publish(publish::PendingPublish),
     Read {
         topic: String,
         /// An `XREVRANGE` (newest first).
@@ -120,6 +97,11 @@ impl Backplane {
         }
     }
 
+    /// Whether this server follows `topic` (its local history is a live cache).
+    pub(crate) fn follows(&self, topic: &str) -> bool {
+        self.topics.contains_key(topic)
+    }
+
     fn tag(&mut self) -> Tag {
         self.next_tag += 1;
         self.next_tag
@@ -131,168 +113,6 @@ fn unix_ms() -> u64 {
 }
 
 impl Core {
-    /// Publishes, through the backplane when there is one; `async_ok` when the caller can
-    /// take [`Publishing::Pending`] (a ticket is made for it).
-    pub(crate) fn publish_async(
-        &mut self,
-        topic: &str,
-        event: Option<&str>,
-        data: &str,
-        async_ok: bool,
-    ) -> Result<Publishing, PublishError> {
-        if self.bp.is_none() {
-            return self.publish(topic, event, data).map(Publishing::Done);
-        }
-        if !valid_topic(topic) {
-            return Err(PublishError::BadTopic);
-        }
-        if event.is_some_and(|e| !valid_event_name(e)) {
-            return Err(PublishError::BadEventName);
-        }
-        let Some(b) = self.bp.as_mut() else {
-            return Err(PublishError::BackplaneDown);
-        };
-        let tag = b.tag();
-        let ticket = async_ok.then_some(PublishTicket(tag));
-        let pending = Pending::Publish {
-            ticket,
-            topic: topic.into(),
-            event: event.map(Into::into),
-            data: data.into(),
-            published_ms: unix_ms(),
-            eval: false,
-        };
-        self.send_publish(tag, pending)?;
-        Ok(match ticket {
-            Some(t) => Publishing::Pending(t),
-            None => Publishing::Done(0),
-        })
-    }
-
-    fn send_publish(&mut self, tag: Tag, pending: Pending) -> Result<(), PublishError> {
-        let Some(b) = self.bp.as_mut() else {
-            return Err(PublishError::BackplaneDown);
-        };
-        let Pending::Publish {
-            topic,
-            event,
-            data,
-            published_ms,
-            eval,
-            ..
-        } = &pending
-        else {
-            return Err(PublishError::BackplaneDown);
-        };
-        let p = Publish {
-            topic,
-            event: event.as_deref(),
-            data: data.as_bytes(),
-            published_ms: *published_ms,
-            max_events: b.page,
-        };
-        let cmd = bp::publish_command(&b.keys, &p, *eval);
-        b.round_trips.0 += 1;
-        if let Err(e) = self.redis_send(tag, &cmd) {
-            debug!("backplane: publish to {topic:?} refused: {e}");
-            return Err(PublishError::BackplaneDown);
-        }
-        trace!("backplane: publish to {topic:?} sent (tag {tag})");
-        if let Some(b) = self.bp.as_mut() {
-            b.pending.insert(tag, pending);
-        }
-        Ok(())
-    }
-
-    /// Whether a reader of `topic` may be served now. Otherwise it waits for the topic
-    /// (kept in `w`, `Ok(None)` back), or, Redis being unreachable, is refused (`Err`,
-    /// with the waiter to answer 503).
-    pub(crate) fn bp_reader(&mut self, topic: &str, w: Waiter) -> Result<Option<Waiter>, Waiter> {
-        let subscriber_up = self.redis_status(Role::Subscriber).is_some_and(|s| s.ready);
-        let local_last = self
-            .topics
-            .contains(topic)
-            .then(|| self.topics.last_id(topic));
-        let Some(b) = self.bp.as_mut() else {
-            return Ok(Some(w));
-        };
-        if let Some(f) = b.topics.get_mut(topic) {
-            f.idle_since = None;
-            if f.sync.state() == SyncState::Live && subscriber_up {
-                return Ok(Some(w));
-            }
-            if !subscriber_up {
-                return Err(w);
-            }
-            f.waiters.push(w);
-            return Ok(None);
-        }
-        if !subscriber_up {
-            return Err(w);
-        }
-        let channel = b.keys.channel(topic);
-        let page = b.page;
-        if self.redis_subscribe(channel.as_bytes()).is_err() {
-            return Err(w);
-        }
-        debug!("backplane: following {topic:?} (after {local_last:?})");
-        let f = Followed {
-            sync: TopicSync::new(local_last, page),
-            waiters: vec![w],
-            first_id: 1,
-            idle_since: None,
-        };
-        if let Some(b) = self.bp.as_mut() {
-            b.topics.insert(topic.into(), f);
-        }
-        self.arm_sweep();
-        Ok(None)
-    }
-
-    /// Refuses a reader because Redis is unreachable.
-    pub(crate) fn refuse_reader(&mut self, w: Waiter) {
-        let Some(i) = self.index_of(w.conn()) else {
-            return;
-        };
-        if let Waiter::Ws(..) = w {
-            self.with_conn(i, |p, env| {
-                p.close_ws(env, 1011, "redis unavailable: cannot read the topic")
-            });
-            return;
-        }
-        let resp = Response::text(503, "redis unavailable: cannot read the topic's history\n")
-            .header("Retry-After", "1");
-        self.with_conn(i, |p, env| p.respond(&resp, env));
-        self.mark_dirty(i);
-    }
-
-    /// Serves a reader whose topic is now live here.
-    fn serve_reader(&mut self, w: Waiter) {
-        let Some(i) = self.index_of(w.conn()) else {
-            return;
-        };
-        match w {
-            Waiter::Sse(_, s) => self.start_sse(i, s),
-            Waiter::Park(_, p) => self.park(i, p),
-            Waiter::Ws(conn, topic, since) => {
-                self.subscribe_ws(conn, &topic, since);
-            }
-            Waiter::Events(_, q) => self.answer_events(i, q),
-        }
-        self.mark_dirty(i);
-    }
-
-    /// Answers an [`EventsQuery`] from the local history.
-    pub(crate) fn answer_events(&mut self, i: usize, q: EventsQuery) {
-        let page = self.topics.read_after(&q.topic, q.since, q.max);
-        let body = crate::api::EventPage::from_page(&page).to_json();
-        let mut resp = Response::json(200, body).header("Cache-Control", "no-store");
-        for (k, v) in &q.headers {
-            resp = resp.header(k, v);
-        }
-        self.with_conn(i, |p, env| p.respond(&resp, env));
-    }
-
     /// Server start: the webhook channels, the shared message-id prefix, the sweep.
     pub(crate) fn backplane_start(&mut self) {
         let Some(b) = self.bp.as_ref() else { return };
@@ -421,42 +241,7 @@ impl Core {
             return;
         };
         match pending {
-            Pending::Publish {
-                ticket,
-                topic,
-                event,
-                data,
-                published_ms,
-                eval,
-            } => match bp::parse_publish_reply(&v) {
-                Ok(id) => {
-                    trace!("backplane: {topic:?} published as {id}");
-                    self.stats.published += 1;
-                    if let Some(t) = ticket {
-                        self.notes.push(Note::Published(t, Ok(id)));
-                    }
-                }
-                Err(BackplaneError::NoScript) if !eval => {
-                    debug!("backplane: the publish script is not loaded: sending it");
-                    let again = Pending::Publish {
-                        ticket,
-                        topic,
-                        event,
-                        data,
-                        published_ms,
-                        eval: true,
-                    };
-                    if let Err(e) = self.send_publish(tag, again) {
-                        if let Some(t) = ticket {
-                            self.notes.push(Note::Published(t, Err(e)));
-                        }
-                    }
-                }
-                Err(e) => {
-                    warn!("backplane: publish to {topic:?} failed: {e}");
-                    self.publish_failed(ticket, &topic);
-                }
-            },
+            Pending::Publish(p) => self.bp_published(tag, p, &v),
             Pending::Hook(op) => self.bp_hooks_reply(tag, op, Some(v)),
             Pending::Read { topic, tail } => {
                 let read = bp::parse_range(&v);
@@ -482,21 +267,12 @@ impl Core {
         }
     }
 
-    fn publish_failed(&mut self, ticket: Option<PublishTicket>, topic: &str) {
-        match ticket {
-            Some(t) => self
-                .notes
-                .push(Note::Published(t, Err(PublishError::BackplaneDown))),
-            None => warn!("backplane: a publish to {topic:?} was lost with the Redis link"),
-        }
-    }
-
     fn bp_failed(&mut self, tag: Tag) {
         let Some(pending) = self.bp.as_mut().and_then(|b| b.pending.remove(&tag)) else {
             return;
         };
         match pending {
-            Pending::Publish { ticket, topic, .. } => self.publish_failed(ticket, &topic),
+            Pending::Publish(p) => self.publish_failed(p.ticket, &p.topic),
             Pending::Read { topic, .. } => {
                 if let Some(f) = self.bp.as_mut().and_then(|b| b.topics.get_mut(&topic)) {
                     f.sync.on_read_failed();
@@ -624,18 +400,6 @@ impl Core {
                 self.fan_out(topic, ev);
             }
             Err(e) => warn!("backplane: event {} of {topic:?} not kept: {e}", a.id),
-        }
-    }
-
-    /// Lets a reader of `topic` through (`Some`), or keeps it waiting for the topic, or
-    /// refuses it while Redis is unreachable (`None` for both).
-    pub(crate) fn gate(&mut self, topic: &str, w: Waiter) -> Option<Waiter> {
-        match self.bp_reader(topic, w) {
-            Ok(w) => w,
-            Err(w) => {
-                self.refuse_reader(w);
-                None
-            }
         }
     }
 }

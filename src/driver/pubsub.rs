@@ -89,8 +89,12 @@ impl Core {
         }
         let ttl = self.config.topic_ttl;
         let now_us = super::store::unix_micros();
-        let (subs, store) = (&self.subs, &self.store);
-        let live = |t: &str| subs.count(t) > 0 || store.as_ref().is_some_and(|s| s.holds_topic(t));
+        let (subs, store, bp) = (&self.subs, &self.store, &self.bp);
+        let live = |t: &str| {
+            subs.count(t) > 0
+                || store.as_ref().is_some_and(|s| s.holds_topic(t))
+                || bp.as_ref().is_some_and(|b| b.follows(t))
+        };
         let dropped = self.topics.expire(now_us, ttl, live);
         for topic in dropped {
             debug!("topic {topic:?} expired");

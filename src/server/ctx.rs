@@ -56,7 +56,8 @@ impl<'a> Ctx<'a> {
         event: Option<&str>,
         data: &str,
     ) -> Result<Publishing, PublishError> {
-        self.core.publish_async(topic, event, data, true)
+        let sent = self.core.publish_async(topic, event, data, true)?;
+        sent.ok_or(PublishError::BackplaneDown) // unreachable: a ticket is always made
     }
 
     /// [`Ctx::publish_async`] without a ticket (a failure with a backplane is logged).
@@ -65,8 +66,8 @@ impl<'a> Ctx<'a> {
         topic: &str,
         event: Option<&str>,
         data: &str,
-    ) -> Result<Publishing, PublishError> {
-        self.core.publish_async(topic, event, data, false)
+    ) -> Result<(), PublishError> {
+        self.core.publish_async(topic, event, data, false).map(drop)
     }
 
     fn ws_send(&mut self, conn: ConnId, opcode: OpCode, payload: &[u8]) -> bool {
