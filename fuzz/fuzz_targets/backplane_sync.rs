@@ -57,7 +57,7 @@ fuzz_target!(|input: &[u8]| {
                     last = Some(e.id);
                 }
                 Step::Live => assert_eq!(s.state(), SyncState::Live),
-                Step::Create { first_id } => assert!(first_id >= 1),
+                Step::Create { oldest } => assert!(oldest >= 1 && last.is_none()),
             }
         }
         assert_eq!(s.last(), last);

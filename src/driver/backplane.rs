@@ -38,10 +38,13 @@ use super::redis::{RedisEvent, Role, Tag};
 use super::{Core, TimerEv};
 use crate::proto::backplane::sync::{Step, TopicSync};
 use crate::proto::backplane::{self as bp, Announced, Keys};
-use crate::proto::resp::{Push, Value};
+use crate::proto::resp::{Command, Push, Value};
 use crate::proto::timer::TimerKey;
 use crate::proto::topic::TopicEvent;
 
+/// Stream entries per read: a reply holds at most this many events (each within the
+/// largest publish), whatever the history limit.
+const READ_PAGE: usize = 64;
 /// How long a topic nobody reads stays subscribed.
 pub(crate) const LINGER: Duration = Duration::from_secs(2);
 /// How often idle topics are looked for and failed reads retried.
@@ -53,6 +56,8 @@ struct Followed {
     waiters: Vec<Waiter>,
     /// The first id to create the local topic with (see [`Step::Create`]).
     first_id: u64,
+    /// The stream's length when this server started reading it from the start.
+    stream_len: Option<u64>,
     /// Since when nobody reads it.
     idle_since: Option<Instant>,
 }
@@ -60,11 +65,9 @@ struct Followed {
 /// A command waiting for its reply.
 enum Pending {
     Publish(publish::PendingPublish),
-    Read {
-        topic: String,
-        /// An `XREVRANGE` (newest first).
-        tail: bool,
-    },
+    Read(String),
+    /// `XLEN` before a read from the stream's start.
+    Len(String),
     /// A webhook command (see [`hooks`]).
     Hook(hooks::HookOp),
 }
@@ -72,27 +75,30 @@ enum Pending {
 /// The backplane's state on the loop.
 pub(crate) struct Backplane {
     keys: Keys,
-    /// Entries per stream read and the streams' `MAXLEN`: the history limit.
+    /// The streams' `MAXLEN`: the history limit.
+    max_events: usize,
+    /// Entries per stream read (a reply holds at most this many events).
     page: usize,
     topics: HashMap<String, Followed>,
     pending: HashMap<Tag, Pending>,
     next_tag: Tag,
     sweep: Option<TimerKey>,
-    /// Redis round trips made, by kind: publishes, stream reads.
-    pub(crate) round_trips: (u64, u64),
+    /// Commands sent, by kind: publishes, stream reads (with their `XLEN`).
+    pub(crate) sent: (u64, u64),
     hooks: hooks::BpHooks,
 }
 
 impl Backplane {
-    pub(crate) fn new(prefix: &str, page: usize) -> Backplane {
+    pub(crate) fn new(prefix: &str, max_events: usize) -> Backplane {
         Backplane {
             keys: Keys::new(prefix),
-            page: page.max(1),
+            max_events: max_events.max(1),
+            page: max_events.clamp(1, READ_PAGE),
             topics: HashMap::new(),
             pending: HashMap::new(),
             next_tag: 1,
             sweep: None,
-            round_trips: (0, 0),
+            sent: (0, 0),
             hooks: hooks::BpHooks::new(prefix),
         }
     }
@@ -113,6 +119,17 @@ fn unix_ms() -> u64 {
 }
 
 impl Core {
+    /// Both Redis links are up (false without a backplane).
+    pub(crate) fn bp_ready(&self) -> bool {
+        let up = |r| self.redis_up(r);
+        self.bp.is_some() && up(Role::Command) && up(Role::Subscriber)
+    }
+
+    /// Publishes and stream reads sent to Redis.
+    pub(crate) fn bp_sent(&self) -> (u64, u64) {
+        self.bp.as_ref().map_or((0, 0), |b| b.sent)
+    }
+
     /// Server start: the webhook channels, the shared message-id prefix, the sweep.
     pub(crate) fn backplane_start(&mut self) {
         let Some(b) = self.bp.as_ref() else { return };
@@ -198,7 +215,7 @@ impl Core {
                 }
                 RedisEvent::Ready(Role::Subscriber) => {}
                 RedisEvent::Down(Role::Subscriber, why) => self.bp_subscriber_down(&why),
-                RedisEvent::Down(Role::Command, _) => {}
+                RedisEvent::Down(Role::Command, why) => self.bp_command_down(&why),
             }
         }
     }
@@ -215,6 +232,25 @@ impl Core {
         }
         for (topic, out) in steps {
             self.run_steps(&topic, out);
+        }
+    }
+
+    /// The command link is down: readers waiting for a stream read get 503 (the read is
+    /// sent again when the link is back).
+    fn bp_command_down(&mut self, why: &str) {
+        let Some(b) = self.bp.as_mut() else { return };
+        let mut refused = Vec::new();
+        for f in b.topics.values_mut() {
+            refused.append(&mut f.waiters);
+        }
+        if !refused.is_empty() {
+            warn!(
+                "backplane: command link down ({why}): {} waiting readers answered 503",
+                refused.len()
+            );
+        }
+        for w in refused {
+            self.refuse_reader(w);
         }
     }
 
@@ -243,18 +279,26 @@ impl Core {
         match pending {
             Pending::Publish(p) => self.bp_published(tag, p, &v),
             Pending::Hook(op) => self.bp_hooks_reply(tag, op, Some(v)),
-            Pending::Read { topic, tail } => {
+            Pending::Len(topic) => {
+                if let Some(f) = self.bp.as_mut().and_then(|b| b.topics.get_mut(&topic)) {
+                    f.stream_len = v.as_integer().and_then(|n| u64::try_from(n).ok());
+                }
+            }
+            Pending::Read(topic) => {
                 let read = bp::parse_range(&v);
                 let Some(f) = self.bp.as_mut().and_then(|b| b.topics.get_mut(&topic)) else {
                     return;
                 };
                 let mut out = Vec::new();
                 match read {
-                    Ok(mut events) => {
-                        if tail {
-                            events.reverse();
-                        }
-                        trace!("backplane: read {} events of {topic:?}", events.len());
+                    Ok(events) => {
+                        trace!(
+                            "backplane: read {} events of {topic:?} ({:?}..{:?}, cursor {:?})",
+                            events.len(),
+                            events.first().map(|e| e.id),
+                            events.last().map(|e| e.id),
+                            f.sync.last()
+                        );
                         f.sync.on_read(events, &mut out);
                     }
                     Err(e) => {
@@ -273,7 +317,8 @@ impl Core {
         };
         match pending {
             Pending::Publish(p) => self.publish_failed(p.ticket, &p.topic),
-            Pending::Read { topic, .. } => {
+            Pending::Len(_) => {}
+            Pending::Read(topic) => {
                 if let Some(f) = self.bp.as_mut().and_then(|b| b.topics.get_mut(&topic)) {
                     f.sync.on_read_failed();
                 }
@@ -321,9 +366,14 @@ impl Core {
         for step in steps {
             match step {
                 Step::Read { after, count } => self.bp_read(topic, after, count),
-                Step::Create { first_id } => {
-                    if let Some(f) = self.bp.as_mut().and_then(|b| b.topics.get_mut(topic)) {
-                        f.first_id = first_id;
+                Step::Create { oldest } => {
+                    let Some(b) = self.bp.as_mut() else { return };
+                    let max = b.max_events as u64;
+                    if let Some(f) = b.topics.get_mut(topic) {
+                        // A stream shorter than its cap was never trimmed: the oldest
+                        // entry is the topic's first event.
+                        let whole = f.stream_len.is_some_and(|n| n < max);
+                        f.first_id = if whole { oldest } else { 1 };
                     }
                 }
                 Step::Deliver(ev) => self.bp_deliver(topic, ev),
@@ -346,18 +396,30 @@ impl Core {
 
     fn bp_read(&mut self, topic: &str, after: Option<u64>, count: usize) {
         let Some(b) = self.bp.as_mut() else { return };
-        let tag = b.tag();
-        let cmd = match after {
-            Some(after) => bp::range_command(&b.keys, topic, after, count),
-            None => bp::tail_command(&b.keys, topic, count),
+        let (len_tag, tag) = (b.tag(), b.tag());
+        trace!("backplane: reading {topic:?} after {after:?}");
+        b.sent.1 += 1;
+        let cmds = match after {
+            Some(after) => (None, bp::range_command(&b.keys, topic, after, count)),
+            // From the start: its length first, to tell whether it was ever trimmed.
+            None => (
+                Some(Command::new("XLEN").arg(b.keys.stream(topic))),
+                bp::start_command(&b.keys, topic, count),
+            ),
         };
-        b.round_trips.1 += 1;
-        match self.redis_send(tag, &cmd) {
-            Ok(()) => {
-                let tail = after.is_none();
-                let topic = topic.into();
+        let sent = match cmds {
+            (None, read) => self.redis_send(tag, &read),
+            (Some(len), read) => self.redis_send(len_tag, &len).and_then(|()| {
                 if let Some(b) = self.bp.as_mut() {
-                    b.pending.insert(tag, Pending::Read { topic, tail });
+                    b.pending.insert(len_tag, Pending::Len(topic.into()));
+                }
+                self.redis_send(tag, &read)
+            }),
+        };
+        match sent {
+            Ok(()) => {
+                if let Some(b) = self.bp.as_mut() {
+                    b.pending.insert(tag, Pending::Read(topic.into()));
                 }
             }
             Err(e) => {

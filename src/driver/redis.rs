@@ -119,6 +119,7 @@ pub(crate) enum RedisEvent {
 
 /// What a link has been through (see [`Core::redis_status`]).
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(not(test), allow(dead_code))] // read whole by the links' tests
 pub(crate) struct LinkStatus {
     /// The handshake succeeded and the connection is up.
     pub(crate) ready: bool,
@@ -318,7 +319,15 @@ impl Core {
         std::mem::take(&mut self.redis.events)
     }
 
+    /// Whether the `role` link is up and answered its handshake (cheap: for every reader).
+    pub(crate) fn redis_up(&self, role: Role) -> bool {
+        self.redis.links[role.index()]
+            .as_ref()
+            .is_some_and(Link::is_ready)
+    }
+
     /// Where the `role` link is (none without a Redis URL).
+    #[cfg_attr(not(test), allow(dead_code))] // the links' tests
     pub(crate) fn redis_status(&self, role: Role) -> Option<LinkStatus> {
         let link = self.redis.links[role.index()].as_ref()?;
         let mut s = link.status.clone();

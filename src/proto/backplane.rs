@@ -315,18 +315,17 @@ pub fn range_command(keys: &Keys, topic: &str, after: u64, count: usize) -> Comm
         .arg(count.max(1).to_string())
 }
 
-/// `XREVRANGE` for the newest `count` events (newest first: reverse what
-/// [`parse_range`] reads).
-pub fn tail_command(keys: &Keys, topic: &str, count: usize) -> Command {
-    Command::new("XREVRANGE")
+/// `XRANGE` for the oldest `count` events (a node reading a topic from its start).
+pub fn start_command(keys: &Keys, topic: &str, count: usize) -> Command {
+    Command::new("XRANGE")
         .arg(keys.stream(topic))
-        .arg("+")
         .arg("-")
+        .arg("+")
         .arg("COUNT")
         .arg(count.max(1).to_string())
 }
 
-/// The events of an `XRANGE` (or `XREVRANGE`) reply, in the reply's order.
+/// The events of an `XRANGE` reply, in stream order.
 pub fn parse_range(reply: &Value) -> Result<Vec<Announced>, BackplaneError> {
     if let Some(e) = reply.as_error() {
         return Err(BackplaneError::Redis(

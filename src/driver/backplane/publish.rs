@@ -70,10 +70,10 @@ impl Core {
             event: pending.event.as_deref(),
             data: pending.data.as_bytes(),
             published_ms: pending.published_ms,
-            max_events: b.page,
+            max_events: b.max_events,
         };
         let cmd = bp::publish_command(&b.keys, &p, pending.eval);
-        b.round_trips.0 += 1;
+        b.sent.0 += 1;
         if let Err(e) = self.redis_send(tag, &cmd) {
             debug!("backplane: publish to {:?} refused: {e}", pending.topic);
             return Err(PublishError::BackplaneDown);

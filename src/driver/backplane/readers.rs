@@ -32,7 +32,9 @@ impl Core {
     /// (kept in `w`, `Ok(None)` back), or, Redis being unreachable, is refused (`Err`,
     /// with the waiter to answer 503).
     pub(crate) fn bp_reader(&mut self, topic: &str, w: Waiter) -> Result<Option<Waiter>, Waiter> {
-        let subscriber_up = self.redis_status(Role::Subscriber).is_some_and(|s| s.ready);
+        // Live here, a topic needs only its subscription; otherwise a read too.
+        let subscriber_up = self.redis_up(Role::Subscriber);
+        let both_up = subscriber_up && self.redis_up(Role::Command);
         let local_last = self
             .topics
             .contains(topic)
@@ -45,13 +47,13 @@ impl Core {
             if f.sync.state() == SyncState::Live && subscriber_up {
                 return Ok(Some(w));
             }
-            if !subscriber_up {
+            if !both_up {
                 return Err(w);
             }
             f.waiters.push(w);
             return Ok(None);
         }
-        if !subscriber_up {
+        if !both_up {
             return Err(w);
         }
         let channel = b.keys.channel(topic);
@@ -64,6 +66,7 @@ impl Core {
             sync: TopicSync::new(local_last, page),
             waiters: vec![w],
             first_id: 1,
+            stream_len: None,
             idle_since: None,
         };
         if let Some(b) = self.bp.as_mut() {

@@ -15,8 +15,8 @@
 //! * **Subscribing**: `SUBSCRIBE` is on its way. Nothing can be missed yet: the read that
 //!   follows the confirmation covers everything published before it.
 //! * **Reading**: the channel is subscribed, so every event published from now on arrives
-//!   live; a stream read (`XRANGE` after the cursor, or the tail with `XREVRANGE` when the
-//!   node has nothing of the topic) brings what came before. Live messages meanwhile are
+//!   live; a stream read (`XRANGE` after the cursor, or from the stream's start when the
+//!   node has nothing of the topic, a page at a time) brings what came before. Live messages meanwhile are
 //!   **buffered** (up to [`BUFFER_BYTES`]; past it they are dropped and the stream is read
 //!   again, as it holds them too). The read's events pass through the [`Cursor`], then the
 //!   buffer does: so every event is delivered once, in id order.
@@ -51,8 +51,8 @@ pub enum SyncState {
 /// What the driver must do next for the topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Read the stream: after `after` (exclusive, `XRANGE`), or its newest `count` entries
-    /// when `after` is `None` (`XREVRANGE`, then reversed). Answer with
+    /// Read at most `count` entries of the stream: after `after` (exclusive), or from its
+    /// start when `after` is `None`. Answer with
     /// [`TopicSync::on_read`] or [`TopicSync::on_read_failed`].
     Read {
         /// The cursor, if the node has delivered anything of the topic.
@@ -60,12 +60,12 @@ pub enum Step {
         /// At most this many entries.
         count: usize,
     },
-    /// The topic starts on this node with this event: its log's first id is `first_id`
-    /// (the first entry's own id when the stream shows nothing was trimmed before it, 1
-    /// when something may have been, so that a read from 0 reports the gap).
+    /// The topic starts on this node with the stream's oldest entry, `oldest`: the driver
+    /// knows whether older ones were trimmed (the stream is as long as its cap) and so
+    /// what the topic's first id is (`oldest`, or 1 so that a read from 0 reports the gap).
     Create {
-        /// The first id of the topic's log as far as this node can tell.
-        first_id: u64,
+        /// The id of the stream's oldest entry.
+        oldest: u64,
     },
     /// Deliver this event: into the local history, to the local subscribers.
     Deliver(Announced),
@@ -205,8 +205,7 @@ impl TopicSync {
         let full = events.len() >= self.page;
         if self.cursor.last().is_none() {
             if let Some(first) = events.first() {
-                let first_id = if full { 1 } else { first.id };
-                out.push(Step::Create { first_id });
+                out.push(Step::Create { oldest: first.id });
             }
         }
         for ev in events {
@@ -279,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_topic_reads_the_tail_then_goes_live() {
+    fn a_new_topic_reads_the_stream_then_goes_live() {
         let mut s = TopicSync::new(None, 10);
         let mut out = Vec::new();
         s.on_message(ev(1), &mut out); // before the confirmation: ignored
@@ -297,7 +296,7 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(s.state(), SyncState::Reading);
         s.on_read(vec![ev(5), ev(6), ev(7)], &mut out);
-        assert_eq!(out[0], Step::Create { first_id: 5 });
+        assert_eq!(out[0], Step::Create { oldest: 5 });
         assert_eq!(ids(&out), vec![5, 6, 7, 8]);
         assert_eq!(out.last(), Some(&Step::Live));
         assert_eq!(s.state(), SyncState::Live);
@@ -305,13 +304,13 @@ mod tests {
     }
 
     #[test]
-    fn a_full_tail_may_have_lost_older_events() {
+    fn a_full_page_is_read_on() {
         let mut s = TopicSync::new(None, 2);
         let mut out = Vec::new();
         s.on_subscribed(&mut out);
         out.clear();
         s.on_read(vec![ev(9), ev(10)], &mut out);
-        assert_eq!(out[0], Step::Create { first_id: 1 });
+        assert_eq!(out[0], Step::Create { oldest: 9 });
         // Full page: read on after 10, not live yet.
         let read = Step::Read {
             after: Some(10),

@@ -124,9 +124,7 @@ impl Core {
         url: &str,
         secret: Option<&str>,
     ) -> Result<WebhookCreated, WebhookError> {
-        let ready = self
-            .redis_status(crate::driver::redis::Role::Command)
-            .is_some_and(|s| s.ready);
+        let ready = self.redis_up(crate::driver::redis::Role::Command);
         if !ready {
             return Err(WebhookError::Unavailable);
         }
