@@ -179,7 +179,7 @@ impl Core {
             .chunks(100)
             .map(|c| {
                 let ids: Vec<&str> = c.iter().map(String::as_str).collect();
-                let cmd = bh::refresh(&b.keys, &b.hooks.consumer, ms / 6, &ids);
+                let cmd = bh::refresh(&b.keys, &b.hooks.consumer, &ids);
                 (cmd, c.to_vec())
             })
             .collect();
@@ -294,9 +294,9 @@ impl Core {
                 let kept: HashSet<&[u8]> = kept.iter().filter_map(Value::as_bytes).collect();
                 let Some(b) = self.bp.as_mut() else { return };
                 for entry in ids.iter().filter(|e| !kept.contains(e.as_bytes())) {
-                    // Taken over by another server (this one was silent too long): its
-                    // outcome there is the one that counts.
-                    warn!("backplane: outbox entry {entry} was taken over by another server");
+                    // Acknowledged elsewhere (another server took it over while this one
+                    // was silent too long, and finished it): its outcome there counts.
+                    warn!("backplane: outbox entry {entry} was finished by another server");
                     b.hooks.held.retain(|_, e| e != entry);
                 }
             }

@@ -140,15 +140,15 @@ pub fn autoclaim(keys: &Keys, consumer: &str, min_idle_ms: u64, count: usize) ->
         .arg(count.max(1).to_string())
 }
 
-/// `XCLAIM ... <min_idle_ms> <entries> JUSTID`: `consumer` still works on these (resets
-/// their idle time so that nobody takes them over; an entry another server took over
-/// meanwhile is idle for less than `min_idle_ms` and stays with it, missing from the reply).
-pub fn refresh(keys: &Keys, consumer: &str, min_idle_ms: u64, entries: &[&str]) -> Command {
+/// `XCLAIM ... 0 <entries> JUSTID`: `consumer` still works on these (resets their idle
+/// time, so that nobody takes them over). An entry missing from the reply is no longer
+/// pending: another server finished it.
+pub fn refresh(keys: &Keys, consumer: &str, entries: &[&str]) -> Command {
     let mut cmd = Command::new("XCLAIM")
         .arg(keys.outbox())
         .arg(GROUP)
         .arg(consumer)
-        .arg(min_idle_ms.to_string());
+        .arg("0");
     for e in entries {
         cmd.push(e);
     }
