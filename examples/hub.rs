@@ -255,6 +255,7 @@ impl Hub {
                 "\"endpoints_disabled\":{}}},",
                 "\"received\":{{\"webhooks\":{},\"bad_signature\":{}}},",
                 "\"store\":{{\"held\":{},\"failed\":{}}},",
+                "\"redis\":{{\"ready\":{},\"publishes\":{},\"reads\":{}}},",
                 "\"budgets\":{{\"history_bytes\":{},\"webhook_queued_bytes\":{}}}}}"
             ),
             s.http,
@@ -275,6 +276,9 @@ impl Hub {
             self.bad_signature,
             s.store_held,
             s.store_failed,
+            s.redis_ready,
+            s.redis_publishes,
+            s.redis_reads,
             s.history_bytes,
             w.queued_bytes,
         );

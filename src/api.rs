@@ -256,6 +256,13 @@ pub struct Stats {
     /// Bytes of topic history kept, across topics (a gauge, within the total history
     /// budget plus one event).
     pub history_bytes: usize,
+    /// With a Redis backplane: both links to Redis are up (a gauge; `false` without one).
+    pub redis_ready: bool,
+    /// With a Redis backplane: publish scripts sent to Redis (one round trip each; a
+    /// second only when Redis had to be given the script).
+    pub redis_publishes: u64,
+    /// With a Redis backplane: stream reads sent (following a topic, catching up).
+    pub redis_reads: u64,
 }
 
 /// A host-name resolver for webhook URLs: blocking is fine, it runs off the loop thread.

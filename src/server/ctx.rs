@@ -200,6 +200,9 @@ impl<'a> Ctx<'a> {
             websocket: c[3],
             store_held: self.core.store_held(),
             history_bytes: self.core.topics.total_bytes(),
+            redis_ready: self.core.bp_ready(),
+            redis_publishes: self.core.bp_sent().0,
+            redis_reads: self.core.bp_sent().1,
             ..self.core.stats
         }
     }
