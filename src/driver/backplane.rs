@@ -7,8 +7,8 @@
 //!
 //! * **Publishing** sends the script (`EVALSHA`; `EVAL` once after `NOSCRIPT`) on the
 //!   command link; its reply is the id, reported to the application through
-//!   [`Note::Published`]. A link that is not ready refuses at once
-//!   ([`PublishError::BackplaneDown`], 503): never a hang, never an id for an event Redis
+//!   [`Note::Published`](super::Note::Published). A link that is not ready refuses at once
+//!   ([`PublishError::BackplaneDown`](crate::PublishError::BackplaneDown), 503): never a hang, never an id for an event Redis
 //!   did not store. The publishing server does not deliver from the reply: the event comes
 //!   back over pub/sub like on every other server, so there is one order, the stream's.
 //! * **Following a topic**: the first reader of a topic (a WebSocket, SSE or long-poll
@@ -18,10 +18,19 @@
 //!   while the subscriber link is down. A topic nobody reads for [`LINGER`] is unsubscribed
 //!   (a long-poll client coming back in between keeps it). Delivered events enter the
 //!   local history with Redis's id and go out with the usual encode-once fan-out.
+//!   Stream reads go a page ([`READ_PAGE`] entries) at a time, so a reply stays bounded
+//!   whatever the history limit.
+//! * **Webhooks** ([`hooks`]): registrations in Redis, announced to every server; each
+//!   outbox message is attempted by one server at a time and acknowledged at its outcome.
 //! * **Faults**: a lost subscriber link puts every topic back to Subscribing (the link
 //!   re-subscribes when it is back, then each topic reads its stream after its cursor, so
-//!   live subscribers miss nothing Redis kept); waiting readers get 503; connected
-//!   subscribers stay connected.
+//!   live subscribers miss nothing Redis kept); waiting readers get 503 (also while the
+//!   command link is down); connected subscribers stay connected.
+//!
+//! Budgets: commands waiting for a reply are bounded by the command link's own limits
+//! (4,096 in flight, 4 MiB unwritten: past them a publish is refused with 503); a topic
+//! buffers at most [`BUFFER_BYTES`](crate::proto::backplane::sync::BUFFER_BYTES) of live
+//! messages while its stream is read (past it, it reads again).
 
 mod hooks;
 mod publish;
