@@ -27,7 +27,9 @@
 //!    burst of `--burst` publishes back to back (deliveries per second = subscribers x
 //!    burst / the time from the first POST until the last subscriber has the last event).
 //!    Every subscriber must get every measured event once and in order; anything else is
-//!    an error.
+//!    an error. The CPU seconds used during the burst by this process's loop thread, the
+//!    hubs and Redis (`/proc/PID/stat`, 10 ms ticks) tell who set the pace: the clients
+//!    share the machine with the hubs.
 //! 3. **Redis round trips per publish**: `INFO commandstats` and `INFO stats` before and
 //!    after `--rtt` sequential publishes on the three-hub cluster (subscribers on every
 //!    hub): the commands clients sent (`EVALSHA`/`EVAL` for publishes, `XRANGE`/
@@ -718,6 +720,41 @@ struct Fanout {
     burst_s: f64,
     deliveries_per_s: f64,
     first_ms: f64,
+    /// CPU seconds during the burst: this process's loop thread, the hubs, Redis.
+    cpu_client: f64,
+    cpu_hubs: f64,
+    cpu_redis: f64,
+}
+
+/// CPU seconds (user + system) of process `pid` so far, from `/proc/PID/stat`.
+fn process_cpu(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // After the command name in parentheses: state is field 3; utime, stime are 14, 15.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11..13).map_or(0.0, |t| {
+        t.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks / hz
+}
+
+/// CPU seconds of the calling thread.
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime with a valid clock id and a live timespec.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// Subscribers on many sockets, one mio loop.
@@ -999,11 +1036,12 @@ fn fanout(
     target: &str,
     hubs: &[SocketAddr],
     per_hub: usize,
-    rounds: usize,
-    burst: usize,
-    data_bytes: usize,
+    args: &Args,
+    hub_pids: &[u32],
+    redis_pid: Option<u32>,
 ) -> Result<Fanout, String> {
     const TOPIC: &str = "fan";
+    let (rounds, burst, data_bytes) = (args.rounds, args.burst, args.data_bytes);
     let n = per_hub * hubs.len();
     let mut swarm = Swarm::new(hubs.to_vec(), n)?;
     let t = Instant::now();
@@ -1061,11 +1099,20 @@ fn fanout(
         round_ms.push(ms);
         wait_done(&mut swarm, Instant::now() + STEP)?;
     }
+    let cpu = || {
+        (
+            thread_cpu(),
+            hub_pids.iter().map(|p| process_cpu(*p)).sum::<f64>(),
+            redis_pid.map_or(0.0, process_cpu),
+        )
+    };
+    let cpu_before = cpu();
     let t = Instant::now();
     let batch: Vec<Vec<u8>> = (rounds..rounds + burst).map(|k| data('m', k)).collect();
     let _ = tx.send(Some(batch));
     swarm.until_delivered(rounds + burst - 1, t + BURST_DEADLINE)?;
     let burst_s = t.elapsed().as_secs_f64();
+    let cpu_after = cpu();
     wait_done(&mut swarm, Instant::now() + STEP)?;
     let _ = tx.send(None);
     // Every subscriber had every event once, in order (checked as they came): all counts.
@@ -1082,6 +1129,9 @@ fn fanout(
         burst_s,
         deliveries_per_s: (n * burst) as f64 / burst_s,
         first_ms,
+        cpu_client: cpu_after.0 - cpu_before.0,
+        cpu_hubs: cpu_after.1 - cpu_before.1,
+        cpu_redis: cpu_after.2 - cpu_before.2,
     })
 }
 
@@ -1292,13 +1342,14 @@ fn run(args: &Args) -> Result<(), String> {
     eprintln!("backplane: round trips");
     let rtt = round_trips(&redis, &cluster, args.rtt)?;
     eprintln!("backplane: fan-out, 3 hubs x {} + redis", args.subs);
+    let pids: Vec<u32> = cluster.iter().map(|h| h.proc.0.id()).collect();
     fanouts.push(fanout(
         &format!("redis-3x{}", args.subs),
         &addrs,
         args.subs,
-        args.rounds,
-        args.burst,
-        args.data_bytes,
+        args,
+        &pids,
+        Some(redis._proc.0.id()),
     )?);
     let warnings: Vec<usize> = cluster.iter().map(Hub::warnings).collect();
     for mut h in cluster {
@@ -1329,9 +1380,9 @@ fn run(args: &Args) -> Result<(), String> {
             &format!("memory-1x{n}"),
             &[hub.addr],
             n,
-            args.rounds,
-            args.burst,
-            args.data_bytes,
+            args,
+            &[hub.proc.0.id()],
+            None,
         )?);
     }
 
@@ -1379,12 +1430,14 @@ fn report(lat: &[Latency], fan: &[Fanout], rtt: &RoundTrips, warnings: &[usize])
     }
     println!();
     println!(
-        "| fan-out | hubs | subscribers | one publish p50 | max | first | burst | deliveries/s |"
+        "| fan-out | hubs | subscribers | one publish p50 | max | first | burst | deliveries/s \
+         | burst CPU s: client / hubs / redis |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for f in fan {
         println!(
-            "| {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {} in {:.2} s | {:.0} |",
+            "| {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {} in {:.2} s | {:.0} \
+             | {:.2} / {:.2} / {:.2} |",
             f.target,
             f.hubs,
             f.subs,
@@ -1393,7 +1446,10 @@ fn report(lat: &[Latency], fan: &[Fanout], rtt: &RoundTrips, warnings: &[usize])
             f.first_ms,
             f.burst,
             f.burst_s,
-            f.deliveries_per_s
+            f.deliveries_per_s,
+            f.cpu_client,
+            f.cpu_hubs,
+            f.cpu_redis
         );
     }
     println!();
@@ -1430,7 +1486,8 @@ fn report(lat: &[Latency], fan: &[Fanout], rtt: &RoundTrips, warnings: &[usize])
     for f in fan {
         println!(
             "backplane fanout target={} hubs={} subs={} rounds={} round_ms_p50={:.1} \
-             round_ms_max={:.1} first_ms={:.1} burst={} burst_s={:.3} deliveries_per_s={:.0}",
+             round_ms_max={:.1} first_ms={:.1} burst={} burst_s={:.3} deliveries_per_s={:.0} \
+             burst_cpu_s_client={:.2} burst_cpu_s_hubs={:.2} burst_cpu_s_redis={:.2}",
             f.target,
             f.hubs,
             f.subs,
@@ -1440,7 +1497,10 @@ fn report(lat: &[Latency], fan: &[Fanout], rtt: &RoundTrips, warnings: &[usize])
             f.first_ms,
             f.burst,
             f.burst_s,
-            f.deliveries_per_s
+            f.deliveries_per_s,
+            f.cpu_client,
+            f.cpu_hubs,
+            f.cpu_redis
         );
     }
     let opt = |v: Option<u64>| v.map_or("n/a".to_string(), |n| n.to_string());
