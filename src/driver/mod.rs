@@ -321,12 +321,18 @@ impl<H: Handler> Driver<H> {
         loop {
             self.core.backplane_events();
             self.core.flush_dirty();
-            if self.core.notes.is_empty() {
+            if !self.core.notes.is_empty() {
+                self.deliver_notes();
+                continue;
+            }
+            // Writing the step's Redis commands also reads what the links have: replies
+            // read here are acted on now, not at the next wake-up (edge-triggered sockets
+            // say nothing more about bytes already read).
+            self.core.redis_flush();
+            if !self.core.redis_has_events() {
                 break;
             }
-            self.deliver_notes();
         }
-        self.core.redis_flush();
         self.core.store_flush();
     }
 
@@ -393,7 +399,7 @@ impl Core {
     }
 
     fn poll_timeout(&mut self) -> Option<std::time::Duration> {
-        if !self.ready.is_empty() || !self.notes.is_empty() {
+        if !self.ready.is_empty() || !self.notes.is_empty() || self.redis_has_events() {
             return Some(std::time::Duration::ZERO);
         }
         let mut next = self.timers.next_deadline();

@@ -314,6 +314,12 @@ impl Core {
         }
     }
 
+    /// Events are waiting for the backplane (which takes them with
+    /// [`Core::take_redis_events`]; without one, only the links' tests read them).
+    pub(crate) fn redis_has_events(&self) -> bool {
+        self.bp.is_some() && !self.redis.events.is_empty()
+    }
+
     /// The events since the last call, in the order they happened.
     pub(crate) fn take_redis_events(&mut self) -> Vec<RedisEvent> {
         std::mem::take(&mut self.redis.events)
