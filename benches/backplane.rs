@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench backplane -- [--subs 3000] [--mem-subs 3000,9000] [--samples 2000]
-//!     [--rounds 10] [--burst 50] [--rtt 1000] [--data-bytes 64]
+//!     [--rounds 10] [--burst 50] [--rtt 1000] [--idle-samples 40] [--data-bytes 64]
 //! ```
 //!
 //! The bench builds the hub itself (`cargo build --release --example hub`), starts its own
@@ -36,6 +36,10 @@
 //!    `XREVRANGE` for stream reads, everything else as background), the commands the
 //!    publish script ran, and `total_commands_processed`, per publish; and each hub's own
 //!    `/stats` `redis` counters where the hub reports them.
+//! 4. **A publish on a hub that reads nothing**: `--idle-samples` sequential publishes,
+//!    10 ms apart, on a fourth hub of the cluster that follows no topic, until the `201`
+//!    (at most 60 s in all): a reply the loop reads while writing its Redis commands must
+//!    not wait for the next timer (see `tests/backplane.rs`).
 //!
 //! Output: a table, then one `backplane ...` line per figure (`key=value` pairs).
 
@@ -57,7 +61,7 @@ use mio::{Events, Interest, Poll, Token};
 use pushwire::proto::resp::{Command as RedisCommand, Limits, Parser, Value};
 
 const USAGE: &str = "usage: backplane [--subs N] [--mem-subs N,N] [--samples N] [--rounds N] \
-[--burst N] [--rtt N] [--data-bytes B]";
+[--burst N] [--rtt N] [--idle-samples N] [--data-bytes B]";
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
 const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 /// Everything is killed after this long.
@@ -78,6 +82,7 @@ struct Args {
     rounds: usize,
     burst: usize,
     rtt: usize,
+    idle_samples: usize,
     data_bytes: usize,
 }
 
@@ -89,6 +94,7 @@ fn parse_args() -> Result<Args, String> {
         rounds: 10,
         burst: 50,
         rtt: 1000,
+        idle_samples: 40,
         data_bytes: 64,
     };
     let mut it = std::env::args().skip(1);
@@ -105,6 +111,7 @@ fn parse_args() -> Result<Args, String> {
             "--rounds" => a.rounds = num()?.max(1),
             "--burst" => a.burst = num()?.max(1),
             "--rtt" => a.rtt = num()?.max(1),
+            "--idle-samples" => a.idle_samples = num()?,
             "--data-bytes" => a.data_bytes = num()?.clamp(32, 60_000),
             "--mem-subs" => {
                 let v = it.next().ok_or("--mem-subs needs a value")?;
@@ -1279,6 +1286,30 @@ fn round_trips(redis: &Redis, hubs: &[Hub], n: usize) -> Result<RoundTrips, Stri
     })
 }
 
+// ---- 4. a hub without readers ------------------------------------------------------------
+
+/// The times until the `201` of sequential publishes (10 ms apart) on `addr`, sorted.
+fn idle_publishes(addr: SocketAddr, samples: usize) -> Result<Vec<f64>, String> {
+    let mut conn = HttpConn::open(addr)?;
+    conn.publish("idle", b"loads the script")?;
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut us = Vec::with_capacity(samples);
+    for i in 0..samples {
+        thread::sleep(Duration::from_millis(10));
+        let t = Instant::now();
+        let status = conn.publish("idle", format!("i{i}").as_bytes())?;
+        if status != 201 {
+            return Err(format!("publish answered {status}"));
+        }
+        us.push(t.elapsed().as_secs_f64() * 1e6);
+        if Instant::now() > end {
+            break;
+        }
+    }
+    us.sort_by(f64::total_cmp);
+    Ok(us)
+}
+
 // ---- main ---------------------------------------------------------------------------------
 
 fn main() {
@@ -1341,6 +1372,13 @@ fn run(args: &Args) -> Result<(), String> {
     )?);
     eprintln!("backplane: round trips");
     let rtt = round_trips(&redis, &cluster, args.rtt)?;
+    let idle = if args.idle_samples > 0 {
+        eprintln!("backplane: publishes on a hub without readers");
+        let hub4 = Hub::start(&hub_bin, dir.join("hub4.log"), Some(&redis.url()))?;
+        idle_publishes(hub4.addr, args.idle_samples)?
+    } else {
+        Vec::new()
+    };
     eprintln!("backplane: fan-out, 3 hubs x {} + redis", args.subs);
     let pids: Vec<u32> = cluster.iter().map(|h| h.proc.0.id()).collect();
     fanouts.push(fanout(
@@ -1386,7 +1424,7 @@ fn run(args: &Args) -> Result<(), String> {
         )?);
     }
 
-    report(&latencies, &fanouts, &rtt, &warnings);
+    report(&latencies, &fanouts, &rtt, &idle, &warnings);
     println!(
         "backplane run seconds={:.0} machine=\"{machine}\"",
         started.elapsed().as_secs_f64()
@@ -1409,7 +1447,7 @@ fn machine() -> String {
     format!("{cpus} CPUs, {model}")
 }
 
-fn report(lat: &[Latency], fan: &[Fanout], rtt: &RoundTrips, warnings: &[usize]) {
+fn report(lat: &[Latency], fan: &[Fanout], rtt: &RoundTrips, idle: &[f64], warnings: &[usize]) {
     println!();
     println!("| latency | samples | deliver p50 | deliver p99 | deliver max | 201 p50 | 201 p99 | 201 max |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
@@ -1426,6 +1464,15 @@ fn report(lat: &[Latency], fan: &[Fanout], rtt: &RoundTrips, warnings: &[usize])
             pct(c, 0.5),
             pct(c, 0.99),
             pct(c, 1.0)
+        );
+    }
+    if !idle.is_empty() {
+        println!(
+            "| redis, a 4th hub reading nothing (201 only) | {} | | | | {:.0} µs | {:.0} µs | {:.0} µs |",
+            idle.len(),
+            pct(idle, 0.5),
+            pct(idle, 0.99),
+            pct(idle, 1.0)
         );
     }
     println!();
@@ -1501,6 +1548,17 @@ fn report(lat: &[Latency], fan: &[Fanout], rtt: &RoundTrips, warnings: &[usize])
             f.cpu_client,
             f.cpu_hubs,
             f.cpu_redis
+        );
+    }
+    if !idle.is_empty() {
+        let late = idle.iter().filter(|us| **us > 250_000.0).count();
+        println!(
+            "backplane idle_hub_publish samples={} created_us_p50={:.0} created_us_p99={:.0} \
+             created_us_max={:.0} over_250ms={late}",
+            idle.len(),
+            pct(idle, 0.5),
+            pct(idle, 0.99),
+            pct(idle, 1.0)
         );
     }
     let opt = |v: Option<u64>| v.map_or("n/a".to_string(), |n| n.to_string());
