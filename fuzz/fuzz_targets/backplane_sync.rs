@@ -28,7 +28,7 @@ fuzz_target!(|input: &[u8]| {
         let arg = u64::from(bytes.next().unwrap_or(0));
         match op % 6 {
             0 => s.on_subscribed(&mut out),
-            1 => s.on_message(ev(arg, (op as usize) << 12), &mut out),
+            1 => s.on_message(ev(arg + 1, (op as usize) << 12), &mut out),
             2 if read_open => {
                 read_open = false;
                 let n = (arg % 6) as usize;

@@ -60,8 +60,9 @@ pub enum Step {
         /// At most this many entries.
         count: usize,
     },
-    /// The topic starts on this node with the stream's oldest entry, `oldest`: the driver
-    /// knows whether older ones were trimmed (the stream is as long as its cap) and so
+    /// The topic starts on this node with `oldest`, the stream's oldest entry (or, the
+    /// stream being empty when read, the topic's first event, arriving live): the driver
+    /// knows whether older ones were trimmed (the stream was as long as its cap) and so
     /// what the topic's first id is (`oldest`, or 1 so that a read from 0 reports the gap).
     Create {
         /// The id of the stream's oldest entry.
@@ -156,10 +157,7 @@ impl TopicSync {
             SyncState::Subscribing => {}
             SyncState::Reading => self.buffer_message(ev),
             SyncState::Live => match self.cursor.offer(ev.id) {
-                Offer::Deliver => {
-                    self.cursor.delivered(ev.id);
-                    out.push(Step::Deliver(ev));
-                }
+                Offer::Deliver => self.pass(ev, out),
                 Offer::Duplicate => {}
                 Offer::CatchUp { .. } => {
                     self.buffer_message(ev);
@@ -203,11 +201,6 @@ impl TopicSync {
             return;
         }
         let full = events.len() >= self.page;
-        if self.cursor.last().is_none() {
-            if let Some(first) = events.first() {
-                out.push(Step::Create { oldest: first.id });
-            }
-        }
         for ev in events {
             self.pass(ev, out);
         }
@@ -234,8 +227,12 @@ impl TopicSync {
 
     /// Delivers `ev` unless the cursor has it already.
     fn pass(&mut self, ev: Announced, out: &mut Vec<Step>) {
-        if self.cursor.last().is_some_and(|last| ev.id <= last) {
-            return;
+        match self.cursor.last() {
+            Some(last) if ev.id <= last => return,
+            Some(_) => {}
+            // The first event this node has of the topic: from the stream's start, or
+            // (the stream was empty) the topic's first event, arriving live.
+            None => out.push(Step::Create { oldest: ev.id }),
         }
         self.cursor.skip_to(ev.id);
         out.push(Step::Deliver(ev));
@@ -330,7 +327,9 @@ mod tests {
         out.clear();
         s.on_read(vec![], &mut out);
         assert_eq!(out, vec![Step::Live]);
+        out.clear();
         s.on_message(ev(100), &mut out);
+        assert_eq!(out[0], Step::Create { oldest: 100 });
         assert_eq!(ids(&out), vec![100]);
     }
 
