@@ -94,6 +94,9 @@ pub(crate) struct Backplane {
     sweep: Option<TimerKey>,
     /// Commands sent, by kind: publishes, stream reads (with their `XLEN`).
     pub(crate) sent: (u64, u64),
+    /// Both links have been up at least once: until then (the server just started) a
+    /// reader waits for them instead of being refused.
+    ever_up: bool,
     hooks: hooks::BpHooks,
 }
 
@@ -108,6 +111,7 @@ impl Backplane {
             next_tag: 1,
             sweep: None,
             sent: (0, 0),
+            ever_up: false,
             hooks: hooks::BpHooks::new(prefix),
         }
     }
@@ -213,6 +217,11 @@ impl Core {
         if self.bp.is_none() {
             return;
         }
+        if !self.bp.as_ref().is_some_and(|b| b.ever_up) && self.bp_ready() {
+            if let Some(b) = self.bp.as_mut() {
+                b.ever_up = true;
+            }
+        }
         for ev in self.take_redis_events() {
             match ev {
                 RedisEvent::Reply(tag, v) => self.bp_reply(tag, v),
@@ -248,6 +257,7 @@ impl Core {
     /// sent again when the link is back).
     fn bp_command_down(&mut self, why: &str) {
         let Some(b) = self.bp.as_mut() else { return };
+        b.ever_up = true;
         let mut refused = Vec::new();
         for f in b.topics.values_mut() {
             refused.append(&mut f.waiters);
@@ -265,6 +275,7 @@ impl Core {
 
     fn bp_subscriber_down(&mut self, why: &str) {
         let Some(b) = self.bp.as_mut() else { return };
+        b.ever_up = true; // a first connect that failed: readers are refused from now on
         let mut refused = Vec::new();
         for f in b.topics.values_mut() {
             f.sync.on_link_down();

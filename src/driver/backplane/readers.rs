@@ -42,6 +42,8 @@ impl Core {
         let Some(b) = self.bp.as_mut() else {
             return Ok(Some(w));
         };
+        // Just started, the links still connecting: wait for them rather than refuse.
+        let both_up = both_up || !b.ever_up;
         if let Some(f) = b.topics.get_mut(topic) {
             f.idle_since = None;
             if f.sync.state() == SyncState::Live && subscriber_up {
