@@ -242,13 +242,13 @@ impl Core {
                             self.bp_hooks_read();
                         }
                     }
-                    Some(Err(e)) => {
-                        warn!("backplane: reading the outbox failed: {e}");
-                        if e.to_string().contains("NOGROUP") {
-                            // Redis lost its data: the group is made again.
-                            self.bp_hooks_ready();
-                        }
+                    Some(Err(e)) if e.to_string().contains("NOGROUP") => {
+                        // Read before the group was made (a sweep at start), or Redis
+                        // lost its data: the group is made again.
+                        debug!("backplane: the outbox has no group yet: making it");
+                        self.bp_hooks_ready();
                     }
+                    Some(Err(e)) => warn!("backplane: reading the outbox failed: {e}"),
                     None => {}
                 }
             }
