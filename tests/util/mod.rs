@@ -23,6 +23,9 @@ pub fn example_bin(name: &str) -> PathBuf {
         let profile_release = dir.ends_with("release");
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "--quiet", "--example", name]);
+        // The test's own CARGO_MANIFEST_DIR would make build scripts (ring's) run again,
+        // and the outer `cargo test` rebuild after us.
+        cmd.env_remove("CARGO_MANIFEST_DIR");
         if profile_release {
             cmd.arg("--release");
         }
