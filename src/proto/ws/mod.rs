@@ -21,6 +21,7 @@
 
 pub mod close;
 pub mod conn;
+pub mod deflate;
 pub mod extensions;
 pub mod frame;
 pub mod handshake;

@@ -1,0 +1,311 @@
+//! permessage-deflate's compression of one message, pure (RFC 7692 §7.2).
+//!
+//! # On the wire
+//!
+//! A compressed message is sent with RSV1 set on its first frame; its payload is the raw
+//! DEFLATE (RFC 1951) data of the whole message, flushed to a byte boundary with an empty
+//! stored block, whose last four bytes `00 00 ff ff` are then removed (§7.2.1). The
+//! receiver appends them again and inflates (§7.2.2). Without context takeover each message
+//! starts from an empty window, so one [`Deflater`] and one [`Inflater`] serve any number
+//! of connections, one message at a time.
+//!
+//! Inflating counts its output against a limit while it inflates: a small payload that
+//! would grow past the message limit stops with [`InflateError::TooBig`] (close 1009) after
+//! at most the limit and one byte of output, never allocating more. A stream that
+//! is not DEFLATE is [`InflateError::Corrupt`] (close 1007).
+//!
+//! This is the compression half of permessage-deflate; the frame layer does not use it yet.
+
+use std::fmt;
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+/// What §7.2.1 removes from the end of a compressed message, and §7.2.2 adds back.
+pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// Output made per inflate step.
+const STEP: usize = 16 * 1024;
+
+/// Compresses messages with a window of `2^bits` bytes.
+pub struct Deflater {
+    c: Compress,
+    takeover: bool,
+}
+
+impl fmt::Debug for Deflater {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deflater")
+            .field("takeover", &self.takeover)
+            .finish()
+    }
+}
+
+impl Deflater {
+    /// A compressor with a window of `window_bits` (9-15, clamped) at `level` (0-9), keeping
+    /// its context between messages when `takeover`.
+    pub fn new(window_bits: u8, level: u32, takeover: bool) -> Deflater {
+        let bits = window_bits.clamp(9, 15);
+        Deflater {
+            c: Compress::new_with_window_bits(Compression::new(level.min(9)), false, bits),
+            takeover,
+        }
+    }
+
+    /// Appends the compressed payload of `message` to `out` (§7.2.1).
+    pub fn compress(&mut self, message: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        let mut input = message;
+        loop {
+            // Room for the worst case of what is left (stored blocks cost 5 bytes each).
+            out.reserve(input.len() + input.len() / 64 + 64);
+            let before = self.c.total_in();
+            // A sync flush cannot fail on a valid stream; a failure leaves what was made.
+            if self
+                .c
+                .compress_vec(input, out, FlushCompress::Sync)
+                .is_err()
+            {
+                break;
+            }
+            let used = (self.c.total_in() - before) as usize;
+            input = &input[used..];
+            // Done when all input is in and the flush's empty block is out.
+            if input.is_empty() && out.len() > start + 4 && out.ends_with(&TAIL) {
+                break;
+            }
+            if input.is_empty() && out.len() < out.capacity() {
+                break;
+            }
+        }
+        if out[start..].ends_with(&TAIL) {
+            out.truncate(out.len() - TAIL.len());
+        }
+        if out.len() == start {
+            // An empty message: one empty stored block's first byte (§7.2.3.6).
+            out.push(0x00);
+        }
+        if !self.takeover {
+            self.c.reset();
+        }
+    }
+}
+
+/// Why a compressed message could not be inflated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InflateError {
+    /// It inflates to more than the limit (close 1009).
+    TooBig,
+    /// It is not DEFLATE data (close 1007).
+    Corrupt,
+}
+
+impl fmt::Display for InflateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InflateError::TooBig => "the message inflates past the message limit",
+            InflateError::Corrupt => "the compressed message is not valid DEFLATE data",
+        })
+    }
+}
+
+/// Inflates messages made with a window of up to `2^bits` bytes.
+pub struct Inflater {
+    d: Decompress,
+    takeover: bool,
+}
+
+impl fmt::Debug for Inflater {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inflater")
+            .field("takeover", &self.takeover)
+            .finish()
+    }
+}
+
+impl Inflater {
+    /// A decompressor for windows of `window_bits` (9-15, clamped), keeping its context
+    /// between messages when `takeover`.
+    pub fn new(window_bits: u8, takeover: bool) -> Inflater {
+        Inflater {
+            d: Decompress::new_with_window_bits(false, window_bits.clamp(9, 15)),
+            takeover,
+        }
+    }
+
+    /// Appends the message inflated from `payload` (the tail added back, §7.2.2) to `out`,
+    /// at most `limit` bytes of it.
+    pub fn inflate(
+        &mut self,
+        payload: &[u8],
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), InflateError> {
+        let result = self.run(payload, limit, out);
+        if result.is_err() || !self.takeover {
+            self.d.reset(false);
+        }
+        result
+    }
+
+    fn run(&mut self, payload: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), InflateError> {
+        let start = out.len();
+        let mut buf = [0u8; STEP];
+        for part in [payload, &TAIL[..]] {
+            let mut input = part;
+            loop {
+                let made = out.len() - start;
+                if made > limit {
+                    return Err(InflateError::TooBig);
+                }
+                // At most one byte past the limit is made: enough to tell it is passed.
+                let room = STEP.min(limit - made + 1);
+                let (in_before, out_before) = (self.d.total_in(), self.d.total_out());
+                let status = self
+                    .d
+                    .decompress(input, &mut buf[..room], FlushDecompress::Sync)
+                    .map_err(|_| InflateError::Corrupt)?;
+                let used = (self.d.total_in() - in_before) as usize;
+                let produced = (self.d.total_out() - out_before) as usize;
+                out.extend_from_slice(&buf[..produced]);
+                input = &input[used..];
+                if status == Status::StreamEnd {
+                    // A final block (BFINAL, §7.2.3.4): whatever follows starts anew.
+                    self.d.reset(false);
+                    if input.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+                if input.is_empty() && produced < room {
+                    break;
+                }
+                if used == 0 && produced == 0 {
+                    if input.is_empty() {
+                        break;
+                    }
+                    return Err(InflateError::Corrupt);
+                }
+            }
+        }
+        if out.len() - start > limit {
+            return Err(InflateError::TooBig);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELLO: &[u8] = &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+
+    fn inflate(payload: &[u8]) -> Result<Vec<u8>, InflateError> {
+        let mut out = Vec::new();
+        Inflater::new(15, false)
+            .inflate(payload, 1 << 20, &mut out)
+            .map(|()| out)
+    }
+
+    #[test]
+    fn rfc7692_examples_inflate() {
+        // §7.2.3.1: "Hello" compressed.
+        assert_eq!(inflate(HELLO).unwrap(), b"Hello");
+        // §7.2.3.3: one stored (uncompressed) block.
+        let stored = [
+            0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+        ];
+        assert_eq!(inflate(&stored).unwrap(), b"Hello");
+        // §7.2.3.4: a final block, then the tail.
+        let last = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+        assert_eq!(inflate(&last).unwrap(), b"Hello");
+        // §7.2.3.5: two blocks.
+        let two = [
+            0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00,
+        ];
+        assert_eq!(inflate(&two).unwrap(), b"Hello");
+        // §7.2.3.6: an empty message.
+        assert_eq!(inflate(&[0x00]).unwrap(), b"");
+    }
+
+    #[test]
+    fn rfc7692_examples_deflate() {
+        let mut d = Deflater::new(15, 6, false);
+        let mut out = Vec::new();
+        d.compress(b"Hello", &mut out);
+        assert_eq!(out, HELLO, "§7.2.3.1");
+        // Without context takeover the second "Hello" is the same bytes.
+        out.clear();
+        d.compress(b"Hello", &mut out);
+        assert_eq!(out, HELLO);
+        // §7.2.3.2: with context takeover the second refers back to the first.
+        let mut keep = Deflater::new(15, 6, true);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        keep.compress(b"Hello", &mut a);
+        keep.compress(b"Hello", &mut b);
+        assert_eq!(a, HELLO);
+        assert_eq!(b, [0xf2, 0x00, 0x11, 0x00, 0x00]);
+        let mut inf = Inflater::new(15, true);
+        let mut got = Vec::new();
+        inf.inflate(&a, 100, &mut got).unwrap();
+        inf.inflate(&b, 100, &mut got).unwrap();
+        assert_eq!(got, b"HelloHello");
+        // An empty message (§7.2.3.6).
+        out.clear();
+        d.compress(b"", &mut out);
+        assert_eq!(out, [0x00]);
+    }
+
+    #[test]
+    fn every_window_round_trips() {
+        let text: Vec<u8> = (0..200_000u32)
+            .map(|i| b"{\"id\":1234,\"data\":\"hello\"} "[(i % 27) as usize])
+            .collect();
+        for bits in 9..=15 {
+            let mut out = Vec::new();
+            Deflater::new(bits, 6, false).compress(&text, &mut out);
+            assert!(out.len() < text.len() / 10, "{bits}: {}", out.len());
+            let mut back = Vec::new();
+            Inflater::new(bits, false)
+                .inflate(&out, text.len(), &mut back)
+                .unwrap();
+            assert_eq!(back, text, "{bits}");
+        }
+    }
+
+    #[test]
+    fn inflating_stops_at_the_limit() {
+        // 10 MB of zeros compress to about 10 KB.
+        let zeros = vec![0u8; 10 << 20];
+        let mut bomb = Vec::new();
+        Deflater::new(15, 9, false).compress(&zeros, &mut bomb);
+        assert!(bomb.len() < 20_000, "{}", bomb.len());
+        let mut out = Vec::new();
+        let mut inf = Inflater::new(15, false);
+        assert_eq!(
+            inf.inflate(&bomb, 64 * 1024, &mut out),
+            Err(InflateError::TooBig)
+        );
+        assert!(out.len() <= 64 * 1024 + 1, "{}", out.len());
+        // The inflater is usable again after the refusal.
+        out.clear();
+        inf.inflate(HELLO, 5, &mut out).unwrap();
+        assert_eq!(out, b"Hello");
+        out.clear();
+        assert_eq!(inf.inflate(HELLO, 4, &mut out), Err(InflateError::TooBig));
+    }
+
+    #[test]
+    fn garbage_is_corrupt() {
+        assert_eq!(
+            inflate(&[0xff, 0xff, 0xff, 0xff]),
+            Err(InflateError::Corrupt)
+        );
+        assert_eq!(inflate(&[0x07, 0x00]), Err(InflateError::Corrupt));
+        // A stored block whose length check fails.
+        assert_eq!(
+            inflate(&[0x00, 0x05, 0x00, 0x00, 0x00, b'H']),
+            Err(InflateError::Corrupt)
+        );
+    }
+}
