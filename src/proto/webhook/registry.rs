@@ -38,6 +38,7 @@
 //! is kept (with a lowered limit, new ones are refused until the topic is below it).
 
 mod deliver;
+mod shared;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -349,41 +350,8 @@ impl Registry {
         })
     }
 
-    /// [`Registry::add`] under an endpoint id chosen by the caller (the Redis backplane
-    /// picks random ones, shared by every server); refused like a restore when `endpoint`
-    /// is taken or 0.
-    pub fn add_as(
-        &mut self,
-        endpoint: EndpointId,
-        topic: &str,
-        url: &str,
-        secret: Option<&str>,
-        random_key: &[u8; 32],
-    ) -> Result<Registered, RegisterError> {
-        let (url, secret) = self.check(topic, url, secret, random_key)?;
-        if self
-            .engine
-            .restore_endpoint(endpoint, url, secret.clone(), false)
-            .is_err()
-        {
-            return Err(RegisterError::IdTaken);
-        }
-        let id = self.insert(endpoint, topic, &secret);
-        Ok(Registered {
-            endpoint,
-            id,
-            secret,
-        })
-    }
-
-    /// Names this registry's messages `msg_{prefix}_{n}` from now on (several servers
-    /// sharing a backplane use one prefix, so that each knows the others' ids).
-    pub fn set_id_prefix(&mut self, prefix: String) {
-        self.prefix = prefix;
-    }
-
     /// The checks of [`Registry::add`]: the URL and the secret to register.
-    fn check(
+    pub(super) fn check(
         &self,
         topic: &str,
         url: &str,
