@@ -4,89 +4,20 @@
 //! `redis-server` (Debian package) runs on a free loopback port in its own directory; the
 //! receiver is a small HTTP server in this test.
 
+#[path = "util/redis.rs"]
+mod redis_server;
 mod util;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use redis_server::RedisServer as Redis;
 use util::{get, post, start_hub, Proc};
-
-const REDIS: &str = "/usr/bin/redis-server";
-
-/// A `redis-server` of its own, killed (and its directory removed) on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        assert!(
-            std::path::Path::new(REDIS).exists(),
-            "{REDIS} is missing: install the redis-server package (.ci/run does)"
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::env::temp_dir().join(format!("pushwire-hooks-{:x}", rand_u64()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let child = Redis::spawn(port, &dir);
-        Redis { child, port, dir }
-    }
-
-    /// Kills it and starts an empty one on the same port (its data is lost).
-    fn restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = Redis::spawn(self.port, &self.dir);
-    }
-
-    fn spawn(port: u16, dir: &std::path::Path) -> Child {
-        let child = Command::new(REDIS)
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            thread::sleep(Duration::from_millis(20));
-        }
-        child
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn rand_u64() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    t.as_nanos() as u64 ^ u64::from(std::process::id()) << 32
-}
 
 /// What the receiver saw: per `webhook-id`, the attempts answered 503 and 200.
 #[derive(Default)]
@@ -238,8 +169,8 @@ fn each_message_is_delivered_once_across_hubs_even_when_one_is_killed() {
     first.sort();
     assert_eq!(first, refused, "the same webhook-ids after the takeover");
     // Every outbox entry is acknowledged and gone.
-    let len = redis_cli(redis.port, &["XLEN", "pushwire:hooks:out"]);
-    assert_eq!(len.trim(), "0", "outbox left: {len}");
+    let len = redis.int(&["XLEN", "pushwire:hooks:out"]);
+    assert_eq!(len, 0, "outbox left: {len}");
 }
 
 #[test]
@@ -260,8 +191,7 @@ fn registrations_and_removals_reach_every_hub_and_redis_down_answers_503() {
     wait_for("gone from a", Duration::from_secs(5), || {
         !get(a.addr, "/topics/t2/webhooks").text().contains(&id)
     });
-    let hash = redis_cli(redis.port, &["HLEN", "pushwire:hooks"]);
-    assert_eq!(hash.trim(), "0");
+    assert_eq!(redis.int(&["HLEN", "pushwire:hooks"]), 0);
     drop(redis);
     wait_for("a 503 registration", Duration::from_secs(5), || {
         post(a.addr, "/topics/t2/webhooks", "url=http://127.0.0.1:9/y").status == 503
@@ -285,12 +215,13 @@ fn registrations_are_written_again_when_redis_loses_its_data() {
     wait_for("the first delivery", Duration::from_secs(10), || {
         seen.lock().unwrap().delivered.len() == 1
     });
+    redis.kill();
     redis.restart();
     // Both hubs reconnect, see the new epoch, and write their registrations again.
     wait_for(
         "the registration back in redis",
         Duration::from_secs(15),
-        || redis_cli(redis.port, &["HLEN", "pushwire:hooks"]).trim() == "1",
+        || redis.int(&["HLEN", "pushwire:hooks"]) == 1,
     );
     wait_for(
         "a publish after the restart",
@@ -308,15 +239,6 @@ fn registrations_are_written_again_when_redis_loses_its_data() {
         "{:?}",
         seen.delivered
     );
-}
-
-fn redis_cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("redis-cli");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The string after `"key":"` in a JSON text (ids and secrets have no escapes).
