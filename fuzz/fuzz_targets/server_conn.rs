@@ -113,6 +113,7 @@ struct Harness {
     stopping: bool,
     conn: ServerConn,
     out: OutQueue,
+    codec: ws::deflate::Codec,
     /// Bytes the peer sent that the driver has not read yet.
     inbox: Vec<u8>,
     /// The driver's input buffer.
@@ -145,6 +146,7 @@ macro_rules! env {
             stopping: $h.stopping,
             date: Some("Thu, 01 Jan 2026 00:00:00 GMT"),
             out: &mut $h.out,
+            codec: &mut $h.codec,
         }
     };
 }
@@ -194,12 +196,14 @@ impl Harness {
         };
         let base = Instant::now();
         let mut out = OutQueue::default();
+        let mut codec = ws::deflate::Codec::new();
         let conn = ServerConn::new(&mut Env {
             now: base,
             cfg: &cfg,
             stopping: false,
             date: None,
             out: &mut out,
+            codec: &mut codec,
         });
         let ev = |chunked| {
             fanout::sse_event_bytes(
@@ -222,6 +226,7 @@ impl Harness {
             stopping: false,
             conn,
             out,
+            codec,
             inbox: Vec::new(),
             rbuf: Vec::new(),
             peer_eof: false,

@@ -114,6 +114,7 @@ impl Core {
             stopping: false,
             date: None,
             out: &mut out,
+            codec: &mut self.codec,
         };
         let proto = match tls {
             true => ServerConn::new_with_handshake(&mut env),
@@ -171,6 +172,7 @@ impl Core {
             stopping: self.stopping.is_some(),
             date: Some(&self.date.1),
             out: &mut c.out,
+            codec: &mut self.codec,
         };
         let r = f(&mut c.proto, &mut env);
         self.settle(i);

@@ -173,6 +173,8 @@ pub(crate) struct Core {
     redis: redis::Redis,
     /// The Redis backplane, when the configuration names a Redis URL.
     bp: Option<backplane::Backplane>,
+    /// The loop's shared permessage-deflate compressors and decompressor.
+    pub(crate) codec: crate::proto::ws::deflate::Codec,
 }
 
 /// The loop: the driver's state and the handler it calls.
@@ -246,6 +248,7 @@ impl<H: Handler> Driver<H> {
             expiry_timer: None,
             redis,
             bp,
+            codec: Default::default(),
         };
         if let Some(state) = recovered {
             core.restore(state);

@@ -236,6 +236,8 @@ pub struct Env<'a> {
     pub date: Option<&'a str>,
     /// The connection's output queue.
     pub out: &'a mut OutQueue,
+    /// The loop's shared permessage-deflate compressors and decompressor.
+    pub codec: &'a mut ws::deflate::Codec,
 }
 
 /// `now + after`, saturating far in the future instead of overflowing (a `Duration::MAX`

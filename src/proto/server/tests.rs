@@ -54,6 +54,7 @@ struct H {
     date: Option<&'static str>,
     /// Input read and not yet consumed.
     input: Vec<u8>,
+    codec: ws::deflate::Codec,
 }
 
 impl H {
@@ -64,12 +65,14 @@ impl H {
     fn with(cfg: ConnSettings) -> H {
         let base = Instant::now();
         let mut out = OutQueue::default();
+        let mut codec = ws::deflate::Codec::new();
         let conn = ServerConn::new(&mut Env {
             now: base,
             cfg: &cfg,
             stopping: false,
             date: None,
             out: &mut out,
+            codec: &mut codec,
         });
         H {
             conn,
@@ -80,6 +83,7 @@ impl H {
             stopping: false,
             date: None,
             input: Vec::new(),
+            codec,
         }
     }
 
@@ -91,6 +95,7 @@ impl H {
             stopping: self.stopping,
             date: self.date,
             out: &mut self.out,
+            codec: &mut self.codec,
         };
         f(&mut self.conn, &mut env)
     }
@@ -190,6 +195,7 @@ impl H {
                 stopping: self.stopping,
                 date: self.date,
                 out: &mut self.out,
+                codec: &mut self.codec,
             };
             let (n, msg) = self.conn.ws_read(&mut recv, &mut self.input, &mut env);
             let msg = msg.map(Msg::from);

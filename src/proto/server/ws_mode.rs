@@ -84,7 +84,7 @@ impl ServerConn {
         // What the protocol forces (a Pong, a Close) is rare: collect it in a vector that
         // allocates only if something is written, instead of opening a queue chunk per read.
         let mut forced = Vec::new();
-        let step = recv.read(send, buf, &mut forced);
+        let step = recv.read(send, env.codec, buf, &mut forced);
         env.out.push_slice(&forced);
         let (n, msg, close) = match step {
             Ok((n, None)) => (n, None, None),
@@ -138,8 +138,10 @@ impl ServerConn {
         let Mode::Ws { send, .. } = &mut self.mode else {
             return false;
         };
-        env.out
-            .append(payload.len() + 14, |out| send.send(out, opcode, payload))
+        let codec = &mut *env.codec;
+        env.out.append(payload.len() + 14, |out| {
+            send.send(out, opcode, payload, codec)
+        })
     }
 
     /// Starts the WebSocket closing handshake (RFC 6455 §7.1.2). `false` when this is no

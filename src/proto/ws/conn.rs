@@ -1,15 +1,17 @@
-//! One server-side connection after the handshake: frames in, messages out, and the
-//! closing handshake (RFC 6455 §5.1-§5.6, §7).
+//! One connection after the handshake: frames in, messages out, and the closing handshake
+//! (RFC 6455 §5.1-§5.6, §7), on the server or the client side, with permessage-deflate
+//! (RFC 7692 §6, §7.2.2) when it was negotiated.
 //!
 //! # Theory of operation
 //!
 //! [`Receiver::read`] is handed the driver's read buffer. It walks it frame by frame:
 //!
-//! * At a frame boundary it parses a header ([`parse_header`]) and applies the server's
-//!   rules: client frames must be masked (§5.1), RSV bits must be zero (no extension is
-//!   negotiated, §5.2), fragments must follow each other properly (§5.4), and the frame and
-//!   message must fit the [`WsLimits`] limits, checked against the header's length before a
-//!   single payload byte is stored.
+//! * At a frame boundary it parses a header ([`parse_header`]) and applies the rules of its
+//!   role: a server requires masked frames, a client unmasked ones (§5.1); RSV2 and RSV3
+//!   must be zero, and RSV1 too unless permessage-deflate was negotiated, and then only on
+//!   the first frame of a data message (RFC 7692 §6.1); fragments must follow each other
+//!   properly (§5.4); the frame and message must fit the [`WsLimits`] limits, checked
+//!   against the header's length before a single payload byte is stored.
 //! * A **control frame** (≤ 125 bytes) is handled only once it is complete in the buffer;
 //!   until then nothing of it is consumed. It is unmasked in place and reported as an
 //!   event that borrows the buffer. What it forces us to send (the Pong answering a Ping,
@@ -22,6 +24,13 @@
 //!   frame never has to sit whole in the read buffer. When the final fragment ends, the
 //!   message is returned as a slice of the message buffer; the buffer is freed on the next
 //!   call, so an idle connection holds no heap memory.
+//! * A **compressed message** (RSV1 on its first frame) is assembled compressed (its size
+//!   counts against the limits as it arrives), then inflated in one go when its last frame
+//!   is in, with the loop's shared decompressor ([`Codec`]) or, with context takeover, the
+//!   connection's own. The inflated size counts against the message limit while inflating:
+//!   past it the connection fails with 1009 after at most the limit's worth of output; a
+//!   corrupt DEFLATE stream fails it with 1007. A text message's UTF-8 is checked once it
+//!   is inflated.
 //!
 //! Closing (§7): a Close from the peer is validated (status code, UTF-8 reason), echoed
 //! with the same status code, and reported; after it `read` consumes nothing. A close
@@ -34,9 +43,10 @@
 use std::ops::Range;
 
 pub use super::close::{close_code, CloseError};
-use super::frame::{encode_frame, parse_header, write_close, FrameHeader, OpCode};
-use super::mask::apply_mask;
-use super::sender::{CloseProgress, Sender};
+use super::deflate::{Codec, InflateError, Inflater};
+use super::frame::{parse_header, FrameHeader, OpCode};
+use super::mask::{apply_mask, MaskKeys};
+use super::sender::{CloseProgress, Sender, RSV1};
 use super::utf8::Utf8Validator;
 
 /// Limits of one connection. Every limit is checked against the length a header announces,
@@ -94,7 +104,8 @@ enum Kind {
 struct Streaming {
     /// Payload bytes still to come.
     remaining: u64,
-    key: [u8; 4],
+    /// The masking key (frames from a client); `None` for a server's frames.
+    key: Option<[u8; 4]>,
     /// Payload bytes seen so far, modulo 4: where the mask stands.
     mask_offset: u8,
     /// Final fragment of its message.
@@ -105,7 +116,7 @@ struct Streaming {
 
 impl Streaming {
     /// The payload of the data frame `header` (masked with `key`) starts.
-    fn start(header: &FrameHeader, key: [u8; 4], discard: bool) -> Streaming {
+    fn start(header: &FrameHeader, key: Option<[u8; 4]>, discard: bool) -> Streaming {
         Streaming {
             remaining: header.payload_len,
             key,
@@ -128,7 +139,18 @@ enum Ready {
     Assembled(Kind),
 }
 
-/// The receiving half of a server-side WebSocket connection: frames in, messages out.
+/// How a connection inflates compressed messages.
+#[derive(Debug)]
+enum Inflate {
+    /// permessage-deflate was not negotiated: RSV1 is an error.
+    Off,
+    /// With the loop's shared decompressor (the peer resets its context per message).
+    Shared,
+    /// With the connection's own, which keeps its context (the peer's takeover).
+    Own(Box<Inflater>),
+}
+
+/// The receiving half of a WebSocket connection: frames in, messages out.
 ///
 /// It owns no buffer while idle: the message buffer exists only while a fragmented or
 /// partially received message is assembled. While the application handles a message, the
@@ -138,6 +160,11 @@ enum Ready {
 #[derive(Debug)]
 pub struct Receiver {
     config: WsLimits,
+    /// We are the client: frames must arrive unmasked.
+    client: bool,
+    inflate: Inflate,
+    /// The message being assembled is compressed.
+    compressed: bool,
     /// The data frame being streamed, if any.
     frame: Option<Streaming>,
     /// The type of the fragmented message being assembled, if any.
@@ -161,47 +188,66 @@ const NOT_MASKED: CloseError = CloseError {
     code: close_code::PROTOCOL_ERROR,
     reason: "client frame not masked",
 };
+const MASKED: CloseError = CloseError {
+    code: close_code::PROTOCOL_ERROR,
+    reason: "server frame masked",
+};
 const BAD_UTF8: CloseError = CloseError {
     code: close_code::INVALID_PAYLOAD,
     reason: "invalid UTF-8 in text message",
 };
 
-/// One WebSocket connection, server side, after a successful handshake: both halves
-/// together, for code that does not need to split them.
+/// One WebSocket connection after a successful handshake: both halves together, with a
+/// [`Codec`] of its own, for code that does not need to split them (tests, fuzzing, a
+/// program with one connection).
 #[derive(Debug)]
 pub struct Connection {
     /// The receiving half.
     pub receiver: Receiver,
     /// The sending half.
     pub sender: Sender,
+    /// The compressors and decompressor (used when permessage-deflate was negotiated).
+    pub codec: Codec,
 }
 
 impl Connection {
-    /// A connection that has just completed its opening handshake.
+    /// A server-side connection that has just completed its opening handshake.
     pub fn new(config: WsLimits) -> Self {
+        Connection::from_halves(Receiver::new(config), Sender::default())
+    }
+
+    /// A client-side connection: frames masked with keys from `keys`.
+    pub fn client(config: WsLimits, keys: MaskKeys) -> Self {
+        Connection::from_halves(Receiver::client(config), Sender::client(keys))
+    }
+
+    /// Both halves, set up as the caller wants (e.g. with permessage-deflate).
+    pub fn from_halves(receiver: Receiver, sender: Sender) -> Self {
         Connection {
-            receiver: Receiver::new(config),
-            sender: Sender::default(),
+            receiver,
+            sender,
+            codec: Codec::new(),
         }
     }
 
-    /// [`Receiver::read`] with this connection's sender.
+    /// [`Receiver::read`] with this connection's sender and codec.
     pub fn read<'a>(
         &'a mut self,
         buf: &'a mut [u8],
         out: &mut Vec<u8>,
     ) -> Result<(usize, Option<WsEvent<'a>>), CloseError> {
-        self.receiver.read(&mut self.sender, buf, out)
+        self.receiver
+            .read(&mut self.sender, &mut self.codec, buf, out)
     }
 
     /// [`Sender::send_text`].
     pub fn send_text(&mut self, out: &mut Vec<u8>, text: &str) -> bool {
-        self.sender.send_text(out, text)
+        self.sender.send_text(out, text, &mut self.codec)
     }
 
     /// [`Sender::send_binary`].
     pub fn send_binary(&mut self, out: &mut Vec<u8>, data: &[u8]) -> bool {
-        self.sender.send_binary(out, data)
+        self.sender.send_binary(out, data, &mut self.codec)
     }
 
     /// [`Sender::send_ping`].
@@ -226,16 +272,40 @@ impl Connection {
 }
 
 impl Receiver {
-    /// The receiving half of a connection that has just completed its opening handshake.
+    /// The receiving half of a server-side connection that has just completed its opening
+    /// handshake.
     pub fn new(config: WsLimits) -> Self {
         Receiver {
             config,
+            client: false,
+            inflate: Inflate::Off,
+            compressed: false,
             frame: None,
             message: None,
             utf8: Utf8Validator::new(),
             data: Vec::new(),
             release: false,
         }
+    }
+
+    /// The receiving half of a client: the server's frames must be unmasked.
+    pub fn client(config: WsLimits) -> Self {
+        Receiver {
+            client: true,
+            ..Receiver::new(config)
+        }
+    }
+
+    /// Inflates compressed messages (permessage-deflate was negotiated). With `takeover`
+    /// the peer keeps its compression context, so this connection gets its own
+    /// decompressor for windows of `window_bits`; otherwise the loop's shared one serves.
+    pub fn with_deflate(mut self, takeover: bool, window_bits: u8) -> Self {
+        self.inflate = if takeover {
+            Inflate::Own(Box::new(Inflater::new(window_bits, true)))
+        } else {
+            Inflate::Shared
+        };
+        self
     }
 
     /// Processes input.
@@ -255,10 +325,12 @@ impl Receiver {
     ///
     /// Control frames, Close echoes and failures consult and update `send`, the one owner
     /// of the closing state: once `send` has sent a Close (perhaps from a callback since the
-    /// last call), data frames are discarded, unread, until the peer's Close.
+    /// last call), data frames are discarded, unread, until the peer's Close. `codec`
+    /// inflates compressed messages (unless the connection has its own decompressor).
     pub fn read<'a>(
         &'a mut self,
         send: &mut Sender,
+        codec: &mut Codec,
         buf: &'a mut [u8],
         out: &mut Vec<u8>,
     ) -> Result<(usize, Option<WsEvent<'a>>), CloseError> {
@@ -273,7 +345,7 @@ impl Receiver {
             // Any message in assembly is now moot (§5.5.1).
             self.drop_message_keep_frame();
         }
-        let (used, ready) = match self.advance(send, buf, out) {
+        let (used, ready) = match self.advance(send, codec, buf, out) {
             Ok(step) => step,
             Err(e) => return Err(self.fail(send, e, out)),
         };
@@ -302,7 +374,7 @@ impl Receiver {
                         Ok(text) => Some(WsEvent::Text(text)),
                         Err(_) => {
                             send.progress = CloseProgress::Failed;
-                            write_close(out, Some(BAD_UTF8.code), BAD_UTF8.reason);
+                            send.close_frame(out, Some(BAD_UTF8.code), BAD_UTF8.reason);
                             return Err(BAD_UTF8);
                         }
                     },
@@ -316,6 +388,7 @@ impl Receiver {
     fn advance(
         &mut self,
         send: &mut Sender,
+        codec: &mut Codec,
         buf: &mut [u8],
         out: &mut Vec<u8>,
     ) -> Result<(usize, Ready), CloseError> {
@@ -329,8 +402,10 @@ impl Receiver {
                 pos += n;
                 frame.remaining -= n as u64;
                 if !frame.discard {
-                    apply_mask(chunk, frame.key, usize::from(frame.mask_offset));
-                    if self.message == Some(Kind::Text) {
+                    if let Some(key) = frame.key {
+                        apply_mask(chunk, key, usize::from(frame.mask_offset));
+                    }
+                    if self.message == Some(Kind::Text) && !self.compressed {
                         // Fail fast, even mid-frame (§8.1).
                         self.utf8.feed(chunk).map_err(|_| BAD_UTF8)?;
                     }
@@ -344,7 +419,11 @@ impl Receiver {
                 self.frame = None;
                 if frame.fin && !frame.discard {
                     if let Some(kind) = self.message.take() {
-                        if kind == Kind::Text && !self.utf8.is_complete() {
+                        if self.compressed {
+                            self.compressed = false;
+                            let packed = std::mem::take(&mut self.data);
+                            self.inflate_into_data(codec, &packed)?;
+                        } else if kind == Kind::Text && !self.utf8.is_complete() {
                             return Err(BAD_UTF8);
                         }
                         log::trace!("ws recv {:?} message, {} bytes", kind, self.data.len());
@@ -361,13 +440,33 @@ impl Receiver {
             // "MUST be 0 unless an extension is negotiated that defines meanings for
             // non-zero values. If a nonzero value is received and none of the negotiated
             // extensions defines the meaning of such a nonzero value, the receiving endpoint
-            // MUST _Fail the WebSocket Connection_." (§5.2)
-            if header.rsv != 0 {
+            // MUST _Fail the WebSocket Connection_." (§5.2) permessage-deflate gives RSV1 a
+            // meaning on the first frame of a data message only (RFC 7692 §6, §6.1).
+            let rsv1 = header.rsv & RSV1 != 0;
+            if header.rsv & !RSV1 != 0 {
                 return Err(err(close_code::PROTOCOL_ERROR, "reserved bits set"));
             }
+            if rsv1 {
+                let why = match header.opcode {
+                    _ if matches!(self.inflate, Inflate::Off) => {
+                        Some("RSV1 set without permessage-deflate")
+                    }
+                    op if op.is_control() => Some("RSV1 set on a control frame"),
+                    OpCode::Continuation => Some("RSV1 set on a continuation frame"),
+                    _ => None,
+                };
+                if let Some(why) = why {
+                    return Err(err(close_code::PROTOCOL_ERROR, why));
+                }
+            }
             // "The server MUST close the connection upon receiving a frame that is not
-            // masked." (§5.1)
-            let key = header.mask.ok_or(NOT_MASKED)?;
+            // masked. [...] A client MUST close a connection if it detects a masked
+            // frame." (§5.1)
+            let key = match (self.client, header.mask) {
+                (false, None) => return Err(NOT_MASKED),
+                (true, Some(_)) => return Err(MASKED),
+                (_, key) => key,
+            };
             let start = pos + header_len;
             log::trace!(
                 "ws recv {:?} fin={} len={}",
@@ -385,13 +484,15 @@ impl Receiver {
                 let end = start + len;
                 pos = end;
                 let payload = &mut buf[start..end];
-                apply_mask(payload, key, 0);
+                if let Some(key) = key {
+                    apply_mask(payload, key, 0);
+                }
                 match header.opcode {
                     OpCode::Ping if send.progress == CloseProgress::Open => {
                         // "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
                         // response [...] A Pong frame sent in response to a Ping frame must
                         // have identical "Application data"" (§5.5.2, §5.5.3)
-                        encode_frame(out, OpCode::Pong, payload);
+                        send.frame(out, 0, OpCode::Pong, payload);
                         return Ok((pos, Ready::Ping(start..end)));
                     }
                     OpCode::Pong if send.progress == CloseProgress::Open => {
@@ -448,9 +549,18 @@ impl Receiver {
             let len = header.payload_len as usize; // fits: at most max_frame_bytes
 
             if header.fin && self.message.is_none() && buf.len() - start >= len {
-                // A whole unfragmented message, complete in buf: hand it out in place.
+                // A whole unfragmented message, complete in buf: hand it out in place (or
+                // inflate it from there).
                 let end = start + len;
-                apply_mask(&mut buf[start..end], key, 0);
+                if let Some(key) = key {
+                    apply_mask(&mut buf[start..end], key, 0);
+                }
+                if rsv1 {
+                    self.inflate_into_data(codec, &buf[start..end])?;
+                    log::trace!("ws recv compressed {kind:?}, {len} -> {}", self.data.len());
+                    self.release = true;
+                    return Ok((end, Ready::Assembled(kind)));
+                }
                 let ready = match kind {
                     Kind::Text => Ready::Text(start..end),
                     Kind::Binary => Ready::Binary(start..end),
@@ -460,6 +570,7 @@ impl Receiver {
 
             if self.message.is_none() {
                 self.message = Some(kind);
+                self.compressed = rsv1;
                 self.utf8 = Utf8Validator::new();
             }
             pos = start;
@@ -501,7 +612,7 @@ impl Receiver {
         // the endpoint MUST send a Close frame in response. [...] it is typical to echo the
         // status code it received." (§5.5.1)
         if send.progress == CloseProgress::Open {
-            write_close(out, code, "");
+            send.close_frame(out, code, "");
         }
         send.progress = CloseProgress::Closed;
         self.drop_message();
@@ -513,16 +624,37 @@ impl Receiver {
     fn fail(&mut self, send: &mut Sender, e: CloseError, out: &mut Vec<u8>) -> CloseError {
         log::debug!("ws failing connection: {e}");
         if send.progress == CloseProgress::Open {
-            write_close(out, Some(e.code), e.reason);
+            send.close_frame(out, Some(e.code), e.reason);
         }
         send.progress = CloseProgress::Failed;
         self.drop_message();
         e
     }
 
+    /// Inflates a whole compressed message into the (empty) message buffer, within the
+    /// message limit.
+    fn inflate_into_data(&mut self, codec: &mut Codec, packed: &[u8]) -> Result<(), CloseError> {
+        let limit = self.config.max_message_bytes;
+        let inflater = match &mut self.inflate {
+            Inflate::Own(own) => own,
+            Inflate::Shared => codec.inflater(),
+            Inflate::Off => return Err(err(close_code::INTERNAL_ERROR, "no decompressor")),
+        };
+        self.data.clear();
+        inflater
+            .inflate(packed, limit, &mut self.data)
+            .map_err(|e| match e {
+                InflateError::TooBig => err(close_code::MESSAGE_TOO_BIG, "message too big"),
+                InflateError::Corrupt => {
+                    err(close_code::INVALID_PAYLOAD, "invalid compressed data")
+                }
+            })
+    }
+
     fn drop_message(&mut self) {
         self.frame = None;
         self.message = None;
+        self.compressed = false;
         self.data = Vec::new();
         self.release = false;
     }
@@ -530,6 +662,7 @@ impl Receiver {
     /// Forgets the message being assembled; a data frame being streamed is now skipped.
     fn drop_message_keep_frame(&mut self) {
         self.message = None;
+        self.compressed = false;
         self.data = Vec::new();
         self.release = false;
         if let Some(frame) = &mut self.frame {

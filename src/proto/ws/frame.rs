@@ -179,7 +179,20 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, CloseErr
 /// bytes MUST be used to encode the length"). RSV bits are zero. `len` must be below
 /// `2^63`; larger values are clamped to it (no payload that large can exist in memory).
 pub fn write_header(out: &mut Vec<u8>, fin: bool, opcode: OpCode, mask: Option<[u8; 4]>, len: u64) {
-    let b0 = if fin { 0x80 } else { 0 } | opcode.as_u8();
+    write_header_rsv(out, fin, 0, opcode, mask, len);
+}
+
+/// [`write_header`] with RSV bits (`rsv` as in [`FrameHeader::rsv`]; permessage-deflate
+/// sets RSV1, `0b100`, on the first frame of a compressed message, RFC 7692 §6).
+pub fn write_header_rsv(
+    out: &mut Vec<u8>,
+    fin: bool,
+    rsv: u8,
+    opcode: OpCode,
+    mask: Option<[u8; 4]>,
+    len: u64,
+) {
+    let b0 = if fin { 0x80 } else { 0 } | (rsv & 0x7) << 4 | opcode.as_u8();
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     out.push(b0);
     if len <= 125 {
@@ -205,9 +218,33 @@ pub fn encode_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// Appends a Close frame (server side, unmasked): no body for `None`, else the code and `reason` cut to fit 125
-/// bytes on a char boundary.
-pub fn write_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
+/// Appends a whole frame (FIN set) with `rsv` bits, masked with `mask` when given (a
+/// client's frame, §5.3: the payload is copied, then masked in place in `out`).
+pub fn write_frame(
+    out: &mut Vec<u8>,
+    rsv: u8,
+    opcode: OpCode,
+    mask: Option<[u8; 4]>,
+    payload: &[u8],
+) {
+    log::trace!(
+        "ws send {:?} rsv={rsv:#b} len {} masked={}",
+        opcode,
+        payload.len(),
+        mask.is_some()
+    );
+    out.reserve(payload.len() + MAX_HEADER_LEN);
+    write_header_rsv(out, true, rsv, opcode, mask, payload.len() as u64);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = mask {
+        super::mask::apply_mask(&mut out[start..], key, 0);
+    }
+}
+
+/// The body of a Close frame (§5.5.1): nothing for `None`, else the code and `reason` cut
+/// to fit 125 bytes on a char boundary. Returns the buffer and the length used.
+pub fn close_body(code: Option<u16>, reason: &str) -> ([u8; MAX_CONTROL_PAYLOAD], usize) {
     let mut body = [0u8; MAX_CONTROL_PAYLOAD];
     let len = match code {
         None => 0,
@@ -221,6 +258,13 @@ pub fn write_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
             2 + cut
         }
     };
+    (body, len)
+}
+
+/// Appends a Close frame (server side, unmasked): no body for `None`, else the code and
+/// `reason` cut to fit 125 bytes on a char boundary.
+pub fn write_close(out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
+    let (body, len) = close_body(code, reason);
     encode_frame(out, OpCode::Close, &body[..len]);
 }
 

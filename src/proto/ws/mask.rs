@@ -51,6 +51,56 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     }
 }
 
+/// A client's masking keys (§5.3: "a fresh masking key [...] from a strong source of
+/// entropy", unpredictable to the application, §10.3). The driver draws 32 random bytes
+/// when the connection opens; the keys are SHA-256 of that seed and a counter, eight keys
+/// per hash, so the core needs no random source of its own and a test can fix the seed.
+#[derive(Clone)]
+pub struct MaskKeys {
+    seed: [u8; 32],
+    counter: u64,
+    block: [u8; 32],
+    used: usize,
+}
+
+impl std::fmt::Debug for MaskKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The seed stays out of logs.
+        f.debug_struct("MaskKeys")
+            .field("counter", &self.counter)
+            .finish()
+    }
+}
+
+impl MaskKeys {
+    /// Keys derived from `seed` (random bytes from the driver).
+    pub fn new(seed: [u8; 32]) -> MaskKeys {
+        MaskKeys {
+            seed,
+            counter: 0,
+            block: [0; 32],
+            used: 32,
+        }
+    }
+
+    /// The next key.
+    pub fn next_key(&mut self) -> [u8; 4] {
+        use sha2::{Digest, Sha256};
+        if self.used == self.block.len() {
+            let mut h = Sha256::new();
+            h.update(self.seed);
+            h.update(self.counter.to_be_bytes());
+            self.block = h.finalize().into();
+            self.counter += 1;
+            self.used = 0;
+        }
+        let mut key = [0; 4];
+        key.copy_from_slice(&self.block[self.used..self.used + 4]);
+        self.used += 4;
+        key
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,9 +1,21 @@
-//! The sending half of a server-side WebSocket connection (RFC 6455 §5.5.1, §7.1.2): the
-//! one owner of the closing-handshake state. The receiving half,
-//! [`Receiver`](super::Receiver), reads and updates it.
+//! The sending half of a WebSocket connection (RFC 6455 §5.5.1, §7.1.2): the one owner of
+//! the closing-handshake state, of the connection's role (a client masks every frame it
+//! sends, §5.3) and of permessage-deflate's sending side (RFC 7692 §7.2.1). The receiving
+//! half, [`Receiver`](super::Receiver), reads and updates it.
+//!
+//! A message of at least [`MIN_COMPRESSED`] bytes goes out compressed (RSV1 set) when the
+//! extension was negotiated: with the loop's shared compressor for its window size
+//! ([`Codec`]), or, with context takeover, the connection's own. Without takeover a message
+//! that does not shrink is sent as it is; with takeover it is always sent compressed, as the
+//! compressor's context now holds it and the peer's must too.
 
 use super::close::close_code;
-use super::frame::{encode_frame, write_close, OpCode, MAX_CONTROL_PAYLOAD};
+use super::deflate::{Codec, Deflater, LEVEL, MIN_COMPRESSED};
+use super::frame::{close_body, write_frame, OpCode, MAX_CONTROL_PAYLOAD};
+use super::mask::MaskKeys;
+
+/// RSV1: the first frame of a compressed message (RFC 7692 §6).
+pub const RSV1: u8 = 0b100;
 
 /// Where the closing handshake stands; owned by the [`Sender`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,49 +31,128 @@ pub(super) enum CloseProgress {
 }
 
 /// The sending half: the one owner of the closing-handshake state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Its size does not depend on what was negotiated: a connection with permessage-deflate
+/// (and no context takeover) holds no more memory than one without.
+#[derive(Debug)]
 pub struct Sender {
     pub(super) progress: CloseProgress,
+    /// Our compressor's window bits when permessage-deflate was negotiated, else 0.
+    deflate_bits: u8,
+    /// Our own compressor, when we keep its context between messages (opt-in).
+    own: Option<Box<Deflater>>,
+    /// A client's masking keys; `None` on the server side ("A server MUST NOT mask any
+    /// frames", §5.1).
+    keys: Option<Box<MaskKeys>>,
 }
 
 impl Default for Sender {
     fn default() -> Self {
         Sender {
             progress: CloseProgress::Open,
+            deflate_bits: 0,
+            own: None,
+            keys: None,
         }
     }
 }
 
 impl Sender {
+    /// The sending half of a client: every frame masked with a key from `keys`.
+    pub fn client(keys: MaskKeys) -> Sender {
+        Sender {
+            keys: Some(Box::new(keys)),
+            ..Sender::default()
+        }
+    }
+
+    /// Compresses messages (permessage-deflate) with a window of `window_bits`; with
+    /// `takeover` the connection gets its own compressor that keeps its context.
+    pub fn with_deflate(mut self, window_bits: u8, takeover: bool) -> Sender {
+        self.deflate_bits = window_bits.clamp(9, 15);
+        self.own = takeover.then(|| Box::new(Deflater::new(self.deflate_bits, LEVEL, true)));
+        self
+    }
+
+    /// The window bits of a connection whose broadcasts may share the loop's compressed
+    /// frames: permessage-deflate without context takeover, on the server side. `None`
+    /// otherwise (it takes the uncompressed frame).
+    pub fn shared_deflate(&self) -> Option<u8> {
+        (self.deflate_bits != 0 && self.own.is_none() && self.keys.is_none())
+            .then_some(self.deflate_bits)
+    }
+
+    /// True when permessage-deflate was negotiated.
+    pub fn deflates(&self) -> bool {
+        self.deflate_bits != 0
+    }
+
     /// Sends a text message as one frame. Returns false, writing nothing, once a Close was
     /// sent (§5.5.1).
-    pub fn send_text(&mut self, out: &mut Vec<u8>, text: &str) -> bool {
-        self.send(out, OpCode::Text, text.as_bytes())
+    pub fn send_text(&mut self, out: &mut Vec<u8>, text: &str, codec: &mut Codec) -> bool {
+        self.send(out, OpCode::Text, text.as_bytes(), codec)
     }
 
     /// Sends a binary message as one frame. Returns false, writing nothing, once a Close
     /// was sent.
-    pub fn send_binary(&mut self, out: &mut Vec<u8>, data: &[u8]) -> bool {
-        self.send(out, OpCode::Binary, data)
+    pub fn send_binary(&mut self, out: &mut Vec<u8>, data: &[u8], codec: &mut Codec) -> bool {
+        self.send(out, OpCode::Binary, data, codec)
     }
 
     /// Sends a Ping. Returns false, writing nothing, when `data` is over 125 bytes or a
     /// Close was sent.
     pub fn send_ping(&mut self, out: &mut Vec<u8>, data: &[u8]) -> bool {
-        data.len() <= MAX_CONTROL_PAYLOAD && self.send(out, OpCode::Ping, data)
+        if self.progress != CloseProgress::Open || data.len() > MAX_CONTROL_PAYLOAD {
+            return false;
+        }
+        self.frame(out, 0, OpCode::Ping, data);
+        true
     }
 
     /// Sends one frame of any data or control `opcode` (control payloads at most 125
-    /// bytes). Returns false, writing nothing, once a Close was sent.
-    pub fn send(&mut self, out: &mut Vec<u8>, opcode: OpCode, payload: &[u8]) -> bool {
+    /// bytes); a data message may go out compressed. Returns false, writing nothing, once
+    /// a Close was sent.
+    pub fn send(
+        &mut self,
+        out: &mut Vec<u8>,
+        opcode: OpCode,
+        payload: &[u8],
+        codec: &mut Codec,
+    ) -> bool {
         if self.progress != CloseProgress::Open
             || opcode == OpCode::Close
             || (opcode.is_control() && payload.len() > MAX_CONTROL_PAYLOAD)
         {
             return false;
         }
-        encode_frame(out, opcode, payload);
+        if opcode.is_control() || self.deflate_bits == 0 || payload.len() < MIN_COMPRESSED {
+            self.frame(out, 0, opcode, payload);
+            return true;
+        }
+        let packed = match &mut self.own {
+            Some(own) => codec.compress_with(own, payload),
+            None => codec.compress(self.deflate_bits, payload),
+        };
+        if packed.len() < payload.len() || self.own.is_some() {
+            let mask = self.keys.as_mut().map(|k| k.next_key());
+            write_frame(out, RSV1, opcode, mask, packed);
+        } else {
+            self.frame(out, 0, opcode, payload);
+        }
+        codec.trim();
         true
+    }
+
+    /// Writes one whole frame, masked when we are the client.
+    pub(super) fn frame(&mut self, out: &mut Vec<u8>, rsv: u8, opcode: OpCode, payload: &[u8]) {
+        let mask = self.keys.as_mut().map(|k| k.next_key());
+        write_frame(out, rsv, opcode, mask, payload);
+    }
+
+    /// Writes a Close frame with `code` (none: an empty body) and `reason`.
+    pub(super) fn close_frame(&mut self, out: &mut Vec<u8>, code: Option<u16>, reason: &str) {
+        let (body, len) = close_body(code, reason);
+        self.frame(out, 0, OpCode::Close, &body[..len]);
     }
 
     /// Starts the closing handshake (§7.1.2) with a status `code` and a `reason`, cut to
@@ -72,7 +163,7 @@ impl Sender {
         if self.progress != CloseProgress::Open || !close_code::is_valid(code) {
             return false;
         }
-        write_close(out, Some(code), reason);
+        self.close_frame(out, Some(code), reason);
         self.progress = CloseProgress::CloseSent;
         true
     }
