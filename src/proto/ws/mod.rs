@@ -2,6 +2,7 @@
 //!
 //! * [`handshake`] — the opening handshake: validate the upgrade request (§4.2.1) and write
 //!   the `101` answer with its `Sec-WebSocket-Accept` (§4.2.2).
+//! * [`client`] — the client side: `ws://` URLs (§3), the request and its answer (§4.1).
 //! * [`frame`] — frame header parse and encode (§5.2).
 //! * [`mask`] — payload masking (§5.3), word at a time, with its byte-loop oracle.
 //! * [`utf8`] — the incremental UTF-8 validator that fails a text message fast (§8.1).
@@ -19,6 +20,7 @@
 //! takes effect before the next frame is read. No extension is negotiated, so RSV bits are
 //! always an error.
 
+pub mod client;
 pub mod close;
 pub mod conn;
 pub mod deflate;
