@@ -79,7 +79,9 @@ pub enum Fsync {
 /// | `history_total_bytes` | 256 MiB across all topics | the oldest events of the largest topics are dropped, newest ones too if need be; resuming clients see a gap |
 /// | `max_topics` | 10,000 | publishing to a new topic fails (expired topics do not count) |
 /// | `topic_ttl` | 3600 s | a topic with no publish, no subscriber and no webhook for this long is dropped with its history (zero: never) |
-/// | `ws_max_frame` / `ws_max_message` | 16 MiB / 16 MiB | close 1009 |
+/// | `ws_max_frame` / `ws_max_message` | 16 MiB / 16 MiB | close 1009 (a compressed message: its inflated size) |
+/// | `ws_deflate` | true | permessage-deflate (RFC 7692) accepted when offered, without context takeover: no memory per connection |
+/// | `ws_deflate_takeover` | false | with `true`, context takeover when the client allows it: its own compressor and decompressor per connection (about 300 KiB each, see the README) |
 /// | `high_water` | 1 MiB queued per connection | [`SlowPolicy`]; reading pauses for HTTP/WebSocket input |
 /// | `ws_close_timeout` | 5 s | after our close frame, wait this long for the peer's |
 /// | `sse_heartbeat` | 15 s | a `: heartbeat` comment on idle streams (zero: none) |
@@ -189,6 +191,16 @@ impl Config {
         ws_max_frame: usize => ws_max_frame);
     setter!(/// Largest WebSocket message accepted (after reassembly).
         ws_max_message: usize => ws_max_message);
+    setter!(/// Accept permessage-deflate (RFC 7692) when a client offers it. The server
+        /// answers `server_no_context_takeover` and `client_no_context_takeover`, so the
+        /// loop's one compressor and decompressor serve every connection and a broadcast is
+        /// compressed once.
+        ws_deflate: bool => conn.ws_deflate);
+    setter!(/// Keep the compression context between messages (better ratios for point-to-point
+        /// traffic) when the client allows it. Costs a compressor and a decompressor per
+        /// such connection, and broadcasts to it go out uncompressed (a shared compressed
+        /// frame would not fit its context).
+        ws_deflate_takeover: bool => conn.ws_deflate_takeover);
     setter!(/// Output queued per connection beyond which it counts as a slow reader.
         high_water: usize => conn.high_water);
     setter!(/// What to do with a slow WebSocket reader.

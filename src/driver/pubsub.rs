@@ -135,11 +135,13 @@ impl Core {
             return;
         }
         self.flush_if_full(i);
-        let Some(bytes) = cast.bytes_for(transport) else {
+        let Some(bytes) = cast.bytes_for(transport, &mut self.codec) else {
             return;
         };
         match self.with_conn(i, |p, env| p.deliver(&bytes, env)) {
-            Some(Delivery::Queued) if transport == Transport::WebSocket => {
+            Some(Delivery::Queued)
+                if matches!(transport, Transport::WebSocket | Transport::WsDeflate(_)) =>
+            {
                 self.stats.delivered_websocket += 1
             }
             Some(Delivery::Queued) => self.stats.delivered_sse += 1,

@@ -10,7 +10,10 @@
 //! Wire formats:
 //! * WebSocket: one unmasked text frame (RFC 6455 §5.2, §5.6) whose payload is
 //!   `{"id":N,"event":null|"name","data":"..."}`; a resume with lost events starts with
-//!   `{"gap":true,"oldest":N}`.
+//!   `{"gap":true,"oldest":N}`. To subscribers that negotiated permessage-deflate without
+//!   context takeover the same payload goes compressed (RSV1 set, RFC 7692 §7.2.1), made
+//!   once per window size with the loop's shared compressor ([`WsFrames`]); payloads under
+//!   [`MIN_COMPRESSED`](super::ws::deflate::MIN_COMPRESSED) bytes go plain to everyone.
 //! * SSE (WHATWG HTML §9.2.4): `id: N`, `event: name`, one `data:` line per line, a blank
 //!   line; in one chunk (RFC 9112 §7.1) on HTTP/1.1 streams. A resume with lost events
 //!   starts with `event: gap` whose data is the oldest kept id.
@@ -22,6 +25,7 @@ use std::sync::LazyLock;
 
 use super::http1::{self, Response};
 use super::topic::{Page, TopicEvent, Topics};
+use super::ws::deflate::{Codec, MIN_COMPRESSED};
 use super::ws::{self, OpCode};
 use super::{json, sse};
 
@@ -30,6 +34,9 @@ use super::{json, sse};
 pub enum Transport {
     /// A WebSocket: one text frame.
     WebSocket,
+    /// A WebSocket with permessage-deflate and no context takeover: one compressed text
+    /// frame, from a compressor with this window (bits).
+    WsDeflate(u8),
     /// An SSE stream on HTTP/1.1: the event in one chunk.
     SseChunked,
     /// An SSE stream on HTTP/1.0: the event as it is.
@@ -45,12 +52,17 @@ const WS_HEADER_ROOM: usize = 10;
 /// Writes `payload_writer`'s bytes as one text frame, building the payload only once: it
 /// is written after room for the header, which is filled in when its length is known.
 fn text_frame(hint: usize, write_payload: impl FnOnce(&mut Vec<u8>)) -> Rc<[u8]> {
+    frame_with_rsv(hint, 0, write_payload)
+}
+
+/// [`text_frame`] with RSV bits.
+fn frame_with_rsv(hint: usize, rsv: u8, write_payload: impl FnOnce(&mut Vec<u8>)) -> Rc<[u8]> {
     let mut v = Vec::with_capacity(hint + WS_HEADER_ROOM);
     v.resize(WS_HEADER_ROOM, 0);
     write_payload(&mut v);
     let len = v.len() - WS_HEADER_ROOM;
     let mut head = Vec::with_capacity(WS_HEADER_ROOM);
-    ws::write_header(&mut head, true, OpCode::Text, None, len as u64);
+    ws::frame::write_header_rsv(&mut head, true, rsv, OpCode::Text, None, len as u64);
     let start = WS_HEADER_ROOM - head.len();
     v[start..WS_HEADER_ROOM].copy_from_slice(&head);
     Rc::from(&v[start..])
@@ -64,6 +76,69 @@ pub fn text_message_frame(text: &str) -> Rc<[u8]> {
 /// The text frame carrying one topic event to WebSocket subscribers.
 pub fn ws_event_frame(ev: &TopicEvent) -> Rc<[u8]> {
     text_frame(ev.data.len() + 48, |v| json::write_event(v, ev))
+}
+
+/// One text message's WebSocket frames: the plain one and the compressed one per window
+/// size, each made the first time a subscriber needs it, then shared.
+#[derive(Debug, Default)]
+pub struct WsFrames {
+    plain: Option<Rc<[u8]>>,
+    deflated: [Option<Rc<[u8]>>; 7],
+}
+
+impl WsFrames {
+    /// Frames of a message whose plain frame is `plain`.
+    pub fn new(plain: Rc<[u8]>) -> Self {
+        WsFrames {
+            plain: Some(plain),
+            ..Default::default()
+        }
+    }
+
+    /// The frame for a subscriber of `transport` (`None` unless it is a WebSocket);
+    /// `make_plain` makes the plain frame if it is not made yet.
+    pub fn get(
+        &mut self,
+        transport: Transport,
+        codec: &mut Codec,
+        make_plain: impl FnOnce() -> Rc<[u8]>,
+    ) -> Option<Rc<[u8]>> {
+        let bits = match transport {
+            Transport::WebSocket => None,
+            Transport::WsDeflate(bits) => Some(bits.clamp(9, 15)),
+            _ => return None,
+        };
+        let plain = self.plain.get_or_insert_with(make_plain);
+        let Some(bits) = bits else {
+            return Some(Rc::clone(plain));
+        };
+        let slot = &mut self.deflated[usize::from(bits - 9)];
+        if let Some(frame) = slot {
+            return Some(Rc::clone(frame));
+        }
+        // The plain frame is whole and unmasked: its header parses.
+        let start = match ws::parse_header(plain) {
+            Ok(Some((_, n))) => n,
+            _ => return Some(Rc::clone(plain)),
+        };
+        let payload = &plain[start..];
+        let frame = if payload.len() < MIN_COMPRESSED {
+            Rc::clone(plain)
+        } else {
+            let packed = codec.compress(bits, payload);
+            let frame = if packed.len() < payload.len() {
+                frame_with_rsv(packed.len(), ws::sender::RSV1, |v| {
+                    v.extend_from_slice(packed)
+                })
+            } else {
+                Rc::clone(plain)
+            };
+            codec.trim();
+            frame
+        };
+        *slot = Some(Rc::clone(&frame));
+        Some(frame)
+    }
 }
 
 /// One SSE event, chunk-framed when the stream is chunked (once per publish, so the
@@ -172,7 +247,7 @@ pub struct SharedPage {
 #[derive(Debug)]
 pub struct Broadcast {
     event: Rc<TopicEvent>,
-    ws: Option<Rc<[u8]>>,
+    ws: WsFrames,
     sse_chunked: Option<Rc<[u8]>>,
     sse_plain: Option<Rc<[u8]>>,
     /// Long-poll pages by cursor.
@@ -184,7 +259,7 @@ impl Broadcast {
     pub fn new(event: Rc<TopicEvent>) -> Self {
         Broadcast {
             event,
-            ws: None,
+            ws: WsFrames::default(),
             sse_chunked: None,
             sse_plain: None,
             pages: HashMap::new(),
@@ -196,11 +271,14 @@ impl Broadcast {
         &self.event
     }
 
-    /// The bytes for a subscriber of `transport` (`None` for [`Transport::None`]).
-    pub fn bytes_for(&mut self, transport: Transport) -> Option<Rc<[u8]>> {
+    /// The bytes for a subscriber of `transport` (`None` for [`Transport::None`]);
+    /// `codec` compresses the event for permessage-deflate subscribers.
+    pub fn bytes_for(&mut self, transport: Transport, codec: &mut Codec) -> Option<Rc<[u8]>> {
         let ev = &self.event;
         let slot = match transport {
-            Transport::WebSocket => self.ws.get_or_insert_with(|| ws_event_frame(ev)),
+            Transport::WebSocket | Transport::WsDeflate(_) => {
+                return self.ws.get(transport, codec, || ws_event_frame(ev))
+            }
             Transport::SseChunked => self
                 .sse_chunked
                 .get_or_insert_with(|| sse_event_bytes(ev, true)),
@@ -283,9 +361,43 @@ mod tests {
         let p0 = b.page_for(&topics, "t", first.id - 1, 100).clone();
         assert_eq!(p0.events, 2);
         assert!(!Rc::ptr_eq(&p0.body, &p1.body));
+        let c = &mut Codec::new();
         assert!(Rc::ptr_eq(
-            &b.bytes_for(Transport::WebSocket).unwrap(),
-            &b.bytes_for(Transport::WebSocket).unwrap()
+            &b.bytes_for(Transport::WebSocket, c).unwrap(),
+            &b.bytes_for(Transport::WebSocket, c).unwrap()
+        ));
+    }
+
+    #[test]
+    fn compressed_frames_are_made_once_per_window_and_inflate_back() {
+        let c = &mut Codec::new();
+        let json = format!(r#"{{"sym":"EURUSD","px":"{}"}}"#, "1.0842 ".repeat(30));
+        let e = ev(3, &json);
+        let mut b = Broadcast::new(Rc::new(e.clone()));
+        let plain = b.bytes_for(Transport::WebSocket, c).unwrap();
+        let z15 = b.bytes_for(Transport::WsDeflate(15), c).unwrap();
+        let z9 = b.bytes_for(Transport::WsDeflate(9), c).unwrap();
+        assert!(Rc::ptr_eq(
+            &z15,
+            &b.bytes_for(Transport::WsDeflate(15), c).unwrap()
+        ));
+        assert!(!Rc::ptr_eq(&z15, &z9));
+        assert_eq!(z15[0], 0xC1, "FIN, RSV1, text");
+        assert!(z15.len() < plain.len() / 3, "{} {}", z15.len(), plain.len());
+        // What a client inflates is the plain frame's payload.
+        let (_, n) = ws::parse_header(&z15).unwrap().unwrap();
+        let mut out = Vec::new();
+        ws::deflate::Inflater::new(15, false)
+            .inflate(&z15[n..], 1 << 20, &mut out)
+            .unwrap();
+        let (_, m) = ws::parse_header(&plain).unwrap().unwrap();
+        assert_eq!(out, &plain[m..]);
+        // A small event goes plain to deflate subscribers too.
+        let mut small = Broadcast::new(Rc::new(ev(4, "x")));
+        let p = small.bytes_for(Transport::WebSocket, c).unwrap();
+        assert!(Rc::ptr_eq(
+            &p,
+            &small.bytes_for(Transport::WsDeflate(15), c).unwrap()
         ));
     }
 }

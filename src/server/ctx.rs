@@ -8,6 +8,7 @@ use crate::api::{
     WebhookStats,
 };
 use crate::driver::{Core, SubKey};
+use crate::proto::fanout::WsFrames;
 use crate::proto::http1::Response;
 use crate::proto::server::{ConnKind, Delivery};
 use crate::proto::topic::PublishError;
@@ -106,7 +107,7 @@ impl<'a> Ctx<'a> {
     /// Sends `text` to every connection in `conns` that is an open WebSocket, encoding the
     /// frame once and sharing its bytes. Returns how many got it.
     pub fn broadcast_text(&mut self, conns: &[ConnId], text: &str) -> usize {
-        let frame = crate::proto::fanout::text_message_frame(text);
+        let mut frames = WsFrames::new(crate::proto::fanout::text_message_frame(text));
         let mut n = 0;
         for &id in conns {
             let Some(i) = self.core.index_of(id) else {
@@ -114,8 +115,10 @@ impl<'a> Ctx<'a> {
             };
             self.core.flush_if_full(i);
             let delivered = self.core.with_conn(i, |p, env| {
-                p.transport() == crate::proto::fanout::Transport::WebSocket
-                    && p.deliver(&frame, env) == Delivery::Queued
+                let plain = || crate::proto::fanout::text_message_frame(text);
+                frames
+                    .get(p.transport(), env.codec, plain)
+                    .is_some_and(|frame| p.deliver(&frame, env) == Delivery::Queued)
             });
             n += usize::from(delivered == Some(true));
         }

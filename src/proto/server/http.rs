@@ -213,10 +213,10 @@ impl ServerConn {
                     "subprotocol not offered by the client\n",
                 ))
             }
-            Ok(hs) => Ok(hs.key),
+            Ok(hs) => Ok(hs),
         };
-        let key = match refuse {
-            Ok(key) => key,
+        let hs = match refuse {
+            Ok(hs) => hs,
             Err(resp) => {
                 self.respond(&resp, env);
                 return false;
@@ -225,14 +225,29 @@ impl ServerConn {
         if self.take_owed().is_none() {
             return false;
         }
-        env.out
-            .append(160, |out| ws::write_accept_response(out, key, protocol));
+        // permessage-deflate (RFC 7692 §5): the first offer we can honour, or none.
+        let policy = ws::extensions::ServerPolicy {
+            context_takeover: env.cfg.ws_deflate_takeover,
+        };
+        let agreed = (env.cfg.ws_deflate && !hs.extensions.is_empty())
+            .then(|| ws::extensions::negotiate(&hs.extensions, policy))
+            .flatten();
+        let answer = agreed.map(|a| a.response());
+        env.out.append(160, |out| {
+            ws::write_accept_response(out, hs.key, protocol, answer.as_deref())
+        });
         // A slow reader's Close must follow the 101, not replace it.
         env.out.seal();
-        log::debug!("upgraded to WebSocket");
+        log::debug!("upgraded to WebSocket (extensions: {answer:?})");
+        let mut recv = ws::Receiver::new(limits);
+        let mut send = ws::Sender::default();
+        if let Some(a) = agreed {
+            recv = recv.with_deflate(!a.client_no_context_takeover, a.client_window_bits);
+            send = send.with_deflate(a.server_window_bits, !a.server_no_context_takeover);
+        }
         self.mode = Mode::Ws {
-            recv: Some(Box::new(ws::Receiver::new(limits))),
-            send: ws::Sender::default(),
+            recv: Some(Box::new(recv)),
+            send,
         };
         self.timer = None;
         true

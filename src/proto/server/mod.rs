@@ -205,6 +205,10 @@ pub struct ConnSettings {
     pub sse_heartbeat: Duration,
     /// How long a closing connection waits for the peer to read our last bytes and hang up.
     pub linger: Duration,
+    /// Accept permessage-deflate when a WebSocket client offers it.
+    pub ws_deflate: bool,
+    /// ... with context takeover, when the client allows it.
+    pub ws_deflate_takeover: bool,
 }
 
 impl Default for ConnSettings {
@@ -218,6 +222,8 @@ impl Default for ConnSettings {
             ws_close_timeout: Duration::from_secs(5),
             sse_heartbeat: Duration::from_secs(15),
             linger: Duration::from_secs(2),
+            ws_deflate: true,
+            ws_deflate_takeover: false,
         }
     }
 }

@@ -1532,3 +1532,54 @@ fn a_forgotten_later_answer_to_a_half_closed_client_times_out() {
     h.expire();
     assert_eq!(h.conn.finished(), Some(CloseReason::IdleTimeout));
 }
+
+/// [`WS_HANDSHAKE`] offering permessage-deflate as Chromium does.
+const WS_DEFLATE_HANDSHAKE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Sec-WebSocket-Version: 13\r\n\
+    Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+
+#[test]
+fn websocket_deflate_is_negotiated_without_context_takeover_and_used() {
+    let mut h = H::new();
+    let req = h.request(WS_DEFLATE_HANDSHAKE);
+    assert!(h.call(|c, env| c.accept_ws(&req, None, WsLimits::default(), env)));
+    same(
+        h.take(),
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+          Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+          client_no_context_takeover\r\n\r\n",
+    );
+    // Broadcasts share the loop's compressed frame for 15-bit windows.
+    assert_eq!(h.conn.transport(), Transport::WsDeflate(15));
+    // RFC 7692 §7.2.3.1's "Hello", compressed, masked.
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    let mut frame = client_frame(0x1, &hello);
+    frame[0] |= 0x40;
+    assert_eq!(h.ws_feed(&frame), [Msg::Text("Hello".into())]);
+    // A long message goes out compressed, a short one plain.
+    let long = "pushwire ".repeat(20);
+    assert!(h.call(|c, env| c.ws_send(OpCode::Text, long.as_bytes(), env)));
+    let out = h.take();
+    assert_eq!(out[0], 0xC1);
+    assert!(out.len() < long.len() / 3);
+    assert!(h.call(|c, env| c.ws_send(OpCode::Text, b"hey", env)));
+    same(h.take(), server_frame(0x1, b"hey"));
+}
+
+#[test]
+fn websocket_deflate_can_be_refused_by_config() {
+    let mut cfg = settings();
+    cfg.ws_deflate = false;
+    let mut h = H::with(cfg);
+    let req = h.request(WS_DEFLATE_HANDSHAKE);
+    assert!(h.call(|c, env| c.accept_ws(&req, None, WsLimits::default(), env)));
+    same(h.take(), ACCEPT_101);
+    assert_eq!(h.conn.transport(), Transport::WebSocket);
+    // RSV1 is then an error.
+    let mut frame = client_frame(0x1, b"x");
+    frame[0] |= 0x40;
+    assert!(h.ws_feed(&frame).is_empty());
+    assert_eq!(h.conn.ws_code(), Some(1002));
+}

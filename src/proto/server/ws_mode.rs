@@ -25,8 +25,13 @@ pub enum Delivery {
 impl ServerConn {
     /// Which shared encoding broadcasts to this connection use.
     pub fn transport(&self) -> Transport {
-        match self.mode {
-            Mode::Ws { .. } => Transport::WebSocket,
+        match &self.mode {
+            // A client's frames are masked one by one: it takes no shared bytes.
+            Mode::Ws { send, .. } if send.is_client() => Transport::None,
+            Mode::Ws { send, .. } => match send.shared_deflate() {
+                Some(bits) => Transport::WsDeflate(bits),
+                None => Transport::WebSocket,
+            },
             Mode::Sse { chunked: true } => Transport::SseChunked,
             Mode::Sse { chunked: false } => Transport::SsePlain,
             Mode::Http { .. } => Transport::None,

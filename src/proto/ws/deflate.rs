@@ -200,8 +200,8 @@ impl Inflater {
 /// allows per message, RFC 7692 §6). Measured on pushwire's event JSON
 /// (`{"id":N,"event":null,"data":"..."}` with typical payloads): below about 64 bytes the
 /// raw DEFLATE output saves 0-6 bytes and often none, while the compress call costs about
-/// as much as writing the frame; from 64 bytes up it saves 15-40% (`cargo test --release
-/// --lib small_messages -- --nocapture` prints the table).
+/// as much as writing the frame; from 64 bytes up it saves 15-40% (`cargo bench --bench
+/// deflate_threshold` prints the table).
 pub const MIN_COMPRESSED: usize = 64;
 
 /// The compression level: zlib's default trade-off (6). Level 1 is about 1.6x faster on

@@ -6,8 +6,10 @@
 //! `Sec-WebSocket-Accept` value of [`accept_key`].
 //!
 //! The HTTP version (§4.2.1: "An HTTP/1.1 or higher GET request") is the HTTP layer's to
-//! check: it is not among the inputs here. No extension is ever negotiated:
-//! `Sec-WebSocket-Extensions` is ignored, so the RSV bits stay reserved.
+//! check: it is not among the inputs here. The `Sec-WebSocket-Extensions` offers are
+//! collected ([`Handshake::extensions`], every field joined with `,` as RFC 9110 §5.3
+//! allows) for [`negotiate`](super::extensions::negotiate); the chosen answer goes into
+//! the 101 (§9.1).
 //!
 //! Answers to a refused handshake:
 //!
@@ -37,6 +39,9 @@ pub struct Handshake<'a> {
     pub protocols: Vec<&'a str>,
     /// `Origin`, when sent (browsers always send it, §4.2.2 / §10.2).
     pub origin: Option<&'a str>,
+    /// Every `Sec-WebSocket-Extensions` value joined with `, ` (empty when none was sent;
+    /// a value that is not UTF-8 is left out, which declines it).
+    pub extensions: String,
 }
 
 /// Why a handshake was refused, and the HTTP status to answer with.
@@ -102,6 +107,7 @@ where
     let mut protocol_values: Vec<&'a [u8]> = Vec::new();
     let mut origin: Option<&'a [u8]> = None;
     let mut origins = 0usize;
+    let mut extensions = String::new();
 
     for (name, value) in headers {
         let value = value.trim_ascii();
@@ -121,6 +127,13 @@ where
             key = Some(value);
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             protocol_values.push(value);
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            if let Ok(v) = std::str::from_utf8(value) {
+                if !extensions.is_empty() {
+                    extensions.push_str(", ");
+                }
+                extensions.push_str(v);
+            }
         } else if name.eq_ignore_ascii_case("origin") {
             origins += 1;
             origin = Some(value);
@@ -194,6 +207,7 @@ where
         key,
         protocols,
         origin,
+        extensions,
     })
 }
 
@@ -211,7 +225,15 @@ pub fn accept_key(key: &str) -> String {
 ///
 /// `protocol` is the subprotocol chosen among [`Handshake::protocols`], if any. It must be
 /// a token; anything else (which could inject header fields) is left out of the response.
-pub fn write_accept_response(out: &mut Vec<u8>, key: &str, protocol: Option<&str>) {
+/// `extensions` is the `Sec-WebSocket-Extensions` answer (§9.1), e.g.
+/// [`Agreed::response`](super::extensions::Agreed::response); a value with CR or LF is
+/// left out.
+pub fn write_accept_response(
+    out: &mut Vec<u8>,
+    key: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\n\
           Upgrade: websocket\r\n\
@@ -223,6 +245,11 @@ pub fn write_accept_response(out: &mut Vec<u8>, key: &str, protocol: Option<&str
     if let Some(p) = protocol.filter(|p| is_token(p.as_bytes())) {
         out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
         out.extend_from_slice(p.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(e) = extensions.filter(|e| !e.bytes().any(|b| b == b'\r' || b == b'\n')) {
+        out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+        out.extend_from_slice(e.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -272,7 +299,19 @@ mod tests {
                 key: KEY,
                 protocols: vec!["chat", "superchat"],
                 origin: Some("http://example.com"),
+                extensions: String::new(),
             }
+        );
+        // Every Sec-WebSocket-Extensions field, joined.
+        let mut h = base();
+        h.push((
+            "Sec-WebSocket-Extensions",
+            b" permessage-deflate; client_max_window_bits ",
+        ));
+        h.push(("sec-websocket-extensions", b"x-foo"));
+        assert_eq!(
+            validate_request("GET", h).unwrap().extensions,
+            "permessage-deflate; client_max_window_bits, x-foo"
         );
     }
 
@@ -448,7 +487,7 @@ mod tests {
     #[test]
     fn accept_response_bytes() {
         let mut out = Vec::new();
-        write_accept_response(&mut out, KEY, Some("chat"));
+        write_accept_response(&mut out, KEY, Some("chat"), None);
         assert_eq!(
             out,
             b"HTTP/1.1 101 Switching Protocols\r\n\
@@ -458,10 +497,28 @@ mod tests {
               Sec-WebSocket-Protocol: chat\r\n\r\n"
         );
         out.clear();
-        write_accept_response(&mut out, KEY, None);
+        write_accept_response(&mut out, KEY, None, None);
         assert!(out.ends_with(b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"));
         out.clear();
-        write_accept_response(&mut out, KEY, Some("x\r\nSet-Cookie: a=b"));
+        write_accept_response(
+            &mut out,
+            KEY,
+            Some("x\r\nSet-Cookie: a=b"),
+            Some("y\r\nA: b"),
+        );
         assert!(!out.windows(10).any(|w| w == b"Set-Cookie"));
+        assert!(!out.windows(4).any(|w| w == b"A: b"));
+        out.clear();
+        let agreed = super::super::extensions::negotiate(
+            "permessage-deflate; client_max_window_bits",
+            Default::default(),
+        )
+        .unwrap();
+        write_accept_response(&mut out, KEY, None, Some(&agreed.response()));
+        assert!(out.ends_with(
+            b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+              Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+              client_no_context_takeover\r\n\r\n"
+        ));
     }
 }

@@ -82,6 +82,11 @@ impl Sender {
             .then_some(self.deflate_bits)
     }
 
+    /// True for a client's sending half (it masks its frames).
+    pub fn is_client(&self) -> bool {
+        self.keys.is_some()
+    }
+
     /// True when permessage-deflate was negotiated.
     pub fn deflates(&self) -> bool {
         self.deflate_bits != 0
