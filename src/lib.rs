@@ -71,9 +71,9 @@ mod server;
 pub mod tls;
 
 pub use api::{
-    CloseInfo, ConnId, EventPage, EventsQuery, Park, PublishTicket, Publishing, Reply, Resolver,
-    SseStream, Stats, StoredEvent, TimerId, WebhookCreated, WebhookError, WebhookInfo,
-    WebhookOutcome, WebhookStats, WsAccept,
+    CloseInfo, ConnId, ConnectError, EventPage, EventsQuery, Park, PublishTicket, Publishing,
+    Reply, Resolver, SseStream, Stats, StoredEvent, TimerId, WebhookCreated, WebhookError,
+    WebhookInfo, WebhookOutcome, WebhookStats, WsAccept, WsConnect,
 };
 pub use config::{Config, Fsync};
 pub use proto::http1::{Request, Response};

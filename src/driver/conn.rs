@@ -91,22 +91,13 @@ impl Core {
         let Some(mut stream) = self.new_stream(tcp, tls) else {
             return;
         };
-        let i = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(ConnSlot { gen: 0, conn: None });
-            self.slots.len() - 1
-        });
+        let (i, id) = self.reserve_slot();
         let registry = self.poll.registry();
         if let Err(e) = registry.register(&mut stream.tcp, Token(i), Interest::READABLE) {
             log::warn!("register {peer}: {e}");
             self.free.push(i);
             return;
         }
-        let slot = &mut self.slots[i];
-        slot.gen = slot.gen.wrapping_add(1);
-        let id = ConnId {
-            index: i as u32,
-            gen: slot.gen,
-        };
         let mut out = OutQueue::default();
         let mut env = Env {
             now: self.now,
@@ -120,24 +111,53 @@ impl Core {
             true => ServerConn::new_with_handshake(&mut env),
             false => ServerConn::new(&mut env),
         };
-        slot.conn = Some(Conn {
+        self.fill_slot(i, id, stream, proto, out);
+        let how = if tls { " (TLS)" } else { "" };
+        debug!("{id} accepted from {peer}{how}");
+    }
+
+    /// A slot for a new connection and its id (the slot's next generation); it counts as
+    /// taken (off the free list) but holds no connection until [`fill_slot`](Self::fill_slot).
+    pub(super) fn reserve_slot(&mut self) -> (usize, ConnId) {
+        let i = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(ConnSlot { gen: 0, conn: None });
+            self.slots.len() - 1
+        });
+        let slot = &mut self.slots[i];
+        slot.gen = slot.gen.wrapping_add(1);
+        let id = ConnId {
+            index: i as u32,
+            gen: slot.gen,
+        };
+        (i, id)
+    }
+
+    /// Puts a connection (its socket registered with token `i`) into reserved slot `i`.
+    pub(super) fn fill_slot(
+        &mut self,
+        i: usize,
+        id: ConnId,
+        stream: Stream,
+        proto: ServerConn,
+        out: OutQueue,
+    ) {
+        let kind = proto.kind();
+        self.slots[i].conn = Some(Conn {
             stream,
             id,
             proto,
             rbuf: InBuf::default(),
             out,
             timer: None,
-            kind: ConnKind::Http,
+            kind,
             writable: false,
             read_paused: false,
             eof: false,
             dirty: false,
         });
         self.live += 1;
-        self.counts[kind_index(ConnKind::Http)] += 1;
+        self.counts[kind_index(kind)] += 1;
         self.settle(i);
-        let how = if tls { " (TLS)" } else { "" };
-        debug!("{id} accepted from {peer}{how}");
     }
 
     /// The stream for an accepted socket (`None`: no TLS session could be made).
@@ -368,6 +388,12 @@ impl Core {
         c.rbuf.clear();
         c.rbuf.release_if_empty();
         debug!("{} closed: {why}", c.id);
+        if let Some(failure) = c.proto.dial_failure() {
+            let url = c.proto.dial_url().unwrap_or_default().to_owned();
+            debug!("{} dial to {url} failed: {failure}", c.id);
+            self.notes.push(Note::DialFailed(c.id, url, failure));
+            return;
+        }
         let info = CloseInfo {
             kind: c.kind,
             ws_code: c.proto.ws_code(),

@@ -100,6 +100,12 @@ impl<H: Handler> Driver<H> {
             if c.rbuf.is_empty() {
                 return;
             }
+            if c.proto.dialing() {
+                if !self.process_dial(i) {
+                    return;
+                }
+                continue;
+            }
             if c.proto.kind() == ConnKind::WebSocket {
                 self.process_ws(i);
                 return;
@@ -116,6 +122,28 @@ impl<H: Handler> Driver<H> {
                 _ => return,
             }
         }
+    }
+
+    /// Reads a dial's handshake answer; once the WebSocket is open, tells the application.
+    /// True when the connection opened (the rest of its input is WebSocket frames).
+    fn process_dial(&mut self, i: usize) -> bool {
+        let core = &mut self.core;
+        let Some(c) = conn::slot(&mut core.slots, i) else {
+            return false;
+        };
+        let id = c.id;
+        let mut rbuf = std::mem::take(&mut c.rbuf);
+        let step = core.with_conn(i, |p, _| p.read_dial(rbuf.pending()));
+        rbuf.consume(step.map_or(usize::MAX, |s| s.0));
+        let Some(c) = conn::slot(&mut self.core.slots, i) else {
+            return false;
+        };
+        c.rbuf = rbuf;
+        if step.is_some_and(|s| s.1) {
+            self.handler.ws_open(&mut self.core, id);
+            return self.core.index_of(id).is_some();
+        }
+        false
     }
 
     /// Calls the application for a complete request and carries out its reply.

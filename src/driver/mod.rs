@@ -24,6 +24,7 @@
 mod accept;
 mod backplane;
 mod conn;
+mod dial;
 mod input;
 mod pubsub;
 mod redis;
@@ -91,6 +92,8 @@ pub(crate) enum SubKey {
 /// Something the application must hear about once the current step is done.
 enum Note {
     Closed(ConnId, CloseInfo),
+    /// A dialed WebSocket did not open: its URL and why.
+    DialFailed(ConnId, String, String),
     Slow(ConnId, ConnKind),
     Webhook(WebhookOutcome),
     Published(
@@ -106,6 +109,7 @@ pub(crate) trait Handler {
     fn ws_open(&mut self, core: &mut Core, conn: ConnId);
     fn ws_message(&mut self, core: &mut Core, conn: ConnId, msg: Message<'_>);
     fn closed(&mut self, core: &mut Core, conn: ConnId, info: &CloseInfo);
+    fn ws_connect_failed(&mut self, core: &mut Core, conn: ConnId, url: &str, reason: &str);
     fn timer(&mut self, core: &mut Core, timer: TimerId, tag: u64);
     fn webhook(&mut self, core: &mut Core, outcome: &WebhookOutcome);
     fn slow_reader(&mut self, core: &mut Core, conn: ConnId, kind: ConnKind);
@@ -175,6 +179,8 @@ pub(crate) struct Core {
     bp: Option<backplane::Backplane>,
     /// The loop's shared permessage-deflate compressors and decompressor.
     pub(crate) codec: crate::proto::ws::deflate::Codec,
+    /// Dials waiting for their host name to resolve.
+    dials: std::collections::HashMap<ConnId, dial::Pending>,
 }
 
 /// The loop: the driver's state and the handler it calls.
@@ -249,6 +255,7 @@ impl<H: Handler> Driver<H> {
             redis,
             bp,
             codec: Default::default(),
+            dials: Default::default(),
         };
         if let Some(state) = recovered {
             core.restore(state);
@@ -345,6 +352,7 @@ impl<H: Handler> Driver<H> {
                 let (h, core) = (&mut self.handler, &mut self.core);
                 match n {
                     Note::Closed(id, info) => h.closed(core, id, &info),
+                    Note::DialFailed(id, url, why) => h.ws_connect_failed(core, id, &url, &why),
                     Note::Slow(id, kind) => h.slow_reader(core, id, kind),
                     Note::Webhook(outcome) => h.webhook(core, &outcome),
                     Note::Published(ticket, result) => h.published(core, ticket, result),

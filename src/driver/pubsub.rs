@@ -301,7 +301,9 @@ impl Core {
         let Some(i) = self.index_of(conn) else {
             return false;
         };
-        let open = conn::slot(&mut self.slots, i).is_some_and(|c| c.proto.ws_open());
+        // A dialed (client) WebSocket takes no shared frames: it cannot subscribe.
+        let open = conn::slot(&mut self.slots, i)
+            .is_some_and(|c| c.proto.ws_open() && c.proto.transport() != Transport::None);
         if !open || !valid_topic(topic) {
             return false;
         }

@@ -21,7 +21,7 @@
 mod resolver;
 mod socket;
 #[cfg(feature = "tls")]
-mod tls;
+pub(crate) mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -137,7 +137,7 @@ impl Hooks {
 
     /// The rustls client configuration, built once.
     #[cfg(feature = "tls")]
-    fn tls_config(&mut self) -> std::sync::Arc<rustls::ClientConfig> {
+    pub(crate) fn tls_config(&mut self) -> std::sync::Arc<rustls::ClientConfig> {
         let config = &self.config;
         (self.tls_config.get_or_insert_with(|| config.tls.build())).clone()
     }

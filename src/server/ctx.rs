@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::api::{
-    ConnId, EventPage, Publishing, Stats, TimerId, WebhookCreated, WebhookError, WebhookInfo,
-    WebhookStats,
+    ConnId, ConnectError, EventPage, Publishing, Stats, TimerId, WebhookCreated, WebhookError,
+    WebhookInfo, WebhookStats, WsConnect,
 };
 use crate::driver::{Core, SubKey};
 use crate::proto::fanout::WsFrames;
@@ -135,6 +135,22 @@ impl<'a> Ctx<'a> {
         self.core
             .with_conn(i, |p, env| p.close_ws(env, code, reason))
             .unwrap_or(false)
+    }
+
+    /// Opens a WebSocket to `url` (`ws://`, or `wss://` with the `tls` feature) on this
+    /// loop. The connection's [`ConnId`] is returned at once; then
+    /// [`App::on_ws_open`](crate::App::on_ws_open) (messages arrive in
+    /// [`App::on_ws_message`](crate::App::on_ws_message), sends and closes work as for
+    /// accepted WebSockets, [`App::on_close`](crate::App::on_close) at the end) or
+    /// [`App::on_ws_connect_failed`](crate::App::on_ws_connect_failed). Dialed connections
+    /// count against `max_connections`; they cannot subscribe to topics (their frames are
+    /// masked one by one, RFC 6455 §5.3).
+    pub fn connect_ws(&mut self, url: &str, opts: &WsConnect) -> Result<ConnId, ConnectError> {
+        let id = self.core.connect_ws(url, opts)?;
+        if let Some(i) = self.core.index_of(id) {
+            self.core.mark_dirty(i);
+        }
+        Ok(id)
     }
 
     /// Closes a connection: a WebSocket with 1000 and the closing handshake, an SSE stream

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use mio::Waker;
 
 use super::ctx::Ctx;
-use crate::api::ConnId;
+use crate::api::{ConnId, ConnectError, WsConnect};
 use crate::driver::{Command, Core};
 
 /// A `Send + Clone` handle that injects work into a running [`Server`](crate::Server)
@@ -91,6 +91,22 @@ impl Handle {
     /// Closes a connection (a WebSocket with 1000 and the closing handshake).
     pub fn close(&self, conn: ConnId) -> bool {
         self.send(move |cx| cx.close(conn))
+    }
+
+    /// [`Ctx::connect_ws`] from another thread: waits (at most 5 s) for the loop to start
+    /// the connection and returns its id. Never call it on the loop's own thread (from a
+    /// callback use [`Ctx::connect_ws`]): it would wait for itself and fail with
+    /// [`ConnectError::Stopped`].
+    pub fn connect_ws(&self, url: &str, opts: &WsConnect) -> Result<ConnId, ConnectError> {
+        let (url, opts) = (url.to_owned(), opts.clone());
+        let (tx, rx) = std::sync::mpsc::channel();
+        if !self.send(move |cx| {
+            let _ = tx.send(cx.connect_ws(&url, &opts));
+        }) {
+            return Err(ConnectError::Stopped);
+        }
+        rx.recv_timeout(std::time::Duration::from_secs(5))
+            .unwrap_or(Err(ConnectError::Stopped))
     }
 
     /// Runs `f` on the loop thread with a context: anything a callback can do.

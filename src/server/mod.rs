@@ -38,9 +38,18 @@ pub trait App {
         let _ = (cx, conn, msg);
     }
 
-    /// `conn` closed (any kind). Called exactly once per connection that was accepted.
+    /// `conn` closed (any kind). Called exactly once per connection that was accepted,
+    /// and once per dialed WebSocket ([`Ctx::connect_ws`]) that opened.
     fn on_close(&mut self, cx: &mut Ctx<'_>, conn: ConnId, info: &CloseInfo) {
         let _ = (cx, conn, info);
+    }
+
+    /// A WebSocket dialed with [`Ctx::connect_ws`] did not open: `reason` says why (the
+    /// connection was refused, timed out, TLS failed, the server's answer was not a valid
+    /// `101`). Called instead of [`on_ws_open`](Self::on_ws_open) and
+    /// [`on_close`](Self::on_close); `conn` is gone.
+    fn on_ws_connect_failed(&mut self, cx: &mut Ctx<'_>, conn: ConnId, url: &str, reason: &str) {
+        let _ = (cx, conn, url, reason);
     }
 
     /// A timer set with [`Ctx::set_timer`] fired.
@@ -85,6 +94,9 @@ impl<A: App> Handler for A {
     }
     fn closed(&mut self, core: &mut Core, conn: ConnId, info: &CloseInfo) {
         self.on_close(&mut Ctx::new(core), conn, info)
+    }
+    fn ws_connect_failed(&mut self, core: &mut Core, conn: ConnId, url: &str, reason: &str) {
+        self.on_ws_connect_failed(&mut Ctx::new(core), conn, url, reason)
     }
     fn timer(&mut self, core: &mut Core, timer: TimerId, tag: u64) {
         self.on_timer(&mut Ctx::new(core), timer, tag)

@@ -19,7 +19,7 @@ fn server_name(host: &Host) -> Result<ServerName<'static>, String> {
 }
 
 /// A client session for `host` over `tcp`, with `config`.
-pub(super) fn stream(
+pub(crate) fn stream(
     tcp: mio::net::TcpStream,
     config: std::sync::Arc<rustls::ClientConfig>,
     host: &Host,

@@ -42,7 +42,7 @@ impl ServerConn {
         let (reader, owed) = match &mut self.mode {
             // Nothing is expected from an SSE client; its bytes are discarded.
             Mode::Sse { .. } => return (buf.len(), None),
-            Mode::Ws { .. } => return (0, None),
+            Mode::Ws { .. } | Mode::Dialing(_) => return (0, None),
             Mode::Http { reader, owed } => (reader, owed),
         };
         if owed.is_some() || env.out.len() > env.cfg.high_water {

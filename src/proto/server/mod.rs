@@ -45,6 +45,7 @@
 //!
 //! [`Later`]: crate::Reply::Later
 
+mod dial;
 mod http;
 mod ws_mode;
 
@@ -59,6 +60,7 @@ use super::http1::{Limits, RequestReader, Response, Version};
 use super::out::OutQueue;
 use super::ws;
 
+pub use dial::DialSpec;
 pub use ws_mode::Delivery;
 
 /// What kind of connection a connection currently is.
@@ -108,6 +110,11 @@ pub enum CloseReason {
     HeaderTimeout,
     /// The TLS session failed; the alert for the peer was sent first.
     Tls(TlsFailure),
+    /// A dialed WebSocket was not open within its connect timeout.
+    ConnectTimeout,
+    /// A dialed WebSocket's handshake answer was refused (its cause:
+    /// [`ServerConn::dial_failure`]).
+    HandshakeFailed,
 }
 
 /// Why a TLS session failed, in a byte (a [`CloseReason`] stays small for every
@@ -173,6 +180,8 @@ impl std::fmt::Display for CloseReason {
             CloseReason::ServerStopped => f.write_str("server stopped"),
             CloseReason::HeaderTimeout => f.write_str("no request within the header timeout"),
             CloseReason::Tls(why) => write!(f, "tls: {why}"),
+            CloseReason::ConnectTimeout => f.write_str("not connected within the connect timeout"),
+            CloseReason::HandshakeFailed => f.write_str("the WebSocket handshake failed"),
         }
     }
 }
@@ -277,6 +286,8 @@ enum Mode {
         recv: Option<Box<ws::Receiver>>,
         send: ws::Sender,
     },
+    /// A dialed WebSocket before its `101`.
+    Dialing(Box<dial::Dial>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,6 +308,8 @@ enum Deadline {
     Heartbeat,
     WsClose,
     Linger,
+    /// A dial's connect timeout.
+    Dial,
 }
 
 /// One server-side connection: HTTP/1.1, then perhaps a WebSocket, an SSE stream or a
@@ -368,7 +381,7 @@ impl ServerConn {
             } => ConnKind::Parked,
             Mode::Http { .. } => ConnKind::Http,
             Mode::Sse { .. } => ConnKind::Sse,
-            Mode::Ws { .. } => ConnKind::WebSocket,
+            Mode::Ws { .. } | Mode::Dialing(_) => ConnKind::WebSocket,
         }
     }
 
@@ -495,6 +508,7 @@ impl ServerConn {
                 self.arm_heartbeat(env);
             }
             Deadline::WsClose => self.done = Some(CloseReason::CloseTimeout),
+            Deadline::Dial => self.done = Some(CloseReason::ConnectTimeout),
             Deadline::Linger if self.closing == Closing::AfterFlush && queued < self.out_mark => {
                 // The last answer is still going out, and moving: wait on.
                 self.out_mark = queued;
@@ -615,6 +629,7 @@ impl ServerConn {
                 }
                 self.start_closing(env);
             }
+            Mode::Dialing(_) => self.abort(CloseReason::Finished),
         }
     }
 
@@ -637,6 +652,7 @@ impl ServerConn {
             Mode::Ws { .. } => {
                 self.close_ws(env, ws::close_code::GOING_AWAY, "server stopping");
             }
+            Mode::Dialing(_) => self.abort(CloseReason::ServerStopped),
         }
         false
     }

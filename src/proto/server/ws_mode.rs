@@ -34,7 +34,7 @@ impl ServerConn {
             },
             Mode::Sse { chunked: true } => Transport::SseChunked,
             Mode::Sse { chunked: false } => Transport::SsePlain,
-            Mode::Http { .. } => Transport::None,
+            Mode::Http { .. } | Mode::Dialing(_) => Transport::None,
         }
     }
 
@@ -187,7 +187,7 @@ impl ServerConn {
         let open = match &self.mode {
             Mode::Ws { send, .. } => !send.close_sent(),
             Mode::Sse { .. } => true,
-            Mode::Http { .. } => false,
+            Mode::Http { .. } | Mode::Dialing(_) => false,
         };
         if !open || !self.is_open() {
             return Delivery::Dropped;
@@ -221,7 +221,7 @@ impl ServerConn {
                     env.out.append(5, http1::write_last_chunk);
                 }
             }
-            Mode::Http { .. } => return Delivery::Dropped,
+            Mode::Http { .. } | Mode::Dialing(_) => return Delivery::Dropped,
         }
         self.start_closing(env);
         self.slow = true;

@@ -37,6 +37,6 @@ pub use frame::{encode_frame, parse_header, write_close, write_header, FrameHead
 pub use handshake::{
     accept_key, validate_request, write_accept_response, Handshake, HandshakeError,
 };
-pub use mask::{apply_mask, apply_mask_bytewise};
+pub use mask::{apply_mask, apply_mask_bytewise, MaskKeys};
 pub use sender::Sender;
 pub use utf8::{InvalidUtf8, Utf8Validator};
