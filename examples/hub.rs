@@ -26,6 +26,10 @@
 //! TLS (`https://`, `wss://`) as well; `--webhook-ca FILE` adds roots for verifying
 //! `https://` webhook receivers (see `hub/tls.rs`).
 //!
+//! With `--upstream TOPIC=ws://HOST:PORT/PATH` (repeatable) the hub subscribes to an
+//! upstream WebSocket feed and publishes its text messages to TOPIC, reconnecting with
+//! backoff when it drops (see `hub/upstream.rs`).
+//!
 //! With `--redis redis://HOST:PORT` several hubs share their topics through one Redis
 //! (ids from Redis, every hub delivers every event, resume on any hub; see the README's
 //! "Several hubs" section).
@@ -36,6 +40,8 @@
 mod access;
 #[path = "hub/tls.rs"]
 mod tls;
+#[path = "hub/upstream.rs"]
+mod upstream;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -73,6 +79,8 @@ struct Hub {
     publishing: HashMap<PublishTicket, Waiting>,
     /// The CORS header fields of the answers that come later (a publish through Redis).
     later_headers: HashMap<ConnId, Vec<(String, String)>>,
+    /// The `--upstream` feeds.
+    upstreams: upstream::Upstreams,
 }
 
 /// Who waits for a publish that went to Redis.
@@ -453,7 +461,27 @@ impl App for Hub {
         access::with_headers(reply, &cors)
     }
 
+    fn on_ws_open(&mut self, cx: &mut Ctx<'_>, conn: ConnId) {
+        self.upstreams.opened(conn, cx.now());
+    }
+
+    fn on_ws_connect_failed(&mut self, cx: &mut Ctx<'_>, conn: ConnId, _url: &str, why: &str) {
+        let now = cx.now();
+        self.upstreams.closed(cx, conn, why, now);
+    }
+
+    fn on_timer(&mut self, cx: &mut Ctx<'_>, _timer: pushwire::TimerId, tag: u64) {
+        self.upstreams.timer(cx, tag);
+    }
+
     fn on_ws_message(&mut self, cx: &mut Ctx<'_>, conn: ConnId, msg: Message<'_>) {
+        let text = match msg {
+            Message::Text(t) => Some(t),
+            Message::Binary(_) => None,
+        };
+        if self.upstreams.message(cx, conn, text) {
+            return;
+        }
         match msg {
             // A chat: what one client says reaches every subscriber of the topic, of any kind.
             Message::Text(text) => {
@@ -504,7 +532,14 @@ impl App for Hub {
         }
     }
 
-    fn on_close(&mut self, _cx: &mut Ctx<'_>, conn: ConnId, _info: &CloseInfo) {
+    fn on_close(&mut self, cx: &mut Ctx<'_>, conn: ConnId, info: &CloseInfo) {
+        let now = cx.now();
+        if self
+            .upstreams
+            .closed(cx, conn, &format!("closed: {}", info.reason), now)
+        {
+            return;
+        }
         self.ws_topic.remove(&conn);
         self.ws_publishers.remove(&conn);
         self.later_headers.remove(&conn);
@@ -576,7 +611,8 @@ fn usage() -> ! {
          \x20          [--max-topics N] [--history-total-bytes N] [--topic-ttl SECS]\n\
          \x20          [--webhook-queue-bytes N] [--webhook-total-bytes N] [--webhook-max-per-topic N]\n\
          \x20          [--tls-addr HOST:PORT --tls-cert FILE --tls-key FILE] [--webhook-ca FILE]...\n\
-         \x20          [--redis redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]] [--redis-prefix P] [--redis-claim-timeout SECS]"
+         \x20          [--redis redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]] [--redis-prefix P] [--redis-claim-timeout SECS]\n\
+         \x20          [--upstream TOPIC=ws://HOST:PORT/PATH]... [--no-deflate]"
     );
     std::process::exit(2)
 }
@@ -604,6 +640,7 @@ fn main() -> std::io::Result<()> {
         ws_topic: HashMap::new(),
         publishing: HashMap::new(),
         later_headers: HashMap::new(),
+        upstreams: upstream::Upstreams::default(),
     };
     let mut tls = tls::TlsArgs::default();
     let mut args = std::env::args().skip(1);
@@ -653,6 +690,14 @@ fn main() -> std::io::Result<()> {
                 config = config.webhook_timeout(Duration::from_secs_f64(secs));
             }
             "--data-dir" => config = config.data_dir(value()),
+            "--no-deflate" => config = config.ws_deflate(false),
+            "--upstream" => match upstream::parse(&value()) {
+                Ok((topic, url)) => hub.upstreams.add(topic, url),
+                Err(e) => {
+                    eprintln!("pushwire hub: {e}");
+                    std::process::exit(2);
+                }
+            },
             "--redis" => match RedisUrl::parse(&value()) {
                 Ok(url) => config = config.redis(url),
                 Err(e) => {
@@ -698,6 +743,7 @@ fn main() -> std::io::Result<()> {
         );
     }
     let tls_addr = tls.listen(&mut server);
+    server.with_ctx(|hub, cx| hub.upstreams.start(cx));
     println!("pushwire hub listening on http://{local}");
     if let Some(a) = tls_addr {
         println!("pushwire hub listening on https://{a}");
