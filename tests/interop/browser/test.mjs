@@ -8,6 +8,10 @@
 // publishes 200 more the same way and checks all 400, then saves a screenshot. A topic's
 // first id is the hub's clock in microseconds (16 digits): the test reads it back from
 // /events?since=0 and checks every panel against first..first+n-1.
+// permessage-deflate: the 101 answers to the page's WebSocket handshakes (seen through the
+// Chrome DevTools Protocol) carry `Sec-WebSocket-Extensions: permessage-deflate; ...`, and a
+// WebSocket of the test's own on another topic reports it in `ws.extensions` and gets big
+// events (published over HTTP and sent by the page over that WebSocket) intact.
 // SKIP_WEBHOOK=1 leaves the webhook panel out: for local runs against a hub without
 // webhooks only.
 
@@ -37,6 +41,21 @@ function check(name, ok, detail) {
     failed++;
     console.log(`FAIL ${name}${detail ? `: ${detail}` : ''}`);
   }
+}
+
+// Text of exactly n UTF-8 bytes: words (compressible, not trivially), quotes, a backslash
+// and non-ASCII characters, which the event JSON escapes or carries as they are.
+function textOf(n, seed) {
+  const words = ['price', 'quote', 'trade', 'order', 'fill', 'ünïcödé', '✓', '"quoted"', 'back\\slash',
+    'tab\t', 'line\n', 'tick', 'volume'];
+  let x = seed >>> 0;
+  let s = '';
+  while (Buffer.byteLength(s) < n) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    s += `${words[x % words.length]} `;
+  }
+  while (Buffer.byteLength(s) > n) s = s.slice(0, -1);
+  return s + 'x'.repeat(n - Buffer.byteLength(s));
 }
 
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
@@ -135,6 +154,86 @@ async function checkPanels(page, first, n, afterCut) {
   }
 }
 
+// Every WebSocket handshake answer the page gets, from the Chrome DevTools Protocol.
+async function watchHandshakes(page) {
+  const urls = new Map();
+  const answers = [];
+  const cdp = await page.context().newCDPSession(page);
+  cdp.on('Network.webSocketCreated', (e) => urls.set(e.requestId, e.url));
+  cdp.on('Network.webSocketHandshakeResponseReceived', (e) => {
+    const headers = e.response.headers || {};
+    const ext = Object.entries(headers).find(([k]) => k.toLowerCase() === 'sec-websocket-extensions');
+    answers.push({ url: urls.get(e.requestId) || '', status: e.response.status, ext: ext ? ext[1] : null });
+  });
+  await cdp.send('Network.enable');
+  return answers;
+}
+
+// The handshake answers for WebSocket URLs containing `path`, waiting (bounded) for one.
+async function answersFor(answers, path) {
+  for (let i = 0; i < 50 && !answers.some((a) => a.url.includes(path)); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return answers.filter((a) => a.url.includes(path));
+}
+
+const DEFLATE_ANSWER = 'permessage-deflate; server_no_context_takeover; client_no_context_takeover';
+
+// A WebSocket of the test's own in the page, on a topic of its own (the panels' counts stay
+// exact): its negotiated extensions, then events of several sizes published over HTTP and
+// sent by the page over this WebSocket (the hub publishes them), compared as received.
+async function deflateChecks(page, answers, topic) {
+  const url = `${base.replace(/^http/, 'ws')}/topics/${topic}/ws`;
+  const ext = await page.evaluate(async (u) => {
+    const ws = new WebSocket(u);
+    window.deflateTest = { ws, msgs: [] };
+    ws.onmessage = (m) => window.deflateTest.msgs.push(m.data);
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => reject(new Error(`WebSocket ${u} failed`));
+      setTimeout(() => reject(new Error(`WebSocket ${u} did not open in 10 s`)), 10_000);
+    });
+    return ws.extensions;
+  }, url);
+  check(`Chromium's WebSocket.extensions is permessage-deflate: "${ext}"`,
+    typeof ext === 'string' && ext.startsWith('permessage-deflate'), `extensions: ${JSON.stringify(ext)}`);
+  const own = await answersFor(answers, `/topics/${topic}/ws`);
+  check('  and the 101 (DevTools) said the same', own.length === 1 && own[0].status === 101 && own[0].ext === ext,
+    JSON.stringify(own));
+
+  const sent = [];
+  for (const [n, via] of [[10, 'HTTP'], [10 << 10, 'HTTP'], [10 << 10, 'WebSocket'], [200 << 10, 'HTTP'],
+    [200 << 10, 'WebSocket']]) {
+    const data = textOf(n, n + via.length);
+    if (via === 'HTTP') {
+      const r = await fetch(`${base}/topics/${topic}?event=big`, { method: 'POST', body: data });
+      check(`a ${n}-byte event published over HTTP (201)`, r.status === 201, `status ${r.status}`);
+    } else {
+      await page.evaluate((d) => window.deflateTest.ws.send(d), data);
+    }
+    sent.push({ n, via, data, event: via === 'HTTP' ? 'big' : null });
+    let arrived = true;
+    try {
+      await page.waitForFunction((k) => window.deflateTest.msgs.length >= k, sent.length,
+        { timeout: WAIT_MS, polling: 50 });
+    } catch {
+      arrived = false;
+    }
+    const raw = await page.evaluate((i) => window.deflateTest.msgs[i], sent.length - 1);
+    let ev = null;
+    try {
+      ev = JSON.parse(raw);
+    } catch {
+      // reported below
+    }
+    check(`the ${n}-byte event (${via === 'HTTP' ? 'published over HTTP' : 'sent by the page over the '
+      + 'deflate WebSocket'}) arrives intact`,
+    arrived && ev !== null && ev.data === data && ev.event === sent.at(-1).event,
+    arrived ? `got ${String(raw).slice(0, 120)}... (${String(raw).length} chars)` : 'nothing arrived in time');
+  }
+  await page.evaluate(() => window.deflateTest.ws.close(1000, 'done'));
+}
+
 async function main() {
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -146,6 +245,7 @@ async function main() {
   try {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     page.setDefaultTimeout(WAIT_MS);
+    const handshakes = await watchHandshakes(page);
     page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
     page.on('console', (m) => {
       // Without webhooks on the hub, the page's look-up of the topic's webhooks is a 404.
@@ -172,6 +272,10 @@ async function main() {
     }
     const states = await page.$$eval('.state', (els) => els.map((e) => e.textContent).join(' | '));
     check(`every panel subscribed to ${topic}`, ready, `states: ${states}`);
+    const panelWs = await answersFor(handshakes, `/topics/${topic}/ws`);
+    check(`the 101 to Chromium's WebSocket handshake carries Sec-WebSocket-Extensions: ${DEFLATE_ANSWER}`,
+      panelWs.length >= 1 && panelWs.every((a) => a.status === 101 && a.ext === DEFLATE_ANSWER),
+      `answers: ${JSON.stringify(panelWs)}`);
 
     await publishRound(page, topic, 'before the cut');
     const first = await firstId(topic);
@@ -186,6 +290,8 @@ async function main() {
     await publishRound(page, topic, 'after the cut');
     check('400 events arrived in time after the cut', await settle(page, 400));
     await checkPanels(page, first, 400, true);
+
+    await deflateChecks(page, handshakes, `${topic}-deflate`);
 
     const verdict = await page.textContent('#verdict');
     check('the verdict names the fastest mechanism', /Fastest on this run: \S/.test(verdict), verdict);
