@@ -81,6 +81,7 @@ pub enum Fsync {
 /// | `topic_ttl` | 3600 s | a topic with no publish, no subscriber and no webhook for this long is dropped with its history (zero: never) |
 /// | `ws_max_frame` / `ws_max_message` | 16 MiB / 16 MiB | close 1009 (a compressed message: its inflated size) |
 /// | `ws_deflate` | true | permessage-deflate (RFC 7692) accepted when offered, without context takeover: no memory per connection |
+/// | `ws_deflate_level` | 6 | the zlib compression level (0-9): 1 is faster and compresses less |
 /// | `ws_deflate_takeover` | false | with `true`, context takeover when the client allows it: its own compressor and decompressor per connection (about 300 KiB each, see the README) |
 /// | `high_water` | 1 MiB queued per connection | [`SlowPolicy`]; reading pauses for HTTP/WebSocket input |
 /// | `ws_close_timeout` | 5 s | after our close frame, wait this long for the peer's |
@@ -108,6 +109,7 @@ pub struct Config {
     pub(crate) topic_ttl: Duration,
     pub(crate) ws_max_frame: usize,
     pub(crate) ws_max_message: usize,
+    pub(crate) ws_deflate_level: u32,
     pub(crate) sse_retry: Option<u64>,
     pub(crate) poll_batch: usize,
     pub(crate) stop_timeout: Duration,
@@ -134,6 +136,7 @@ impl Default for Config {
             topic_ttl: Duration::from_secs(3600),
             ws_max_frame: 16 << 20,
             ws_max_message: 16 << 20,
+            ws_deflate_level: crate::proto::ws::deflate::LEVEL,
             sse_retry: None,
             poll_batch: 100,
             stop_timeout: Duration::from_secs(5),
@@ -196,6 +199,9 @@ impl Config {
         /// loop's one compressor and decompressor serve every connection and a broadcast is
         /// compressed once.
         ws_deflate: bool => conn.ws_deflate);
+    setter!(/// The permessage-deflate compression level, 0-9 (zlib's; 6 by default, 1 is the
+        /// fastest that still compresses).
+        ws_deflate_level: u32 => ws_deflate_level);
     setter!(/// Keep the compression context between messages (better ratios for point-to-point
         /// traffic) when the client allows it. Costs a compressor and a decompressor per
         /// such connection, and broadcasts to it go out uncompressed (a shared compressed

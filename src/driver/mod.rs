@@ -220,6 +220,7 @@ impl<H: Handler> Driver<H> {
             Some((s, state)) => (Some(s), Some(state)),
             None => (None, None),
         };
+        let level = config.ws_deflate_level;
         let mut core = Core {
             poll,
             listener: Some(listener),
@@ -254,7 +255,7 @@ impl<H: Handler> Driver<H> {
             expiry_timer: None,
             redis,
             bp,
-            codec: Default::default(),
+            codec: crate::proto::ws::deflate::Codec::with_level(level),
             dials: Default::default(),
         };
         if let Some(state) = recovered {

@@ -142,7 +142,8 @@ impl ServerConn {
     /// WebSocket is now open (the rest of `buf` is then WebSocket input). `(0, false)`:
     /// more input is needed. A refused answer ends the connection
     /// ([`CloseReason::HandshakeFailed`], the cause in [`dial_failure`](Self::dial_failure)).
-    pub fn read_dial(&mut self, buf: &[u8]) -> (usize, bool) {
+    /// `level` is the compression level of a compressor of its own (context takeover).
+    pub fn read_dial(&mut self, buf: &[u8], level: u32) -> (usize, bool) {
         let Mode::Dialing(d) = &mut self.mode else {
             return (0, false);
         };
@@ -176,7 +177,8 @@ impl ServerConn {
         if let Some(a) = deflate {
             // The server's compressor is what we inflate; ours is the client's window.
             recv = recv.with_deflate(!a.server_no_context_takeover, a.server_window_bits);
-            send = send.with_deflate(a.client_window_bits, !a.client_no_context_takeover);
+            send =
+                send.with_deflate_level(a.client_window_bits, !a.client_no_context_takeover, level);
         }
         self.mode = Mode::Ws {
             recv: Some(Box::new(recv)),

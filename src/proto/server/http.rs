@@ -243,7 +243,11 @@ impl ServerConn {
         let mut send = ws::Sender::default();
         if let Some(a) = agreed {
             recv = recv.with_deflate(!a.client_no_context_takeover, a.client_window_bits);
-            send = send.with_deflate(a.server_window_bits, !a.server_no_context_takeover);
+            send = send.with_deflate_level(
+                a.server_window_bits,
+                !a.server_no_context_takeover,
+                env.codec.level(),
+            );
         }
         self.mode = Mode::Ws {
             recv: Some(Box::new(recv)),

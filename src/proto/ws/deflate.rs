@@ -204,16 +204,18 @@ impl Inflater {
 /// deflate_threshold` prints the table).
 pub const MIN_COMPRESSED: usize = 64;
 
-/// The compression level: zlib's default trade-off (6). Level 1 is about 1.6x faster on
-/// event JSON and 10-15% bigger.
+/// The default compression level: zlib's default trade-off (6). Level 1 is faster and
+/// bigger (`cargo bench --bench deflate_threshold` prints both).
 pub const LEVEL: u32 = 6;
 
 /// The loop's shared compressors (one per window size, 9-15 bits) and decompressor, each
 /// made on first use: the permessage-deflate state of every connection without context
 /// takeover. zlib-rs's compressor at 15 bits takes about 256 KiB, its decompressor about
 /// 40 KiB; a loop that never compresses pays nothing.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Codec {
+    /// The compression level (0-9).
+    level: u32,
     deflaters: [Option<Box<Deflater>>; 7],
     inflater: Option<Box<Inflater>>,
     /// Where one message is compressed before it is framed.
@@ -223,25 +225,46 @@ pub struct Codec {
 /// The scratch buffer is given back after a message bigger than this.
 const SCRATCH_KEEP: usize = 256 * 1024;
 
+impl Default for Codec {
+    fn default() -> Self {
+        Codec::with_level(LEVEL)
+    }
+}
+
 impl Codec {
-    /// A codec with nothing made yet.
+    /// A codec with nothing made yet, compressing at [`LEVEL`].
     pub fn new() -> Codec {
         Codec::default()
     }
 
+    /// A codec compressing at `level` (0-9, clamped).
+    pub fn with_level(level: u32) -> Codec {
+        Codec {
+            level: level.min(9),
+            deflaters: Default::default(),
+            inflater: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Its compression level.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
     /// The shared compressor for `window_bits` (9-15, clamped).
     pub fn deflater(&mut self, window_bits: u8) -> &mut Deflater {
-        let bits = window_bits.clamp(9, 15);
+        let (bits, level) = (window_bits.clamp(9, 15), self.level);
         self.deflaters[usize::from(bits - 9)]
-            .get_or_insert_with(|| Box::new(Deflater::new(bits, LEVEL, false)))
+            .get_or_insert_with(|| Box::new(Deflater::new(bits, level, false)))
     }
 
     /// `message` compressed with the shared compressor for `window_bits`, in the scratch
     /// buffer (call [`trim`](Self::trim) when done with it).
     pub fn compress(&mut self, window_bits: u8, message: &[u8]) -> &[u8] {
-        let bits = window_bits.clamp(9, 15);
+        let (bits, level) = (window_bits.clamp(9, 15), self.level);
         let d = self.deflaters[usize::from(bits - 9)]
-            .get_or_insert_with(|| Box::new(Deflater::new(bits, LEVEL, false)));
+            .get_or_insert_with(|| Box::new(Deflater::new(bits, level, false)));
         self.scratch.clear();
         d.compress(message, &mut self.scratch);
         &self.scratch

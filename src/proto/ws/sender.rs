@@ -67,10 +67,17 @@ impl Sender {
     }
 
     /// Compresses messages (permessage-deflate) with a window of `window_bits`; with
-    /// `takeover` the connection gets its own compressor that keeps its context.
-    pub fn with_deflate(mut self, window_bits: u8, takeover: bool) -> Sender {
+    /// `takeover` the connection gets its own compressor that keeps its context (at
+    /// [`LEVEL`]; see [`with_deflate_level`](Self::with_deflate_level)).
+    pub fn with_deflate(self, window_bits: u8, takeover: bool) -> Sender {
+        self.with_deflate_level(window_bits, takeover, LEVEL)
+    }
+
+    /// [`with_deflate`](Self::with_deflate), the connection's own compressor (with
+    /// `takeover`) at `level`.
+    pub fn with_deflate_level(mut self, window_bits: u8, takeover: bool, level: u32) -> Sender {
         self.deflate_bits = window_bits.clamp(9, 15);
-        self.own = takeover.then(|| Box::new(Deflater::new(self.deflate_bits, LEVEL, true)));
+        self.own = takeover.then(|| Box::new(Deflater::new(self.deflate_bits, level, true)));
         self
     }
 
