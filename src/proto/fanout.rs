@@ -13,7 +13,7 @@
 //!   `{"gap":true,"oldest":N}`. To subscribers that negotiated permessage-deflate without
 //!   context takeover the same payload goes compressed (RSV1 set, RFC 7692 §7.2.1), made
 //!   once per window size with the loop's shared compressor ([`WsFrames`]); payloads under
-//!   [`MIN_COMPRESSED`](super::ws::deflate::MIN_COMPRESSED) bytes go plain to everyone.
+//!   [`MIN_COMPRESSED`] bytes go plain to everyone.
 //! * SSE (WHATWG HTML §9.2.4): `id: N`, `event: name`, one `data:` line per line, a blank
 //!   line; in one chunk (RFC 9112 §7.1) on HTTP/1.1 streams. A resume with lost events
 //!   starts with `event: gap` whose data is the oldest kept id.
@@ -155,18 +155,19 @@ pub fn sse_event_bytes(ev: &TopicEvent, chunked: bool) -> Rc<[u8]> {
 }
 
 /// The replay a WebSocket subscriber resuming after a cursor gets: the gap notice when
-/// events were lost, then one frame per kept event.
-pub fn ws_replay(page: &Page, out: &mut Vec<u8>) {
+/// events were lost, then one message per kept event, each handed to `send` (which frames
+/// it for the connection, compressed when it negotiated permessage-deflate).
+pub fn ws_replay(page: &Page, mut send: impl FnMut(&[u8])) {
     if page.gap {
         let mut text = Vec::with_capacity(32);
         json::write_gap(&mut text, page.oldest);
-        ws::encode_frame(out, OpCode::Text, &text);
+        send(&text);
     }
     let mut text = Vec::new();
     for ev in &page.events {
         text.clear();
         json::write_event(&mut text, ev);
-        ws::encode_frame(out, OpCode::Text, &text);
+        send(&text);
     }
 }
 

@@ -177,7 +177,15 @@ impl ServerConn {
         if !self.ws_open() {
             return false;
         }
-        env.out.append(64, |out| fanout::ws_replay(page, out));
+        let Mode::Ws { send, .. } = &mut self.mode else {
+            return false;
+        };
+        let codec = &mut *env.codec;
+        env.out.append(64, |out| {
+            fanout::ws_replay(page, |text| {
+                send.send(out, OpCode::Text, text, codec);
+            })
+        });
         true
     }
 
