@@ -22,9 +22,9 @@
 //! the parameters chosen ([`Agreed::response`]). Its policy by default asks for no context
 //! takeover both ways (RFC 7692 §7.1.1.1 and §7.1.1.2 let a server add both), so that no
 //! compression state lives per connection. Windows below 9 bits cannot be made by zlib's
-//! raw deflate: an offer that *requires* 8 (`server_max_window_bits=8`) is declined, and a
-//! client window of 8 is answered as 9 (RFC 7692 §7.1.2.2 lets the server say a larger
-//! value than none, but not a smaller one, so 8 is declined there too).
+//! raw deflate: an offer that *requires* 8 (`server_max_window_bits=8`) is declined, and so
+//! is `client_max_window_bits=8`: the server's answer may not name a larger window than the
+//! client's limit (RFC 7692 §7.1.2.2), and pushwire does not answer with 8.
 //!
 //! The client side checks the server's answer against what it offered
 //! ([`check_response`]): an extension it did not offer, a parameter twice, or a value
@@ -337,8 +337,10 @@ fn accept(offer: &DeflateParams, policy: ServerPolicy) -> Option<Agreed> {
         None => MAX_WINDOW_BITS,
     };
     // The client's window: the client may be told a smaller one only if it said it can
-    // take one; a value it gave is its own limit (8 is answered as 9, which is allowed:
-    // the answer may be anything from 8 up to the offered value, RFC 7692 §7.1.2.2).
+    // take one; a value it gave is its own limit, echoed in the answer (RFC 7692 §7.1.2.2:
+    // at most the offered value). 8 is declined: zlib cannot make such a window, and an
+    // answer of 8 would promise one. (Leaving the parameter out of the answer would also
+    // be valid; declining keeps the answer exact.)
     let (client_window_bits, say_client_bits) = match offer.client_max_window_bits {
         Some(Some(n)) if n < MIN_WINDOW_BITS => return None,
         Some(Some(n)) => (n, true),
