@@ -1583,3 +1583,6 @@ fn websocket_deflate_can_be_refused_by_config() {
     assert!(h.ws_feed(&frame).is_empty());
     assert_eq!(h.conn.ws_code(), Some(1002));
 }
+
+#[path = "tests/dial.rs"]
+mod dial;
