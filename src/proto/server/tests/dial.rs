@@ -133,7 +133,7 @@ fn refused_answers_fail_the_dial_with_their_cause() {
     let mut h = dialed(false);
     let mut answer = ANSWER.to_vec();
     answer.extend_from_slice(b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n");
-    assert_eq!(read_dial(&mut h, &answer).1, false);
+    assert!(!read_dial(&mut h, &answer).1);
     assert!(h.conn.dial_failure().is_some());
 }
 
