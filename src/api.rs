@@ -530,7 +530,7 @@ pub enum ConnectError {
     TooManyConnections,
     /// The socket could not be made or registered.
     Io(io::ErrorKind),
-    /// The loop is gone (from a [`Handle`](crate::Handle)).
+    /// The server is stopping, or its loop is gone (from a [`Handle`](crate::Handle)).
     Stopped,
 }
 
@@ -543,7 +543,7 @@ impl fmt::Display for ConnectError {
             ConnectError::Tls(e) => f.write_str(e),
             ConnectError::TooManyConnections => f.write_str("too many connections"),
             ConnectError::Io(k) => write!(f, "socket: {k}"),
-            ConnectError::Stopped => f.write_str("the server loop is gone"),
+            ConnectError::Stopped => f.write_str("the server is stopping or gone"),
         }
     }
 }

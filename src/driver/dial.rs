@@ -39,6 +39,9 @@ impl Core {
         if url.secure && !cfg!(feature = "tls") {
             return Err(ConnectError::NoTls);
         }
+        if self.stopping.is_some() {
+            return Err(ConnectError::Stopped);
+        }
         if self.live >= self.config.max_connections {
             return Err(ConnectError::TooManyConnections);
         }
