@@ -38,6 +38,10 @@
 //!   application handles a message; a send or close from inside the callback goes through
 //!   the sending half that stays here, so a Close takes effect at once and frames already
 //!   buffered behind it are discarded, never delivered (§5.5.1, §7.1.2).
+//! * **Dialed WebSockets** (RFC 6455 §4.1, `dial.rs`): a connection the application opens
+//!   starts with its upgrade request queued and one deadline for connect, TLS and the
+//!   handshake; once the `101` checks out it is a WebSocket like the others, in the client
+//!   role (masked frames) and taking no shared broadcast bytes.
 //! * **SSE** (WHATWG HTML §9.2): a streamed response, chunked on HTTP/1.1 and delimited by
 //!   the close on HTTP/1.0, with heartbeat comments while quiet.
 //! * **Slow readers**: given the bytes queued, the connection decides whether a broadcast
