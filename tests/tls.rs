@@ -18,7 +18,7 @@ use pushwire::proto::webhook::{verify, Outcome, Schedule, Secret, DEFAULT_TOLERA
 use pushwire::tls::{ClientTls, ServerTls};
 use pushwire::{
     App, CloseInfo, CloseReason, Config, ConnId, Ctx, Handle, Reply, Request, Response, Server,
-    WebhookOutcome,
+    WebhookOutcome, WsConnect,
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
 
@@ -853,4 +853,140 @@ fn the_hub_refuses_bad_tls_files_naming_them() {
     assert!(err.contains("no CERTIFICATE"), "{err}");
     assert!(!err.contains("panicked"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---- wss:// from pushwire's WebSocket client ------------------------------------------
+
+/// Accepts every WebSocket and echoes its messages.
+struct WsEcho;
+
+impl App for WsEcho {
+    fn on_request(&mut self, _cx: &mut Ctx<'_>, _conn: ConnId, _req: &Request) -> Reply {
+        Reply::WebSocket(pushwire::WsAccept::new())
+    }
+    fn on_ws_message(&mut self, cx: &mut Ctx<'_>, conn: ConnId, msg: pushwire::Message<'_>) {
+        if let pushwire::Message::Text(t) = msg {
+            cx.send_text(conn, t);
+        }
+    }
+}
+
+/// What a dialing app saw: opened, echoed text, failures.
+#[derive(Default)]
+struct Dialed {
+    opened: bool,
+    texts: Vec<String>,
+    failed: Option<String>,
+    closed: Option<CloseInfo>,
+}
+
+/// Sends "hello wss" (and a compressible 10 KiB text) once open, records the echoes.
+struct Dialer(Arc<Mutex<Dialed>>);
+
+impl App for Dialer {
+    fn on_request(&mut self, _cx: &mut Ctx<'_>, _conn: ConnId, _req: &Request) -> Reply {
+        Response::text(404, "").into()
+    }
+    fn on_ws_open(&mut self, cx: &mut Ctx<'_>, conn: ConnId) {
+        self.0.lock().unwrap().opened = true;
+        cx.send_text(conn, "hello wss");
+        cx.send_text(conn, &"tls and deflate ".repeat(640));
+    }
+    fn on_ws_message(&mut self, cx: &mut Ctx<'_>, conn: ConnId, msg: pushwire::Message<'_>) {
+        if let pushwire::Message::Text(t) = msg {
+            let mut d = self.0.lock().unwrap();
+            d.texts.push(t.to_owned());
+            if d.texts.len() == 2 {
+                cx.close_ws(conn, 1000, "done");
+            }
+        }
+    }
+    fn on_close(&mut self, _cx: &mut Ctx<'_>, _conn: ConnId, info: &CloseInfo) {
+        self.0.lock().unwrap().closed = Some(*info);
+    }
+    fn on_ws_connect_failed(&mut self, _cx: &mut Ctx<'_>, _conn: ConnId, _url: &str, why: &str) {
+        self.0.lock().unwrap().failed = Some(why.to_owned());
+    }
+}
+
+/// Runs an echo server with `leaf` on TLS and dials `wss://HOST:PORT/` to it from another
+/// loop trusting `ca`; returns what the dialer saw once it is done (or after 10 s).
+fn dial_wss(leaf: &Leaf, ca: &Ca, host: &str) -> Dialed {
+    let (tx, rx) = mpsc::channel();
+    let tls = server_tls(leaf);
+    let echo = thread::spawn(move || {
+        let mut server = Server::bind("127.0.0.1:0", Config::new(), WsEcho).unwrap();
+        let addr = server.listen_tls("127.0.0.1:0", tls).unwrap();
+        tx.send((addr, server.handle())).unwrap();
+        server.run().unwrap();
+    });
+    let (addr, echo_handle) = rx.recv().unwrap();
+    let seen = Arc::new(Mutex::new(Dialed::default()));
+    let client_tls = ClientTls::new()
+        .without_webpki_roots()
+        .add_ca_pem(ca.pem().as_bytes())
+        .unwrap();
+    let app = Dialer(seen.clone());
+    let (tx, rx) = mpsc::channel();
+    let dialer = thread::spawn(move || {
+        let config = Config::new().webhook_tls(client_tls);
+        let mut server = Server::bind("127.0.0.1:0", config, app).unwrap();
+        tx.send(server.handle()).unwrap();
+        server.run().unwrap();
+    });
+    let handle = rx.recv().unwrap();
+    let url = format!("wss://{host}:{}/", addr.port());
+    handle.connect_ws(&url, &WsConnect::new()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let d = seen.lock().unwrap();
+        if d.failed.is_some() || d.closed.is_some() {
+            break;
+        }
+        drop(d);
+        thread::sleep(Duration::from_millis(20));
+    }
+    handle.stop();
+    echo_handle.stop();
+    dialer.join().unwrap();
+    echo.join().unwrap();
+    Arc::try_unwrap(seen)
+        .ok()
+        .map(|m| m.into_inner().unwrap())
+        .unwrap()
+}
+
+#[test]
+fn the_websocket_client_speaks_wss_verified_against_the_roots() {
+    let ca = Ca::new("wss test CA");
+    for host in ["127.0.0.1", "localhost"] {
+        let d = dial_wss(&ca.localhost(), &ca, host);
+        assert_eq!(d.failed, None, "{host}");
+        assert!(d.opened);
+        assert_eq!(d.texts[0], "hello wss");
+        assert_eq!(d.texts[1], "tls and deflate ".repeat(640));
+        let closed = d.closed.expect("closed");
+        assert_eq!(closed.ws_code, Some(1000));
+    }
+    // A certificate for another name, or from another CA: the dial fails, naming why.
+    let other = Ca::new("someone else");
+    let cases = [
+        (
+            ca.leaf(&["example.org"], &[], false),
+            &ca,
+            "not valid for the host",
+        ),
+        (other.localhost(), &ca, "unknown issuer"),
+        (
+            ca.leaf(&["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)], true),
+            &ca,
+            "expired",
+        ),
+    ];
+    for (leaf, trusted, cause) in cases {
+        let d = dial_wss(&leaf, trusted, "localhost");
+        assert!(!d.opened);
+        let why = d.failed.expect("the dial failed");
+        assert!(why.contains(cause), "{why:?} should say {cause:?}");
+    }
 }

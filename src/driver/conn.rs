@@ -389,6 +389,8 @@ impl Core {
         c.rbuf.release_if_empty();
         debug!("{} closed: {why}", c.id);
         if let Some(failure) = c.proto.dial_failure() {
+            // A TLS failure in rustls's own words (e.g. which certificate check failed).
+            let failure = c.stream.failure_detail().unwrap_or(failure);
             let url = c.proto.dial_url().unwrap_or_default().to_owned();
             debug!("{} dial to {url} failed: {failure}", c.id);
             self.notes.push(Note::DialFailed(c.id, url, failure));
