@@ -5,8 +5,9 @@
 //! ```text
 //! cargo build --release --example hub
 //! cargo bench --bench fanout -- [--subs 10000] [--webhooks 100] [--publishes 20]
-//!     [--phases ws,sse,poll,webhook] [--label NAME] [--hub PATH] [--port 19301]
-//!     [--hub-cpu N] [--data-bytes 64] [--sources 4] [--hook-ports 4]
+//!     [--phases ws,sse,poll,webhook,wsdeflate] [--label NAME] [--hub PATH] [--port 19301]
+//!     [--hub-cpu N] [--data-bytes 64] [--data fill|json] [--rounds 1] [--sources 4]
+//!     [--hook-ports 4]
 //! cargo bench --bench fanout -- --self-test
 //! ```
 //!
@@ -23,6 +24,10 @@
 //! process under a 20,000 open-files limit):
 //!
 //! - `ws`: `--subs` WebSocket subscribers (`GET /topics/fanout/ws`), events as text frames;
+//! - `wsdeflate` (not in the default list): the same, each offering
+//!   `Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits` and checking the
+//!   answer is permessage-deflate without context takeover, so events of 64 bytes and more
+//!   come compressed (RSV1), one compressed frame shared by all (see below);
 //! - `sse`: `--subs` SSE streams (`GET /topics/fanout/sse`);
 //! - `poll`: `--subs` parked long polls (`GET /topics/fanout/poll?since=N&timeout=120`),
 //!   each re-armed with `since=` its last id after the window (below) closes;
@@ -64,6 +69,31 @@
 //! `not_quiet_windows=N` is appended when N windows closed at their 2 s limit without the
 //! hub going quiet.)
 //!
+//! **permessage-deflate** (`--phases ws,wsdeflate --data json --data-bytes 1024`): the data
+//! of each publish is `--data-bytes` of quote JSON (`benches/common/quotes.rs`, different
+//! per publish; the hub carries it as a JSON string, so its quotes are escaped on the wire)
+//! instead of `fanout-00000k-xxx...`. Every phase line then also has the WebSocket bytes per
+//! delivery (`ws_wire_bytes_per_delivery`: frame headers and payloads as read from the
+//! sockets, compressed or not; TCP/IP headers not counted), the uncompressed event payload
+//! (`event_bytes`, the mean over the publishes), `cpu_us_per_event` (the CPU figure above
+//! times the subscribers) and `stat_cpu_us_per_event` (utime + stime from `/proc/PID/stat`,
+//! 10 ms ticks, from before the first measured publish to after the last, over the
+//! publishes), and `compressed_frame_share` and `frames_inflated` (the warm-up included). The client inflates no frame to count
+//! its bytes: per publish the first compressed frame any subscriber gets is inflated (with
+//! pushwire's `deflate::Inflater`) and checked like a plain one (its id, its data equal to
+//! what was published); every other subscriber's frame of that publish must be byte for
+//! byte the same (so `frames_inflated` equal to the publishes says the hub compressed each
+//! event once and everyone got that frame), else it is inflated and checked too. With
+//! `--data json` the plain `ws` phase checks its frames the same way (the first parsed, the
+//! others compared), so both phases do the same client work. `--rounds R` runs the phase
+//! list R times, interleaved (a fresh hub each), and when both `ws` and `wsdeflate` ran it
+//! ends with
+//!
+//! ```text
+//! fanout deflate_vs_plain rounds=R cpu_per_event_ratio=.. stat_cpu_per_event_ratio=..
+//!     wire_bytes_ratio=.. ns_per_delivery_ratio=.. (medians over the rounds; ...)
+//! ```
+//!
 //! Checks: every subscriber gets every event exactly once and in order (consecutive ids,
 //! the data of that publish, the first id the one the warm-up POST answered); every webhook
 //! endpoint gets every event exactly once (in any order: the hub has up to 4 deliveries in
@@ -73,6 +103,7 @@
 //! This process and each hub hold one fd per subscriber, so `--subs` is checked against the
 //! open-files limit first (lower it to fit).
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream as StdStream};
@@ -87,17 +118,23 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use pushwire::proto::ws::deflate::Inflater;
 use sha1::{Digest, Sha1};
 
+#[path = "common/quotes.rs"]
+mod quotes;
+
 const USAGE: &str = "usage: fanout [--subs N] [--webhooks N] [--publishes K] \
-[--phases ws,sse,poll,webhook] [--label NAME] [--hub PATH] [--port P] [--hub-cpu N] \
-[--data-bytes B] [--sources S] [--hook-ports P]\n       fanout --self-test";
+[--phases ws,sse,poll,webhook,wsdeflate] [--label NAME] [--hub PATH] [--port P] [--hub-cpu N] \
+[--data-bytes B] [--data fill|json] [--rounds R] [--sources S] [--hook-ports P]\n       \
+fanout --self-test";
 
 const TOPIC: &str = "fanout";
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 const MAX_SUBS: usize = 19_000;
 const MAX_WEBHOOKS: usize = 1_000;
 const MAX_PUBLISHES: usize = 1_000;
+const MAX_ROUNDS: usize = 20;
 /// fds kept for ourselves besides the subscribers (stdio, listeners, the hub's pipes...).
 const SPARE_FDS: u64 = 128;
 /// The hub keeps at most this many deliveries in flight per webhook endpoint (one
@@ -125,15 +162,22 @@ const HOOK_BASE: usize = 1 << 41;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Transport {
     Ws,
+    /// WebSocket subscribers that negotiated permessage-deflate.
+    WsDeflate,
     Sse,
     Poll,
     Webhook,
 }
 
 impl Transport {
+    fn is_ws(self) -> bool {
+        matches!(self, Transport::Ws | Transport::WsDeflate)
+    }
+
     fn name(self) -> &'static str {
         match self {
             Transport::Ws => "ws",
+            Transport::WsDeflate => "wsdeflate",
             Transport::Sse => "sse",
             Transport::Poll => "poll",
             Transport::Webhook => "webhook",
@@ -151,6 +195,9 @@ struct Args {
     port: u16,
     hub_cpu: Option<u32>,
     data_bytes: usize,
+    /// Quote JSON as the event data instead of `fanout-00000k-xxx...`.
+    json_data: bool,
+    rounds: usize,
     sources: usize,
     hook_ports: usize,
 }
@@ -193,10 +240,16 @@ fn main() {
         exit(1);
     }
     let mut failed = false;
-    for (i, &t) in args.phases.iter().enumerate() {
-        let port = args.port.wrapping_add(i as u16);
+    let mut results: Vec<(Transport, PhaseFigures)> = Vec::new();
+    let runs = args.phases.len() * args.rounds;
+    for r in 0..runs {
+        let t = args.phases[r % args.phases.len()];
+        let port = args.port.wrapping_add(r as u16);
         match run_phase(&args, t, port, &lib) {
-            Ok(line) => println!("{line}"),
+            Ok((line, figures)) => {
+                println!("{line}");
+                results.push((t, figures));
+            }
             Err(e) => {
                 for line in e.lines() {
                     println!(
@@ -209,9 +262,82 @@ fn main() {
             }
         }
     }
+    deflate_summary(&results);
     if failed {
         exit(1);
     }
+}
+
+/// A phase's figures for the summary across rounds.
+#[derive(Clone, Copy)]
+struct PhaseFigures {
+    cpu_us_per_event: f64,
+    stat_cpu_us_per_event: f64,
+    wire_bytes_per_delivery: f64,
+    ns_per_delivery: f64,
+    event_bytes: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// With both `ws` and `wsdeflate` measured: the medians over the rounds and their ratios
+/// (deflate / plain), and each round's ratio (a round's two phases ran back to back).
+fn deflate_summary(results: &[(Transport, PhaseFigures)]) {
+    let of = |t: Transport| -> Vec<PhaseFigures> {
+        results
+            .iter()
+            .filter(|(x, _)| *x == t)
+            .map(|(_, f)| *f)
+            .collect()
+    };
+    let (plain, deflate) = (of(Transport::Ws), of(Transport::WsDeflate));
+    if plain.is_empty() || deflate.is_empty() {
+        return;
+    }
+    let med = |v: &[PhaseFigures], f: fn(&PhaseFigures) -> f64| median(v.iter().map(f).collect());
+    let ratio = |f: fn(&PhaseFigures) -> f64| med(&deflate, f) / med(&plain, f);
+    let per_round: Vec<String> = plain
+        .iter()
+        .zip(&deflate)
+        .map(|(p, d)| {
+            format!(
+                "{:.2}/{:.3}",
+                d.cpu_us_per_event / p.cpu_us_per_event,
+                d.wire_bytes_per_delivery / p.wire_bytes_per_delivery
+            )
+        })
+        .collect();
+    println!(
+        "fanout deflate_vs_plain rounds={} cpu_per_event_ratio={:.2} \
+         stat_cpu_per_event_ratio={:.2} wire_bytes_ratio={:.3} ns_per_delivery_ratio={:.2} \
+         (medians: cpu_us_per_event plain={:.0} deflate={:.0}; stat_cpu_us_per_event \
+         plain={:.0} deflate={:.0}; ws_wire_bytes_per_delivery plain={:.1} deflate={:.1}; \
+         event_bytes={:.0}; per round cpu/bytes ratios: {})",
+        plain.len().min(deflate.len()),
+        ratio(|f| f.cpu_us_per_event),
+        ratio(|f| f.stat_cpu_us_per_event),
+        ratio(|f| f.wire_bytes_per_delivery),
+        ratio(|f| f.ns_per_delivery),
+        med(&plain, |f| f.cpu_us_per_event),
+        med(&deflate, |f| f.cpu_us_per_event),
+        med(&plain, |f| f.stat_cpu_us_per_event),
+        med(&deflate, |f| f.stat_cpu_us_per_event),
+        med(&plain, |f| f.wire_bytes_per_delivery),
+        med(&deflate, |f| f.wire_bytes_per_delivery),
+        med(&plain, |f| f.event_bytes),
+        per_round.join(" ")
+    );
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -230,6 +356,8 @@ fn parse_args() -> Result<Args, String> {
         port: 19301,
         hub_cpu: None,
         data_bytes: 64,
+        json_data: false,
+        rounds: 1,
         sources: 4,
         hook_ports: 4,
     };
@@ -256,11 +384,20 @@ fn parse_args() -> Result<Args, String> {
             "--data-bytes" => a.data_bytes = value.parse().map_err(|_| bad())?,
             "--sources" => a.sources = value.parse().map_err(|_| bad())?,
             "--hook-ports" => a.hook_ports = value.parse().map_err(|_| bad())?,
+            "--rounds" => a.rounds = value.parse().map_err(|_| bad())?,
+            "--data" => {
+                a.json_data = match value.as_str() {
+                    "fill" => false,
+                    "json" => true,
+                    _ => return Err(bad()),
+                }
+            }
             "--phases" => {
                 a.phases = value
                     .split(',')
                     .map(|p| match p.trim() {
                         "ws" => Ok(Transport::Ws),
+                        "wsdeflate" => Ok(Transport::WsDeflate),
                         "sse" => Ok(Transport::Sse),
                         "poll" => Ok(Transport::Poll),
                         "webhook" => Ok(Transport::Webhook),
@@ -276,6 +413,12 @@ fn parse_args() -> Result<Args, String> {
     }
     if !(1..=MAX_WEBHOOKS).contains(&a.webhooks) {
         return Err(format!("--webhooks must be 1..={MAX_WEBHOOKS}"));
+    }
+    if !(1..=MAX_ROUNDS).contains(&a.rounds) {
+        return Err(format!("--rounds must be 1..={MAX_ROUNDS}"));
+    }
+    if a.phases.is_empty() {
+        return Err("--phases names no phase".into());
     }
     if !(1..=MAX_PUBLISHES).contains(&a.publishes) {
         return Err(format!("--publishes must be 1..={MAX_PUBLISHES}"));
@@ -442,6 +585,19 @@ fn process_cpu_ns(pid: u32) -> Result<u64, String> {
     }
 }
 
+/// utime + stime of process `pid` from `/proc/PID/stat`, in ns (10 ms ticks, USER_HZ = 100).
+fn stat_cpu_ns(pid: u32) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("reading /proc/{pid}/stat: {e}"))?;
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => Ok((u + s) * 10_000_000),
+        _ => Err(format!("bad /proc/{pid}/stat")),
+    }
+}
+
 /// CPU time of the calling thread in nanoseconds.
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
@@ -464,9 +620,23 @@ struct Totals {
     cpu_ns: u64,
     bench_cpu_ns: u64,
     noisy_windows: usize,
+    /// WebSocket frame bytes (headers and payloads) of the measured events.
+    ws_wire_bytes: u64,
+    /// The uncompressed payloads of the measured events' frames, summed.
+    event_bytes: usize,
+    /// `/proc/PID/stat` utime + stime (ns, 10 ms ticks) before the first measured publish
+    /// and after the last.
+    stat_cpu_ns: u64,
+    compressed_frames: u64,
+    frames_inflated: u64,
 }
 
-fn run_phase(args: &Args, t: Transport, port: u16, lib: &Path) -> Result<String, String> {
+fn run_phase(
+    args: &Args,
+    t: Transport,
+    port: u16,
+    lib: &Path,
+) -> Result<(String, PhaseFigures), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     if StdStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
         return Err(format!("something already listens on {addr}"));
@@ -540,10 +710,34 @@ fn run_phase(args: &Args, t: Transport, port: u16, lib: &Path) -> Result<String,
         totals.cpu_ns as f64 / d,
         totals.bench_cpu_ns as f64 / totals.delivery_ns.max(1) as f64,
     );
+    let figures = PhaseFigures {
+        cpu_us_per_event: totals.cpu_ns as f64 / d * n as f64 / 1e3,
+        stat_cpu_us_per_event: totals.stat_cpu_ns as f64 / args.publishes as f64 / 1e3,
+        wire_bytes_per_delivery: totals.ws_wire_bytes as f64 / d,
+        ns_per_delivery: totals.delivery_ns as f64 / d,
+        event_bytes: totals.event_bytes as f64 / args.publishes as f64,
+    };
+    if t.is_ws() || args.json_data {
+        line.push_str(&format!(
+            " cpu_us_per_event={:.1} stat_cpu_us_per_event={:.0}",
+            figures.cpu_us_per_event, figures.stat_cpu_us_per_event
+        ));
+    }
+    if t.is_ws() {
+        line.push_str(&format!(
+            " ws_wire_bytes_per_delivery={:.1} event_bytes={:.1} compressed_frame_share={:.3} \
+             frames_inflated={}",
+            figures.wire_bytes_per_delivery,
+            figures.event_bytes,
+            // Over every delivery, the warm-up's too (what frames_inflated counts).
+            totals.compressed_frames as f64 / (n * (args.publishes + 1)) as f64,
+            totals.frames_inflated
+        ));
+    }
     if totals.noisy_windows > 0 {
         line.push_str(&format!(" not_quiet_windows={}", totals.noisy_windows));
     }
-    Ok(line)
+    Ok((line, figures))
 }
 
 /// Subscribes, publishes and measures; the caller owns (and kills) the hub.
@@ -557,9 +751,17 @@ fn drive(
     counters: &AllocFile,
 ) -> Result<Totals, String> {
     let data: Vec<Vec<u8>> = (0..=args.publishes)
-        .map(|k| event_data(k, args.data_bytes))
+        .map(|k| {
+            if args.json_data {
+                quotes::quotes(k as u64 + 1, args.data_bytes)
+            } else {
+                event_data(k, args.data_bytes)
+            }
+        })
         .collect();
     let mut b = Bench::new(t, addr, n, data, args.sources)?;
+    // Compare each frame with the first checked one of its publish (see the docs).
+    b.tally.cache_frames = t == Transport::WsDeflate || args.json_data;
     let setup_deadline = Instant::now() + SETUP_DEADLINE;
     if t == Transport::Webhook {
         b.listen(args.hook_ports)?;
@@ -583,7 +785,7 @@ fn drive(
     } else {
         b.subscribe_all(setup_deadline)?;
         let (section, key) = match t {
-            Transport::Ws => ("connections", "websocket"),
+            Transport::Ws | Transport::WsDeflate => ("connections", "websocket"),
             Transport::Sse => ("connections", "sse"),
             _ => ("connections", "parked"),
         };
@@ -592,6 +794,7 @@ fn drive(
     b.open_publisher()?;
 
     let mut totals = Totals::default();
+    let mut stat0 = 0;
     for k in 0..=args.publishes {
         if let Ok(Some(status)) = hub.0.try_wait() {
             return Err(format!("the hub exited ({status}) before publish {k}"));
@@ -607,6 +810,9 @@ fn drive(
         }
         // Let anything left from the last step settle before the window opens.
         b.wait_quiet(counters)?;
+        if k == 1 {
+            stat0 = stat_cpu_ns(pid)?;
+        }
         let a0 = counters.read()?;
         let cpu0 = process_cpu_ns(pid)?;
         let self0 = thread_cpu_ns();
@@ -623,9 +829,14 @@ fn drive(
         let a1 = counters.read()?;
         let cpu1 = process_cpu_ns(pid)?;
         b.check_errors()?;
+        if k == args.publishes {
+            totals.stat_cpu_ns = stat_cpu_ns(pid)?.saturating_sub(stat0);
+        }
         if k == 0 {
             continue; // the warm-up
         }
+        totals.ws_wire_bytes += b.tally.ws_bytes[k];
+        totals.event_bytes += b.tally.event_len[k].unwrap_or(0);
         let ns = t_last.duration_since(t0).as_nanos() as u64;
         totals.deliveries += n as u64;
         totals.delivery_ns += ns;
@@ -639,6 +850,14 @@ fn drive(
         }
     }
     b.verify_final()?;
+    totals.compressed_frames = b.tally.compressed_frames;
+    totals.frames_inflated = b.tally.frames_inflated;
+    if t == Transport::WsDeflate
+        && totals.compressed_frames == 0
+        && totals.event_bytes >= 64 * args.publishes
+    {
+        return Err("permessage-deflate was negotiated but no frame came compressed".into());
+    }
     Ok(totals)
 }
 
@@ -764,9 +983,12 @@ fn leading_number(b: &[u8]) -> Option<(u64, usize)> {
     Some((n, digits))
 }
 
-/// Every `"id":N ... "data":"TEXT"` pair in an event (or page of events) as JSON, in order.
-/// The data we publish needs no escaping, so a string ends at the next quote.
-fn json_events(b: &[u8]) -> Result<Vec<(u64, &[u8])>, String> {
+/// An event's id and data.
+type Event<'a> = (u64, Cow<'a, [u8]>);
+
+/// Every `"id":N ... "data":"TEXT"` pair in an event (or page of events) as JSON, in order,
+/// the data unescaped (borrowed when it has no escapes, as `fanout-...` data never has).
+fn json_events(b: &[u8]) -> Result<Vec<Event<'_>>, String> {
     let mut out = Vec::new();
     let mut pos = 0;
     while let Some(i) = find(&b[pos..], b"\"id\":") {
@@ -774,13 +996,66 @@ fn json_events(b: &[u8]) -> Result<Vec<(u64, &[u8])>, String> {
         let (id, len) = leading_number(&b[at..]).ok_or("an event id that is not a number")?;
         let after = at + len;
         let d = find(&b[after..], b"\"data\":\"").ok_or("an event without data")? + after + 8;
-        let end = b[d..]
-            .iter()
-            .position(|&c| c == b'"')
-            .ok_or("unterminated data")?
-            + d;
-        out.push((id, &b[d..end]));
+        let mut end = d;
+        let mut escaped = false;
+        loop {
+            match b.get(end) {
+                None => return Err("unterminated data".into()),
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    end += 2;
+                }
+                Some(_) => end += 1,
+            }
+        }
+        let raw = b.get(d..end).ok_or("unterminated data")?;
+        out.push((
+            id,
+            if escaped {
+                Cow::Owned(json_unescape(raw)?)
+            } else {
+                Cow::Borrowed(raw)
+            },
+        ));
         pos = end;
+    }
+    Ok(out)
+}
+
+/// A JSON string's contents without its escapes.
+fn json_unescape(raw: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        let c = raw[i];
+        if c != b'\\' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let e = *raw.get(i + 1).ok_or("a lone backslash")?;
+        i += 2;
+        match e {
+            b'"' | b'\\' | b'/' => out.push(e),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'u' => {
+                let hex = raw.get(i..i + 4).ok_or("a short \\u escape")?;
+                let code = std::str::from_utf8(hex)
+                    .ok()
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .ok_or("a bad \\u escape")?;
+                let ch = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                i += 4;
+            }
+            _ => return Err(format!("a bad escape \\{}", e as char)),
+        }
     }
     Ok(out)
 }
@@ -936,6 +1211,9 @@ struct Publisher {
     inbuf: Vec<u8>,
 }
 
+/// A frame's payload that was checked, and the event id it carried.
+type Checked = (Vec<u8>, u64);
+
 /// Deliveries per publish, and everything that went wrong.
 struct Tally {
     expect: u32,
@@ -951,6 +1229,17 @@ struct Tally {
     hook_seen: Vec<Vec<bool>>,
     errors: Vec<String>,
     error_count: usize,
+    /// WebSocket frame bytes (header + payload) delivered per publish.
+    ws_bytes: Vec<u64>,
+    /// The uncompressed payload length of each publish's WebSocket message.
+    event_len: Vec<Option<usize>>,
+    /// Compare frames with the first checked one of their publish (`[plain, compressed]`:
+    /// its payload and id) instead of parsing each.
+    cache_frames: bool,
+    cache: Vec<[Option<Checked>; 2]>,
+    inflater: Inflater,
+    compressed_frames: u64,
+    frames_inflated: u64,
 }
 
 impl Tally {
@@ -971,6 +1260,70 @@ impl Tally {
             data,
             errors: Vec::new(),
             error_count: 0,
+            ws_bytes: vec![0; publishes],
+            event_len: vec![None; publishes],
+            cache_frames: false,
+            cache: (0..publishes).map(|_| [None, None]).collect(),
+            inflater: Inflater::new(15, false),
+            compressed_frames: 0,
+            frames_inflated: 0,
+        }
+    }
+
+    /// Subscriber `conn` got a text frame of `frame_len` bytes with `payload`, compressed
+    /// when `rsv1` (permessage-deflate).
+    fn ws_message(
+        &mut self,
+        conn: usize,
+        s: &mut Seq,
+        rsv1: bool,
+        payload: &[u8],
+        frame_len: usize,
+    ) {
+        let k = s.got;
+        if let Some(b) = self.ws_bytes.get_mut(k) {
+            *b += frame_len as u64;
+        }
+        self.compressed_frames += u64::from(rsv1);
+        let slot = usize::from(rsv1);
+        if self.cache_frames {
+            if let Some(Some((bytes, id))) = self.cache.get(k).map(|c| &c[slot]) {
+                if bytes.as_slice() == payload {
+                    let id = *id;
+                    self.sub_event_checked(conn, s, id, None);
+                    return;
+                }
+            }
+        }
+        let text: Cow<'_, [u8]> = if rsv1 {
+            self.frames_inflated += 1;
+            let mut out = Vec::new();
+            if let Err(e) = self.inflater.inflate(payload, MAX_MESSAGE, &mut out) {
+                self.error(format!("subscriber {conn}: a compressed frame: {e}"));
+                return;
+            }
+            Cow::Owned(out)
+        } else {
+            Cow::Borrowed(payload)
+        };
+        if let Some(len @ None) = self.event_len.get_mut(k) {
+            *len = Some(text.len());
+        }
+        match json_events(&text) {
+            Ok(evs) if evs.len() == 1 => {
+                let errors = self.error_count;
+                let id = evs[0].0;
+                self.sub_event(conn, s, id, &evs[0].1);
+                if self.cache_frames && self.error_count == errors {
+                    if let Some(c @ None) = self.cache.get_mut(k).map(|c| &mut c[slot]) {
+                        *c = Some((payload.to_vec(), id));
+                    }
+                }
+            }
+            _ => self.error(format!(
+                "subscriber {conn}: unexpected message {:?}",
+                String::from_utf8_lossy(&text)
+            )),
         }
     }
 
@@ -991,6 +1344,12 @@ impl Tally {
 
     /// Subscriber `conn` got event `id` with `data`: it must be the next one.
     fn sub_event(&mut self, conn: usize, s: &mut Seq, id: u64, data: &[u8]) {
+        self.sub_event_checked(conn, s, id, Some(data))
+    }
+
+    /// [`Tally::sub_event`]; `None` for data known to be right (a frame equal to a checked
+    /// one of the same publish).
+    fn sub_event_checked(&mut self, conn: usize, s: &mut Seq, id: u64, data: Option<&[u8]>) {
         let k = s.got;
         if k >= self.published {
             self.error(format!(
@@ -1004,7 +1363,7 @@ impl Tally {
                 "subscriber {conn}: event id {id} after id {} (a miss, a duplicate or reordering)",
                 s.last_id
             ));
-        } else if data != self.data[k].as_slice() {
+        } else if let Some(data) = data.filter(|d| *d != self.data[k].as_slice()) {
             self.error(format!(
                 "subscriber {conn}: event id {id} has data {:?}, want {:?}",
                 String::from_utf8_lossy(data),
@@ -1020,7 +1379,8 @@ impl Tally {
     }
 
     fn hook_event(&mut self, endpoint: usize, id: u64, data: &[u8]) {
-        let Some(k) = data_index(data).filter(|&k| k < self.published) else {
+        let k = data_index(data).or_else(|| self.data.iter().position(|d| d == data));
+        let Some(k) = k.filter(|&k| k < self.published) else {
             self.error(format!(
                 "webhook {endpoint}: unexpected data {:?}",
                 String::from_utf8_lossy(data)
@@ -1629,17 +1989,24 @@ impl Bench {
             }
             s.connected = true;
             let path = match t {
-                Transport::Ws => format!("/topics/{TOPIC}/ws"),
+                Transport::Ws | Transport::WsDeflate => format!("/topics/{TOPIC}/ws"),
                 Transport::Sse => format!("/topics/{TOPIC}/sse"),
                 _ => String::new(),
             };
             match t {
-                Transport::Ws => s.out.extend_from_slice(
+                Transport::Ws | Transport::WsDeflate => s.out.extend_from_slice(
                     format!(
                         "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
                          Connection: Upgrade\r\nSec-WebSocket-Key: {}\r\n\
-                         Sec-WebSocket-Version: 13\r\n\r\n",
-                        self.addr, self.ws_key
+                         Sec-WebSocket-Version: 13\r\n{}\r\n",
+                        self.addr,
+                        self.ws_key,
+                        if t == Transport::WsDeflate {
+                            "Sec-WebSocket-Extensions: permessage-deflate; \
+                             client_max_window_bits\r\n"
+                        } else {
+                            ""
+                        }
                     )
                     .as_bytes(),
                 ),
@@ -1768,17 +2135,18 @@ fn feed(
                 .find(|h| h.name.eq_ignore_ascii_case(name))
                 .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
         };
-        let want = if t == Transport::Ws { 101 } else { 200 };
+        let want = if t.is_ws() { 101 } else { 200 };
         if resp.code != Some(want) {
             return Err(format!("status {:?}, want {want}", resp.code));
         }
         let chunked = header("transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked"));
         s.body = match t {
-            Transport::Ws => {
+            Transport::Ws | Transport::WsDeflate => {
                 if header("sec-websocket-accept").as_deref() != Some(ws_accept) {
                     return Err("wrong or missing Sec-WebSocket-Accept".into());
                 }
+                check_extensions(t, header("sec-websocket-extensions").as_deref())?;
                 Body::Ws
             }
             _ if chunked => Body::Chunked(Chunked::default()),
@@ -1808,18 +2176,12 @@ fn feed(
             s.inbuf.extend_from_slice(input);
             let mut pos = 0;
             let mut pong = Vec::new();
-            while let Some((op, fin, hdr, len)) = ws_frame_header(&s.inbuf[pos..])? {
+            let deflate = t == Transport::WsDeflate;
+            while let Some((op, fin, hdr, len)) = ws_frame_header(&s.inbuf[pos..], deflate)? {
+                let rsv1 = s.inbuf[pos] & 0x40 != 0;
                 let payload = &s.inbuf[pos + hdr..pos + hdr + len];
                 match (op, fin) {
-                    (1, true) => match json_events(payload) {
-                        Ok(evs) if evs.len() == 1 => {
-                            tally.sub_event(i, &mut s.seq, evs[0].0, evs[0].1)
-                        }
-                        _ => tally.error(format!(
-                            "subscriber {i}: unexpected message {:?}",
-                            String::from_utf8_lossy(payload)
-                        )),
-                    },
+                    (1, true) => tally.ws_message(i, &mut s.seq, rsv1, payload, hdr + len),
                     (9, true) => pong.push(payload.to_vec()),
                     (10, true) => {}
                     (8, _) => {
@@ -1878,16 +2240,44 @@ fn feed(
     Ok(became_ready)
 }
 
+/// What the 101 must say about extensions: nothing to a plain WebSocket; to a
+/// permessage-deflate offer, permessage-deflate without context takeover either way (the
+/// hub's default: what lets every subscriber share one compressed frame).
+fn check_extensions(t: Transport, ext: Option<&str>) -> Result<(), String> {
+    match (t, ext) {
+        (Transport::WsDeflate, Some(e)) => {
+            let params: Vec<String> = e
+                .split(';')
+                .map(|p| p.trim().to_ascii_lowercase())
+                .collect();
+            let has = |p: &str| params.iter().any(|x| x == p);
+            if params.first().map(String::as_str) == Some("permessage-deflate")
+                && has("server_no_context_takeover")
+                && has("client_no_context_takeover")
+            {
+                Ok(())
+            } else {
+                Err(format!("permessage-deflate answered as {e:?}"))
+            }
+        }
+        (Transport::WsDeflate, None) => Err("permessage-deflate was not accepted".into()),
+        (_, Some(e)) => Err(format!("an extension we did not offer: {e:?}")),
+        (_, None) => Ok(()),
+    }
+}
+
 /// The opcode, FIN, header length and payload length of the complete server frame at the
-/// start of `b`, if it is all there.
-fn ws_frame_header(b: &[u8]) -> Result<Option<(u8, bool, usize, usize)>, String> {
+/// start of `b`, if it is all there. RSV1 is allowed on a data frame with `deflate` (a
+/// compressed message); any other RSV bit is an error.
+fn ws_frame_header(b: &[u8], deflate: bool) -> Result<Option<(u8, bool, usize, usize)>, String> {
     if b.len() < 2 {
         return Ok(None);
     }
     if b[1] & 0x80 != 0 {
         return Err("a masked frame from the server".into());
     }
-    if b[0] & 0x70 != 0 {
+    let allowed = if deflate && b[0] & 0x08 == 0 { 0x40 } else { 0 };
+    if b[0] & 0x70 & !allowed != 0 {
         return Err("RSV bits set".into());
     }
     let (hdr, len) = match b[1] & 0x7f {
@@ -1976,7 +2366,7 @@ fn poll_answer(i: usize, s: &mut Sub, tally: &mut Tally) -> Result<(), String> {
         return Err("a poll was answered with no events".into());
     }
     for (id, data) in evs {
-        tally.sub_event(i, &mut s.seq, id, data);
+        tally.sub_event(i, &mut s.seq, id, &data);
     }
     s.text.clear();
     s.waiting = false;
@@ -2008,11 +2398,14 @@ fn self_test() {
     // JSON events: one WebSocket message, a poll page, a webhook body.
     let page = br#"{"events":[{"id":7,"event":null,"data":"a"},{"id":8,"event":"x","data":"b"}],"next":8,"gap":false}"#;
     let evs = json_events(page).expect("page");
-    assert_eq!(evs, vec![(7, &b"a"[..]), (8, &b"b"[..])]);
+    assert_eq!(
+        evs,
+        vec![(7, Cow::Borrowed(&b"a"[..])), (8, Cow::Borrowed(&b"b"[..]))]
+    );
     let hook = br#"{"type":"message","timestamp":"2026-01-01T00:00:00Z","data":{"topic":"fanout","id":3,"event":null,"data":"fanout-000001-xx"}}"#;
     assert_eq!(
         json_events(hook).expect("hook"),
-        vec![(3, &b"fanout-000001-xx"[..])]
+        vec![(3, Cow::Borrowed(&b"fanout-000001-xx"[..]))]
     );
     assert_eq!(
         json_events(br#"{"events":[],"next":0,"gap":false}"#).expect("empty"),
@@ -2026,24 +2419,85 @@ fn self_test() {
         ),
         Some(12)
     );
+    // Escaped data (a JSON body carried as a string) comes back as published.
+    let body = quotes::quotes(5, 300);
+    let ev = quotes::event(99, &body);
+    let evs = json_events(&ev).expect("escaped");
+    assert_eq!(evs.len(), 1);
+    assert_eq!((evs[0].0, &evs[0].1[..]), (99, &body[..]));
+    assert_eq!(
+        json_unescape(br#"a\"b\\c\/\n\u00e9"#).expect("escapes"),
+        "a\"b\\c/\n\u{e9}".as_bytes()
+    );
+    assert!(json_unescape(b"x\\").is_err());
     assert_eq!(data_index(&event_data(42, 64)), Some(42));
     assert_eq!(event_data(3, 64).len(), 64);
 
     // WebSocket frame headers: 7-bit and 16-bit lengths, partial frames, a masked frame.
     assert_eq!(
-        ws_frame_header(&[0x81, 3, b'a', b'b', b'c']).expect("ok"),
+        ws_frame_header(&[0x81, 3, b'a', b'b', b'c'], false).expect("ok"),
         Some((1, true, 2, 3))
     );
-    assert_eq!(ws_frame_header(&[0x81, 3, b'a']).expect("ok"), None);
+    assert_eq!(ws_frame_header(&[0x81, 3, b'a'], false).expect("ok"), None);
     let mut long = vec![0x81, 126, 1, 0];
     long.resize(4 + 256, b'x');
-    assert_eq!(ws_frame_header(&long).expect("ok"), Some((1, true, 4, 256)));
-    assert_eq!(ws_frame_header(&long[..100]).expect("ok"), None);
-    assert!(ws_frame_header(&[0x81, 0x83, 0, 0, 0, 0]).is_err());
+    assert_eq!(
+        ws_frame_header(&long, false).expect("ok"),
+        Some((1, true, 4, 256))
+    );
+    assert_eq!(ws_frame_header(&long[..100], false).expect("ok"), None);
+    assert!(ws_frame_header(&[0x81, 0x83, 0, 0, 0, 0], false).is_err());
+    // RSV1: only on a data frame and only with permessage-deflate; RSV2/3 never.
+    assert!(ws_frame_header(&[0xc1, 1, 0], false).is_err());
+    assert_eq!(
+        ws_frame_header(&[0xc1, 1, 0], true).expect("ok"),
+        Some((1, true, 2, 1))
+    );
+    assert!(ws_frame_header(&[0xc9, 0], true).is_err());
+    assert!(ws_frame_header(&[0xa1, 1, 0], true).is_err());
+    assert!(check_extensions(Transport::Ws, None).is_ok());
+    assert!(check_extensions(Transport::Ws, Some("permessage-deflate")).is_err());
+    assert!(check_extensions(
+        Transport::WsDeflate,
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+    )
+    .is_ok());
+    assert!(check_extensions(Transport::WsDeflate, Some("permessage-deflate")).is_err());
+    assert!(check_extensions(Transport::WsDeflate, None).is_err());
+
+    // Compressed frames: the first of a publish is inflated and checked, equal ones are
+    // only compared, a different one is inflated again; a corrupt one is an error.
+    let data: Vec<Vec<u8>> = (0..2).map(|k| quotes::quotes(k + 1, 1024)).collect();
+    let mut tally = Tally::new(3, data.clone(), false);
+    tally.cache_frames = true;
+    tally.published = 2;
+    let mut d = pushwire::proto::ws::deflate::Deflater::new(15, 6, false);
+    let packed: Vec<Vec<u8>> = (0..2)
+        .map(|k| {
+            let mut o = Vec::new();
+            d.compress(&quotes::event(50 + k as u64, &data[k]), &mut o);
+            o
+        })
+        .collect();
+    let mut seqs = [Seq::default(); 3];
+    for (k, p) in packed.iter().enumerate() {
+        for (i, seq) in seqs.iter_mut().enumerate() {
+            tally.ws_message(i, seq, true, p, p.len() + 4);
+        }
+        assert_eq!(tally.delivered[k], 3);
+    }
+    assert_eq!(tally.error_count, 0, "{:?}", tally.errors);
+    assert_eq!(tally.frames_inflated, 2, "one per publish");
+    assert_eq!(tally.compressed_frames, 6);
+    assert_eq!(tally.ws_bytes[0], 3 * (packed[0].len() as u64 + 4));
+    assert!(tally.event_len[0].unwrap() > 1024);
+    let mut seq = Seq::default();
+    tally.ws_message(0, &mut seq, true, &[0xff, 0xff, 0xff], 5);
+    assert_eq!(tally.error_count, 1, "corrupt");
 
     // SSE: events split anywhere, a heartbeat comment, CRLF lines.
     let data: Vec<Vec<u8>> = (0..3).map(|k| event_data(k, 24)).collect();
-    let mut stream = Vec::new();
+    let mut stream: Vec<u8> = Vec::new();
     for (k, d) in data.iter().enumerate() {
         stream.extend_from_slice(format!(": heartbeat\n\nid: {}\r\ndata: ", 10 + k).as_bytes());
         stream.extend_from_slice(d);

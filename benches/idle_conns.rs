@@ -3,7 +3,8 @@
 //! ```text
 //! cargo build --release --example hub
 //! cargo bench --bench idle_conns -- [--conns 10000] [--port 19201] [--settle-ms 1000]
-//!     [--no-baseline] [--tls | --no-tls] [--base-hub PATH] [--tls-state-conns 1000]
+//!     [--no-baseline] [--tls | --no-tls | --deflate] [--base-hub PATH]
+//!     [--tls-state-conns 1000]
 //! ```
 //!
 //! Starts the hub (`target/release/examples/hub`, or the binary named by `PUSHWIRE_HUB`) as
@@ -41,6 +42,33 @@
 //! only the plaintext and TLS `GET /healthz` passes (and that breakdown); `--no-tls` skips
 //! TLS. Built without the feature, the TLS parts say they are unavailable.
 //!
+//! **permessage-deflate** (RFC 7692): the same hub again, each connection an idle WebSocket
+//! subscribed to a topic (`/topics/idle/ws`) whose handshake offered
+//! `Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits` and was answered
+//! with permessage-deflate and both `no_context_takeover` parameters (checked):
+//! `target=pushwire-hub-ws-deflate`. Then
+//!
+//! ```text
+//! idle_conns ws_deflate conns=.. plain_bytes_per_conn=.. deflate_bytes_per_conn=.. deflate_adds_bytes_per_conn=..
+//! ```
+//!
+//! against the plain `-ws` target of the same run. Without context takeover a connection
+//! holds no compression state (the loop's one `Codec` is shared, and made only when
+//! something is compressed), so the two should be equal. The hub has no flag for context
+//! takeover, so what it would cost is measured in this process with the counting allocator:
+//!
+//! ```text
+//! idle_conns deflate_state per_loop_codec_bytes=.. takeover_per_conn_bytes=.. ...
+//! ```
+//!
+//! where `per_loop_codec_bytes` is the heap a `deflate::Codec` holds after compressing one
+//! 1 KiB event at 15 bits and inflating one (what a loop pays once, on first use), and
+//! `takeover_per_conn_bytes` is what `Deflater::new(15, LEVEL, true)` plus
+//! `Inflater::new(15, true)` hold after one message each (what each connection with context
+//! takeover pays: `Config::ws_deflate_takeover(true)`), averaged over 100 pairs.
+//! `--deflate` runs only the two WebSocket targets and this breakdown (no TLS, no
+//! baseline).
+//!
 //! `--base-hub PATH` measures a second hub binary (e.g. one built at an older commit) with
 //! the same plaintext probes in the same run (`target=base-hub...`) and prints
 //! `idle_conns vs_base` ratios of the two.
@@ -65,8 +93,11 @@ use sha1::{Digest, Sha1};
 #[path = "common/tls.rs"]
 mod tls;
 
+#[path = "common/quotes.rs"]
+mod quotes;
+
 const USAGE: &str = "usage: idle_conns [--conns N] [--port P] [--settle-ms MS] [--no-baseline] \
-[--tls | --no-tls] [--base-hub PATH] [--tls-state-conns N]";
+[--tls | --no-tls | --deflate] [--base-hub PATH] [--tls-state-conns N]";
 const MAX_CONNS: usize = 20_000;
 /// fds we keep for ourselves besides the connections (stdio, the spawned child's pipes...).
 const SPARE_FDS: u64 = 64;
@@ -88,6 +119,8 @@ struct Args {
     tls: TlsMode,
     base_hub: Option<String>,
     tls_state_conns: usize,
+    /// Only the WebSocket targets, with and without permessage-deflate.
+    deflate_only: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -117,6 +150,8 @@ enum Probe {
     Healthz,
     /// The WebSocket opening handshake on this path, answered 101.
     WsHandshake(&'static str),
+    /// The same, offering permessage-deflate, answered with it and no context takeover.
+    WsDeflate(&'static str),
     /// A long poll on this path: sent, and left parked (no answer is expected).
     Parked(&'static str),
 }
@@ -171,6 +206,7 @@ fn main() {
     }
 
     let only_healthz = args.tls == TlsMode::Only;
+    let deflate_only = args.deflate_only;
     let mut targets = Vec::new();
     let add_plain = |targets: &mut Vec<Target>, prefix: &str, bin: &str, port: u16| {
         let probes = [
@@ -182,16 +218,21 @@ fn main() {
                 "-parked",
                 Probe::Parked("/topics/idle/poll?since=0&timeout=120"),
             ),
+            // ...and each an idle WebSocket with permessage-deflate.
+            ("-ws-deflate", Probe::WsDeflate("/topics/idle/ws")),
         ];
         for (k, (suffix, probe)) in probes.into_iter().enumerate() {
             if only_healthz && k > 0 {
                 break;
             }
+            if deflate_only && !matches!(probe, Probe::WsHandshake(_) | Probe::WsDeflate(_)) {
+                continue;
+            }
             targets.push(Target {
                 label: format!("{prefix}{suffix}"),
                 bin: bin.to_string(),
                 probe,
-                port: port.wrapping_add([0, 2, 3][k]),
+                port: port.wrapping_add([0, 2, 3, 10][k]),
                 tls: false,
             });
         }
@@ -215,7 +256,7 @@ fn main() {
     }
     let tt = std::env::var("TT_ECHO")
         .unwrap_or_else(|_| "benches/tt-echo/target/release/tt-echo".into());
-    if args.baseline && !only_healthz && std::path::Path::new(&tt).is_file() {
+    if args.baseline && !only_healthz && !deflate_only && std::path::Path::new(&tt).is_file() {
         targets.push(Target {
             label: "tokio-tungstenite".into(),
             bin: tt,
@@ -223,12 +264,18 @@ fn main() {
             port: args.port.wrapping_add(1),
             tls: false,
         });
-    } else if args.baseline && !only_healthz {
+    } else if args.baseline && !only_healthz && !deflate_only {
         eprintln!(
             "idle_conns: no baseline: {tt} not built (cd benches/tt-echo && cargo build --release)"
         );
     }
 
+    if !only_healthz {
+        if let Err(e) = deflate_state::report(deflate_state::PAIRS) {
+            eprintln!("idle_conns: deflate_state: {e}");
+            exit(1);
+        }
+    }
     #[cfg(feature = "tls")]
     if tls_ctx.is_some() {
         if let Err(e) = tls_state::report(args.tls_state_conns) {
@@ -267,7 +314,23 @@ fn main() {
             tls - plain
         );
     }
-    for (suffix, probe) in [("", "healthz"), ("-ws", "ws"), ("-parked", "parked")] {
+    if let (Some(plain), Some(deflate)) = (
+        per_conn_of.get("pushwire-hub-ws"),
+        per_conn_of.get("pushwire-hub-ws-deflate"),
+    ) {
+        println!(
+            "idle_conns ws_deflate conns={} plain_bytes_per_conn={plain} \
+             deflate_bytes_per_conn={deflate} deflate_adds_bytes_per_conn={}",
+            args.conns,
+            deflate - plain
+        );
+    }
+    for (suffix, probe) in [
+        ("", "healthz"),
+        ("-ws", "ws"),
+        ("-parked", "parked"),
+        ("-ws-deflate", "ws_deflate"),
+    ] {
         let (Some(head), Some(base)) = (
             per_conn_of.get(&format!("pushwire-hub{suffix}")),
             per_conn_of.get(&format!("base-hub{suffix}")),
@@ -295,6 +358,7 @@ fn parse_args() -> Result<Args, String> {
         tls: TlsMode::Also,
         base_hub: None,
         tls_state_conns: 1000,
+        deflate_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -311,6 +375,12 @@ fn parse_args() -> Result<Args, String> {
             }
             "--no-tls" => {
                 a.tls = TlsMode::Off;
+                continue;
+            }
+            "--deflate" => {
+                a.tls = TlsMode::Off;
+                a.baseline = false;
+                a.deflate_only = true;
                 continue;
             }
             _ => {}
@@ -592,6 +662,11 @@ fn open_one(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         ),
+        Probe::WsDeflate(path) => format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+        ),
     };
     s.write_all(req.as_bytes())
         .map_err(|e| format!("write: {e}"))?;
@@ -648,7 +723,7 @@ fn response_done(buf: &[u8], head: usize, probe: Probe, key: &str) -> Result<boo
     };
     let body = &buf[head..];
     match probe {
-        Probe::WsHandshake(_) => {
+        Probe::WsHandshake(_) | Probe::WsDeflate(_) => {
             if resp.code != Some(101) {
                 return Err(format!("status {:?}, want 101", resp.code));
             }
@@ -658,6 +733,28 @@ fn response_done(buf: &[u8], head: usize, probe: Probe, key: &str) -> Result<boo
             let want = BASE64.encode(sha.finalize()).to_ascii_lowercase();
             if header("sec-websocket-accept") != Some(want) {
                 return Err("wrong or missing Sec-WebSocket-Accept".into());
+            }
+            let ext = header("sec-websocket-extensions");
+            match (probe, ext) {
+                (Probe::WsHandshake(_), Some(e)) => {
+                    return Err(format!("an extension we did not offer: {e}"))
+                }
+                (Probe::WsDeflate(_), None) => {
+                    return Err("permessage-deflate offered but not accepted".into())
+                }
+                (Probe::WsDeflate(_), Some(e)) => {
+                    let params: Vec<&str> = e.split(';').map(str::trim).collect();
+                    if params.first() != Some(&"permessage-deflate")
+                        || !params.contains(&"server_no_context_takeover")
+                        || !params.contains(&"client_no_context_takeover")
+                    {
+                        return Err(format!(
+                            "permessage-deflate answered with context takeover or not at \
+                             all: {e}"
+                        ));
+                    }
+                }
+                _ => {}
             }
             Ok(true)
         }
@@ -716,9 +813,8 @@ fn vm_rss_kib(pid: u32) -> Result<u64, String> {
 }
 
 /// A global allocator that keeps the live heap bytes and, per 16-byte size class, the live
-/// allocation count: what the TLS breakdown reads. It only counts (relaxed atomics) and
-/// hands everything to the system allocator; only built with the `tls` feature.
-#[cfg(feature = "tls")]
+/// allocation count: what the TLS and deflate breakdowns read. It only counts (relaxed
+/// atomics) and hands everything to the system allocator.
 mod counting {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
@@ -787,9 +883,99 @@ mod counting {
     }
 }
 
-#[cfg(feature = "tls")]
 #[global_allocator]
 static ALLOC: counting::Counting = counting::Counting;
+
+/// What permessage-deflate state costs on the heap, measured in this process with the
+/// counting allocator: the loop's shared `Codec` (once per loop) and, with context
+/// takeover, a connection's own compressor and decompressor (zlib-rs allocates through
+/// Rust's global allocator, flate2's `rust-allocator`, so all of it is counted).
+mod deflate_state {
+    use pushwire::proto::ws::deflate::{Codec, Deflater, Inflater, LEVEL};
+
+    use super::{counting, quotes};
+
+    fn live() -> isize {
+        counting::snapshot().0
+    }
+
+    /// Takeover pairs made and averaged: each holds about 420 KB, so 100 are 42 MB.
+    pub const PAIRS: usize = 100;
+
+    /// Prints the `deflate_state` line; `n` takeover pairs are averaged.
+    pub fn report(n: usize) -> Result<(), String> {
+        // A 1 KiB event of quote JSON, as the hub would send it.
+        let message = quotes::event(1_764_620_000_123_456, &quotes::quotes(1, 900));
+        let mut packed = Vec::new();
+        Deflater::new(15, LEVEL, false).compress(&message, &mut packed);
+        let mut out = Vec::with_capacity(4096);
+
+        // The loop's Codec: made empty, then one compress at 15 bits and one inflate.
+        let before = live();
+        let mut codec = Codec::new();
+        let empty = live() - before;
+        let z = codec.compress(15, &message).len();
+        codec.trim();
+        let after_compress = live() - before;
+        codec
+            .inflater()
+            .inflate(&packed, 1 << 20, &mut out)
+            .map_err(|e| e.to_string())?;
+        if out != message {
+            return Err("the codec's inflater did not give the message back".into());
+        }
+        let codec_bytes = live() - before;
+        drop(codec);
+
+        // Context takeover: each connection's own pair, after one message each way.
+        // The vectors that keep them are made first, so their own bytes are not counted.
+        let mut pairs = Vec::with_capacity(n);
+        let mut scratch = Vec::with_capacity(4096);
+        let (mut ds, mut is) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let before = live();
+        for _ in 0..n {
+            let mut d = Deflater::new(15, LEVEL, true);
+            let mut i = Inflater::new(15, true);
+            scratch.clear();
+            d.compress(&message, &mut scratch);
+            out.clear();
+            i.inflate(&packed, 1 << 20, &mut out)
+                .map_err(|e| e.to_string())?;
+            pairs.push((Box::new(d), Box::new(i)));
+        }
+        let pair_bytes = (live() - before) as f64 / n as f64;
+        drop(pairs);
+        // The two halves on their own.
+        let before = live();
+        for _ in 0..n {
+            let mut d = Deflater::new(15, LEVEL, true);
+            scratch.clear();
+            d.compress(&message, &mut scratch);
+            ds.push(Box::new(d));
+        }
+        let deflater_bytes = (live() - before) as f64 / n as f64;
+        drop(ds);
+        let before = live();
+        for _ in 0..n {
+            let mut i = Inflater::new(15, true);
+            out.clear();
+            i.inflate(&packed, 1 << 20, &mut out)
+                .map_err(|e| e.to_string())?;
+            is.push(Box::new(i));
+        }
+        let inflater_bytes = (live() - before) as f64 / n as f64;
+        drop(is);
+        println!(
+            "idle_conns deflate_state per_loop_codec_bytes={codec_bytes} \
+             takeover_per_conn_bytes={pair_bytes:.0} (deflater={deflater_bytes:.0} \
+             inflater={inflater_bytes:.0}, pairs={n}; codec empty={empty} \
+             after_one_compress={after_compress}; message={} compressed={z} level={LEVEL} \
+             window_bits=15)",
+            message.len()
+        );
+        Ok(())
+    }
+}
 
 /// What a rustls server session holds on the heap, per connection, at each step of an idle
 /// TLS connection's life, measured in this process (no hub, no sockets: the records move

@@ -4,6 +4,7 @@
 //! cargo bench --bench ws_load -- --addr 127.0.0.1:9001 [--conns 64] [--depth 16]
 //!     [--size 64] [--secs 5] [--warmup 1] [--label NAME] [--server-pid PID]
 //!     [--check full|length] [--tls-ca FILE [--tls-name NAME]]
+//!     [--payload bytes|json] [--deflate]
 //! cargo bench --bench ws_load -- --self-test
 //! cargo bench --bench ws_load -- --make-certs DIR
 //! ```
@@ -49,6 +50,25 @@
 //! a leaf for `localhost` and `127.0.0.1` signed by it with its CA (`chain.pem`) and the
 //! leaf's key (`key.pem`), for a server's `--tls-cert`/`--tls-key`, and exits.
 //!
+//! **permessage-deflate** (RFC 7692): `--deflate` offers `permessage-deflate;
+//! client_max_window_bits` and requires the server to accept it with
+//! `server_no_context_takeover` (pushwire's default), so every message compresses alike.
+//! The client compresses its message once, as RFC 7692 §7.2.1 says, with pushwire's
+//! `deflate::Deflater` at `deflate::LEVEL` and the window the server allowed (reset after
+//! the message, as no context takeover allows), and frames it with RSV1 and the mask
+//! (`frame::write_frame`); every send is that frame, as without `--deflate`. The expected
+//! echo is learned from the server: before the connections are loaded, connection 0 sends
+//! the message once and reads the answer; a compressed answer (RSV1) is inflated with
+//! `deflate::Inflater` and must give the message back, a plain one must be the message.
+//! That frame is then what every echo is compared with, byte for byte: the server
+//! inflates every message and compresses every answer, the loader does neither per
+//! message. `--payload json` sends `--size` bytes of quote JSON (`benches/common/quotes.rs`)
+//! instead of the byte pattern (which hardly compresses); the line then adds `deflate=..`
+//! (what was agreed), `frame_bytes`/`echo_bytes` (client and server frame sizes),
+//! `payload_mb_per_sec` (message bytes echoed per second, one way) and `wire_mb_per_sec`
+//! (echo frame bytes per second, one way). `benches/deflate_echo.sh` runs the echo example
+//! with and without it, in the same run. Not with `--tls-ca`.
+//!
 //! Run without `--addr` (as a bare `cargo bench` does) it prints its usage and exits 0.
 
 use std::io::{self, Read, Write};
@@ -60,7 +80,14 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use pushwire::proto::ws::deflate::{Deflater, Inflater, LEVEL};
+use pushwire::proto::ws::extensions::{check_response, Agreed, DeflateParams};
+use pushwire::proto::ws::frame::write_frame;
+use pushwire::proto::ws::OpCode;
 use sha1::{Digest, Sha1};
+
+#[path = "common/quotes.rs"]
+mod quotes;
 
 #[cfg(feature = "tls")]
 #[path = "common/tls.rs"]
@@ -68,7 +95,7 @@ mod tls;
 
 const USAGE: &str = "usage: ws_load --addr HOST:PORT [--conns N] [--depth D] [--size BYTES] \
 [--secs S] [--warmup S] [--label NAME] [--server-pid PID] [--check full|length] \
-[--tls-ca FILE [--tls-name NAME]]\n\
+[--tls-ca FILE [--tls-name NAME]] [--payload bytes|json] [--deflate]\n\
        ws_load --self-test\n\
        ws_load --make-certs DIR";
 
@@ -100,6 +127,10 @@ struct Args {
     /// `wss://`: the CA to verify against, and the name.
     tls_ca: Option<String>,
     tls_name: Option<String>,
+    /// Offer permessage-deflate and compress what we send.
+    deflate: bool,
+    /// Quote JSON instead of the byte pattern.
+    json: bool,
 }
 
 fn main() {
@@ -131,10 +162,15 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut server_pid = None;
     let mut check_payload = true;
     let (mut tls_ca, mut tls_name) = (None, None);
+    let (mut deflate, mut json) = (false, false);
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         // `cargo bench` passes `--bench` to every harness-less bench.
         if flag == "--bench" {
+            continue;
+        }
+        if flag == "--deflate" {
+            deflate = true;
             continue;
         }
         if flag == "--self-test" {
@@ -155,6 +191,13 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--tls-ca" => tls_ca = Some(value.clone()),
             "--tls-name" => tls_name = Some(value.clone()),
             "--make-certs" => make_certs(&value),
+            "--payload" => {
+                json = match value.as_str() {
+                    "bytes" => false,
+                    "json" => true,
+                    _ => return Err(format!("--payload is bytes or json, not {value:?}")),
+                }
+            }
             "--check" => {
                 check_payload = match value.as_str() {
                     "full" => true,
@@ -168,6 +211,12 @@ fn parse_args() -> Result<Option<Args>, String> {
     let Some(addr) = addr else { return Ok(None) };
     if tls_name.is_some() && tls_ca.is_none() {
         return Err("--tls-name goes with --tls-ca".into());
+    }
+    if deflate && tls_ca.is_some() {
+        return Err("--deflate is not supported with --tls-ca".into());
+    }
+    if json && size < 2 {
+        return Err("--payload json needs --size 2 or more".into());
     }
     if !(1..=MAX_CONNS).contains(&conns) {
         return Err(format!("--conns must be 1..={MAX_CONNS}"));
@@ -197,6 +246,8 @@ fn parse_args() -> Result<Option<Args>, String> {
         check_payload,
         tls_ca,
         tls_name,
+        deflate,
+        json,
     }))
 }
 
@@ -281,18 +332,13 @@ impl TlsClient {
 
 fn run(args: &Args) -> Result<String, String> {
     let addr = resolve(&args.addr)?;
-    let payload: Vec<u8> = (0..args.size).map(|i| (i * 31 + 7) as u8).collect();
-    let frame = masked_frame(&payload, MASK);
-    let echo = server_frame(&payload);
-    // `depth + 1` frames back to back: any run of up to `depth` frames starting anywhere
-    // within the first one is a single slice of it.
-    let batch = frame.repeat(args.depth + 1);
-    let flen = frame.len();
-    let checked = if args.check_payload {
-        echo.len()
+    let payload: Vec<u8> = if args.json {
+        quotes::quotes(1, args.size)
     } else {
-        header_len(&echo)
+        (0..args.size).map(|i| (i * 31 + 7) as u8).collect()
     };
+    let mut frame = masked_frame(&payload, MASK);
+    let mut echo = server_frame(&payload);
 
     let tls_client = TlsClient::new(args)?;
     let setup_deadline = Instant::now() + SETUP_DEADLINE;
@@ -300,13 +346,45 @@ fn run(args: &Args) -> Result<String, String> {
     let mut conns = Vec::with_capacity(args.conns);
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
     let mut negotiated = String::new();
+    let mut agreed: Option<Agreed> = None;
     for n in 0..args.conns {
-        let (std_sock, early, _session) =
-            handshake(addr, &args.addr, n, tls_client.as_ref(), setup_deadline)?;
+        let ((mut std_sock, early, _session), ext) = handshake(
+            addr,
+            &args.addr,
+            n,
+            tls_client.as_ref(),
+            setup_deadline,
+            args.deflate,
+        )?;
         if !early.is_empty() {
             return Err(format!(
                 "conn {n}: server sent {} bytes before any message",
                 early.len()
+            ));
+        }
+        if n == 0 && args.deflate {
+            let a = ext.ok_or("the server did not accept permessage-deflate")?;
+            if !a.server_no_context_takeover {
+                return Err(
+                    "the server keeps its compression context (no server_no_context_takeover): \
+                     its echoes differ from message to message, which this loader cannot check"
+                        .into(),
+                );
+            }
+            // Compressed once, framed with RSV1 and masked; then learn the echo.
+            let mut packed = Vec::new();
+            Deflater::new(a.client_window_bits, LEVEL, false).compress(&payload, &mut packed);
+            frame.clear();
+            write_frame(&mut frame, RSV1, OpCode::Binary, Some(MASK), &packed);
+            echo = probe_echo(&mut std_sock, &frame, &payload, setup_deadline)?;
+            negotiated += &format!(
+                " deflate=client_bits:{},server_bits:{},level:{LEVEL}",
+                a.client_window_bits, a.server_window_bits
+            );
+            agreed = Some(a);
+        } else if n > 0 && ext != agreed {
+            return Err(format!(
+                "conn {n}: the server agreed {ext:?}, to conn 0 {agreed:?}"
             ));
         }
         std_sock
@@ -323,13 +401,22 @@ fn run(args: &Args) -> Result<String, String> {
         conns.push(Conn {
             sock,
             tx_off: 0,
-            tx_owed: args.depth * flen,
+            tx_owed: args.depth * frame.len(),
             rx_off: 0,
             #[cfg(feature = "tls")]
             tls: _session.map(Box::new),
         });
     }
 
+    // `depth + 1` frames back to back: any run of up to `depth` frames starting anywhere
+    // within the first one is a single slice of it.
+    let batch = frame.repeat(args.depth + 1);
+    let flen = frame.len();
+    let checked = if args.check_payload {
+        echo.len()
+    } else {
+        header_len(&echo)
+    };
     let mut events = Events::with_capacity(1024);
     let mut rbuf = vec![0u8; (256 * 1024).max(flen.min(4 << 20))];
     let mut done: u64 = 0;
@@ -398,6 +485,17 @@ fn run(args: &Args) -> Result<String, String> {
         share(lcpu0, cpu_end.0),
     );
     line += &negotiated;
+    if args.deflate || args.json {
+        let rate = trips as f64 / elapsed;
+        line += &format!(
+            " payload={} frame_bytes={flen} echo_bytes={} payload_mb_per_sec={:.1} \
+             wire_mb_per_sec={:.1}",
+            if args.json { "json" } else { "bytes" },
+            echo.len(),
+            rate * args.size as f64 / 1e6,
+            rate * echo.len() as f64 / 1e6
+        );
+    }
     if args.server_pid.is_some() {
         line += &format!(" server_cpu={}", share(scpu0, cpu_end.1));
         // Round trips per second of server CPU time: what the server gets done with the
@@ -410,6 +508,77 @@ fn run(args: &Args) -> Result<String, String> {
         }
     }
     Ok(line)
+}
+
+/// RSV1 as `write_frame` takes it: a compressed message (RFC 7692 §6).
+const RSV1: u8 = 0b100;
+
+/// Sends `frame` once on the blocking socket and reads the server's answer: the echo every
+/// later answer must equal. A compressed answer must inflate to `payload`, a plain one must
+/// carry it.
+fn probe_echo(
+    s: &mut StdStream,
+    frame: &[u8],
+    payload: &[u8],
+    deadline: Instant,
+) -> Result<Vec<u8>, String> {
+    let left = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| "probe: no answer before the setup deadline".to_string())
+    };
+    s.set_write_timeout(Some(left()?))
+        .map_err(|e| e.to_string())?;
+    s.write_all(frame)
+        .map_err(|e| format!("probe: write: {e}"))?;
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        if got.len() >= 2 {
+            let hl = header_len(&got);
+            if got.len() >= hl {
+                let len = match hl {
+                    4 => u16::from_be_bytes([got[2], got[3]]) as usize,
+                    10 => u64::from_be_bytes(got[2..10].try_into().expect("8 bytes")) as usize,
+                    _ => (got[1] & 0x7f) as usize,
+                };
+                if len > MAX_SIZE * 2 {
+                    return Err(format!("probe: a {len}-byte answer"));
+                }
+                if got.len() >= hl + len {
+                    if got.len() > hl + len {
+                        return Err("probe: more than one frame came back".into());
+                    }
+                    let (b0, body) = (got[0], &got[hl..]);
+                    if b0 & 0x0f != 0x2 || b0 & 0x80 == 0 || got[1] & 0x80 != 0 {
+                        return Err(describe_mismatch(0, b0, &server_frame(payload)));
+                    }
+                    let ok = if b0 & 0x40 != 0 {
+                        let mut out = Vec::new();
+                        Inflater::new(15, false)
+                            .inflate(body, payload.len(), &mut out)
+                            .map_err(|e| format!("probe: the compressed echo: {e}"))?;
+                        out == payload
+                    } else {
+                        body == payload
+                    };
+                    if !ok {
+                        return Err("probe: the echo is not the message".into());
+                    }
+                    return Ok(got);
+                }
+            }
+        }
+        s.set_read_timeout(Some(left()?))
+            .map_err(|e| e.to_string())?;
+        match s.read(&mut chunk) {
+            Ok(0) => return Err("probe: the server closed the connection".into()),
+            Ok(k) => got.extend_from_slice(&chunk[..k]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("probe: read: {e}")),
+        }
+    }
 }
 
 /// Writes what `c` owes until done or the socket is full.
@@ -648,7 +817,8 @@ fn handshake(
     n: usize,
     tls: Option<&TlsClient>,
     deadline: Instant,
-) -> Result<Opened, String> {
+    deflate: bool,
+) -> Result<(Opened, Option<Agreed>), String> {
     let left = || {
         deadline
             .checked_duration_since(Instant::now())
@@ -666,8 +836,8 @@ fn handshake(
     match tls {
         None => {
             let mut s = s;
-            let rest = upgrade(&mut s, &ctl, host, n, &left)?;
-            Ok((s, rest, None))
+            let (rest, agreed) = upgrade(&mut s, &ctl, host, n, &left, deflate)?;
+            Ok(((s, rest, None), agreed))
         }
         #[cfg(feature = "tls")]
         Some(t) => {
@@ -675,7 +845,7 @@ fn handshake(
                 .map_err(|e| e.to_string())?;
             let mut stream = rustls::StreamOwned::new(t.session()?, s);
             // The first write drives the TLS handshake (bounded by the socket's timeouts).
-            let rest = upgrade(&mut stream, &ctl, host, n, &left)?;
+            let (rest, _) = upgrade(&mut stream, &ctl, host, n, &left, false)?;
             let (mut session, s) = stream.into_parts();
             // Plaintext rustls decrypted but `upgrade` did not read follows the head too.
             let mut rest = rest;
@@ -688,7 +858,7 @@ fn handshake(
                     Err(e) => return Err(format!("conn {n}: tls: {e}")),
                 }
             }
-            Ok((s, rest, Some(session)))
+            Ok(((s, rest, Some(session)), None))
         }
         #[cfg(not(feature = "tls"))]
         Some(t) => match *t {},
@@ -703,14 +873,20 @@ fn upgrade<S: Read + Write>(
     host: &str,
     n: usize,
     left: &dyn Fn() -> Result<Duration, String>,
-) -> Result<Vec<u8>, String> {
+    deflate: bool,
+) -> Result<(Vec<u8>, Option<Agreed>), String> {
     // A key that differs per connection; it need not be random for a benchmark.
     let mut raw = *b"pushwire-load-00";
     raw[12..].copy_from_slice(&(n as u32).to_be_bytes());
     let key = BASE64.encode(raw);
+    let offer = if deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     let req = format!(
         "GET / HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{offer}\r\n"
     );
     s.write_all(req.as_bytes())
         .and_then(|()| s.flush())
@@ -732,8 +908,9 @@ fn upgrade<S: Read + Write>(
         let mut resp = httparse::Response::new(&mut headers);
         match resp.parse(&buf) {
             Ok(httparse::Status::Complete(head)) => {
-                check_accept(&resp, &key).map_err(|e| format!("conn {n}: handshake: {e}"))?;
-                return Ok(buf[head..].to_vec());
+                let agreed = check_accept(&resp, &key, deflate)
+                    .map_err(|e| format!("conn {n}: handshake: {e}"))?;
+                return Ok((buf[head..].to_vec(), agreed));
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
             Ok(httparse::Status::Partial) => {
@@ -748,8 +925,13 @@ fn upgrade<S: Read + Write>(
 
 /// Section 4.1: "If the status code received from the server is not 101, the client handles
 /// the response per HTTP procedures"; the Upgrade, Connection and Sec-WebSocket-Accept
-/// checks follow; and we offered no extension or subprotocol, so none may be chosen.
-fn check_accept(resp: &httparse::Response, key: &str) -> Result<(), String> {
+/// checks follow; we offered no subprotocol, so none may be chosen, and an extension only
+/// with `deflate` (then checked against the offer by pushwire's client-side check).
+fn check_accept(
+    resp: &httparse::Response,
+    key: &str,
+    deflate: bool,
+) -> Result<Option<Agreed>, String> {
     if resp.code != Some(101) {
         return Err(format!("status {:?}, want 101", resp.code));
     }
@@ -776,12 +958,20 @@ fn check_accept(resp: &httparse::Response, key: &str) -> Result<(), String> {
         Some(got) if got == want => {}
         got => return Err(format!("Sec-WebSocket-Accept {got:?}, want {want:?}")),
     }
-    for name in ["sec-websocket-extensions", "sec-websocket-protocol"] {
-        if header(name).is_some() {
-            return Err(format!("server chose a {name} we did not offer"));
+    if header("sec-websocket-protocol").is_some() {
+        return Err("server chose a sec-websocket-protocol we did not offer".into());
+    }
+    match (header("sec-websocket-extensions"), deflate) {
+        (None, _) => Ok(None),
+        (Some(e), false) => Err(format!("server chose extensions we did not offer: {e}")),
+        (Some(e), true) => {
+            let offered = DeflateParams {
+                client_max_window_bits: Some(None),
+                ..DeflateParams::default()
+            };
+            check_response(&e, &offered).map_err(|err| format!("{e:?}: {err}"))
         }
     }
-    Ok(())
 }
 
 /// Nanoseconds a process has run on a CPU (first field of /proc/PID/schedstat).
