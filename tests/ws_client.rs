@@ -2,9 +2,8 @@
 //! 127.0.0.1: a pushwire client (one `Server` in a thread) dials a pushwire server (another
 //! `Server` in a thread that accepts and echoes), with and without permessage-deflate;
 //! closes from either side; the client's message limit; every way a dial fails; and the
-//! hub's `--upstream` feed reconnecting to a restarted upstream. The two `bug_` tests are
-//! `#[ignore]`d reproductions of bugs in the dialing code (`cargo test --test ws_client --
-//! --ignored`): they fail until it is fixed.
+//! hub's `--upstream` feed reconnecting to a restarted upstream. Two of them began as reproductions of bugs in the dialing code (closing a dial that
+//! is resolving; resolving dials and `max_connections`), now fixed.
 
 mod util;
 
@@ -962,7 +961,7 @@ fn a_localhost_url_is_resolved_and_dialed() {
     assert_eq!(host, Some(format!("localhost:{}", server.addr.port())));
 }
 
-/// The application closes a dial before it opened: the dial fails ("closed"), nothing is
+/// The application closes a dial before it opened: the dial fails, nothing is
 /// sent on it meanwhile, and `on_close` never comes.
 #[test]
 fn closing_a_dial_before_it_opens() {
@@ -973,15 +972,19 @@ fn closing_a_dial_before_it_opens() {
         .unwrap();
     thread::sleep(Duration::from_millis(50)); // connected, the request sent, no answer
     assert!(!client.on_loop(move |cx| cx.send_text(conn, "too early")));
-    assert!(!client.on_loop(move |cx| cx.close_ws(conn, 1000, "")));
+    // There is no closing handshake to make yet: close_ws ends it at once.
     let t0 = Instant::now();
-    assert!(client.on_loop(move |cx| {
-        cx.close(conn);
-        true
-    }));
+    assert!(client.on_loop(move |cx| cx.close_ws(conn, 1000, "")));
     let (at, _, why) = client.expect_failed(conn);
     assert!(at - t0 < Duration::from_secs(1), "took {:?}", at - t0);
-    assert_eq!(why, "closed");
+    assert_eq!(why, "closed before it opened");
+    // And `close` on another.
+    let conn = client
+        .dial(&format!("ws://{addr}/"), WsConnect::new())
+        .unwrap();
+    thread::sleep(Duration::from_millis(50));
+    client.on_loop(move |cx| cx.close(conn));
+    assert_eq!(client.expect_failed(conn).2, "closed before it opened");
     client.expect_silence(conn, Duration::from_millis(100));
 }
 
@@ -1020,13 +1023,10 @@ fn dials_count_against_max_connections() {
     assert!(client.dial(&url, opts).is_ok());
 }
 
-/// BUG (ignored until fixed): `Ctx::close` on a dial whose host name is still being
-/// resolved is ignored (`kind` is `None`, `close` does nothing), and the connection opens
-/// afterwards: `on_ws_open` for a connection the application closed, and the server sees
-/// a WebSocket nobody wants.
+/// `Ctx::close` on a dial whose host name is still being resolved: it fails ("closed
+/// before it opened") and never opens; the server sees no WebSocket.
 #[test]
-#[ignore = "bug: closing a dial while its host name resolves does nothing"]
-fn bug_closing_a_dial_while_it_resolves() {
+fn closing_a_dial_while_it_resolves() {
     let (server, seen) = echo_server(Config::new());
     let mut client = Client::start();
     let url = format!("ws://localhost:{}/", server.addr.port());
@@ -1043,11 +1043,10 @@ fn bug_closing_a_dial_while_it_resolves() {
     assert_eq!(seen.lock().unwrap().opened, 0);
 }
 
-/// BUG (ignored until fixed): dials to host names are not counted against
-/// `max_connections` while they resolve, so one callback can open any number of them.
+/// Dials to host names count against `max_connections` while they resolve, so one
+/// callback cannot open more than the limit.
 #[test]
-#[ignore = "bug: resolving dials bypass max_connections"]
-fn bug_resolving_dials_bypass_max_connections() {
+fn resolving_dials_count_against_max_connections() {
     let addr = raw_server(None);
     let (tx, rx) = mpsc::channel();
     let config = Config::new().max_connections(2);

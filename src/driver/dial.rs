@@ -42,7 +42,8 @@ impl Core {
         if self.stopping.is_some() {
             return Err(ConnectError::Stopped);
         }
-        if self.live >= self.config.max_connections {
+        // Dials still resolving hold a slot too.
+        if self.live + self.dials.len() >= self.config.max_connections {
             return Err(ConnectError::TooManyConnections);
         }
         let spec = DialSpec {
@@ -80,6 +81,20 @@ impl Core {
             Err(_) => self.resolve_for_dial(i, id, pending),
         }
         Ok(id)
+    }
+
+    /// Forgets a dial still resolving its host name (the application closed it): it is
+    /// reported as failed. False when `id` is no such dial.
+    pub(crate) fn cancel_dial(&mut self, id: ConnId) -> bool {
+        let Some(pending) = self.dials.remove(&id) else {
+            return false;
+        };
+        self.free.push(id.index as usize);
+        let url = pending.url.to_string();
+        debug!("{id} dial to {url} closed while resolving");
+        self.notes
+            .push(Note::DialFailed(id, url, "closed before it opened".into()));
+        true
     }
 
     /// Resolves the dial's host on a thread; the loop connects when the answer comes.

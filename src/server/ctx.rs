@@ -129,6 +129,9 @@ impl<'a> Ctx<'a> {
     /// From inside [`App::on_ws_message`](crate::App::on_ws_message) it takes effect at
     /// once: messages already received behind it are discarded.
     pub fn close_ws(&mut self, conn: ConnId, code: u16, reason: &str) -> bool {
+        if self.core.cancel_dial(conn) {
+            return true;
+        }
         let Some(i) = self.core.index_of(conn) else {
             return false;
         };
@@ -156,6 +159,9 @@ impl<'a> Ctx<'a> {
     /// Closes a connection: a WebSocket with 1000 and the closing handshake, an SSE stream
     /// by ending it, an HTTP connection after what is queued for it was written.
     pub fn close(&mut self, conn: ConnId) {
+        if self.core.cancel_dial(conn) {
+            return;
+        }
         if let Some(i) = self.core.index_of(conn) {
             self.core.with_conn(i, |p, env| p.close(env));
         }

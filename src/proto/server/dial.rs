@@ -134,7 +134,13 @@ impl ServerConn {
             None if why == CloseReason::PeerClosed || why == CloseReason::NoCloseFrame => {
                 "the server closed the connection before the handshake answer".into()
             }
-            None => why.to_string(),
+            None if why == CloseReason::Finished => "closed before it opened".into(),
+            None => match why {
+                CloseReason::ReadError(k) | CloseReason::WriteError(k) => {
+                    format!("connection failed: {k}")
+                }
+                _ => why.to_string(),
+            },
         })
     }
 

@@ -152,6 +152,11 @@ impl ServerConn {
     /// Starts the WebSocket closing handshake (RFC 6455 §7.1.2). `false` when this is no
     /// open WebSocket, a Close was already sent, or `code` may not be sent.
     pub fn close_ws(&mut self, env: &mut Env<'_>, code: u16, reason: &str) -> bool {
+        if self.dialing() && self.done.is_none() {
+            // Not open yet: there is no closing handshake to make.
+            self.abort(super::CloseReason::Finished);
+            return true;
+        }
         if !self.ws_open() {
             return false;
         }
