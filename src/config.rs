@@ -81,8 +81,8 @@ pub enum Fsync {
 /// | `topic_ttl` | 3600 s | a topic with no publish, no subscriber and no webhook for this long is dropped with its history (zero: never) |
 /// | `ws_max_frame` / `ws_max_message` | 16 MiB / 16 MiB | close 1009 (a compressed message: its inflated size) |
 /// | `ws_deflate` | true | permessage-deflate (RFC 7692) accepted when offered, without context takeover: no memory per connection |
-/// | `ws_deflate_level` | 6 | the zlib compression level (0-9): 1 is faster and compresses less |
-/// | `ws_deflate_takeover` | false | with `true`, context takeover when the client allows it: its own compressor and decompressor per connection (about 300 KiB each, see the README) |
+/// | `ws_deflate_level` / `ws_deflate_direct_level` | 6 / 1 | the zlib level (0-9) of broadcasts (compressed once for every subscriber) and of messages to one connection |
+/// | `ws_deflate_takeover` | false | with `true`, context takeover when the client allows it: its own compressor and decompressor per connection (about 420 KiB together, measured in `benches/DEFLATE-FIGURES.md`) |
 /// | `high_water` | 1 MiB queued per connection | [`SlowPolicy`]; reading pauses for HTTP/WebSocket input |
 /// | `ws_close_timeout` | 5 s | after our close frame, wait this long for the peer's |
 /// | `sse_heartbeat` | 15 s | a `: heartbeat` comment on idle streams (zero: none) |
@@ -110,6 +110,7 @@ pub struct Config {
     pub(crate) ws_max_frame: usize,
     pub(crate) ws_max_message: usize,
     pub(crate) ws_deflate_level: u32,
+    pub(crate) ws_deflate_direct_level: u32,
     pub(crate) sse_retry: Option<u64>,
     pub(crate) poll_batch: usize,
     pub(crate) stop_timeout: Duration,
@@ -137,6 +138,7 @@ impl Default for Config {
             ws_max_frame: 16 << 20,
             ws_max_message: 16 << 20,
             ws_deflate_level: crate::proto::ws::deflate::LEVEL,
+            ws_deflate_direct_level: crate::proto::ws::deflate::DIRECT_LEVEL,
             sse_retry: None,
             poll_batch: 100,
             stop_timeout: Duration::from_secs(5),
@@ -199,9 +201,13 @@ impl Config {
         /// loop's one compressor and decompressor serve every connection and a broadcast is
         /// compressed once.
         ws_deflate: bool => conn.ws_deflate);
-    setter!(/// The permessage-deflate compression level, 0-9 (zlib's; 6 by default, 1 is the
-        /// fastest that still compresses).
+    setter!(/// The permessage-deflate compression level of broadcasts, 0-9 (zlib's; 6 by
+        /// default): an event is compressed once for all its subscribers.
         ws_deflate_level: u32 => ws_deflate_level);
+    setter!(/// The permessage-deflate compression level of messages to one connection (a
+        /// send, an echo, context takeover), 0-9 (1 by default: about 3x faster than 6 on
+        /// 1 KiB of JSON, 28% bigger).
+        ws_deflate_direct_level: u32 => ws_deflate_direct_level);
     setter!(/// Keep the compression context between messages (better ratios for point-to-point
         /// traffic) when the client allows it. Costs a compressor and a decompressor per
         /// such connection, and broadcasts to it go out uncompressed (a shared compressed

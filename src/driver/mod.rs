@@ -220,7 +220,7 @@ impl<H: Handler> Driver<H> {
             Some((s, state)) => (Some(s), Some(state)),
             None => (None, None),
         };
-        let level = config.ws_deflate_level;
+        let level = (config.ws_deflate_level, config.ws_deflate_direct_level);
         let mut core = Core {
             poll,
             listener: Some(listener),
@@ -255,7 +255,7 @@ impl<H: Handler> Driver<H> {
             expiry_timer: None,
             redis,
             bp,
-            codec: crate::proto::ws::deflate::Codec::with_level(level),
+            codec: crate::proto::ws::deflate::Codec::with_levels(level.0, level.1),
             dials: Default::default(),
         };
         if let Some(state) = recovered {

@@ -125,7 +125,7 @@ impl WsFrames {
         let frame = if payload.len() < MIN_COMPRESSED {
             Rc::clone(plain)
         } else {
-            let packed = codec.compress(bits, payload);
+            let packed = codec.compress_broadcast(bits, payload);
             let frame = if packed.len() < payload.len() {
                 frame_with_rsv(packed.len(), ws::sender::RSV1, |v| {
                     v.extend_from_slice(packed)

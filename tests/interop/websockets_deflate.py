@@ -2,7 +2,7 @@
 
 Run by websockets_deflate.sh as `websockets_deflate.py HUB_ADDR ECHO_ADDR ECHO_PID` (both
 servers with their defaults: the server accepts permessage-deflate without context
-takeover; messages of 64 bytes or more go out compressed, smaller ones plain).
+takeover; messages of 128 bytes or more go out compressed, smaller ones plain).
 
 Two clients:
 * the Python `websockets` package with `compression="deflate"` (and `compression=None`
@@ -43,7 +43,7 @@ CONNECTIONS = ExitStack()  # every connection, closed however the run ends
 
 # What the server answers to an offer without window parameters.
 PLAIN_ANSWER = "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
-MIN_COMPRESSED = 64  # the server's threshold: smaller messages go plain
+MIN_COMPRESSED = 128  # the server's threshold: smaller messages go plain
 ECHO_LIMIT = 16 << 20  # examples/echo.rs: ws_max_message
 HUB_LIMIT = 1 << 20  # examples/hub.rs: WS_MAX_MESSAGE
 TAIL = b"\x00\x00\xff\xff"  # RFC 7692 §7.2.1: removed by the sender, added back here
@@ -403,7 +403,7 @@ def echo_ws():
     checks.eq("echo: websockets deflate: the 101's Sec-WebSocket-Extensions", PLAIN_ANSWER, ext_header(e))
     checks.eq("echo: websockets deflate: ws.protocol.extensions",
               [("PerMessageDeflate", True, True, 15, 15)], pmd_state(e))
-    for n in (0, 1, 63, 64, 65, 64 << 10, 4 << 20):
+    for n in (0, 1, 127, 128, 129, 64 << 10, 4 << 20):
         t = text_of(n, n)
         b = random.Random(n).randbytes(n)  # incompressible: the server may answer it plain
         e.send(t)
@@ -527,7 +527,7 @@ def echo_raw_limits():
 def echo_raw_wire():
     r = Raw(ECHO, "/", ["permessage-deflate; client_max_window_bits"])
     checks.eq("echo: raw: Chromium's offer answered", PLAIN_ANSWER, r.header("sec-websocket-extensions"))
-    for n in (63, 64, 65, 1000):
+    for n in (127, 128, 129, 1000):
         data = text_of(n, 100 + n).encode()
         r.send_compressed(1, data)
         f, payload, _ = r.read_message()

@@ -31,12 +31,14 @@ const STEP: usize = 16 * 1024;
 /// Compresses messages with a window of `2^bits` bytes.
 pub struct Deflater {
     c: Compress,
+    level: u32,
     takeover: bool,
 }
 
 impl fmt::Debug for Deflater {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Deflater")
+            .field("level", &self.level)
             .field("takeover", &self.takeover)
             .finish()
     }
@@ -46,10 +48,20 @@ impl Deflater {
     /// A compressor with a window of `window_bits` (9-15, clamped) at `level` (0-9), keeping
     /// its context between messages when `takeover`.
     pub fn new(window_bits: u8, level: u32, takeover: bool) -> Deflater {
-        let bits = window_bits.clamp(9, 15);
+        let (bits, level) = (window_bits.clamp(9, 15), level.min(9));
         Deflater {
-            c: Compress::new_with_window_bits(Compression::new(level.min(9)), false, bits),
+            c: Compress::new_with_window_bits(Compression::new(level), false, bits),
+            level,
             takeover,
+        }
+    }
+
+    /// Compresses the next messages at `level` (0-9). Between messages (the stream is
+    /// flushed) this cannot fail; if zlib refused, the old level stays.
+    pub fn set_level(&mut self, level: u32) {
+        let level = level.min(9);
+        if level != self.level && self.c.set_level(Compression::new(level)).is_ok() {
+            self.level = level;
         }
     }
 
@@ -197,25 +209,33 @@ impl Inflater {
 }
 
 /// Messages shorter than this are sent uncompressed (RSV1 clear, which permessage-deflate
-/// allows per message, RFC 7692 §6). Measured on pushwire's event JSON
-/// (`{"id":N,"event":null,"data":"..."}` with typical payloads): below about 64 bytes the
-/// raw DEFLATE output saves 0-6 bytes and often none, while the compress call costs about
-/// as much as writing the frame; from 64 bytes up it saves 15-40% (`cargo bench --bench
-/// deflate_threshold` prints the table).
-pub const MIN_COMPRESSED: usize = 64;
+/// allows per message, RFC 7692 §6). Measured (`cargo bench --bench deflate_threshold`,
+/// `benches/DEFLATE-FIGURES.md`) on pushwire's event JSON and bare JSON: at 64 bytes the
+/// raw DEFLATE output saves 0-3 bytes for 6-7 µs of compression (writing the frame plain
+/// costs 10-20 ns); every kind of message saves at least 10% only from 128 bytes, 20% from
+/// 192.
+pub const MIN_COMPRESSED: usize = 128;
 
-/// The default compression level: zlib's default trade-off (6). Level 1 is faster and
-/// bigger (`cargo bench --bench deflate_threshold` prints both).
+/// The default level of broadcasts, compressed once for every subscriber: zlib's default
+/// trade-off (6). On 1 KiB of event JSON level 1 is about 3x faster and 28% bigger.
 pub const LEVEL: u32 = 6;
+
+/// The default level of a message to one connection (an echo, a direct send, context
+/// takeover): compressed for that connection alone, so speed wins (level 1).
+pub const DIRECT_LEVEL: u32 = 1;
 
 /// The loop's shared compressors (one per window size, 9-15 bits) and decompressor, each
 /// made on first use: the permessage-deflate state of every connection without context
-/// takeover. zlib-rs's compressor at 15 bits takes about 256 KiB, its decompressor about
-/// 40 KiB; a loop that never compresses pays nothing.
+/// takeover. zlib-rs's compressor at 15 bits takes about 371 KiB, its decompressor about
+/// 47 KiB (measured: `cargo bench --bench idle_conns -- --deflate`); a loop that never
+/// compresses pays nothing. Broadcasts are compressed at one level, messages to one
+/// connection at another (the same compressors, their level set per message).
 #[derive(Debug)]
 pub struct Codec {
-    /// The compression level (0-9).
+    /// The compression level of broadcasts (0-9).
     level: u32,
+    /// The compression level of messages to one connection (0-9).
+    direct_level: u32,
     deflaters: [Option<Box<Deflater>>; 7],
     inflater: Option<Box<Inflater>>,
     /// Where one message is compressed before it is framed.
@@ -227,47 +247,56 @@ const SCRATCH_KEEP: usize = 256 * 1024;
 
 impl Default for Codec {
     fn default() -> Self {
-        Codec::with_level(LEVEL)
+        Codec::with_levels(LEVEL, DIRECT_LEVEL)
     }
 }
 
 impl Codec {
-    /// A codec with nothing made yet, compressing at [`LEVEL`].
+    /// A codec with nothing made yet, at [`LEVEL`] and [`DIRECT_LEVEL`].
     pub fn new() -> Codec {
         Codec::default()
     }
 
-    /// A codec compressing at `level` (0-9, clamped).
-    pub fn with_level(level: u32) -> Codec {
+    /// A codec compressing broadcasts at `level` and messages to one connection at
+    /// `direct_level` (0-9, clamped).
+    pub fn with_levels(level: u32, direct_level: u32) -> Codec {
         Codec {
             level: level.min(9),
+            direct_level: direct_level.min(9),
             deflaters: Default::default(),
             inflater: None,
             scratch: Vec::new(),
         }
     }
 
-    /// Its compression level.
-    pub fn level(&self) -> u32 {
-        self.level
+    /// The level of messages to one connection (also that of a connection's own
+    /// compressor, with context takeover).
+    pub fn direct_level(&self) -> u32 {
+        self.direct_level
     }
 
-    /// The shared compressor for `window_bits` (9-15, clamped).
-    pub fn deflater(&mut self, window_bits: u8) -> &mut Deflater {
-        let (bits, level) = (window_bits.clamp(9, 15), self.level);
-        self.deflaters[usize::from(bits - 9)]
-            .get_or_insert_with(|| Box::new(Deflater::new(bits, level, false)))
-    }
-
-    /// `message` compressed with the shared compressor for `window_bits`, in the scratch
-    /// buffer (call [`trim`](Self::trim) when done with it).
-    pub fn compress(&mut self, window_bits: u8, message: &[u8]) -> &[u8] {
-        let (bits, level) = (window_bits.clamp(9, 15), self.level);
+    /// `message` compressed at `level` with the shared compressor for `window_bits`, in
+    /// the scratch buffer.
+    fn shared(&mut self, window_bits: u8, level: u32, message: &[u8]) -> &[u8] {
+        let bits = window_bits.clamp(9, 15);
         let d = self.deflaters[usize::from(bits - 9)]
             .get_or_insert_with(|| Box::new(Deflater::new(bits, level, false)));
+        d.set_level(level);
         self.scratch.clear();
         d.compress(message, &mut self.scratch);
         &self.scratch
+    }
+
+    /// `message` for one connection, compressed at the direct level with the shared
+    /// compressor for `window_bits`, in the scratch buffer (call [`trim`](Self::trim) when
+    /// done with it).
+    pub fn compress(&mut self, window_bits: u8, message: &[u8]) -> &[u8] {
+        self.shared(window_bits, self.direct_level, message)
+    }
+
+    /// `message` for every subscriber of a broadcast, compressed at the broadcast level.
+    pub fn compress_broadcast(&mut self, window_bits: u8, message: &[u8]) -> &[u8] {
+        self.shared(window_bits, self.level, message)
     }
 
     /// `message` compressed with a connection's own compressor, in the scratch buffer.

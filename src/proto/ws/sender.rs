@@ -5,12 +5,13 @@
 //!
 //! A message of at least [`MIN_COMPRESSED`] bytes goes out compressed (RSV1 set) when the
 //! extension was negotiated: with the loop's shared compressor for its window size
-//! ([`Codec`]), or, with context takeover, the connection's own. Without takeover a message
+//! ([`Codec`], at its direct level: this message is for one connection), or, with context
+//! takeover, the connection's own. Without takeover a message
 //! that does not shrink is sent as it is; with takeover it is always sent compressed, as the
 //! compressor's context now holds it and the peer's must too.
 
 use super::close::close_code;
-use super::deflate::{Codec, Deflater, LEVEL, MIN_COMPRESSED};
+use super::deflate::{Codec, Deflater, DIRECT_LEVEL, MIN_COMPRESSED};
 use super::frame::{close_body, write_frame, OpCode, MAX_CONTROL_PAYLOAD};
 use super::mask::MaskKeys;
 
@@ -68,9 +69,9 @@ impl Sender {
 
     /// Compresses messages (permessage-deflate) with a window of `window_bits`; with
     /// `takeover` the connection gets its own compressor that keeps its context (at
-    /// [`LEVEL`]; see [`with_deflate_level`](Self::with_deflate_level)).
+    /// [`DIRECT_LEVEL`]; see [`with_deflate_level`](Self::with_deflate_level)).
     pub fn with_deflate(self, window_bits: u8, takeover: bool) -> Sender {
-        self.with_deflate_level(window_bits, takeover, LEVEL)
+        self.with_deflate_level(window_bits, takeover, DIRECT_LEVEL)
     }
 
     /// [`with_deflate`](Self::with_deflate), the connection's own compressor (with

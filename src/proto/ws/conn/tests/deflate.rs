@@ -276,7 +276,7 @@ fn context_takeover_keeps_the_window_both_ways() {
     );
     let msg = format!(
         r#"{{"symbol":"EURUSD","bid":1.0842,"ask":1.0843,"pad":"{}"}}"#,
-        "x".repeat(40)
+        "x".repeat(120)
     );
     let mut sizes = Vec::new();
     for _ in 0..3 {
