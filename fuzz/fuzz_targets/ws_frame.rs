@@ -1,12 +1,13 @@
 //! Connection::read over arbitrary bytes, whole and in pieces: never panics, and both ways
 //! give the same events, the same output and the same error.
 //!
-//! Input: byte 0 picks the limits, bytes 1..4 the piece sizes (cycled), the rest is the
-//! stream from the client.
+//! Input: byte 0 picks the limits (bit 0) and whether permessage-deflate was negotiated
+//! (bit 1: RSV1 messages are inflated, within the message limit), bytes 1..4 the piece
+//! sizes (cycled), the rest is the stream from the client.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pushwire::proto::ws::{CloseError, Connection, WsEvent, WsLimits};
+use pushwire::proto::ws::{CloseError, Connection, Receiver, Sender, WsEvent, WsLimits};
 
 #[derive(Debug, PartialEq)]
 enum Owned {
@@ -29,9 +30,17 @@ fn owned(e: WsEvent<'_>) -> Owned {
 
 fn drive(
     config: WsLimits,
+    deflate: bool,
     pieces: &mut dyn Iterator<Item = &[u8]>,
 ) -> (Vec<Owned>, Option<CloseError>, Vec<u8>) {
-    let mut conn = Connection::new(config);
+    let mut conn = if deflate {
+        Connection::from_halves(
+            Receiver::new(config).with_deflate(false, 15),
+            Sender::default().with_deflate(15, false),
+        )
+    } else {
+        Connection::new(config)
+    };
     let mut buffer = Vec::new();
     let mut events = Vec::new();
     let mut out = Vec::new();
@@ -72,7 +81,8 @@ fuzz_target!(|data: &[u8]| {
         }
     };
 
-    let whole = drive(config, &mut std::iter::once(input));
+    let deflate = limits & 2 == 2;
+    let whole = drive(config, deflate, &mut std::iter::once(input));
 
     let mut cut = Vec::new();
     let mut at = 0;
@@ -91,6 +101,6 @@ fuzz_target!(|data: &[u8]| {
     if at < input.len() {
         cut.push(&input[at..]);
     }
-    let pieces = drive(config, &mut cut.into_iter());
+    let pieces = drive(config, deflate, &mut cut.into_iter());
     assert_eq!(whole, pieces);
 });
