@@ -552,8 +552,9 @@ fn round_trip(server_config: Config, offered: bool, negotiated: bool) {
         let down = tap.down.load(Ordering::SeqCst) - down0;
         if len >= 1 << 20 {
             if compressible && negotiated {
-                assert!(up < len / 10, "{what}: {up} bytes sent for {len}");
-                assert!(down < len / 10, "{what}: {down} bytes received for {len}");
+                // Messages to one connection are compressed at level 1 (about 12% here).
+                assert!(up < len / 5, "{what}: {up} bytes sent for {len}");
+                assert!(down < len / 5, "{what}: {down} bytes received for {len}");
             } else if !negotiated {
                 // Plain frames: the payload plus a header (and the client's mask).
                 assert_eq!(up, len + 14, "{what}: bytes sent");
