@@ -246,7 +246,7 @@ impl ServerConn {
             send = send.with_deflate_level(
                 a.server_window_bits,
                 !a.server_no_context_takeover,
-                env.codec.direct_level(),
+                env.codec.level(),
             );
         }
         self.mode = Mode::Ws {

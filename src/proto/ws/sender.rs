@@ -11,7 +11,7 @@
 //! compressor's context now holds it and the peer's must too.
 
 use super::close::close_code;
-use super::deflate::{Codec, Deflater, DIRECT_LEVEL, MIN_COMPRESSED};
+use super::deflate::{Codec, Deflater, LEVEL, MIN_COMPRESSED};
 use super::frame::{close_body, write_frame, OpCode, MAX_CONTROL_PAYLOAD};
 use super::mask::MaskKeys;
 
@@ -69,9 +69,9 @@ impl Sender {
 
     /// Compresses messages (permessage-deflate) with a window of `window_bits`; with
     /// `takeover` the connection gets its own compressor that keeps its context (at
-    /// [`DIRECT_LEVEL`]; see [`with_deflate_level`](Self::with_deflate_level)).
+    /// [`LEVEL`]; see [`with_deflate_level`](Self::with_deflate_level)).
     pub fn with_deflate(self, window_bits: u8, takeover: bool) -> Sender {
-        self.with_deflate_level(window_bits, takeover, DIRECT_LEVEL)
+        self.with_deflate_level(window_bits, takeover, LEVEL)
     }
 
     /// [`with_deflate`](Self::with_deflate), the connection's own compressor (with
