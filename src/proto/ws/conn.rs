@@ -45,28 +45,13 @@ use std::ops::Range;
 pub use super::close::{close_code, CloseError};
 use super::deflate::{Codec, InflateError, Inflater};
 use super::frame::{parse_header, FrameHeader, OpCode};
-use super::mask::{apply_mask, MaskKeys};
+use super::mask::apply_mask;
 use super::sender::{CloseProgress, Sender, RSV1};
 use super::utf8::Utf8Validator;
 
-/// Limits of one connection. Every limit is checked against the length a header announces,
-/// before any memory is reserved for the payload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WsLimits {
-    /// The largest data frame payload accepted (1009 above it). Default 16 MiB.
-    pub max_frame_bytes: usize,
-    /// The largest message accepted, all fragments together (1009 above it). Default 16 MiB.
-    pub max_message_bytes: usize,
-}
-
-impl Default for WsLimits {
-    fn default() -> Self {
-        WsLimits {
-            max_frame_bytes: 16 << 20,
-            max_message_bytes: 16 << 20,
-        }
-    }
-}
+mod connection;
+pub use super::limits::WsLimits;
+pub use connection::Connection;
 
 /// What [`Connection::read`] reports. Payloads borrow the read buffer or the connection's
 /// message buffer, until the next call.
@@ -196,80 +181,6 @@ const BAD_UTF8: CloseError = CloseError {
     code: close_code::INVALID_PAYLOAD,
     reason: "invalid UTF-8 in text message",
 };
-
-/// One WebSocket connection after a successful handshake: both halves together, with a
-/// [`Codec`] of its own, for code that does not need to split them (tests, fuzzing, a
-/// program with one connection).
-#[derive(Debug)]
-pub struct Connection {
-    /// The receiving half.
-    pub receiver: Receiver,
-    /// The sending half.
-    pub sender: Sender,
-    /// The compressors and decompressor (used when permessage-deflate was negotiated).
-    pub codec: Codec,
-}
-
-impl Connection {
-    /// A server-side connection that has just completed its opening handshake.
-    pub fn new(config: WsLimits) -> Self {
-        Connection::from_halves(Receiver::new(config), Sender::default())
-    }
-
-    /// A client-side connection: frames masked with keys from `keys`.
-    pub fn client(config: WsLimits, keys: MaskKeys) -> Self {
-        Connection::from_halves(Receiver::client(config), Sender::client(keys))
-    }
-
-    /// Both halves, set up as the caller wants (e.g. with permessage-deflate).
-    pub fn from_halves(receiver: Receiver, sender: Sender) -> Self {
-        Connection {
-            receiver,
-            sender,
-            codec: Codec::new(),
-        }
-    }
-
-    /// [`Receiver::read`] with this connection's sender and codec.
-    pub fn read<'a>(
-        &'a mut self,
-        buf: &'a mut [u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(usize, Option<WsEvent<'a>>), CloseError> {
-        self.receiver
-            .read(&mut self.sender, &mut self.codec, buf, out)
-    }
-
-    /// [`Sender::send_text`].
-    pub fn send_text(&mut self, out: &mut Vec<u8>, text: &str) -> bool {
-        self.sender.send_text(out, text, &mut self.codec)
-    }
-
-    /// [`Sender::send_binary`].
-    pub fn send_binary(&mut self, out: &mut Vec<u8>, data: &[u8]) -> bool {
-        self.sender.send_binary(out, data, &mut self.codec)
-    }
-
-    /// [`Sender::send_ping`].
-    pub fn send_ping(&mut self, out: &mut Vec<u8>, data: &[u8]) -> bool {
-        self.sender.send_ping(out, data)
-    }
-
-    /// [`Sender::close`].
-    pub fn close(&mut self, out: &mut Vec<u8>, code: u16, reason: &str) -> bool {
-        self.sender.close(out, code, reason)
-    }
-
-    /// [`Sender::is_closed`].
-    pub fn is_closed(&self) -> bool {
-        self.sender.is_closed()
-    }
-
-    /// [`Sender::close_sent`].
-    pub fn close_sent(&self) -> bool {
-        self.sender.close_sent()
-    }
-}
 
 impl Receiver {
     /// The receiving half of a server-side connection that has just completed its opening

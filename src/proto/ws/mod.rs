@@ -9,6 +9,7 @@
 //!   client's keys ([`MaskKeys`]) from a seed the driver draws.
 //! * [`utf8`] — the incremental UTF-8 validator that fails a text message fast (§8.1).
 //! * [`close`] — close status codes (§7.4) and the fault that fails a connection (§7.1.7).
+//! * [`limits`] — the frame and message size limits of a connection (§10.4).
 //! * [`conn`] — the receiving half of a connection, [`Receiver`]: message assembly from
 //!   fragments (§5.4), control frames (§5.5); and [`Connection`], both halves together for
 //!   code that does not split them.
@@ -34,6 +35,7 @@ pub mod deflate;
 pub mod extensions;
 pub mod frame;
 pub mod handshake;
+pub mod limits;
 pub mod mask;
 pub mod sender;
 pub mod utf8;

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::proto::ws::deflate::Deflater;
+use crate::proto::ws::mask::MaskKeys;
 
 /// RFC 7692 §7.2.3.1: "Hello" compressed.
 const HELLO: &[u8] = &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
