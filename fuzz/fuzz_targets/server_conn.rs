@@ -179,6 +179,10 @@ impl Harness {
                     ws_close_timeout: ms(30),
                     sse_heartbeat: ms(20),
                     linger: ms(40),
+                    // permessage-deflate when the handshake offers it, with context
+                    // takeover in one variant.
+                    ws_deflate: true,
+                    ws_deflate_takeover: v == 2,
                 };
                 let lim = WsLimits {
                     max_frame_bytes: 8 + scale,
@@ -473,7 +477,8 @@ impl Harness {
     /// A published event reaching this connection, as the driver's publish does.
     fn broadcast(&mut self) {
         let bytes = match self.conn.transport() {
-            Transport::WebSocket => Rc::clone(&self.shared_ws),
+            // A plain frame is valid to a deflate subscriber too (RSV1 is per message).
+            Transport::WebSocket | Transport::WsDeflate(_) => Rc::clone(&self.shared_ws),
             Transport::SseChunked => Rc::clone(&self.shared_sse[1]),
             Transport::SsePlain => Rc::clone(&self.shared_sse[0]),
             Transport::None => {
