@@ -177,7 +177,15 @@ fn each_message_is_delivered_once_across_hubs_even_when_one_is_killed() {
 fn registrations_and_removals_reach_every_hub_and_redis_down_answers_503() {
     let redis = Redis::start();
     let (a, b) = (hub(&redis), hub(&redis));
-    let r = post(a.addr, "/topics/t2/webhooks", "url=http://127.0.0.1:9/x");
+    // A hub just started may not have its Redis link yet: 503 stores nothing, so retry.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = post(a.addr, "/topics/t2/webhooks", "url=http://127.0.0.1:9/x");
+        if r.status != 503 || Instant::now() > deadline {
+            break r;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(r.status, 201, "{}", r.text());
     let id = json_str(&r.text(), "id").expect("id");
     wait_for("listed on b", Duration::from_secs(5), || {
