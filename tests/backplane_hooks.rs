@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use redis_server::RedisServer as Redis;
-use util::{get, post, start_hub, Proc, Resp};
+use util::{get, post, start_hub, Proc};
 
 /// What the receiver saw: per `webhook-id`, the attempts answered 503 and 200.
 #[derive(Default)]
@@ -86,8 +86,10 @@ fn receiver(refuse: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) -> SocketAddr {
     addr
 }
 
+/// A hub on `redis`, returned once both its Redis links are up (`/stats` says
+/// `"ready":true`): before that, publishes and registrations are answered 503.
 fn hub(redis: &Redis) -> Proc {
-    start_hub(&[
+    let node = start_hub(&[
         "--redis",
         &redis.url(),
         "--webhook-allow-private",
@@ -95,26 +97,19 @@ fn hub(redis: &Redis) -> Proc {
         "2",
         "--webhook-schedule",
         "0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3,0.3",
-    ])
+    ]);
+    wait_for("the hub's redis links", Duration::from_secs(10), || {
+        get(node.addr, "/stats")
+            .text()
+            .contains("\"redis\":{\"ready\":true")
+    });
+    node
 }
 
 /// Publishes `data` on `node`, expecting 201.
 fn publish(node: &Proc, data: &str) {
     let r = post(node.addr, "/topics/hooked", data);
     assert_eq!(r.status, 201, "publish: {}", r.text());
-}
-
-/// A POST to a hub just started, retried while it answers 503 (its Redis link is not up
-/// yet; a 503 stores nothing), for at most 10 s.
-fn post_when_up(addr: SocketAddr, path: &str, body: &str) -> Resp {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = post(addr, path, body);
-        if r.status != 503 || Instant::now() > deadline {
-            return r;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
@@ -190,7 +185,7 @@ fn each_message_is_delivered_once_across_hubs_even_when_one_is_killed() {
 fn registrations_and_removals_reach_every_hub_and_redis_down_answers_503() {
     let redis = Redis::start();
     let (a, b) = (hub(&redis), hub(&redis));
-    let r = post_when_up(a.addr, "/topics/t2/webhooks", "url=http://127.0.0.1:9/x");
+    let r = post(a.addr, "/topics/t2/webhooks", "url=http://127.0.0.1:9/x");
     assert_eq!(r.status, 201, "{}", r.text());
     let id = json_str(&r.text(), "id").expect("id");
     wait_for("listed on b", Duration::from_secs(5), || {
@@ -218,7 +213,7 @@ fn registrations_are_written_again_when_redis_loses_its_data() {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let to = receiver(refuse, seen.clone());
     let (a, b) = (hub(&redis), hub(&redis));
-    let r = post_when_up(
+    let r = post(
         a.addr,
         "/topics/hooked/webhooks",
         &format!("url=http://{to}/in"),
