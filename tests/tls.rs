@@ -1,6 +1,7 @@
 //! Issue 12: TLS on the same loop. Servers run in-process on loopback with certificates
-//! from an rcgen test CA; clients are rustls over `std::net::TcpStream`, raw sockets for
-//! the bad input, and a second pushwire server as the https webhook receiver.
+//! from test CAs made with the `openssl` CLI (`util/certs.rs`); clients are rustls over
+//! `std::net::TcpStream`, raw sockets for the bad input, and a second pushwire server as the
+//! https webhook receiver.
 //!
 //! Nothing asserts how long something took; waits are bounded by deadlines.
 #![cfg(feature = "tls")]
@@ -20,66 +21,23 @@ use pushwire::{
     App, CloseInfo, CloseReason, Config, ConnId, Ctx, Handle, Reply, Request, Response, Server,
     WebhookOutcome, WsConnect,
 };
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 
 // ---- certificates ---------------------------------------------------------------------
 
-/// A test CA that signs leaves.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
+#[path = "util/certs.rs"]
+mod certs;
 
-/// A leaf certificate chain and key, in PEM.
-struct Leaf {
-    chain: String,
-    key: String,
-}
+use certs::{Ca, Leaf};
 
 impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let key = KeyPair::generate().unwrap();
-        let cert = p.self_signed(&key).unwrap();
-        Ca { cert, key }
-    }
-
-    fn pem(&self) -> String {
-        self.cert.pem()
-    }
-
-    /// A leaf for `dns` names and `ips`, valid now unless `expired`.
-    fn leaf(&self, dns: &[&str], ips: &[IpAddr], expired: bool) -> Leaf {
-        let mut p =
-            CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>()).unwrap();
-        for ip in ips {
-            p.subject_alt_names.push(SanType::IpAddress(*ip));
-        }
-        p.distinguished_name
-            .push(DnType::CommonName, dns.first().copied().unwrap_or("ip"));
-        if expired {
-            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
-        Leaf {
-            chain: cert.pem() + &self.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-
-    /// A leaf for `localhost` and 127.0.0.1.
-    fn localhost(&self) -> Leaf {
-        self.leaf(&["localhost"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)], false)
-    }
-
     /// A rustls client trusting only this CA.
     fn client(&self) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.cert.der().clone()).unwrap();
+        roots
+            .add(CertificateDer::from_pem_slice(self.cert.as_bytes()).unwrap())
+            .unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut c = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -624,7 +582,7 @@ fn keys_load_as_pkcs8_sec1_and_pkcs1() {
         ServerTls::from_pem_files(dir.join(&cert), dir.join(&key))
             .unwrap_or_else(|e| panic!("{kind}: {e}"));
     }
-    // rcgen writes PKCS#8.
+    // `openssl req -newkey` (util/certs.rs) writes PKCS#8.
     let leaf = Ca::new("ca").localhost();
     assert!(leaf.key.contains("BEGIN PRIVATE KEY"));
     server_tls(&leaf);
