@@ -2,8 +2,9 @@
 //! (loopback HTTP and WebSocket only), next to one in-memory hub doing the same work.
 //!
 //! ```text
-//! cargo bench --bench backplane -- [--subs 3000] [--mem-subs 3000,9000] [--samples 2000]
-//!     [--rounds 10] [--burst 50] [--rtt 1000] [--idle-samples 40] [--data-bytes 64]
+//! cargo bench -p pushwire-benches --bench backplane -- [--subs 3000] [--mem-subs 3000,9000]
+//!     [--samples 2000] [--rounds 10] [--burst 50] [--rtt 1000] [--idle-samples 40]
+//!     [--data-bytes 64]
 //! ```
 //!
 //! The bench builds the hub itself (`cargo build --release --example hub`), starts its own
@@ -170,11 +171,18 @@ fn watchdog() {
     });
 }
 
-/// `target/` of this package (or `CARGO_TARGET_DIR`).
+/// The repository's root: this bench crate is its `benches/`.
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("benches/ is in the repository")
+}
+
+/// The workspace's `target/` (or `CARGO_TARGET_DIR`).
 fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+        None => repo_root().join("target"),
     }
 }
 
@@ -182,7 +190,7 @@ fn target_dir() -> PathBuf {
 fn build_hub() -> Result<PathBuf, String> {
     let st = Command::new(env!("CARGO"))
         .args(["build", "--quiet", "--release", "--example", "hub"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(repo_root())
         // ring's build script reruns when CARGO_MANIFEST_DIR changes, and cargo sets it for
         // this process: without this every run rebuilt ring, rustls and the crate.
         .env_remove("CARGO_MANIFEST_DIR")

@@ -41,8 +41,8 @@ if [ -z "${TT_ECHO:-}" ]; then
     (cd benches/tt-echo && cargo build --release >&2) || die "cannot build benches/tt-echo"
     TT_ECHO=benches/tt-echo/target/release/tt-echo
 fi
-LOADER=$(cargo bench --bench ws_load --no-run 2>&1 \
-    | sed -n 's/.*Executable benches\/ws_load.rs (\(.*\))$/\1/p' | tail -n 1)
+LOADER=$(cargo bench -p pushwire-benches --bench ws_load --no-run 2>&1 \
+    | sed -n 's/.*Executable .*ws_load.rs (\(.*\))$/\1/p' | tail -n 1)
 [ -x "$LOADER" ] || die "cannot build or find the ws_load bench binary"
 
 SERVER_PID=

@@ -48,8 +48,8 @@ if [ -z "${PUSHWIRE_ECHO:-}" ]; then
 fi
 LOADER=${WS_LOAD:-}
 if [ -z "$LOADER" ]; then
-    LOADER=$(cargo bench --bench ws_load --no-run 2>&1 \
-        | sed -n 's/.*Executable benches\/ws_load.rs (\(.*\))$/\1/p' | tail -n 1)
+    LOADER=$(cargo bench -p pushwire-benches --bench ws_load --no-run 2>&1 \
+        | sed -n 's/.*Executable .*ws_load.rs (\(.*\))$/\1/p' | tail -n 1)
 fi
 [ -x "$LOADER" ] || die "cannot build or find the ws_load bench binary"
 

@@ -2,7 +2,7 @@
 //! `deflate::MIN_COMPRESSED` and `deflate::LEVEL`.
 //!
 //! ```text
-//! cargo bench --bench deflate_threshold [-- --reps 5 --seeds 64]
+//! cargo bench -p pushwire-benches --bench deflate_threshold [-- --reps 5 --seeds 64]
 //! ```
 //!
 //! Pure CPU work in this process, no sockets: pushwire's own `Deflater` (zlib-rs through

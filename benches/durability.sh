@@ -6,10 +6,10 @@
 #   bash benches/durability.sh
 #
 # Builds this tree's release hub (`cargo build --release --example hub`) and runs
-# `cargo bench --bench durability` against it. Every line the bench prints is also kept in
-# target/durability/last-run.txt. The bench's settings are environment variables
-# (DURBENCH_SECS, DURBENCH_ROUNDS, DURBENCH_PUBLISHERS, DURBENCH_DIR, ...: see the top of
-# benches/durability/main.rs); they pass through. PUSHWIRE_HUB=PATH uses that hub instead of
+# `cargo bench -p pushwire-benches --bench durability` against it. Every line the bench
+# prints is also kept in target/durability/last-run.txt. The bench's settings are
+# environment variables (DURBENCH_SECS, DURBENCH_ROUNDS, DURBENCH_PUBLISHERS, DURBENCH_DIR,
+# ...: see the top of benches/durability/main.rs); they pass through. PUSHWIRE_HUB=PATH uses that hub instead of
 # building one.
 set -euo pipefail
 
@@ -29,6 +29,6 @@ mkdir -p target/durability
 OUT=target/durability/last-run.txt
 start=$(date +%s)
 status=0
-cargo bench --bench durability | tee "$OUT" || status=$?
+cargo bench -p pushwire-benches --bench durability | tee "$OUT" || status=$?
 echo "durability.sh: $(( $(date +%s) - start )) s, exit status $status; output in $OUT" >&2
 exit $status

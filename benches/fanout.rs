@@ -4,11 +4,11 @@
 //!
 //! ```text
 //! cargo build --release --example hub
-//! cargo bench --bench fanout -- [--subs 10000] [--webhooks 100] [--publishes 20]
-//!     [--phases ws,sse,poll,webhook,wsdeflate] [--label NAME] [--hub PATH] [--port 19301]
-//!     [--hub-cpu N] [--data-bytes 64] [--data fill|json] [--rounds 1] [--sources 4]
+//! cargo bench -p pushwire-benches --bench fanout -- [--subs 10000] [--webhooks 100]
+//!     [--publishes 20] [--phases ws,sse,poll,webhook,wsdeflate] [--label NAME] [--hub PATH]
+//!     [--port 19301] [--hub-cpu N] [--data-bytes 64] [--data fill|json] [--rounds 1] [--sources 4]
 //!     [--hook-ports 4]
-//! cargo bench --bench fanout -- --self-test
+//! cargo bench -p pushwire-benches --bench fanout -- --self-test
 //! ```
 //!
 //! `benches/fanout.sh` builds a "before" and an "after" hub and runs this against both.
@@ -352,7 +352,10 @@ fn parse_args() -> Result<Args, String> {
             Transport::Webhook,
         ],
         label: "hub".into(),
-        hub: std::env::var("PUSHWIRE_HUB").unwrap_or_else(|_| "target/release/examples/hub".into()),
+        hub: std::env::var("PUSHWIRE_HUB").unwrap_or_else(|_| {
+            let hub = repo_root().join("target/release/examples/hub");
+            hub.to_string_lossy().into_owned()
+        }),
         port: 19301,
         hub_cpu: None,
         data_bytes: 64,
@@ -461,18 +464,25 @@ fn check_fd_limit(args: &Args) -> Result<(), String> {
     }
 }
 
-/// `target/` of this package (or `CARGO_TARGET_DIR`).
+/// The repository's root: this bench crate is its `benches/`.
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("benches/ is in the repository")
+}
+
+/// The workspace's `target/` (or `CARGO_TARGET_DIR`).
 fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+        None => repo_root().join("target"),
     }
 }
 
 /// Compiles `benches/alloc_count/alloc_count.c` into `target/fanout/alloc_count.so` unless
 /// an up-to-date one is there.
 fn build_alloc_lib() -> Result<PathBuf, String> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/alloc_count/alloc_count.c");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("alloc_count/alloc_count.c");
     let dir = target_dir().join("fanout");
     let lib = dir.join("alloc_count.so");
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();

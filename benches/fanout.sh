@@ -61,8 +61,8 @@ fi
 [ -x "$BEFORE_HUB" ] || die "no before hub at $BEFORE_HUB"
 [ -x "$AFTER_HUB" ] || die "no after hub at $AFTER_HUB"
 
-BENCH=$(cargo bench --bench fanout --no-run 2>&1 \
-    | sed -n 's/.*Executable benches\/fanout.rs (\(.*\))$/\1/p' | tail -n 1)
+BENCH=$(cargo bench -p pushwire-benches --bench fanout --no-run 2>&1 \
+    | sed -n 's/.*Executable .*fanout.rs (\(.*\))$/\1/p' | tail -n 1)
 [ -x "$BENCH" ] || die "cannot build or find the fanout bench binary"
 
 PIN_BENCH=()

@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! cargo build --release --example hub
-//! cargo bench --bench idle_conns -- [--conns 10000] [--port 19201] [--settle-ms 1000]
-//!     [--no-baseline] [--tls | --no-tls | --deflate] [--base-hub PATH]
+//! cargo bench -p pushwire-benches --bench idle_conns -- [--conns 10000] [--port 19201]
+//!     [--settle-ms 1000] [--no-baseline] [--tls | --no-tls | --deflate] [--base-hub PATH]
 //!     [--tls-state-conns 1000]
 //! ```
 //!
@@ -174,8 +174,14 @@ fn main() {
             exit(2);
         }
     };
+    // Paths relative to the repository's root: `cargo bench` runs this in benches/.
+    let in_repo = |p: &str| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent();
+        let root = root.expect("benches/ is in the repository");
+        root.join(p).to_string_lossy().into_owned()
+    };
     let hub =
-        std::env::var("PUSHWIRE_HUB").unwrap_or_else(|_| "target/release/examples/hub".into());
+        std::env::var("PUSHWIRE_HUB").unwrap_or_else(|_| in_repo("target/release/examples/hub"));
     if !std::path::Path::new(&hub).is_file() {
         eprintln!(
             "idle_conns: SKIPPED: no hub binary at {hub}; build it with \
@@ -255,7 +261,7 @@ fn main() {
         add_plain(&mut targets, "base-hub", base, args.port.wrapping_add(6));
     }
     let tt = std::env::var("TT_ECHO")
-        .unwrap_or_else(|_| "benches/tt-echo/target/release/tt-echo".into());
+        .unwrap_or_else(|_| in_repo("benches/tt-echo/target/release/tt-echo"));
     if args.baseline && !only_healthz && !deflate_only && std::path::Path::new(&tt).is_file() {
         targets.push(Target {
             label: "tokio-tungstenite".into(),

@@ -47,8 +47,8 @@ fi
 for e in $ECHOS; do
     [ -x "${e#*=}" ] || die "${e#*=} (from ECHOS) is not an executable"
 done
-LOADER=$(cargo bench --bench ws_load --no-run 2>&1 \
-    | sed -n 's/.*Executable benches\/ws_load.rs (\(.*\))$/\1/p' | tail -n 1)
+LOADER=$(cargo bench -p pushwire-benches --bench ws_load --no-run 2>&1 \
+    | sed -n 's/.*Executable .*ws_load.rs (\(.*\))$/\1/p' | tail -n 1)
 [ -x "$LOADER" ] || die "cannot build or find the ws_load bench binary"
 
 WORK=$(mktemp -d /tmp/pushwire-ir-compare.XXXXXX)

@@ -50,8 +50,8 @@ if [ -z "${PUSHWIRE_ECHO:-}" ]; then
     cargo build --release --example echo >&2 || die "cannot build the echo example"
     PUSHWIRE_ECHO=target/release/examples/echo
 fi
-LOADER=$(cargo bench --bench ws_load --no-run 2>&1 \
-    | sed -n 's/.*Executable benches\/ws_load.rs (\(.*\))$/\1/p' | tail -n 1)
+LOADER=$(cargo bench -p pushwire-benches --bench ws_load --no-run 2>&1 \
+    | sed -n 's/.*Executable .*ws_load.rs (\(.*\))$/\1/p' | tail -n 1)
 [ -x "$LOADER" ] || die "cannot build or find the ws_load bench binary"
 
 SERVER_PID=

@@ -1,7 +1,7 @@
 //! Unmasking throughput: the word-at-a-time `apply_mask` against the byte loop of RFC 6455
 //! §5.3 (`apply_mask_bytewise`) and, as a ceiling, a plain copy of the same buffer.
 //!
-//! Run: `cargo bench --bench unmask -- --warm-up-time 1 --measurement-time 2`
+//! Run: `cargo bench -p pushwire-benches --bench unmask -- --warm-up-time 1 --measurement-time 2`
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pushwire::proto::ws::{apply_mask, apply_mask_bytewise};

@@ -1,12 +1,12 @@
 //! WebSocket echo load generator: how many round trips per second a server sustains.
 //!
 //! ```text
-//! cargo bench --bench ws_load -- --addr 127.0.0.1:9001 [--conns 64] [--depth 16]
-//!     [--size 64] [--secs 5] [--warmup 1] [--label NAME] [--server-pid PID]
+//! cargo bench -p pushwire-benches --bench ws_load -- --addr 127.0.0.1:9001 [--conns 64]
+//!     [--depth 16] [--size 64] [--secs 5] [--warmup 1] [--label NAME] [--server-pid PID]
 //!     [--check full|length] [--tls-ca FILE [--tls-name NAME]]
 //!     [--payload bytes|json] [--deflate]
-//! cargo bench --bench ws_load -- --self-test
-//! cargo bench --bench ws_load -- --make-certs DIR
+//! cargo bench -p pushwire-benches --bench ws_load -- --self-test
+//! cargo bench -p pushwire-benches --bench ws_load -- --make-certs DIR
 //! ```
 //!
 //! One thread, one mio `Poll`. Each of `--conns` connections does the RFC 6455 opening

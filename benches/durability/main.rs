@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release --example hub
-//! cargo bench --bench durability          # or: bash benches/durability.sh
+//! cargo bench -p pushwire-benches --bench durability          # or: bash benches/durability.sh
 //! ```
 //!
 //! Three parts:
@@ -157,7 +157,11 @@ fn env_list(name: &str, default: &str) -> Vec<String> {
 fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+        // This bench crate is the repository's `benches/`: the workspace's target/.
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("benches/ is in the repository")
+            .join("target"),
     }
 }
 
