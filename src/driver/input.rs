@@ -28,21 +28,33 @@ impl<H: Handler> Driver<H> {
                 break;
             }
             let read = match c.rbuf.spare(limit) {
-                Some(space) => c.stream.read(space).map(Some),
+                Some(space) => {
+                    let room = space.len();
+                    c.stream.read(space).map(|n| Some((n, room)))
+                }
                 None => Ok(None),
             };
             match read {
-                Ok(Some(0)) => {
+                Ok(Some((0, _))) => {
                     c.eof = true;
                     break;
                 }
-                Ok(Some(n)) => {
+                Ok(Some((n, room))) => {
                     c.rbuf.filled(n);
                     trace!("{} read {n} bytes", c.id);
+                    // A short read from a plain socket emptied its receive queue: more
+                    // bytes will raise a new readiness edge, so the read that would only
+                    // say WouldBlock is skipped. Not after the peer's FIN was reported
+                    // (no edge follows it: read on to the end of stream), nor for TLS
+                    // (rustls may hold decrypted bytes the socket no longer has).
+                    let drained = n < room && !c.hup && !c.stream.is_tls();
                     self.process(i);
                     budget = budget.saturating_sub(n);
                     if budget == 0 {
                         self.core.ready.push(i);
+                        break;
+                    }
+                    if drained {
                         break;
                     }
                 }

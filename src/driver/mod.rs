@@ -307,6 +307,11 @@ impl<H: Handler> Driver<H> {
                         if ev.is_writable() {
                             self.core.flush(i);
                         }
+                        if ev.is_read_closed() || ev.is_error() {
+                            if let Some(c) = conn::slot(&mut self.core.slots, i) {
+                                c.hup = true;
+                            }
+                        }
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             self.read_conn(i);
                         }
