@@ -41,6 +41,8 @@ pub(crate) struct Conn {
     pub(crate) read_paused: bool,
     pub(crate) eof: bool,
     pub(crate) dirty: bool,
+    /// The poller reported the peer's end of stream or an error: read until the end.
+    pub(crate) hup: bool,
 }
 
 /// The connection in slot `i`, borrowing only the slab.
@@ -154,6 +156,7 @@ impl Core {
             read_paused: false,
             eof: false,
             dirty: false,
+            hup: false,
         });
         self.live += 1;
         self.counts[kind_index(kind)] += 1;
@@ -408,5 +411,29 @@ impl Core {
         for i in 0..self.slots.len() {
             self.fail_conn(i, CloseReason::ServerStopped);
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use std::mem::size_of;
+
+    /// Every connection pays its slab slot, open or idle: it stays small. (Debug builds
+    /// carry mio's selector id in the socket; release slots are 8 bytes smaller.)
+    #[test]
+    fn a_connection_slot_stays_small() {
+        let sizes = [
+            ("ConnSlot", size_of::<ConnSlot>()),
+            ("ServerConn", size_of::<ServerConn>()),
+            ("OutQueue", size_of::<OutQueue>()),
+            ("InBuf", size_of::<InBuf>()),
+            ("Stream", size_of::<Stream>()),
+            ("timer", size_of::<Option<(TimerKey, Instant)>>()),
+        ];
+        println!("{sizes:?}");
+        assert!(size_of::<ConnSlot>() <= 208, "{sizes:?}");
+        assert_eq!(size_of::<OutQueue>(), 8, "an empty queue is one pointer");
+        assert!(size_of::<InBuf>() <= 32, "{sizes:?}");
     }
 }

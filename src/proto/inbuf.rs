@@ -19,18 +19,20 @@ pub const READ_MAX: usize = 128 * 1024;
 const POOL_MAX: usize = 16;
 
 thread_local! {
-    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Pending input of one connection.
 ///
-/// The storage is always fully initialised (`data.len()` is the capacity in use), so reads
-/// go straight into it without zeroing each time; `start..end` is the pending part.
+/// The storage is always fully initialised (a boxed slice: its length is its capacity), so
+/// reads go straight into it without zeroing each time; `start..end` is the pending part.
+/// Offsets are `u32` (a buffer never exceeds [`READ_MAX`] or a head limit): an idle
+/// connection's buffer is 24 bytes of its slot and nothing on the heap.
 #[derive(Debug, Default)]
 pub struct InBuf {
-    data: Vec<u8>,
-    start: usize,
-    end: usize,
+    data: Box<[u8]>,
+    start: u32,
+    end: u32,
     /// The last read filled all the free space: more is probably waiting.
     filled: bool,
 }
@@ -38,17 +40,17 @@ pub struct InBuf {
 impl InBuf {
     /// The pending bytes.
     pub fn pending(&self) -> &[u8] {
-        &self.data[self.start..self.end]
+        &self.data[self.start as usize..self.end as usize]
     }
 
     /// The pending bytes, mutable (WebSocket payloads are unmasked in place).
     pub fn pending_mut(&mut self) -> &mut [u8] {
-        &mut self.data[self.start..self.end]
+        &mut self.data[self.start as usize..self.end as usize]
     }
 
     /// Number of pending bytes.
     pub fn len(&self) -> usize {
-        self.end - self.start
+        (self.end - self.start) as usize
     }
 
     /// Nothing is pending.
@@ -58,7 +60,7 @@ impl InBuf {
 
     /// Marks `n` pending bytes as consumed.
     pub fn consume(&mut self, n: usize) {
-        self.start += n.min(self.len());
+        self.start += n.min(self.len()) as u32;
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -91,39 +93,49 @@ impl InBuf {
     /// fill it (up to [`READ_MAX`]) or until `limit` bytes can be pending. `None` when
     /// `limit` bytes are pending already (the protocol cannot consume them yet).
     pub fn spare(&mut self, limit: usize) -> Option<&mut [u8]> {
+        // A head limit is at most u32::MAX bytes, so the offsets stay in range.
+        let limit = limit.min(u32::MAX as usize);
         if self.data.is_empty() {
             self.data = POOL
                 .with(|p| p.borrow_mut().pop())
-                .unwrap_or_else(|| vec![0; READ_START]);
+                .unwrap_or_else(|| vec![0; READ_START].into_boxed_slice());
         }
         if self.filled && self.data.len() < READ_MAX.min(limit.max(READ_START)) {
             let grown = (self.data.len() * 2).min(READ_MAX);
-            self.data.resize(grown, 0);
+            self.grow(grown);
         }
-        if self.end == self.data.len() {
+        if self.end as usize == self.data.len() {
             if self.start > 0 {
                 // Compact: move the pending bytes to the front.
-                self.data.copy_within(self.start..self.end, 0);
+                self.data
+                    .copy_within(self.start as usize..self.end as usize, 0);
                 self.end -= self.start;
                 self.start = 0;
             } else if self.data.len() < limit.max(READ_START) {
                 let grown = (self.data.len() * 2)
                     .min(limit.max(READ_START))
                     .max(READ_START);
-                self.data.resize(grown, 0);
+                self.grow(grown);
             } else {
                 return None;
             }
         }
-        Some(&mut self.data[self.end..])
+        Some(&mut self.data[self.end as usize..])
+    }
+
+    /// Resizes the storage to `len` bytes, keeping the pending ones.
+    fn grow(&mut self, len: usize) {
+        let mut v = std::mem::take(&mut self.data).into_vec();
+        v.resize(len, 0);
+        self.data = v.into_boxed_slice();
     }
 
     /// `n` bytes were read into the space [`spare`](Self::spare) gave.
     pub fn filled(&mut self, n: usize) {
-        let room = self.data.len() - self.end;
+        let room = self.data.len() - self.end as usize;
         let n = n.min(room);
         self.filled = n > 0 && n == room;
-        self.end += n;
+        self.end += n as u32;
     }
 }
 

@@ -120,8 +120,126 @@ impl Chunks {
 }
 
 /// The bytes queued for one connection, in order.
+///
+/// One pointer while nothing is queued: the queue's state lives in a box that exists only
+/// while bytes wait (drained boxes go back to a per-thread pool), so an idle connection's
+/// slot carries 8 bytes for it.
 #[derive(Debug, Default)]
 pub struct OutQueue {
+    q: Option<Box<Queue>>,
+}
+
+/// Boxes kept for reuse (a fan-out fills and drains many queues in one step).
+const QUEUE_POOL_MAX: usize = 64;
+
+thread_local! {
+    static QUEUES: RefCell<Vec<Box<Queue>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl OutQueue {
+    /// Nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.q.is_none()
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn len(&self) -> usize {
+        self.q.as_ref().map_or(0, |q| q.len)
+    }
+
+    /// The queue's state, made (or taken from the pool) when nothing was queued.
+    fn open(&mut self) -> &mut Queue {
+        self.q
+            .get_or_insert_with(|| QUEUES.with(|p| p.borrow_mut().pop()).unwrap_or_default())
+    }
+
+    /// Gives the state back to the pool once everything is written or dropped.
+    fn settle(&mut self) {
+        if self.q.as_ref().is_some_and(|q| q.chunks.is_empty()) {
+            if let Some(mut q) = self.q.take() {
+                q.offset = 0;
+                q.len = 0;
+                q.sealed = 0;
+                QUEUES.with(|p| {
+                    let mut p = p.borrow_mut();
+                    if p.len() < QUEUE_POOL_MAX {
+                        p.push(q);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Lets `f` append about `hint` bytes, coalescing small writes into the tail owned chunk;
+    /// a write that would push the tail past [`OUT_CHUNK`] starts a new chunk. Returns what
+    /// `f` returns.
+    pub fn append<R>(&mut self, hint: usize, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let r = self.open().append(hint, f);
+        self.settle();
+        r
+    }
+
+    /// Appends a copy of `bytes`.
+    pub fn push_slice(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.append(bytes.len(), |v| v.extend_from_slice(bytes));
+        }
+    }
+
+    /// Queues a shared chunk without copying it.
+    pub fn push_shared(&mut self, bytes: &Rc<[u8]>) {
+        if !bytes.is_empty() {
+            self.open().push_shared(bytes);
+        }
+    }
+
+    /// Protects everything queued so far from [`drop_unstarted`](Self::drop_unstarted):
+    /// the head of a response whose body may be cut short (a 101, an SSE head).
+    pub fn seal(&mut self) {
+        if let Some(q) = &mut self.q {
+            q.sealed = q.chunks.len();
+        }
+    }
+
+    /// Drops every queued chunk that has not started to be written (except sealed ones), so
+    /// that a close frame or last chunk can follow at once without breaking framing.
+    pub fn drop_unstarted(&mut self) {
+        if let Some(q) = &mut self.q {
+            q.drop_unstarted();
+        }
+        self.settle();
+    }
+
+    /// Fills `slices` with the queued bytes, oldest first, for one vectored write; returns
+    /// how many slices were filled.
+    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.q.as_ref().map_or(0, |q| q.io_slices(slices))
+    }
+
+    /// The socket took `n` bytes from the front.
+    pub fn advance(&mut self, n: usize) {
+        if let Some(q) = &mut self.q {
+            q.advance(n);
+        }
+        self.settle();
+    }
+
+    /// All queued bytes, concatenated (for tests and fuzzing).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.q.as_ref().map_or_else(Vec::new, |q| q.to_vec())
+    }
+
+    /// Takes every queued byte out (for tests and fuzzing).
+    pub fn take_all(&mut self) -> Vec<u8> {
+        let v = self.to_vec();
+        self.advance(v.len());
+        v
+    }
+}
+
+/// The state of a non-empty [`OutQueue`].
+#[derive(Debug, Default)]
+struct Queue {
     chunks: Chunks,
     /// Bytes of the front chunk already written.
     offset: usize,
@@ -132,21 +250,11 @@ pub struct OutQueue {
     sealed: usize,
 }
 
-impl OutQueue {
-    /// Nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Bytes queued and not yet written.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
+impl Queue {
     /// Lets `f` append about `hint` bytes, coalescing small writes into the tail owned chunk;
     /// a write that would push the tail past [`OUT_CHUNK`] starts a new chunk. Returns what
     /// `f` returns.
-    pub fn append<R>(&mut self, hint: usize, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    fn append<R>(&mut self, hint: usize, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         let fits = self.chunks.len() > self.sealed
             && matches!(self.chunks.back(), Some(Chunk::Owned(v)) if v.len() + hint <= OUT_CHUNK);
         if !fits {
@@ -177,30 +285,14 @@ impl OutQueue {
         r
     }
 
-    /// Appends a copy of `bytes`.
-    pub fn push_slice(&mut self, bytes: &[u8]) {
-        if !bytes.is_empty() {
-            self.append(bytes.len(), |v| v.extend_from_slice(bytes));
-        }
-    }
-
-    /// Queues a shared chunk without copying it.
-    pub fn push_shared(&mut self, bytes: &Rc<[u8]>) {
-        if !bytes.is_empty() {
-            self.len += bytes.len();
-            self.chunks.push_back(Chunk::Shared(Rc::clone(bytes)));
-        }
-    }
-
-    /// Protects everything queued so far from [`drop_unstarted`](Self::drop_unstarted):
-    /// the head of a response whose body may be cut short (a 101, an SSE head).
-    pub fn seal(&mut self) {
-        self.sealed = self.chunks.len();
+    fn push_shared(&mut self, bytes: &Rc<[u8]>) {
+        self.len += bytes.len();
+        self.chunks.push_back(Chunk::Shared(Rc::clone(bytes)));
     }
 
     /// Drops every queued chunk that has not started to be written (except sealed ones), so
     /// that a close frame or last chunk can follow at once without breaking framing.
-    pub fn drop_unstarted(&mut self) {
+    fn drop_unstarted(&mut self) {
         let keep = usize::from(self.offset > 0).max(self.sealed);
         while self.chunks.len() > keep {
             if let Some(c) = self.chunks.pop_back() {
@@ -214,7 +306,7 @@ impl OutQueue {
 
     /// Fills `slices` with the queued bytes, oldest first, for one vectored write; returns
     /// how many slices were filled.
-    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+    fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         for (i, c) in self.chunks.iter().take(slices.len()).enumerate() {
             let b = c.bytes();
@@ -225,7 +317,7 @@ impl OutQueue {
     }
 
     /// The socket took `n` bytes from the front.
-    pub fn advance(&mut self, mut n: usize) {
+    fn advance(&mut self, mut n: usize) {
         n = n.min(self.len);
         self.len -= n;
         while n > 0 {
@@ -252,19 +344,12 @@ impl OutQueue {
     }
 
     /// All queued bytes, concatenated (for tests and fuzzing).
-    pub fn to_vec(&self) -> Vec<u8> {
+    fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len);
         for (i, c) in self.chunks.iter().enumerate() {
             let b = c.bytes();
             v.extend_from_slice(if i == 0 { &b[self.offset..] } else { b });
         }
-        v
-    }
-
-    /// Takes every queued byte out (for tests and fuzzing).
-    pub fn take_all(&mut self) -> Vec<u8> {
-        let v = self.to_vec();
-        self.advance(self.len);
         v
     }
 }
@@ -323,7 +408,7 @@ mod tests {
         for _ in 0..40 {
             q.push_slice(&[7u8; 16_398]); // a 16 KiB echo frame, again and again
         }
-        for c in q.chunks.iter() {
+        for c in q.q.as_ref().unwrap().chunks.iter() {
             let Chunk::Owned(v) = c else { panic!("owned") };
             assert!(v.capacity() <= OUT_CHUNK, "capacity {}", v.capacity());
         }
