@@ -124,15 +124,34 @@ enum Ready {
     Assembled(Kind),
 }
 
-/// How a connection inflates compressed messages.
-#[derive(Debug)]
-enum Inflate {
-    /// permessage-deflate was not negotiated: RSV1 is an error.
-    Off,
-    /// With the loop's shared decompressor (the peer resets its context per message).
-    Shared,
-    /// With the connection's own, which keeps its context (the peer's takeover).
-    Own(Box<Inflater>),
+/// A message (or a discarded frame) in progress: boxed, and only while there is one, so an
+/// idle connection's receiver is a few words.
+#[derive(Debug, Default)]
+struct Assembly {
+    /// The data frame being streamed, if any.
+    frame: Option<Streaming>,
+    /// The type of the fragmented message being assembled, if any.
+    message: Option<Kind>,
+    /// The message being assembled is compressed.
+    compressed: bool,
+    /// UTF-8 state of the text message being assembled.
+    utf8: Utf8Validator,
+    /// Every byte of `data` went through `utf8`, which ended complete.
+    validated: bool,
+    /// The message being assembled.
+    data: Vec<u8>,
+}
+
+impl Assembly {
+    /// The assembled text message: checked once, as it arrived, when it came uncompressed;
+    /// inflated text is checked here.
+    fn text(&self) -> Option<&str> {
+        if self.validated {
+            Some(super::utf8::validated(&self.data, &self.utf8))
+        } else {
+            std::str::from_utf8(&self.data).ok()
+        }
+    }
 }
 
 /// The receiving half of a WebSocket connection: frames in, messages out.
@@ -145,20 +164,16 @@ enum Inflate {
 #[derive(Debug)]
 pub struct Receiver {
     config: WsLimits,
+    /// The message or frame in progress, if any.
+    asm: Option<Box<Assembly>>,
+    /// The connection's own decompressor, which keeps its context (the peer's takeover);
+    /// `None` with the loop's shared one, or without permessage-deflate.
+    own_inflater: Option<Box<Inflater>>,
     /// We are the client: frames must arrive unmasked.
     client: bool,
-    inflate: Inflate,
-    /// The message being assembled is compressed.
-    compressed: bool,
-    /// The data frame being streamed, if any.
-    frame: Option<Streaming>,
-    /// The type of the fragmented message being assembled, if any.
-    message: Option<Kind>,
-    /// UTF-8 state of the text message being assembled.
-    utf8: Utf8Validator,
-    /// The message being assembled (empty, unallocated, otherwise).
-    data: Vec<u8>,
-    /// `data` was handed out in the last event and is freed on the next call.
+    /// permessage-deflate was negotiated (without it, RSV1 is an error).
+    deflate: bool,
+    /// The assembled message was handed out in the last event and is freed on the next call.
     release: bool,
 }
 
@@ -188,13 +203,10 @@ impl Receiver {
     pub fn new(config: WsLimits) -> Self {
         Receiver {
             config,
+            asm: None,
+            own_inflater: None,
             client: false,
-            inflate: Inflate::Off,
-            compressed: false,
-            frame: None,
-            message: None,
-            utf8: Utf8Validator::new(),
-            data: Vec::new(),
+            deflate: false,
             release: false,
         }
     }
@@ -211,11 +223,8 @@ impl Receiver {
     /// the peer keeps its compression context, so this connection gets its own
     /// decompressor for windows of `window_bits`; otherwise the loop's shared one serves.
     pub fn with_deflate(mut self, takeover: bool, window_bits: u8) -> Self {
-        self.inflate = if takeover {
-            Inflate::Own(Box::new(Inflater::new(window_bits, true)))
-        } else {
-            Inflate::Shared
-        };
+        self.deflate = true;
+        self.own_inflater = takeover.then(|| Box::new(Inflater::new(window_bits, true)));
         self
     }
 
@@ -247,7 +256,7 @@ impl Receiver {
     ) -> Result<(usize, Option<WsEvent<'a>>), CloseError> {
         if self.release {
             self.release = false;
-            self.data = Vec::new();
+            self.asm = None;
         }
         if send.is_closed() {
             return Ok((0, None));
@@ -276,14 +285,14 @@ impl Receiver {
                 reason: std::str::from_utf8(&buf[r]).unwrap_or_default(),
             }),
             Ready::Assembled(kind) => {
-                let data = &self.data;
+                let Some(asm) = self.asm.as_deref() else {
+                    return Ok((used, None)); // unreachable: an assembled message is kept
+                };
                 match kind {
-                    Kind::Binary => Some(WsEvent::Binary(&data[..])),
-                    // The validator accepted every byte and ended complete, so this cannot
-                    // fail; std's check gives us the &str without `unsafe`.
-                    Kind::Text => match std::str::from_utf8(data) {
-                        Ok(text) => Some(WsEvent::Text(text)),
-                        Err(_) => {
+                    Kind::Binary => Some(WsEvent::Binary(&asm.data[..])),
+                    Kind::Text => match asm.text() {
+                        Some(text) => Some(WsEvent::Text(text)),
+                        None => {
                             send.progress = CloseProgress::Failed;
                             send.close_frame(out, Some(BAD_UTF8.code), BAD_UTF8.reason);
                             return Err(BAD_UTF8);
@@ -305,42 +314,50 @@ impl Receiver {
     ) -> Result<(usize, Ready), CloseError> {
         let mut pos = 0;
         loop {
-            if let Some(mut frame) = self.frame {
+            if let Some(mut frame) = self.asm.as_ref().and_then(|a| a.frame) {
                 // Inside a data frame's payload: take what has arrived.
                 let available = buf.len() - pos;
                 let n = usize::try_from(frame.remaining).map_or(available, |r| r.min(available));
                 let chunk = &mut buf[pos..pos + n];
                 pos += n;
                 frame.remaining -= n as u64;
+                let asm = self.asm.get_or_insert_with(Box::default);
                 if !frame.discard {
                     if let Some(key) = frame.key {
                         apply_mask(chunk, key, usize::from(frame.mask_offset));
                     }
-                    if self.message == Some(Kind::Text) && !self.compressed {
+                    if asm.message == Some(Kind::Text) && !asm.compressed {
                         // Fail fast, even mid-frame (§8.1).
-                        self.utf8.feed(chunk).map_err(|_| BAD_UTF8)?;
+                        asm.utf8.feed(chunk).map_err(|_| BAD_UTF8)?;
                     }
-                    self.data.extend_from_slice(chunk);
+                    asm.data.extend_from_slice(chunk);
                 }
                 frame.mask_offset = ((usize::from(frame.mask_offset) + n) & 3) as u8;
                 if frame.remaining > 0 {
-                    self.frame = Some(frame);
+                    asm.frame = Some(frame);
                     return Ok((pos, Ready::Nothing));
                 }
-                self.frame = None;
+                asm.frame = None;
                 if frame.fin && !frame.discard {
-                    if let Some(kind) = self.message.take() {
-                        if self.compressed {
-                            self.compressed = false;
-                            let packed = std::mem::take(&mut self.data);
+                    if let Some(kind) = asm.message.take() {
+                        if asm.compressed {
+                            asm.compressed = false;
+                            let packed = std::mem::take(&mut asm.data);
                             self.inflate_into_data(codec, &packed)?;
-                        } else if kind == Kind::Text && !self.utf8.is_complete() {
-                            return Err(BAD_UTF8);
+                        } else if kind == Kind::Text {
+                            if !asm.utf8.is_complete() {
+                                return Err(BAD_UTF8);
+                            }
+                            asm.validated = true;
                         }
-                        log::trace!("ws recv {:?} message, {} bytes", kind, self.data.len());
+                        log::trace!("ws recv {:?} message, {} bytes", kind, self.data_len());
                         self.release = true;
                         return Ok((pos, Ready::Assembled(kind)));
                     }
+                }
+                if asm.message.is_none() {
+                    // A discarded frame ended between messages: nothing is in progress.
+                    self.asm = None;
                 }
                 continue;
             }
@@ -359,9 +376,7 @@ impl Receiver {
             }
             if rsv1 {
                 let why = match header.opcode {
-                    _ if matches!(self.inflate, Inflate::Off) => {
-                        Some("RSV1 set without permessage-deflate")
-                    }
+                    _ if !self.deflate => Some("RSV1 set without permessage-deflate"),
                     op if op.is_control() => Some("RSV1 set on a control frame"),
                     OpCode::Continuation => Some("RSV1 set on a continuation frame"),
                     _ => None,
@@ -423,14 +438,16 @@ impl Receiver {
                 // We sent a Close: skip the peer's data until its Close (§5.5.1: "After
                 // sending a Close frame, the endpoint MUST NOT send any more data frames").
                 pos = start;
-                self.frame = Some(Streaming::start(&header, key, true));
+                self.asm.get_or_insert_with(Box::default).frame =
+                    Some(Streaming::start(&header, key, true));
                 continue;
             }
 
             // Fragmentation (§5.4): "a Continuation frame [...] only follows a Text or
             // Binary frame without FIN", and the fragments of one message "MUST NOT" be
             // interleaved with another message's.
-            let kind = match (header.opcode, self.message) {
+            let message = self.asm.as_ref().and_then(|a| a.message);
+            let kind = match (header.opcode, message) {
                 (OpCode::Continuation, Some(kind)) => kind,
                 (OpCode::Continuation, None) => {
                     return Err(err(
@@ -452,14 +469,14 @@ impl Receiver {
             if header.payload_len > self.config.max_frame_bytes as u64 {
                 return Err(err(close_code::MESSAGE_TOO_BIG, "frame too big"));
             }
-            if (self.data.len() as u64).saturating_add(header.payload_len)
+            if (self.data_len() as u64).saturating_add(header.payload_len)
                 > self.config.max_message_bytes as u64
             {
                 return Err(err(close_code::MESSAGE_TOO_BIG, "message too big"));
             }
             let len = header.payload_len as usize; // fits: at most max_frame_bytes
 
-            if header.fin && self.message.is_none() && buf.len() - start >= len {
+            if header.fin && message.is_none() && buf.len() - start >= len {
                 // A whole unfragmented message, complete in buf: hand it out in place (or
                 // inflate it from there).
                 let end = start + len;
@@ -468,7 +485,7 @@ impl Receiver {
                 }
                 if rsv1 {
                     self.inflate_into_data(codec, &buf[start..end])?;
-                    log::trace!("ws recv compressed {kind:?}, {len} -> {}", self.data.len());
+                    log::trace!("ws recv compressed {kind:?}, {len} -> {}", self.data_len());
                     self.release = true;
                     return Ok((end, Ready::Assembled(kind)));
                 }
@@ -479,17 +496,18 @@ impl Receiver {
                 return Ok((end, ready));
             }
 
-            if self.message.is_none() {
-                self.message = Some(kind);
-                self.compressed = rsv1;
-                self.utf8 = Utf8Validator::new();
+            let asm = self.asm.get_or_insert_with(Box::default);
+            if asm.message.is_none() {
+                asm.message = Some(kind);
+                asm.compressed = rsv1;
+                asm.utf8 = Utf8Validator::new();
             }
             pos = start;
             // Room for this frame's payload at once (it fits the limits, checked above),
             // but at most STREAM_RESERVE ahead of what has arrived: a peer announcing a big
             // frame and sending nothing costs little.
-            self.data.reserve(len.min(STREAM_RESERVE));
-            self.frame = Some(Streaming::start(&header, key, false));
+            asm.data.reserve(len.min(STREAM_RESERVE));
+            asm.frame = Some(Streaming::start(&header, key, false));
         }
     }
 
@@ -546,14 +564,16 @@ impl Receiver {
     /// message limit.
     fn inflate_into_data(&mut self, codec: &mut Codec, packed: &[u8]) -> Result<(), CloseError> {
         let limit = self.config.max_message_bytes;
-        let inflater = match &mut self.inflate {
-            Inflate::Own(own) => own,
-            Inflate::Shared => codec.inflater(),
-            Inflate::Off => return Err(err(close_code::INTERNAL_ERROR, "no decompressor")),
+        let inflater = match &mut self.own_inflater {
+            Some(own) => own,
+            None if self.deflate => codec.inflater(),
+            None => return Err(err(close_code::INTERNAL_ERROR, "no decompressor")),
         };
-        self.data.clear();
+        let asm = self.asm.get_or_insert_with(Box::default);
+        asm.data.clear();
+        asm.validated = false;
         inflater
-            .inflate(packed, limit, &mut self.data)
+            .inflate(packed, limit, &mut asm.data)
             .map_err(|e| match e {
                 InflateError::TooBig => err(close_code::MESSAGE_TOO_BIG, "message too big"),
                 InflateError::Corrupt => {
@@ -563,21 +583,33 @@ impl Receiver {
     }
 
     fn drop_message(&mut self) {
-        self.frame = None;
-        self.message = None;
-        self.compressed = false;
-        self.data = Vec::new();
+        self.asm = None;
         self.release = false;
+    }
+
+    /// Capacity of the message buffer (0 while nothing is in progress).
+    #[cfg(test)]
+    fn data_capacity(&self) -> usize {
+        self.asm.as_ref().map_or(0, |a| a.data.capacity())
+    }
+
+    /// Bytes of the message being assembled (or just assembled).
+    fn data_len(&self) -> usize {
+        self.asm.as_ref().map_or(0, |a| a.data.len())
     }
 
     /// Forgets the message being assembled; a data frame being streamed is now skipped.
     fn drop_message_keep_frame(&mut self) {
-        self.message = None;
-        self.compressed = false;
-        self.data = Vec::new();
         self.release = false;
-        if let Some(frame) = &mut self.frame {
+        let Some(asm) = &mut self.asm else { return };
+        if let Some(mut frame) = asm.frame {
             frame.discard = true;
+            **asm = Assembly {
+                frame: Some(frame),
+                ..Assembly::default()
+            };
+        } else {
+            self.asm = None;
         }
     }
 }

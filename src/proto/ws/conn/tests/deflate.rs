@@ -135,7 +135,7 @@ fn a_bomb_stops_at_the_limit_with_1009() {
             "fragmented {fragmented}"
         );
         // Nothing of the message is kept after the failure.
-        assert_eq!(conn.receiver.data.capacity(), 0);
+        assert_eq!(conn.receiver.data_capacity(), 0);
     }
     // Exactly at the limit is fine.
     let mut packed = Vec::new();
