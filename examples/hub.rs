@@ -9,6 +9,8 @@
 //! # {"events":[{"id":1764620000123456,"event":"greeting","data":"hello"}],"next":1764620000123456,"gap":false}
 //! curl -N 'http://127.0.0.1:8080/topics/demo/sse'
 //! curl 'http://127.0.0.1:8080/topics/demo/poll?since=1764620000123456&timeout=30'
+//! printf '{"n":1}\n{"n":2}\n' | curl --data-binary @- -H 'Content-Type: application/x-ndjson' \
+//!     'http://127.0.0.1:8080/topics/demo'   # a batch: {"topic":"demo","ids":[...,...]}
 //! ```
 //!
 //! A topic's first id is the clock in microseconds when it got its first event (so a
@@ -38,6 +40,8 @@
 
 #[path = "hub/access.rs"]
 mod access;
+#[path = "hub/batch.rs"]
+mod batch;
 #[path = "hub/tls.rs"]
 mod tls;
 #[path = "hub/upstream.rs"]
@@ -81,12 +85,16 @@ struct Hub {
     later_headers: HashMap<ConnId, Vec<(String, String)>>,
     /// The `--upstream` feeds.
     upstreams: upstream::Upstreams,
+    /// `--max-batch`: the most lines an NDJSON batch publish may have.
+    max_batch: usize,
 }
 
 /// Who waits for a publish that went to Redis.
 enum Waiting {
     /// A publish request: 201 with the id.
     Created(ConnId, String),
+    /// A batch publish request of this many events: 201 with the ids.
+    Batch(ConnId, String, usize),
     /// A webhook delivery to the built-in receiver: 204.
     Received(ConnId),
     /// A WebSocket client's message: closed 1011 if it fails.
@@ -186,6 +194,13 @@ impl Hub {
                 "loop detected: this is one of this hub's own webhook deliveries\n",
             )
             .into();
+        }
+        match batch::kind(req) {
+            batch::Kind::Single => {}
+            batch::Kind::Batch => return self.publish_batch(cx, conn, topic, req),
+            batch::Kind::BadCharset => {
+                return Response::text(415, "application/x-ndjson is UTF-8: charset=utf-8\n").into()
+            }
         }
         let Ok(data) = std::str::from_utf8(&req.body) else {
             return bad_request("the event data (request body) must be UTF-8 text");
@@ -521,6 +536,10 @@ impl App for Hub {
         };
         match (self.publishing.remove(&ticket), result) {
             (Some(Waiting::Created(conn, topic)), r) => respond(cx, conn, created(&topic, r)),
+            (Some(Waiting::Batch(conn, topic, n)), r) => {
+                let ids = r.map(|first| first..=first + n as u64 - 1);
+                respond(cx, conn, batch::created(&topic, ids))
+            }
             (Some(Waiting::Received(conn)), Ok(_)) => respond(cx, conn, Response::new(204)),
             (Some(Waiting::Received(conn)), Err(e)) => {
                 respond(cx, conn, Response::text(e.status(), format!("{e}\n")))
@@ -612,7 +631,7 @@ fn usage() -> ! {
          \x20          [--webhook-queue-bytes N] [--webhook-total-bytes N] [--webhook-max-per-topic N]\n\
          \x20          [--tls-addr HOST:PORT --tls-cert FILE --tls-key FILE] [--webhook-ca FILE]...\n\
          \x20          [--redis redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]] [--redis-prefix P] [--redis-claim-timeout SECS]\n\
-         \x20          [--upstream TOPIC=ws://HOST:PORT/PATH]... [--no-deflate]"
+         \x20          [--upstream TOPIC=ws://HOST:PORT/PATH]... [--no-deflate] [--max-batch N]"
     );
     std::process::exit(2)
 }
@@ -641,6 +660,7 @@ fn main() -> std::io::Result<()> {
         publishing: HashMap::new(),
         later_headers: HashMap::new(),
         upstreams: upstream::Upstreams::default(),
+        max_batch: batch::DEFAULT_MAX_BATCH,
     };
     let mut tls = tls::TlsArgs::default();
     let mut args = std::env::args().skip(1);
@@ -691,6 +711,7 @@ fn main() -> std::io::Result<()> {
             }
             "--data-dir" => config = config.data_dir(value()),
             "--no-deflate" => config = config.ws_deflate(false),
+            "--max-batch" => hub.max_batch = (num(value()) as usize).max(1),
             "--upstream" => match upstream::parse(&value()) {
                 Ok((topic, url)) => hub.upstreams.add(topic, url),
                 Err(e) => {

@@ -2,6 +2,7 @@
 //! table and the connections' cores meet here. Encodings come from
 //! [`crate::proto::fanout`], each made once per publish and shared.
 
+use std::ops::RangeInclusive;
 use std::rc::Rc;
 
 use log::{debug, trace};
@@ -15,7 +16,7 @@ use crate::proto::fanout::{self, Broadcast};
 use crate::proto::http1::{Request, Response};
 use crate::proto::server::{ConnKind, Delivery};
 use crate::proto::subs::Entry;
-use crate::proto::topic::{valid_topic, PublishError};
+use crate::proto::topic::{batch_ids, valid_topic, PublishError, TopicEvent};
 use crate::proto::ws;
 
 impl Core {
@@ -48,23 +49,148 @@ impl Core {
         self.stats.published += 1;
         trace!("publish {topic:?} id {} ({} bytes)", ev.id, ev.data.len());
         let id = ev.id;
-        let hooks = self.fan_out(topic, Rc::clone(&ev));
-        match prepared {
-            Some((webhook_id, body, ids)) => {
-                let reg = &mut self.hooks.reg;
-                if reg.enqueue_prepared(&ids, &webhook_id, &body, self.now) > 0 {
-                    self.drive_hooks();
-                }
+        self.deliver_published(topic, &ev, prepared);
+        Ok(id)
+    }
+
+    /// Publishes a batch (through the data directory when there is one; see
+    /// [`super::store`]). Returns its ids.
+    pub(crate) fn publish_batch(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        datas: &[&str],
+    ) -> Result<RangeInclusive<u64>, PublishError> {
+        if self.bp.is_some() {
+            return Err(PublishError::NeedsAsync);
+        }
+        self.publish_durable_batch(topic, event, datas)
+    }
+
+    /// Publishes a batch now, all or nothing ([`Topics::publish_batch`]): every event
+    /// enters the topic log first, then the batch goes to the subscribers
+    /// ([`Core::fan_out_batch`]: one chunk per connection, so each connection's share is
+    /// one `writev` at the step's end), then to the webhooks, one message per event.
+    /// `prepared`: per event, the webhooks prepared for the log (empty: none).
+    ///
+    /// [`Topics::publish_batch`]: crate::proto::topic::Topics::publish_batch
+    pub(crate) fn publish_batch_now(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        datas: &[&str],
+        now_us: u64,
+        prepared: Vec<Option<Prepared>>,
+    ) -> Result<RangeInclusive<u64>, PublishError> {
+        let evs = self.topics.publish_batch(topic, event, datas, now_us)?;
+        self.arm_expiry();
+        self.stats.published += evs.len() as u64;
+        let ids = batch_ids(evs[0].id, evs.len());
+        trace!("publish {topic:?} batch of {} ids {ids:?}", evs.len());
+        let hooks = self.fan_out_batch(topic, &evs);
+        let mut prepared = prepared.into_iter();
+        for ev in &evs {
+            match prepared.next().flatten() {
+                Some(p) => self.enqueue_prepared(p),
+                None if hooks => self.publish_webhooks(topic, ev),
+                None => {}
             }
-            None if hooks => self.publish_webhooks(topic, &ev),
+        }
+        Ok(ids)
+    }
+
+    /// Hands the events of a batch (ids consecutive) to the WebSocket, SSE and long-poll
+    /// subscribers of `topic`. Each event's encodings are made once, as for a single
+    /// publish, and each transport's are joined into one chunk shared by its
+    /// subscribers: a connection queues the whole batch as one piece (one slice of its
+    /// `writev`, however many events), and the slow-reader check sees the batch as one
+    /// message. A parked poll is answered with as many of the events as an answer holds.
+    /// Returns whether webhooks subscribe to the topic.
+    pub(crate) fn fan_out_batch(&mut self, topic: &str, evs: &[Rc<TopicEvent>]) -> bool {
+        if let [ev] = evs {
+            return self.fan_out(topic, Rc::clone(ev));
+        }
+        let mut casts: Vec<Broadcast> = evs.iter().map(|e| Broadcast::new(Rc::clone(e))).collect();
+        let mut joined: Vec<(Transport, Option<Rc<[u8]>>)> = Vec::new();
+        let mut subs = std::mem::take(&mut self.scratch);
+        self.subs.copy_subscribers(topic, &mut subs);
+        let mut hooks = false;
+        for &Entry { key, cursor } in &subs {
+            let conn = match key {
+                SubKey::Hook(_) => {
+                    hooks = true;
+                    continue;
+                }
+                SubKey::Conn(conn) => conn,
+            };
+            let Some(i) = self.index_of(conn) else {
+                continue;
+            };
+            let Some(c) = conn::slot(&mut self.slots, i) else {
+                continue;
+            };
+            let transport = c.proto.transport();
+            if transport == Transport::None {
+                if c.proto.kind() == ConnKind::Parked {
+                    self.answer_parked(i, Some((topic, cursor, &mut casts[0])));
+                }
+                continue;
+            }
+            self.flush_if_full(i);
+            let bytes = match joined.iter().find(|(t, _)| *t == transport) {
+                Some((_, bytes)) => bytes.clone(),
+                None => {
+                    let mut all = Vec::new();
+                    for cast in &mut casts {
+                        if let Some(b) = cast.bytes_for(transport, &mut self.codec) {
+                            all.extend_from_slice(&b);
+                        }
+                    }
+                    let bytes: Option<Rc<[u8]>> = (!all.is_empty()).then(|| all.into());
+                    joined.push((transport, bytes.clone()));
+                    bytes
+                }
+            };
+            let Some(bytes) = bytes else {
+                continue;
+            };
+            let n = evs.len() as u64;
+            match self.with_conn(i, |p, env| p.deliver(&bytes, env)) {
+                Some(Delivery::Queued)
+                    if matches!(transport, Transport::WebSocket | Transport::WsDeflate(_)) =>
+                {
+                    self.stats.delivered_websocket += n
+                }
+                Some(Delivery::Queued) => self.stats.delivered_sse += n,
+                _ => {}
+            }
+        }
+        subs.clear();
+        self.scratch = subs;
+        hooks
+    }
+
+    /// Hands a published event to its subscribers and its webhooks.
+    fn deliver_published(&mut self, topic: &str, ev: &Rc<TopicEvent>, prepared: Option<Prepared>) {
+        let hooks = self.fan_out(topic, Rc::clone(ev));
+        match prepared {
+            Some(p) => self.enqueue_prepared(p),
+            None if hooks => self.publish_webhooks(topic, ev),
             None => {}
         }
-        Ok(id)
+    }
+
+    /// Queues the webhook messages the durable log prepared for an event.
+    fn enqueue_prepared(&mut self, (webhook_id, body, ids): Prepared) {
+        let reg = &mut self.hooks.reg;
+        if reg.enqueue_prepared(&ids, &webhook_id, &body, self.now) > 0 {
+            self.drive_hooks();
+        }
     }
 
     /// Hands a new event of `topic` to its WebSocket, SSE and long-poll subscribers, each
     /// encoding made once and shared. Returns whether webhooks subscribe to the topic.
-    pub(crate) fn fan_out(&mut self, topic: &str, ev: Rc<crate::proto::topic::TopicEvent>) -> bool {
+    pub(crate) fn fan_out(&mut self, topic: &str, ev: Rc<TopicEvent>) -> bool {
         let mut cast = Broadcast::new(ev);
         let mut subs = std::mem::take(&mut self.scratch);
         self.subs.copy_subscribers(topic, &mut subs);

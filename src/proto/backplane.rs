@@ -21,7 +21,8 @@
 //! that lost its data) starts from Redis's own clock, `TIME` in microseconds, so ids never
 //! go backwards and resuming clients see the gap; `XADD` the entry with `MAXLEN`; `PUBLISH`
 //! the [`Announced`] payload; reply with the id. The publish is answered when that reply
-//! arrives.
+//! arrives. A batch goes as one call of [`BATCH_SCRIPT`], the same steps for each of its
+//! events in one atomic run (see [`publish_batch_command`]).
 //!
 //! # The pub/sub payload
 //!
@@ -445,9 +446,11 @@ impl Cursor {
     }
 }
 
+mod batch;
 pub mod hooks;
 pub mod sync;
 
+pub use batch::{batch_script_sha1, publish_batch_command, PublishBatch, BATCH_SCRIPT};
 pub use hooks::{OutboxEntry, Registration};
 
 #[cfg(test)]

@@ -106,11 +106,13 @@
 //! Events are shared as [`Rc<TopicEvent>`]: the driver is single-threaded and hands the same
 //! event to the history and to many subscriber queues without copying it.
 
+mod batch;
 mod budget;
 mod errors;
 mod expiry;
 mod restore;
 
+pub use batch::batch_ids;
 pub use errors::{PublishError, RestoreError};
 
 use std::collections::{BTreeSet, HashMap, VecDeque};

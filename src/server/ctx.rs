@@ -1,6 +1,7 @@
 //! [`Ctx`]: what a callback can do.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use crate::api::{
@@ -59,6 +60,72 @@ impl<'a> Ctx<'a> {
     ) -> Result<Publishing, PublishError> {
         let sent = self.core.publish_async(topic, event, data, true)?;
         sent.ok_or(PublishError::BackplaneDown) // unreachable: a ticket is always made
+    }
+
+    /// Publishes a batch: one event per item of `datas`, in order, all named `event`, to
+    /// `topic`, all or nothing. Returns their ids, consecutive (`ids.start()` is the
+    /// first; `ids.count()` the number of items).
+    ///
+    /// Everything is checked before anything is stored or delivered, so a refused batch
+    /// leaves no trace: the refusals of [`Ctx::publish`] (a bad name, the topic limit, the
+    /// disk behind, [`PublishError::NeedsAsync`] with a Redis backplane), no item at all
+    /// ([`PublishError::EmptyBatch`]), and with a data directory a batch whose events
+    /// together exceed the log's largest record ([`PublishError::TooLarge`]: a batch is
+    /// stored as one record, so a crash keeps all of it or none). In
+    /// [`Fsync::Always`](crate::Fsync::Always) mode the whole batch is held until its
+    /// fsync, as one publish is.
+    ///
+    /// Every event of the batch is queued to each subscriber in this loop step, so a
+    /// subscriber's share of the batch goes out in one write at the step's end; a parked
+    /// long poll is answered with as many of them as one poll answer holds. Webhooks get
+    /// one message per event.
+    pub fn publish_batch<I>(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        datas: I,
+    ) -> Result<RangeInclusive<u64>, PublishError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let items: Vec<I::Item> = datas.into_iter().collect();
+        let datas: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+        self.core.publish_batch(topic, event, &datas)
+    }
+
+    /// [`Ctx::publish_batch`] as [`Ctx::publish_async`] publishes one event: without a
+    /// backplane [`Publishing::Done`] with the batch's **first** id; with a Redis
+    /// backplane the batch goes to Redis in one atomic script call ([`Publishing::Pending`]),
+    /// and [`App::on_published`](crate::App::on_published) gets the first id (or the
+    /// error: then none of it was published). The ids are `first..first + n` for `n`
+    /// items. Refused at once, with nothing sent: a bad name, no item, Redis unreachable.
+    pub fn publish_batch_async<I>(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        datas: I,
+    ) -> Result<Publishing, PublishError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let items: Vec<I::Item> = datas.into_iter().collect();
+        let datas: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+        let sent = self.core.publish_batch_async(topic, event, &datas, true)?;
+        sent.ok_or(PublishError::BackplaneDown) // unreachable: a ticket is always made
+    }
+
+    /// [`Ctx::publish_batch_async`] without a ticket (a failure with a backplane is logged).
+    pub(crate) fn publish_batch_detached(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        datas: &[&str],
+    ) -> Result<(), PublishError> {
+        self.core
+            .publish_batch_async(topic, event, datas, false)
+            .map(drop)
     }
 
     /// [`Ctx::publish_async`] without a ticket (a failure with a backplane is logged).

@@ -56,6 +56,24 @@ impl Handle {
         })
     }
 
+    /// Publishes a batch to `topic` ([`Ctx::publish_batch`], or through Redis with a
+    /// backplane), all or nothing; a refusal is logged. Use [`Handle::run`] with
+    /// [`Ctx::publish_batch`] to see the ids.
+    pub fn publish_batch<I>(&self, topic: &str, event: Option<&str>, datas: I) -> bool
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        let (topic, event) = (topic.to_owned(), event.map(str::to_owned));
+        let datas: Vec<String> = datas.into_iter().map(Into::into).collect();
+        self.send(move |cx| {
+            let items: Vec<&str> = datas.iter().map(String::as_str).collect();
+            if let Err(e) = cx.publish_batch_detached(&topic, event.as_deref(), &items) {
+                log::warn!("batch publish to {topic:?} from a handle failed: {e}");
+            }
+        })
+    }
+
     /// Sends a text message to a WebSocket connection.
     pub fn send_text(&self, conn: ConnId, text: &str) -> bool {
         let text = text.to_owned();

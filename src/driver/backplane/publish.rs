@@ -1,12 +1,14 @@
 //! Publishing through the backplane: the publish script on the command link, its reply
 //! (the id) reported to the application, `NOSCRIPT` answered by sending the script once.
+//! A batch of more than one event goes as one call of the batch script
+//! ([`bp::BATCH_SCRIPT`]): its reply, the first id, is what the application hears.
 
 use log::{debug, trace, warn};
 
 use super::super::{Core, Note};
 use super::{unix_ms, Pending, Tag};
 use crate::api::{PublishTicket, Publishing};
-use crate::proto::backplane::{self as bp, BackplaneError, Publish};
+use crate::proto::backplane::{self as bp, BackplaneError, Publish, PublishBatch};
 use crate::proto::resp::Value;
 use crate::proto::topic::{valid_event_name, valid_topic, PublishError};
 
@@ -16,7 +18,8 @@ pub(in crate::driver) struct PendingPublish {
     pub(super) ticket: Option<PublishTicket>,
     pub(super) topic: String,
     event: Option<String>,
-    data: String,
+    /// The data of each event (one for a single publish).
+    datas: Vec<String>,
     published_ms: u64,
     /// Sent with the script's source (after `NOSCRIPT`).
     eval: bool,
@@ -38,6 +41,38 @@ impl Core {
                 .publish(topic, event, data)
                 .map(|id| Some(Publishing::Done(id)));
         }
+        self.publish_redis(topic, event, vec![data.into()], async_ok)
+    }
+
+    /// [`Core::publish_async`] for a batch: without a backplane [`Publishing::Done`] with
+    /// the batch's first id; with one, a single call of the batch script.
+    pub(crate) fn publish_batch_async(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        datas: &[&str],
+        async_ok: bool,
+    ) -> Result<Option<Publishing>, PublishError> {
+        if self.bp.is_none() {
+            return self
+                .publish_batch(topic, event, datas)
+                .map(|ids| Some(Publishing::Done(*ids.start())));
+        }
+        if datas.is_empty() {
+            return Err(PublishError::EmptyBatch);
+        }
+        let datas = datas.iter().map(|d| (*d).to_owned()).collect();
+        self.publish_redis(topic, event, datas, async_ok)
+    }
+
+    /// Sends events to Redis (checked first: nothing is sent for a bad name).
+    fn publish_redis(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        datas: Vec<String>,
+        async_ok: bool,
+    ) -> Result<Option<Publishing>, PublishError> {
         if !valid_topic(topic) {
             return Err(PublishError::BadTopic);
         }
@@ -53,7 +88,7 @@ impl Core {
             ticket,
             topic: topic.into(),
             event: event.map(Into::into),
-            data: data.into(),
+            datas,
             published_ms: unix_ms(),
             eval: false,
         };
@@ -65,14 +100,29 @@ impl Core {
         let Some(b) = self.bp.as_mut() else {
             return Err(PublishError::BackplaneDown);
         };
-        let p = Publish {
-            topic: &pending.topic,
-            event: pending.event.as_deref(),
-            data: pending.data.as_bytes(),
-            published_ms: pending.published_ms,
-            max_events: b.max_events,
+        let cmd = match &pending.datas[..] {
+            [data] => {
+                let p = Publish {
+                    topic: &pending.topic,
+                    event: pending.event.as_deref(),
+                    data: data.as_bytes(),
+                    published_ms: pending.published_ms,
+                    max_events: b.max_events,
+                };
+                bp::publish_command(&b.keys, &p, pending.eval)
+            }
+            datas => {
+                let datas: Vec<&[u8]> = datas.iter().map(|d| d.as_bytes()).collect();
+                let p = PublishBatch {
+                    topic: &pending.topic,
+                    event: pending.event.as_deref(),
+                    datas: &datas,
+                    published_ms: pending.published_ms,
+                    max_events: b.max_events,
+                };
+                bp::publish_batch_command(&b.keys, &p, pending.eval)
+            }
         };
-        let cmd = bp::publish_command(&b.keys, &p, pending.eval);
         b.sent.0 += 1;
         if let Err(e) = self.redis_send(tag, &cmd) {
             debug!("backplane: publish to {:?} refused: {e}", pending.topic);
@@ -89,8 +139,9 @@ impl Core {
     pub(super) fn bp_published(&mut self, tag: Tag, p: PendingPublish, v: &Value) {
         match bp::parse_publish_reply(v) {
             Ok(id) => {
-                trace!("backplane: {:?} published as {id}", p.topic);
-                self.stats.published += 1;
+                let n = p.datas.len();
+                trace!("backplane: {:?} published as {id} ({n} events)", p.topic);
+                self.stats.published += n as u64;
                 if let Some(t) = p.ticket {
                     self.notes.push(Note::Published(t, Ok(id)));
                 }

@@ -11,6 +11,7 @@
 //! take effect at once; after a failed write they are held like in `always` mode until a
 //! write succeeds again.
 
+mod batch;
 mod dir;
 mod recover;
 mod writer;
@@ -58,6 +59,8 @@ pub(crate) struct HeldPublish {
 /// Something waiting for the writer.
 enum Op {
     Publish(HeldPublish),
+    /// A batch: its events take effect together.
+    Batch(batch::HeldBatch),
     /// A registration: undone if its record cannot be written.
     HookAdded(EndpointId, String),
     /// Nothing to do: makes a reply wait for the bookkeeping written before it (a
@@ -397,6 +400,12 @@ impl Core {
                         }
                     }
                 }
+                Op::Batch(b) => {
+                    if s.reserved.get(&b.first.topic) == Some(&b.last_id()) {
+                        s.reserved.remove(&b.first.topic);
+                    }
+                    self.commit_batch(b);
+                }
                 Op::HookAdded(..) | Op::Barrier => {}
                 Op::Reply(conn, resp) => {
                     self.respond_to(conn, &resp);
@@ -430,7 +439,7 @@ impl Core {
         let body = format!("{why}\n");
         for (_, op) in ops {
             match op {
-                Op::Publish(_) | Op::Barrier => {}
+                Op::Publish(_) | Op::Batch(_) | Op::Barrier => {}
                 Op::HookAdded(endpoint, topic) => self.forget_webhook(endpoint, &topic),
                 Op::Reply(conn, _) => {
                     self.respond_to(conn, &Response::text(507, body.clone()));

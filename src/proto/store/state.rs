@@ -353,8 +353,8 @@ impl Recovered {
             }
             Record::TopicFirst { topic, first_id } => self.apply_first(topic, first_id),
             Record::Group { records } => {
-                // The writer's records of one publish: each applies as it would alone (a
-                // contradiction skips only the record that has it).
+                // The writer's records of one publish or one batch: each applies as it
+                // would alone (a contradiction skips only the record that has it).
                 let mut first_skip = Ok(());
                 for r in records {
                     if let Err(skip) = self.apply(r) {

@@ -11,7 +11,8 @@ pub enum PublishError {
     BadEventName,
     /// The topic is new and [`HistoryLimits::max_topics`](super::HistoryLimits::max_topics) topics already exist.
     TooManyTopics,
-    /// The event is larger than the durable log's largest record.
+    /// The event is larger than the durable log's largest record (a batch: its events
+    /// together, as a batch is stored as one record).
     TooLarge,
     /// Too many bytes are on their way to the durable log: try again shortly.
     StoreBusy,
@@ -20,15 +21,17 @@ pub enum PublishError {
     BackplaneDown,
     /// With a Redis backplane the id comes from Redis: publish with `Ctx::publish_async`.
     NeedsAsync,
+    /// A batch with no event in it.
+    EmptyBatch,
 }
 
 impl PublishError {
     /// The HTTP status to answer a publish request with: 400 for a bad name (the client's
     /// fault), 507 Insufficient Storage when the topic table is full, 413 for an event
-    /// over the durable log's record limit, 503 while the disk is behind.
+    /// over the durable log's record limit (a batch: all of it in one record), 503 while the disk is behind.
     pub fn status(self) -> u16 {
         match self {
-            PublishError::BadTopic | PublishError::BadEventName => 400,
+            PublishError::BadTopic | PublishError::BadEventName | PublishError::EmptyBatch => 400,
             PublishError::TooManyTopics => 507,
             PublishError::TooLarge => 413,
             PublishError::StoreBusy | PublishError::BackplaneDown => 503,
@@ -54,6 +57,7 @@ impl PublishError {
             PublishError::NeedsAsync => {
                 "with a Redis backplane the id comes from Redis: publish with Ctx::publish_async"
             }
+            PublishError::EmptyBatch => "empty batch: give at least one event",
         }
     }
 }
