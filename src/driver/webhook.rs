@@ -12,11 +12,31 @@
 //!    DNS rebinding cannot slip a private address in after registration).
 //! 3. **Connect** non-blocking, or take an idle keep-alive connection to the same address
 //!    from the pool (at most [`MAX_IDLE_PER_ADDR`] per address).
-//! 4. **Pump**: write [`ClientConn::pending`] and read until `WouldBlock`, hand every
-//!    outcome to the connection, then in one place ([`Core::settle_client`]) drop the
-//!    socket, pool it or set its interest and its one timer from
-//!    [`ClientConn::poll_timeout`], and pass the [`ClientEvent`] on: a result to the
-//!    engine, or the job of a stale pooled connection to a fresh connect.
+//! 4. **Pump**: write [`ClientConn::pending`] and read the response, hand every outcome
+//!    to the connection, then in one place ([`Core::settle_client`]) drop the socket, pool
+//!    it or arm its one timer from [`ClientConn::poll_timeout`], and pass the
+//!    [`ClientEvent`] on: a result to the engine, or the job of a stale pooled connection
+//!    to a fresh connect.
+//!
+//! **Readiness, not interest.** A client socket is registered once, when its connect
+//! starts, for `READABLE | WRITABLE`, edge-triggered (mio's only mode), and never
+//! reregistered: a pooled connection costs no `epoll_ctl` per request. Instead of asking
+//! the kernel for the interest the connection's state wants, the driver remembers what the
+//! edges said (`HookSocket::writable`, `HookSocket::readable`: set by every event, cleared
+//! when the socket proves otherwise) and acts on the state alone. An edge that comes while
+//! nothing is wanted costs a wakeup and no call: writable edges only follow a write that
+//! hit `WouldBlock`, readable ones only bytes the receiver sent. So a delivery on a pooled
+//! connection is one write (the whole request, one buffer) and, when the response fits,
+//! one read:
+//!
+//! * the request goes out as soon as the job is handed over, while `writable` holds;
+//! * no read follows the write unless the socket may still hold bytes: the response
+//!   arrives as the next readable edge;
+//! * on plain TCP a read shorter than the buffer means the receive queue was empty at that
+//!   moment (`recv` returns what is queued, up to the length asked), so any byte after it
+//!   raises a new edge, and the read that would only return `WouldBlock` is skipped. A TLS
+//!   session may keep decrypted or undecrypted bytes of its own, so there a read proves
+//!   the socket empty only with `WouldBlock`.
 
 mod resolver;
 mod socket;
@@ -29,7 +49,6 @@ use std::sync::mpsc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, trace};
-use mio::Interest;
 
 use super::transport::Stream;
 use super::{Core, Note, SubKey, TimerEv};
@@ -62,8 +81,12 @@ struct HookSocket {
     /// The host's other allowed addresses, tried in turn if connecting to this one fails.
     fallback: Vec<SocketAddr>,
     conn: ClientConn,
-    /// The interest registered with mio.
-    interest: Interest,
+    /// The socket may take bytes: set by every readiness event, cleared by a write that
+    /// returned `WouldBlock` (after which the kernel owes us a writable edge).
+    writable: bool,
+    /// The socket may hold unread bytes: set by every readiness event, cleared once a read
+    /// proved it empty (`WouldBlock`, or for plain TCP a read shorter than the buffer).
+    readable: bool,
     /// The one timer, armed at `conn.poll_timeout()`.
     timer: Option<(RawTimer, Instant)>,
 }

@@ -1,6 +1,7 @@
 //! The webhook sockets: connecting (plain or TLS) or taking a pooled connection, the one
-//! place a socket's interest and timer are set ([`Core::settle_client`]), and moving bytes
-//! for the pure [`ClientConn`] until `WouldBlock`.
+//! place a socket's fate and timer are settled ([`Core::settle_client`]), and moving bytes
+//! for the pure [`ClientConn`] as far as the readiness the edges reported allows (see the
+//! parent module on why each socket is registered once, for both directions).
 
 use std::io;
 use std::net::SocketAddr;
@@ -24,12 +25,22 @@ fn io_failure(stream: &Stream, what: &str, e: &io::Error) -> String {
         .unwrap_or_else(|| format!("{what}: {e}"))
 }
 
-/// The mio interest a connection asks for (`None`: it is closed).
-fn interest(conn: &ClientConn) -> Option<Interest> {
-    let read = conn.wants_read().then_some(Interest::READABLE);
-    let write = conn.wants_write().then_some(Interest::WRITABLE);
-    read.map_or(write, |r| Some(write.map_or(r, |w| r | w)))
+/// Moves a TLS handshake on (see [`tls::handshake`]); plain TCP has none.
+fn handshake(stream: &mut Stream) -> Result<bool, String> {
+    #[cfg(feature = "tls")]
+    return tls::handshake(stream);
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = stream;
+        Ok(true)
+    }
 }
+
+/// Both directions, edge-triggered, for the socket's whole life.
+const INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
+
+/// The read buffer: a response head with a short body fits, so it takes one read.
+const READ_BUF: usize = 16 * 1024;
 
 impl Core {
     /// Puts `job` on an idle pooled connection to `addr` (verified for the same `tls`
@@ -54,7 +65,8 @@ impl Core {
             Some((idx, s)) => match s.conn.send(job) {
                 Ok(()) => {
                     trace!("webhook: reusing connection {idx} to {addr}");
-                    return self.hook_client_event(idx);
+                    let ev = self.client_io(idx);
+                    return self.settle_client(idx, ev);
                 }
                 Err(job) => job,
             },
@@ -76,11 +88,10 @@ impl Core {
         });
         let attempt = job.attempt();
         let conn = ClientConn::connect(job, self.now, self.hooks.client);
-        let interest = interest(&conn).unwrap_or(Interest::WRITABLE);
         if let Err(e) =
             self.poll
                 .registry()
-                .register(&mut stream.tcp, Token(CLIENT_BASE + idx), interest)
+                .register(&mut stream.tcp, Token(CLIENT_BASE + idx), INTEREST)
         {
             self.hooks.free.push(idx);
             return self.finish_attempt(attempt, AttemptResult::ConnectFailed(e.to_string()));
@@ -97,7 +108,9 @@ impl Core {
             tls,
             fallback,
             conn,
-            interest,
+            // Nothing is known until the connect's first edge.
+            writable: false,
+            readable: false,
             timer: None,
         });
         self.settle_client(idx, None);
@@ -134,7 +147,7 @@ impl Core {
     }
 
     /// After any input to client `idx`'s connection: drop, pool or re-arm the socket (the
-    /// one place interest and the timer are set), then pass `ev` on. Last, because a result
+    /// one place the timer is set), then pass `ev` on. Last, because a result
     /// runs the engine, which may give this very connection its next job.
     fn settle_client(&mut self, idx: usize, ev: Option<ClientEvent>) {
         let pool = matches!(ev, Some(ClientEvent::Response { reusable: true, .. }));
@@ -151,22 +164,7 @@ impl Core {
         if s.conn.is_closed() || (pool && pooled >= MAX_IDLE_PER_ADDR) {
             self.drop_socket(idx);
         } else {
-            let mut want = interest(&s.conn).unwrap_or(Interest::READABLE);
-            if s.stream.pending() {
-                // Encrypted bytes wait for the socket (a handshake flight, records).
-                want |= Interest::WRITABLE;
-            }
-            if s.stream.handshaking() {
-                want |= Interest::READABLE;
-            }
-            if want != s.interest {
-                s.interest = want;
-                let token = Token(CLIENT_BASE + idx);
-                let _ = self
-                    .poll
-                    .registry()
-                    .reregister(&mut s.stream.tcp, token, want);
-            }
+            // No interest to change: the socket is registered for both directions once.
             let ev = TimerEv::HookClient(idx, s.gen);
             rearm(&mut self.timers, &mut s.timer, s.conn.poll_timeout(), ev);
             if pool {
@@ -201,14 +199,20 @@ impl Core {
         self.settle_client(idx, ev);
     }
 
-    /// A readiness event for webhook client `idx`. Which kind does not matter: the
-    /// connection's state says what to try, and a spurious event ends in `WouldBlock`.
+    /// A readiness event for webhook client `idx`. Which kind does not matter: an edge in
+    /// either direction may have changed both, so both flags are set, the connection's
+    /// state says what to try, and a spurious event ends in `WouldBlock`.
     pub(crate) fn hook_client_event(&mut self, idx: usize) {
+        if let Some(s) = self.hooks.socket(idx) {
+            s.writable = true;
+            s.readable = true;
+        }
         let ev = self.client_io(idx);
         self.settle_client(idx, ev);
     }
 
-    /// Finishes a connect, writes and reads until `WouldBlock` or an event.
+    /// Finishes a connect, writes while the socket is writable and reads while it may
+    /// hold bytes, until an event, `WouldBlock` or (plain TCP) a short read.
     fn client_io(&mut self, idx: usize) -> Option<ClientEvent> {
         let now = self.now;
         let s = self.hooks.socket(idx)?;
@@ -224,45 +228,55 @@ impl Core {
                 Err(e) => return s.conn.on_error(format!("{}: {e}", s.addr)),
             }
             // TLS: the handshake is part of connecting (inside the connect timeout).
-            #[cfg(feature = "tls")]
-            match tls::handshake(&mut s.stream) {
-                Ok(true) => {}
-                Ok(false) => return None,
-                Err(why) => {
-                    // A certificate or protocol failure is the receiver's answer, not an
-                    // unreachable address: no fallback.
-                    s.fallback.clear();
-                    return s.conn.on_error(format!("{}: {why}", s.addr));
+            if s.stream.handshaking() {
+                match handshake(&mut s.stream) {
+                    Ok(true) => {}
+                    Ok(false) => return None,
+                    Err(why) => {
+                        // A certificate or protocol failure is the receiver's answer, not
+                        // an unreachable address: no fallback.
+                        s.fallback.clear();
+                        return s.conn.on_error(format!("{}: {why}", s.addr));
+                    }
                 }
             }
             s.conn.on_connected();
             trace!("webhook: client {idx} connected to {}", s.addr);
         }
-        while !s.conn.pending().is_empty() {
+        // The whole request is one buffer: one write unless the socket is full.
+        while s.writable && !s.conn.pending().is_empty() {
             match s.stream.write(s.conn.pending()) {
                 Ok(0) => return s.conn.on_error("connection closed while writing".into()),
                 Ok(n) => s.conn.wrote(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => s.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return s.conn.on_error(io_failure(&s.stream, "write", &e)),
             }
         }
-        if s.conn.pending().is_empty() {
+        if s.writable && s.conn.pending().is_empty() && s.stream.pending() {
             // TLS: the request's last records may still wait for the socket.
             match s.stream.flush_pending() {
-                Err(e) if e.kind() != io::ErrorKind::WouldBlock => {
-                    return s.conn.on_error(io_failure(&s.stream, "write", &e))
-                }
-                _ => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => s.writable = false,
+                Err(e) => return s.conn.on_error(io_failure(&s.stream, "write", &e)),
+                Ok(()) => {}
             }
         }
-        // Read even without a readable event: the response may already be there.
-        let mut tmp = [0u8; 16 * 1024];
-        while s.conn.wants_read() {
+        // Read only what an edge announced or an earlier read left: the response to a
+        // request just written comes as the next readable edge.
+        let plain = !s.stream.is_tls();
+        let mut tmp = [0u8; READ_BUF];
+        while s.readable && s.conn.wants_read() {
             let ev = match s.stream.read(&mut tmp) {
                 Ok(0) => return s.conn.on_eof(now, unix_millis() / 1000),
-                Ok(n) => s.conn.on_read(&tmp[..n], now, unix_millis() / 1000),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Ok(n) => {
+                    // A short read emptied the receive queue: the next byte is a new edge.
+                    s.readable = !(plain && n < tmp.len());
+                    s.conn.on_read(&tmp[..n], now, unix_millis() / 1000)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    s.readable = false;
+                    return None;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return s.conn.on_error(io_failure(&s.stream, "read", &e)),
             };
