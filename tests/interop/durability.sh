@@ -45,8 +45,9 @@ fi
 log "running $TEST for $CYCLES cycles"
 start_s=$(date +%s)
 rc=0
-# Bounded: a hang (the test bounds each wait, so this is a backstop) ends after 5 minutes.
-(cd "$ROOT" && PUSHWIRE_KILL_CYCLES=$CYCLES timeout -k 10 300 \
+# Bounded: a hang (the test bounds each wait, so this is a backstop) ends after 10 minutes
+# (20 cycles take 2-4 minutes on a quiet machine; a loaded one needed more than 5).
+(cd "$ROOT" && PUSHWIRE_KILL_CYCLES=$CYCLES timeout -k 10 600 \
   cargo test --release --quiet --test durability "$TEST" -- --exact --nocapture) \
   >"$WORK/test.log" 2>&1 || rc=$?
 elapsed=$(($(date +%s) - start_s))
