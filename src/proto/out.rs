@@ -18,8 +18,10 @@ use std::rc::Rc;
 pub const OUT_CHUNK: usize = 64 * 1024;
 /// Drained chunks kept for reuse.
 const POOL_MAX: usize = 16;
-/// Most slices handed to one `writev`.
-pub const MAX_SLICES: usize = 32;
+/// Most slices handed to one `writev`: every frame a connection was given in one loop step
+/// (a burst of single publishes, each its own shared chunk) goes out in one system call.
+/// Linux takes up to 1024 (`IOV_MAX`); 256 slices are 4 KiB of stack.
+pub const MAX_SLICES: usize = 256;
 
 thread_local! {
     static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
