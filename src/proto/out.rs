@@ -135,6 +135,8 @@ pub struct OutQueue {
 const QUEUE_POOL_MAX: usize = 64;
 
 thread_local! {
+    // Boxes, not values: the pool hands back the allocation an OutQueue points to.
+    #[allow(clippy::vec_box)]
     static QUEUES: RefCell<Vec<Box<Queue>>> = const { RefCell::new(Vec::new()) };
 }
 
