@@ -20,16 +20,22 @@
 //!
 //! A [`TimerKey`] carries the slot and the sequence number, so an id that was cancelled or
 //! has fired never matches a later timer that reuses its slot.
+//!
+//! Every connection with a deadline pays for one slot and one or two heap entries, so they
+//! are kept small: a heap entry is 24 bytes, the deadline stored as signed nanoseconds from
+//! the first deadline ever inserted (an `i64` spans ±292 years), and the slot as a `u32`.
+//! Stale entries are compacted away once they outnumber half the live ones, which bounds
+//! the heap at about 1.5 entries per live timer.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Identifies one armed timer. Ids are never reused: once a timer fired or was cancelled,
 /// its id matches nothing.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TimerKey {
-    slot: usize,
+    slot: u32,
     seq: u64,
 }
 
@@ -42,11 +48,14 @@ struct HeapEntry<T> {
 /// A set of deadlines, each carrying a value of type `T` (typically a connection id and
 /// what to do when the deadline passes).
 pub struct Timers<T> {
-    /// Min-heap on `(deadline, seq)`; may hold stale entries (see the module docs).
-    heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
+    /// Min-heap on `(deadline, seq)`, deadlines as nanoseconds from `base`; may hold stale
+    /// entries (see the module docs).
+    heap: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    /// The first deadline inserted: the origin of the heap's deadlines.
+    base: Option<Instant>,
     slots: Vec<Option<HeapEntry<T>>>,
     /// Indices of empty slots.
-    free: Vec<usize>,
+    free: Vec<u32>,
     next_seq: u64,
     live: usize,
 }
@@ -62,6 +71,7 @@ impl<T> Timers<T> {
     pub fn new() -> Self {
         Timers {
             heap: BinaryHeap::new(),
+            base: None,
             slots: Vec::new(),
             free: Vec::new(),
             next_seq: 0,
@@ -76,15 +86,17 @@ impl<T> Timers<T> {
         let slot = Some(HeapEntry { seq, value });
         let index = match self.free.pop() {
             Some(index) => {
-                self.slots[index] = slot;
+                self.slots[index as usize] = slot;
                 index
             }
             None => {
                 self.slots.push(slot);
-                self.slots.len() - 1
+                // More than 4 billion live timers would need more memory than there is.
+                (self.slots.len() - 1) as u32
             }
         };
-        self.heap.push(Reverse((at, seq, index)));
+        let base = *self.base.get_or_insert(at);
+        self.heap.push(Reverse((offset(base, at), seq, index)));
         self.live += 1;
         TimerKey { slot: index, seq }
     }
@@ -95,7 +107,7 @@ impl<T> Timers<T> {
         let value = self.take_slot(id.slot, id.seq)?;
         // The heap entry stays behind as a stale one; compact when stale entries outnumber
         // live ones (the constant keeps tiny heaps from being rebuilt over and over).
-        if self.heap.len() > 2 * self.live + 16 {
+        if self.heap.len() > self.live + self.live / 2 + 16 {
             self.compact();
         }
         Some(value)
@@ -104,7 +116,10 @@ impl<T> Timers<T> {
     /// The earliest deadline of a live timer, if any.
     pub fn next_deadline(&mut self) -> Option<Instant> {
         self.drop_stale_top();
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
+        let base = self.base?;
+        self.heap
+            .peek()
+            .map(|Reverse((at, _, _))| instant(base, *at))
     }
 
     /// Removes and returns the earliest timer whose deadline is at or before `now`; timers
@@ -112,7 +127,7 @@ impl<T> Timers<T> {
     pub fn pop_expired(&mut self, now: Instant) -> Option<(TimerKey, T)> {
         self.drop_stale_top();
         let &Reverse((at, seq, slot)) = self.heap.peek()?;
-        if at > now {
+        if at > offset(self.base?, now) {
             return None;
         }
         self.heap.pop();
@@ -131,8 +146,8 @@ impl<T> Timers<T> {
     }
 
     /// Empties `slot` if it still belongs to timer `seq`.
-    fn take_slot(&mut self, slot: usize, seq: u64) -> Option<T> {
-        let cell = self.slots.get_mut(slot)?;
+    fn take_slot(&mut self, slot: u32, seq: u64) -> Option<T> {
+        let cell = self.slots.get_mut(slot as usize)?;
         if cell.as_ref()?.seq != seq {
             return None;
         }
@@ -142,8 +157,8 @@ impl<T> Timers<T> {
         Some(taken.value)
     }
 
-    fn is_live(&self, slot: usize, seq: u64) -> bool {
-        matches!(self.slots.get(slot), Some(Some(s)) if s.seq == seq)
+    fn is_live(&self, slot: u32, seq: u64) -> bool {
+        matches!(self.slots.get(slot as usize), Some(Some(s)) if s.seq == seq)
     }
 
     fn drop_stale_top(&mut self) {
@@ -158,7 +173,7 @@ impl<T> Timers<T> {
     fn compact(&mut self) {
         let slots = &self.slots;
         self.heap.retain(
-            |Reverse((_, seq, slot))| matches!(slots.get(*slot), Some(Some(s)) if s.seq == *seq),
+            |Reverse((_, seq, slot))| matches!(slots.get(*slot as usize), Some(Some(s)) if s.seq == *seq),
         );
         log::trace!("timers: compacted heap to {} entries", self.heap.len());
     }
@@ -167,6 +182,26 @@ impl<T> Timers<T> {
     fn heap_len(&self) -> usize {
         self.heap.len()
     }
+}
+
+/// `at` as signed nanoseconds from `base` (saturating: ±292 years).
+fn offset(base: Instant, at: Instant) -> i64 {
+    let ns = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    match at.checked_duration_since(base) {
+        Some(after) => ns(after),
+        None => -ns(base.duration_since(at)),
+    }
+}
+
+/// The instant `ns` nanoseconds from `base` (the inverse of [`offset`]).
+fn instant(base: Instant, ns: i64) -> Instant {
+    let d = Duration::from_nanos(ns.unsigned_abs());
+    let at = if ns >= 0 {
+        base.checked_add(d)
+    } else {
+        base.checked_sub(d)
+    };
+    at.unwrap_or(base)
 }
 
 #[cfg(test)]
@@ -266,7 +301,7 @@ mod tests {
             let id = t.insert(at(b, i), 99);
             assert_eq!(t.cancel(id), Some(99));
             assert!(
-                t.heap_len() <= 2 * t.len() + 17,
+                t.heap_len() <= t.len() + t.len() / 2 + 17,
                 "heap grew to {} with {} live",
                 t.heap_len(),
                 t.len()
@@ -277,6 +312,29 @@ mod tests {
         let fired: Vec<_> = std::iter::from_fn(|| t.pop_expired(at(b, 5000))).collect();
         let want: Vec<_> = keep.iter().copied().zip(0..10).collect();
         assert_eq!(fired, want);
+    }
+
+    #[test]
+    fn deadlines_before_the_first_one_and_far_ahead_keep_their_order() {
+        let b = Instant::now();
+        let mut t = Timers::new();
+        t.insert(b + Duration::from_secs(10), "later");
+        t.insert(b - Duration::from_millis(3), "before the first");
+        t.insert(b + Duration::from_secs(100 * 365 * 86_400), "in a century");
+        assert_eq!(t.next_deadline(), Some(b - Duration::from_millis(3)));
+        assert_eq!(drain(&mut t, b), ["before the first"]);
+        assert_eq!(t.next_deadline(), Some(b + Duration::from_secs(10)));
+        assert_eq!(drain(&mut t, b + Duration::from_secs(10)), ["later"]);
+        assert_eq!(
+            drain(&mut t, b + Duration::from_secs(86_400)),
+            Vec::<&str>::new()
+        );
+        assert_eq!(t.len(), 1);
+        assert_eq!(
+            std::mem::size_of::<Reverse<(i64, u64, u32)>>(),
+            24,
+            "a heap entry stays 24 bytes"
+        );
     }
 
     #[test]
