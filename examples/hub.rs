@@ -71,14 +71,12 @@ const POLL_MAX: u64 = 120;
 struct Hub {
     /// Tokens and allowed origins.
     policy: Policy,
-    /// WebSocket connections that presented the publish token (or none is needed): their
-    /// text messages are published.
+    /// WebSocket connections that presented the publish token, when one is configured:
+    /// their text messages are published (without a token, every connection's are).
     ws_publishers: HashSet<ConnId>,
     /// Webhooks received at /hooks/receive: verified, and refused for a bad signature.
     received: u64,
     bad_signature: u64,
-    /// The topic each WebSocket connection publishes its messages to.
-    ws_topic: HashMap<ConnId, String>,
     /// Publishes on their way to the Redis backplane, and who waits for their outcome.
     publishing: HashMap<PublishTicket, Waiting>,
     /// The CORS header fields of the answers that come later (a publish through Redis).
@@ -232,8 +230,9 @@ impl Hub {
             Ok(s) => s,
             Err(r) => return r,
         };
-        self.ws_topic.insert(conn, topic.to_owned());
-        if self.policy.allows(Class::Publish, req) {
+        // Without a publish token every client may publish: nothing to remember per
+        // connection (an idle subscriber costs the hub nothing beyond the library's slot).
+        if self.policy.requires(Class::Publish) && self.policy.allows(Class::Publish, req) {
             self.ws_publishers.insert(conn);
         }
         Reply::WebSocket(
@@ -500,12 +499,14 @@ impl App for Hub {
         match msg {
             // A chat: what one client says reaches every subscriber of the topic, of any kind.
             Message::Text(text) => {
-                if !self.ws_publishers.contains(&conn) {
+                if self.policy.requires(Class::Publish) && !self.ws_publishers.contains(&conn) {
                     cx.close_ws(conn, 1008, "publishing needs the publish token");
                     return;
                 }
-                if let Some(topic) = self.ws_topic.get(&conn) {
-                    match cx.publish_async(topic, None, text) {
+                // The topic it subscribed to when it connected (the library keeps it).
+                let topic = cx.subscriptions(conn).next().map(str::to_owned);
+                if let Some(topic) = topic {
+                    match cx.publish_async(&topic, None, text) {
                         Ok(Publishing::Pending(t)) => {
                             self.publishing.insert(t, Waiting::Ws(conn));
                         }
@@ -559,7 +560,6 @@ impl App for Hub {
         {
             return;
         }
-        self.ws_topic.remove(&conn);
         self.ws_publishers.remove(&conn);
         self.later_headers.remove(&conn);
     }
@@ -656,7 +656,6 @@ fn main() -> std::io::Result<()> {
         ws_publishers: HashSet::new(),
         received: 0,
         bad_signature: 0,
-        ws_topic: HashMap::new(),
         publishing: HashMap::new(),
         later_headers: HashMap::new(),
         upstreams: upstream::Upstreams::default(),

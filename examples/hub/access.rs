@@ -122,6 +122,11 @@ impl Policy {
         }
     }
 
+    /// Whether routes of `class` need a token.
+    pub fn requires(&self, class: Class) -> bool {
+        self.token(class).is_some()
+    }
+
     /// Whether `req` carries the token of `class` (or none is needed).
     pub fn allows(&self, class: Class, req: &Request) -> bool {
         check_token(req, self.token(class)) == Access::Allowed

@@ -252,6 +252,13 @@ impl<'a> Ctx<'a> {
         self.core.subs.unsubscribe(topic, SubKey::Conn(conn));
     }
 
+    /// The topics connection `conn` (a WebSocket, an SSE stream or a parked poll) is
+    /// subscribed to, in no particular order; none for a connection that is gone. The
+    /// library keeps them, so an application need not keep its own copy per connection.
+    pub fn subscriptions(&self, conn: ConnId) -> impl Iterator<Item = &str> + '_ {
+        self.core.subs.topics_of(SubKey::Conn(conn))
+    }
+
     /// The kept events of `topic` after `since` (at most `max`), telling gaps.
     pub fn events(&self, topic: &str, since: u64, max: usize) -> EventPage {
         EventPage::from_page(&self.core.topics.read_after(topic, since, max))
