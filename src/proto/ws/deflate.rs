@@ -209,7 +209,7 @@ impl Inflater {
 }
 
 /// Messages shorter than this are sent uncompressed (RSV1 clear, which permessage-deflate
-/// allows per message, RFC 7692 §6). Measured (`cargo bench --bench deflate_threshold`,
+/// allows per message, RFC 7692 §6). Measured (`cargo bench -p pushwire-benches --bench deflate_threshold`,
 /// `benches/DEFLATE-FIGURES.md`) on pushwire's event JSON and bare JSON: at 64 bytes the
 /// raw DEFLATE output saves 0-3 bytes for 6-7 µs of compression (writing the frame plain
 /// costs 10-20 ns); every kind of message saves at least 10% only from 128 bytes, 20% from
@@ -229,7 +229,7 @@ pub const DIRECT_LEVEL: u32 = 1;
 /// The loop's shared compressors (one per window size, 9-15 bits) and decompressor, each
 /// made on first use: the permessage-deflate state of every connection without context
 /// takeover. zlib-rs's compressor at 15 bits takes about 371 KiB, its decompressor about
-/// 47 KiB (measured: `cargo bench --bench idle_conns -- --deflate`); a loop that never
+/// 47 KiB (measured: `cargo bench -p pushwire-benches --bench idle_conns -- --deflate`); a loop that never
 /// compresses pays nothing. Broadcasts are compressed at one level, messages to one
 /// connection at another (the same compressors, their level set per message).
 #[derive(Debug)]
