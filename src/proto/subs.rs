@@ -13,11 +13,18 @@
 //! Removing is `swap_remove` from the topic's vector, then fixing the index of the entry
 //! that moved into the hole. Nearly every key is in one topic, so a key's topics are kept
 //! inline until it has two. A topic's entry is removed as soon as its vector is empty, so
-//! the table holds nothing for topics nobody follows. Topic names are shared (`Rc<str>`)
-//! between the two maps.
+//! the table holds nothing for topics nobody follows. Topic names are shared between the
+//! two maps through one thin pointer each.
+//!
+//! # What a subscriber costs
+//!
+//! Every subscriber is paid for twice, so both halves are kept small: its topic entry is the
+//! key and a cursor (24 bytes for the driver's keys), its key entry the key and one place, a
+//! thin topic pointer and a `u32` index (16 bytes, with the rare many-topic list boxed).
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 /// One subscriber of a topic.
@@ -29,18 +36,49 @@ pub struct Entry<K> {
     pub cursor: u64,
 }
 
+/// A topic name shared by both maps: a thin pointer (the name's length lives behind it),
+/// hashed and compared as the `str` it holds, so the maps are looked up by `&str`.
+#[derive(Debug, Clone)]
+struct Name(Rc<Box<str>>);
+
+impl Name {
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h) // exactly as the `str` (Borrow's contract)
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Name {}
+
 /// Where a key sits in one topic's vector.
 #[derive(Debug, Clone)]
 struct Place {
-    topic: Rc<str>,
-    index: usize,
+    topic: Name,
+    index: u32,
 }
 
 /// The topics of one key, inline for the common case of one.
 #[derive(Debug, Clone)]
 enum Places {
     One(Place),
-    Many(Vec<Place>),
+    Many(Box<Vec<Place>>),
 }
 
 impl Places {
@@ -62,7 +100,7 @@ impl Places {
 /// Subscribers by topic and topics by subscriber.
 #[derive(Debug)]
 pub struct Subscriptions<K> {
-    by_topic: HashMap<Rc<str>, Vec<Entry<K>>>,
+    by_topic: HashMap<Name, Vec<Entry<K>>>,
     by_key: HashMap<K, Places>,
 }
 
@@ -87,15 +125,16 @@ impl<K: Copy + Eq + Hash> Subscriptions<K> {
         if self.position(topic, key).is_some() {
             return false;
         }
-        let name: Rc<str> = match self.by_topic.get_key_value(topic) {
-            Some((name, _)) => Rc::clone(name),
-            None => Rc::from(topic),
+        let name = match self.by_topic.get_key_value(topic) {
+            Some((name, _)) => name.clone(),
+            None => Name(Rc::new(topic.into())),
         };
-        let list = self.by_topic.entry(Rc::clone(&name)).or_default();
+        let list = self.by_topic.entry(name.clone()).or_default();
         list.push(Entry { key, cursor });
         let place = Place {
             topic: name,
-            index: list.len() - 1,
+            // A topic with 4 billion subscribers would not fit in memory first.
+            index: (list.len() - 1) as u32,
         };
         match self.by_key.get_mut(&key) {
             None => {
@@ -106,7 +145,7 @@ impl<K: Copy + Eq + Hash> Subscriptions<K> {
                 let Places::One(first) = one.clone() else {
                     unreachable!("matched above")
                 };
-                *one = Places::Many(vec![first, place]);
+                *one = Places::Many(Box::new(vec![first, place]));
             }
         }
         true
@@ -114,7 +153,10 @@ impl<K: Copy + Eq + Hash> Subscriptions<K> {
 
     fn position(&self, topic: &str, key: K) -> Option<usize> {
         let places = self.by_key.get(&key)?;
-        places.as_slice().iter().position(|p| &*p.topic == topic)
+        places
+            .as_slice()
+            .iter()
+            .position(|p| p.topic.as_str() == topic)
     }
 
     /// Removes `key` from `topic`; returns its cursor, `None` when it was not subscribed.
@@ -139,24 +181,25 @@ impl<K: Copy + Eq + Hash> Subscriptions<K> {
 
     /// Removes the entry at `place` from its topic's vector, fixing the moved entry.
     fn remove_at(&mut self, place: &Place) -> u64 {
-        let Some(list) = self.by_topic.get_mut(&place.topic) else {
+        let Some(list) = self.by_topic.get_mut(place.topic.as_str()) else {
             return 0;
         };
-        if place.index >= list.len() {
+        let index = place.index as usize;
+        if index >= list.len() {
             return 0;
         }
-        let gone = list.swap_remove(place.index);
-        if let Some(moved) = list.get(place.index).copied() {
+        let gone = list.swap_remove(index);
+        if let Some(moved) = list.get(index).copied() {
             if let Some(places) = self.by_key.get_mut(&moved.key) {
                 for p in places.as_mut_slice() {
-                    if Rc::ptr_eq(&p.topic, &place.topic) {
+                    if Rc::ptr_eq(&p.topic.0, &place.topic.0) {
                         p.index = place.index;
                     }
                 }
             }
         }
         if list.is_empty() {
-            self.by_topic.remove(&place.topic);
+            self.by_topic.remove(place.topic.as_str());
         }
         gone.cursor
     }
@@ -186,7 +229,12 @@ impl<K: Copy + Eq + Hash> Subscriptions<K> {
     /// The cursor of `key`'s first subscription (a parked poll has exactly one).
     pub fn cursor(&self, key: K) -> Option<u64> {
         let place = self.by_key.get(&key)?.as_slice().first()?;
-        Some(self.by_topic.get(&place.topic)?.get(place.index)?.cursor)
+        Some(
+            self.by_topic
+                .get(place.topic.as_str())?
+                .get(place.index as usize)?
+                .cursor,
+        )
     }
 
     /// The topics `key` is subscribed to.
@@ -194,7 +242,7 @@ impl<K: Copy + Eq + Hash> Subscriptions<K> {
         self.by_key
             .get(&key)
             .into_iter()
-            .flat_map(|p| p.as_slice().iter().map(|p| &*p.topic))
+            .flat_map(|p| p.as_slice().iter().map(|p| p.topic.as_str()))
     }
 
     /// Whether `key` is subscribed to `topic`.
@@ -220,8 +268,8 @@ impl<K: Copy + Eq + Hash> Subscriptions<K> {
             && self.by_key.iter().all(|(k, ps)| {
                 ps.as_slice().iter().all(|p| {
                     self.by_topic
-                        .get(&p.topic)
-                        .and_then(|l| l.get(p.index))
+                        .get(p.topic.as_str())
+                        .and_then(|l| l.get(p.index as usize))
                         .is_some_and(|e| e.key == *k)
                 })
             })
@@ -254,6 +302,12 @@ mod tests {
         s.remove_key(1);
         assert_eq!(s.topics(), 0);
         assert!(s.by_key.is_empty());
+    }
+
+    #[test]
+    fn a_key_entry_is_small() {
+        assert_eq!(std::mem::size_of::<Place>(), 16);
+        assert_eq!(std::mem::size_of::<Places>(), 16);
     }
 
     #[test]
