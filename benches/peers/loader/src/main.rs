@@ -596,7 +596,8 @@ fn connect_from(src: Ipv4Addr, dst: SocketAddrV4) -> io::Result<TcpStream> {
 // ---- the publisher ----
 
 struct Publisher {
-    sock: TcpStream,
+    // connected at the first publish (a hold run against an echo server has none)
+    sock: Option<TcpStream>,
     addr: SocketAddrV4,
     inbuf: Vec<u8>,
     out: Vec<u8>,
@@ -617,9 +618,11 @@ impl Publisher {
     }
 
     fn send(&mut self, poll: &Poll, path: &str, body: &[u8]) -> Result<(), String> {
-        if self.reconnect {
-            let _ = poll.registry().deregister(&mut self.sock);
-            self.sock = Self::connect(poll, self.addr).map_err(|e| format!("publisher reconnect: {e}"))?;
+        if self.reconnect || self.sock.is_none() {
+            if let Some(mut old) = self.sock.take() {
+                let _ = poll.registry().deregister(&mut old);
+            }
+            self.sock = Some(Self::connect(poll, self.addr).map_err(|e| format!("publisher connect {}: {e}", self.addr))?);
             self.reconnect = false;
         }
         self.out.clear();
@@ -638,8 +641,9 @@ impl Publisher {
     }
 
     fn flush(&mut self) -> Result<(), String> {
+        let Some(sock) = self.sock.as_mut() else { return Ok(()) };
         while self.out_off < self.out.len() {
-            match self.sock.write(&self.out[self.out_off..]) {
+            match sock.write(&self.out[self.out_off..]) {
                 Ok(n) => self.out_off += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -651,8 +655,9 @@ impl Publisher {
 
     fn readable(&mut self) -> Result<(), String> {
         let mut buf = [0u8; 16384];
+        let Some(sock) = self.sock.as_mut() else { return Ok(()) };
         loop {
-            match self.sock.read(&mut buf) {
+            match sock.read(&mut buf) {
                 Ok(0) => {
                     if self.in_flight {
                         return Err("publisher connection closed with a request in flight".into());
@@ -1099,7 +1104,6 @@ fn main() {
     raise_nofile();
     let poll = Poll::new().unwrap_or_else(|e| die(format!("poll: {e}")));
     let n = o.subs;
-    let publ_sock = Publisher::connect(&poll, o.addr).unwrap_or_else(|e| die(format!("publisher connect {}: {e}", o.addr)));
     let subs = (0..n)
         .map(|_| Sub {
             sock: None,
@@ -1134,7 +1138,7 @@ fn main() {
             errors: Vec::new(),
         },
         publ: Publisher {
-            sock: publ_sock,
+            sock: None,
             addr: o.addr,
             inbuf: Vec::new(),
             out: Vec::new(),
