@@ -40,11 +40,19 @@ pub struct Sender {
     pub(super) progress: CloseProgress,
     /// Our compressor's window bits when permessage-deflate was negotiated, else 0.
     deflate_bits: u8,
+    /// What only some connections have, in one box (a server connection without context
+    /// takeover has none, and pays one pointer).
+    extra: Option<Box<Extra>>,
+}
+
+/// The rarer parts of a [`Sender`].
+#[derive(Debug, Default)]
+struct Extra {
     /// Our own compressor, when we keep its context between messages (opt-in).
-    own: Option<Box<Deflater>>,
+    own: Option<Deflater>,
     /// A client's masking keys; `None` on the server side ("A server MUST NOT mask any
     /// frames", §5.1).
-    keys: Option<Box<MaskKeys>>,
+    keys: Option<MaskKeys>,
 }
 
 impl Default for Sender {
@@ -52,8 +60,7 @@ impl Default for Sender {
         Sender {
             progress: CloseProgress::Open,
             deflate_bits: 0,
-            own: None,
-            keys: None,
+            extra: None,
         }
     }
 }
@@ -62,7 +69,10 @@ impl Sender {
     /// The sending half of a client: every frame masked with a key from `keys`.
     pub fn client(keys: MaskKeys) -> Sender {
         Sender {
-            keys: Some(Box::new(keys)),
+            extra: Some(Box::new(Extra {
+                own: None,
+                keys: Some(keys),
+            })),
             ..Sender::default()
         }
     }
@@ -78,7 +88,12 @@ impl Sender {
     /// `takeover`) at `level`.
     pub fn with_deflate_level(mut self, window_bits: u8, takeover: bool, level: u32) -> Sender {
         self.deflate_bits = window_bits.clamp(9, 15);
-        self.own = takeover.then(|| Box::new(Deflater::new(self.deflate_bits, level, true)));
+        if takeover {
+            let own = Deflater::new(self.deflate_bits, level, true);
+            self.extra.get_or_insert_with(Box::default).own = Some(own);
+        } else if let Some(extra) = &mut self.extra {
+            extra.own = None;
+        }
         self
     }
 
@@ -86,13 +101,16 @@ impl Sender {
     /// frames: permessage-deflate without context takeover, on the server side. `None`
     /// otherwise (it takes the uncompressed frame).
     pub fn shared_deflate(&self) -> Option<u8> {
-        (self.deflate_bits != 0 && self.own.is_none() && self.keys.is_none())
-            .then_some(self.deflate_bits)
+        let own_state = self
+            .extra
+            .as_ref()
+            .is_some_and(|e| e.own.is_some() || e.keys.is_some());
+        (self.deflate_bits != 0 && !own_state).then_some(self.deflate_bits)
     }
 
     /// True for a client's sending half (it masks its frames).
     pub fn is_client(&self) -> bool {
-        self.keys.is_some()
+        self.extra.as_ref().is_some_and(|e| e.keys.is_some())
     }
 
     /// True when permessage-deflate was negotiated.
@@ -142,12 +160,17 @@ impl Sender {
             self.frame(out, 0, opcode, payload);
             return true;
         }
-        let packed = match &mut self.own {
+        let (own, keys) = match self.extra.as_deref_mut() {
+            Some(Extra { own, keys }) => (own.as_mut(), keys.as_mut()),
+            None => (None, None),
+        };
+        let takeover = own.is_some();
+        let packed = match own {
             Some(own) => codec.compress_with(own, payload),
             None => codec.compress(self.deflate_bits, payload),
         };
-        if packed.len() < payload.len() || self.own.is_some() {
-            let mask = self.keys.as_mut().map(|k| k.next_key());
+        if packed.len() < payload.len() || takeover {
+            let mask = keys.map(|k| k.next_key());
             write_frame(out, RSV1, opcode, mask, packed);
         } else {
             self.frame(out, 0, opcode, payload);
@@ -158,7 +181,11 @@ impl Sender {
 
     /// Writes one whole frame, masked when we are the client.
     pub(super) fn frame(&mut self, out: &mut Vec<u8>, rsv: u8, opcode: OpCode, payload: &[u8]) {
-        let mask = self.keys.as_mut().map(|k| k.next_key());
+        let mask = self
+            .extra
+            .as_mut()
+            .and_then(|e| e.keys.as_mut())
+            .map(|k| k.next_key());
         write_frame(out, rsv, opcode, mask, payload);
     }
 
