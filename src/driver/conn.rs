@@ -4,7 +4,6 @@
 
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use log::{debug, trace};
 use mio::net::TcpStream;
@@ -33,8 +32,8 @@ pub(crate) struct Conn {
     pub(crate) proto: ServerConn,
     pub(crate) rbuf: InBuf,
     pub(crate) out: OutQueue,
-    /// The armed timer and its deadline.
-    timer: Option<(TimerKey, Instant)>,
+    /// The armed timer (its deadline is the timer table's).
+    timer: Option<TimerKey>,
     /// The kind last seen (for the per-kind counts).
     kind: ConnKind,
     writable: bool,
@@ -219,12 +218,12 @@ impl Core {
             c.kind = kind;
         }
         let want = c.proto.poll_timeout();
-        if c.timer.map(|t| t.1) != want {
-            if let Some((key, _)) = c.timer.take() {
+        if c.timer.and_then(|key| self.timers.deadline(key)) != want {
+            if let Some(key) = c.timer.take() {
                 self.timers.cancel(key);
             }
             if let Some(at) = want {
-                c.timer = Some((self.timers.insert(at, TimerEv::Conn(c.id)), at));
+                c.timer = Some(self.timers.insert(at, TimerEv::Conn(c.id)));
             }
         }
         if c.proto.take_slow() {
@@ -248,7 +247,7 @@ impl Core {
         let Some(c) = slot(&mut self.slots, i) else {
             return;
         };
-        if c.timer.map(|t| t.0) != Some(key) {
+        if c.timer != Some(key) {
             return;
         }
         c.timer = None;
@@ -383,7 +382,7 @@ impl Core {
         self.free.push(i);
         self.live -= 1;
         self.counts[kind_index(c.kind)] -= 1;
-        if let Some((key, _)) = c.timer.take() {
+        if let Some(key) = c.timer.take() {
             self.timers.cancel(key);
         }
         self.subs.remove_key(SubKey::Conn(c.id));
@@ -429,10 +428,10 @@ mod size_tests {
             ("OutQueue", size_of::<OutQueue>()),
             ("InBuf", size_of::<InBuf>()),
             ("Stream", size_of::<Stream>()),
-            ("timer", size_of::<Option<(TimerKey, Instant)>>()),
+            ("timer", size_of::<Option<TimerKey>>()),
         ];
         println!("{sizes:?}");
-        assert!(size_of::<ConnSlot>() <= 208, "{sizes:?}");
+        assert!(size_of::<ConnSlot>() <= 184, "{sizes:?}");
         assert_eq!(size_of::<OutQueue>(), 8, "an empty queue is one pointer");
         assert!(size_of::<InBuf>() <= 32, "{sizes:?}");
     }

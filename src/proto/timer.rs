@@ -29,6 +29,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 /// Identifies one armed timer. Ids are never reused: once a timer fired or was cancelled,
@@ -36,12 +37,15 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct TimerKey {
     slot: u32,
-    seq: u64,
+    /// Never zero, so an `Option<TimerKey>` is as small as the key.
+    seq: NonZeroU64,
 }
 
-/// One occupied slot: the sequence number of the timer that owns it and its value.
+/// One occupied slot: the sequence number of the timer that owns it, its deadline (as in
+/// the heap) and its value.
 struct HeapEntry<T> {
     seq: u64,
+    at: i64,
     value: T,
 }
 
@@ -74,7 +78,7 @@ impl<T> Timers<T> {
             base: None,
             slots: Vec::new(),
             free: Vec::new(),
-            next_seq: 0,
+            next_seq: 1,
             live: 0,
         }
     }
@@ -83,7 +87,9 @@ impl<T> Timers<T> {
     pub fn insert(&mut self, at: Instant, value: T) -> TimerKey {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let slot = Some(HeapEntry { seq, value });
+        let base = *self.base.get_or_insert(at);
+        let at = offset(base, at);
+        let slot = Some(HeapEntry { seq, at, value });
         let index = match self.free.pop() {
             Some(index) => {
                 self.slots[index as usize] = slot;
@@ -95,16 +101,26 @@ impl<T> Timers<T> {
                 (self.slots.len() - 1) as u32
             }
         };
-        let base = *self.base.get_or_insert(at);
-        self.heap.push(Reverse((offset(base, at), seq, index)));
+        self.heap.push(Reverse((at, seq, index)));
         self.live += 1;
-        TimerKey { slot: index, seq }
+        TimerKey {
+            slot: index,
+            seq: NonZeroU64::new(seq).expect("sequence numbers start at 1"),
+        }
+    }
+
+    /// The deadline of a live timer; `None` once it fired or was cancelled.
+    pub fn deadline(&self, id: TimerKey) -> Option<Instant> {
+        match self.slots.get(id.slot as usize) {
+            Some(Some(s)) if s.seq == id.seq.get() => Some(instant(self.base?, s.at)),
+            _ => None,
+        }
     }
 
     /// Disarms a timer and gives its value back; `None` when it already fired or was
     /// cancelled.
     pub fn cancel(&mut self, id: TimerKey) -> Option<T> {
-        let value = self.take_slot(id.slot, id.seq)?;
+        let value = self.take_slot(id.slot, id.seq.get())?;
         // The heap entry stays behind as a stale one; compact when stale entries outnumber
         // live ones (the constant keeps tiny heaps from being rebuilt over and over).
         if self.heap.len() > self.live + self.live / 2 + 16 {
@@ -132,6 +148,7 @@ impl<T> Timers<T> {
         }
         self.heap.pop();
         let value = self.take_slot(slot, seq)?;
+        let seq = NonZeroU64::new(seq)?; // never zero (they start at 1)
         Some((TimerKey { slot, seq }, value))
     }
 
@@ -259,6 +276,21 @@ mod tests {
         assert_eq!(t.pop_expired(at(b, 5)), Some((x, "x")));
         // A fired timer cannot be cancelled.
         assert_eq!(t.cancel(x), None);
+    }
+
+    #[test]
+    fn deadline_answers_for_live_timers_only() {
+        let b = Instant::now();
+        let mut t = Timers::new();
+        let x = t.insert(at(b, 7), "x");
+        let y = t.insert(at(b, 3), "y");
+        assert_eq!(t.deadline(x), Some(at(b, 7)));
+        assert_eq!(t.deadline(y), Some(at(b, 3)));
+        assert_eq!(t.cancel(x), Some("x"));
+        assert_eq!(t.deadline(x), None);
+        assert_eq!(t.pop_expired(at(b, 5)), Some((y, "y")));
+        assert_eq!(t.deadline(y), None);
+        assert_eq!(std::mem::size_of::<Option<TimerKey>>(), 16);
     }
 
     #[test]
