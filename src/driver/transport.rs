@@ -134,9 +134,13 @@ impl Stream {
         self.tcp.write_vectored(bufs)
     }
 
-    /// Writes plaintext from one buffer.
+    /// Writes plaintext from one buffer (a plain socket: one `send`).
     pub(crate) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[IoSlice::new(buf)])
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            return tls.write_vectored(&mut self.tcp, &[IoSlice::new(buf)]);
+        }
+        self.tcp.write(buf)
     }
 
     /// Encrypted bytes wait for the socket (handshake messages, records, an alert).

@@ -220,6 +220,16 @@ impl OutQueue {
         self.q.as_ref().map_or(0, |q| q.io_slices(slices))
     }
 
+    /// The queued bytes when they are one chunk (the common case of one frame or one
+    /// shared event): written with one plain `send`, no slice array to build.
+    pub fn single(&self) -> Option<&[u8]> {
+        let q = self.q.as_ref()?;
+        match (&q.chunks.first, q.chunks.rest.is_empty()) {
+            (Some(c), true) => Some(&c.bytes()[q.offset..]),
+            _ => None,
+        }
+    }
+
     /// The socket took `n` bytes from the front.
     pub fn advance(&mut self, n: usize) {
         if let Some(q) = &mut self.q {
@@ -380,6 +390,20 @@ mod tests {
         assert_eq!(&*slices[0], b"hared ");
         q.advance(6);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_single_chunk_is_offered_whole() {
+        let mut q = OutQueue::default();
+        assert_eq!(q.single(), None);
+        q.push_slice(b"frame one");
+        assert_eq!(q.single(), Some(&b"frame one"[..]));
+        q.advance(6);
+        assert_eq!(q.single(), Some(&b"one"[..]));
+        q.push_shared(&Rc::from(&b"shared"[..]));
+        assert_eq!(q.single(), None, "two chunks go out with writev");
+        q.advance(3);
+        assert_eq!(q.single(), Some(&b"shared"[..]));
     }
 
     #[test]
