@@ -22,6 +22,8 @@
 #   sockets (the fds a "POST /hook..." was written to), by kind.
 # * PERF=1: then `perf record -e cpu-clock -g` of the hub for STRACE_SECS more
 #   (target/webhook_wire/perf-HUB-N.data; `perf report -i ... --no-children`).
+# * FEED (batch): each burst of publishes is one NDJSON batch (`FEED=single`: one request
+#   per event, for hubs older than the batch publish), so the feeding costs the hub little.
 # * Cores: the hub on HUB_CORE (0); nginx, wrk and the feeder on LOAD_CORE (1).
 #
 # Settings (environment): HUB (space-separated hub binaries; default: this tree's, built
@@ -217,7 +219,7 @@ for h in $HUB; do
         for i in $(seq "$endpoints"); do register "http://127.0.0.1:$NGINX_PORT/hook$i"; done
         total=$((1 + SECS + STRACE_SECS + 2))
         [[ -n ${PERF:-} ]] && total=$((total + STRACE_SECS))
-        taskset -c "$LOAD_CORE" "$HELPER" feed "$HUB_ADDR" bench "$endpoints" 1 "$SECS" \
+        FEED=${FEED:-batch} taskset -c "$LOAD_CORE" "$HELPER" feed "$HUB_ADDR" bench "$endpoints" 1 "$SECS" \
             "$total" >"$WORK/feed.out" &
         feeder=$!
         PIDS+=("$feeder")

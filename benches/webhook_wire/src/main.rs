@@ -9,7 +9,11 @@
 //!   hub's pipeline stays full without its per-endpoint queues overflowing. It measures
 //!   `webhooks.delivered` from `WARM` to `WARM + SECS` seconds, prints
 //!   `rate DELIVERIES_PER_SEC`, and keeps feeding until `TOTAL` seconds (so the script can
-//!   count system calls while the pipeline is still full).
+//!   count system calls while the pipeline is still full). With `FEED=batch` in the
+//!   environment (the script's default) a burst of `n` events is one NDJSON batch publish
+//!   (`Content-Type: application/x-ndjson`, `n` lines), so the publishes cost the hub one
+//!   request per burst instead of one per event; `FEED=single` sends `n` pipelined
+//!   publishes (for hubs without the batch publish).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -116,6 +120,7 @@ fn feed(hub: &str, topic: &str, fanout: u64, warm: u64, secs: u64, total: u64) -
     let mut window: Option<(Instant, u64)> = None;
     let mut rate = None;
     let mut burst = Vec::new();
+    let batch = std::env::var("FEED").map_or(true, |v| v != "single");
     while start.elapsed() < Duration::from_secs(total) {
         let (done, delivered) = stats(hub)?;
         let t = start.elapsed();
@@ -137,11 +142,25 @@ fn feed(hub: &str, topic: &str, fanout: u64, warm: u64, secs: u64, total: u64) -
         }
         let n = ((BACKLOG - backlog) / fanout).clamp(1, 512);
         burst.clear();
-        for _ in 0..n {
-            burst.extend_from_slice(req.as_bytes());
-        }
+        let answers = if batch {
+            let lines = format!("{body}\n").repeat(n as usize);
+            burst.extend_from_slice(
+                format!(
+                    "POST /topics/{topic} HTTP/1.1\r\nHost: {hub}\r\n\
+                     Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{lines}",
+                    lines.len()
+                )
+                .as_bytes(),
+            );
+            1
+        } else {
+            for _ in 0..n {
+                burst.extend_from_slice(req.as_bytes());
+            }
+            n
+        };
         w.write_all(&burst)?;
-        for _ in 0..n {
+        for _ in 0..answers {
             let resp = read_message(&mut r)?;
             if !resp.starts_with(b"HTTP/1.1 201") {
                 let head = String::from_utf8_lossy(&resp[..resp.len().min(120)]).into_owned();
