@@ -49,8 +49,10 @@ use super::mask::apply_mask;
 use super::sender::{CloseProgress, Sender, RSV1};
 use super::utf8::Utf8Validator;
 
+mod assembly;
 mod connection;
 pub use super::limits::WsLimits;
+use assembly::Assembly;
 pub use connection::Connection;
 
 /// What [`Connection::read`] reports. Payloads borrow the read buffer or the connection's
@@ -122,36 +124,6 @@ enum Ready {
     Close(Option<u16>, Range<usize>),
     /// The message buffer holds a whole message of this kind.
     Assembled(Kind),
-}
-
-/// A message (or a discarded frame) in progress: boxed, and only while there is one, so an
-/// idle connection's receiver is a few words.
-#[derive(Debug, Default)]
-struct Assembly {
-    /// The data frame being streamed, if any.
-    frame: Option<Streaming>,
-    /// The type of the fragmented message being assembled, if any.
-    message: Option<Kind>,
-    /// The message being assembled is compressed.
-    compressed: bool,
-    /// UTF-8 state of the text message being assembled.
-    utf8: Utf8Validator,
-    /// Every byte of `data` went through `utf8`, which ended complete.
-    validated: bool,
-    /// The message being assembled.
-    data: Vec<u8>,
-}
-
-impl Assembly {
-    /// The assembled text message: checked once, as it arrived, when it came uncompressed;
-    /// inflated text is checked here.
-    fn text(&self) -> Option<&str> {
-        if self.validated {
-            Some(super::utf8::validated(&self.data, &self.utf8))
-        } else {
-            std::str::from_utf8(&self.data).ok()
-        }
-    }
 }
 
 /// The receiving half of a WebSocket connection: frames in, messages out.
