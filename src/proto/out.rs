@@ -131,8 +131,11 @@ pub struct OutQueue {
     q: Option<Box<Queue>>,
 }
 
-/// Boxes kept for reuse (a fan-out fills and drains many queues in one step).
-const QUEUE_POOL_MAX: usize = 64;
+/// Boxes kept for reuse: a fan-out fills every subscriber's queue in one step and drains
+/// them at its end, so the pool holds as many as one fan-out needs (up to this many, 96
+/// bytes each), and the next event allocates nothing. A loop that never fanned out holds
+/// none.
+const QUEUE_POOL_MAX: usize = 16 * 1024;
 
 thread_local! {
     // Boxes, not values: the pool hands back the allocation an OutQueue points to.
