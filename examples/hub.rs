@@ -515,6 +515,9 @@ impl App for Hub {
                             cx.close_ws(conn, ws_close_code(e), &e.to_string());
                         }
                     }
+                } else {
+                    // Not lost in silence: the client hears its message went nowhere.
+                    cx.close_ws(conn, 1011, "not subscribed to a topic: nothing published");
                 }
             }
             Message::Binary(_) => {

@@ -253,10 +253,15 @@ impl<'a> Ctx<'a> {
     }
 
     /// The topics connection `conn` (a WebSocket, an SSE stream or a parked poll) is
-    /// subscribed to, in no particular order; none for a connection that is gone. The
-    /// library keeps them, so an application need not keep its own copy per connection.
+    /// subscribed to, in no particular order; none for a connection that is gone. A
+    /// WebSocket subscription still waiting for its topic to be in sync with a Redis
+    /// backplane is included. The library keeps them, so an application need not keep its
+    /// own copy per connection.
     pub fn subscriptions(&self, conn: ConnId) -> impl Iterator<Item = &str> + '_ {
-        self.core.subs.topics_of(SubKey::Conn(conn))
+        self.core
+            .subs
+            .topics_of(SubKey::Conn(conn))
+            .chain(self.core.bp_pending_ws(conn))
     }
 
     /// The kept events of `topic` after `since` (at most `max`), telling gaps.

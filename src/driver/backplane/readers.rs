@@ -124,6 +124,19 @@ impl Core {
 
     /// Lets a reader of `topic` through (`Some`), or keeps it waiting for the topic, or
     /// refuses it while Redis is unreachable (`None` for both).
+    /// The topics WebSocket `conn` is about to be subscribed to: its subscription waits for
+    /// the topic's history to be in sync with Redis.
+    pub(crate) fn bp_pending_ws(&self, conn: ConnId) -> impl Iterator<Item = &str> + '_ {
+        self.bp
+            .iter()
+            .flat_map(|b| b.topics.values())
+            .flat_map(|f| f.waiters.iter())
+            .filter_map(move |w| match w {
+                Waiter::Ws(c, topic, _) if *c == conn => Some(topic.as_str()),
+                _ => None,
+            })
+    }
+
     pub(crate) fn gate(&mut self, topic: &str, w: Waiter) -> Option<Waiter> {
         match self.bp_reader(topic, w) {
             Ok(w) => w,
