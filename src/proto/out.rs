@@ -3,10 +3,12 @@
 //! body).
 //!
 //! Everything the core writes for a connection goes through an [`OutQueue`]; the driver
-//! only asks it for [`io_slices`](OutQueue::io_slices) to hand to `writev` and reports how
-//! many bytes the socket took with [`advance`](OutQueue::advance). An idle connection's
-//! queue holds no heap memory: drained owned chunks go back to a per-thread pool (the loop
-//! is single-threaded) and the deque's own allocation is freed.
+//! asks it for the one chunk queued ([`single`](OutQueue::single), sent with `send`) or
+//! for [`io_slices`](OutQueue::io_slices) to hand to `writev`, and reports how many bytes
+//! the socket took with [`advance`](OutQueue::advance). An idle connection's queue is one
+//! null pointer and holds no heap memory: the queue's state is boxed only while bytes wait,
+//! and drained boxes and owned chunks go back to per-thread pools (the loop is
+//! single-threaded).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
