@@ -7,10 +7,10 @@
 
 use std::ops::RangeInclusive;
 
-use super::{unix_micros, HeldPublish, Op, Prepared, UNWRITTEN_BUDGET};
+use super::{unix_micros, HeldPublish, Op, Prepared};
 use crate::driver::Core;
 use crate::proto::store::Record;
-use crate::proto::topic::{batch_ids, valid_event_name, PublishError, TopicEvent};
+use crate::proto::topic::{batch_ids, PublishError, TopicEvent};
 
 /// A batch written but not yet durable: its events take effect together.
 pub(super) struct HeldBatch {
@@ -41,33 +41,13 @@ impl Core {
         datas: &[&str],
     ) -> Result<RangeInclusive<u64>, PublishError> {
         let now_us = unix_micros();
-        let Some(s) = self.store.as_ref() else {
+        if self.store.is_none() {
             return self.publish_batch_now(topic, event, datas, now_us, Vec::new());
-        };
+        }
         if datas.is_empty() {
             return Err(PublishError::EmptyBatch);
         }
-        if s.unwritten_bytes > UNWRITTEN_BUDGET {
-            return Err(PublishError::StoreBusy);
-        }
-        let reserved = s.reserved.get(topic).copied();
-        let first = match reserved {
-            Some(last) => {
-                if event.is_some_and(|name| !valid_event_name(name)) {
-                    return Err(PublishError::BadEventName);
-                }
-                last + 1
-            }
-            None => {
-                let new_held = s
-                    .reserved
-                    .keys()
-                    .filter(|t| !self.topics.contains(t))
-                    .count();
-                self.topics.check_publish(topic, event, now_us, new_held)?
-            }
-        };
-        let starts_log = reserved.is_none() && !self.topics.contains(topic);
+        let (first, starts_log) = self.durable_next_id(topic, event, now_us)?;
         let published_ms = now_us / 1000;
         let endpoints = self.hook_ids(topic);
         let mut records = Vec::with_capacity(datas.len() * 2 + 1);

@@ -191,16 +191,17 @@ impl Core {
         None
     }
 
-    /// Publishes through the durable log: see the module docs.
-    pub(crate) fn publish_durable(
-        &mut self,
+    /// The id the next durable publish to `topic` gets, checked like a publish (a topic
+    /// that holds a reserved id is counted already: only the event name is checked), and
+    /// whether it starts the topic's log. `StoreBusy` while too much waits to be written.
+    pub(super) fn durable_next_id(
+        &self,
         topic: &str,
         event: Option<&str>,
-        data: &str,
-    ) -> Result<u64, PublishError> {
-        let now_us = unix_micros();
+        now_us: u64,
+    ) -> Result<(u64, bool), PublishError> {
         let Some(s) = self.store.as_ref() else {
-            return self.publish_now(topic, event, data, now_us, None);
+            return Err(PublishError::StoreBusy); // unreachable: callers hold a store
         };
         if s.unwritten_bytes > UNWRITTEN_BUDGET {
             return Err(PublishError::StoreBusy);
@@ -208,7 +209,6 @@ impl Core {
         let reserved = s.reserved.get(topic).copied();
         let id = match reserved {
             Some(last) => {
-                // The topic is counted already (it holds a publish): only the name.
                 if event.is_some_and(|name| !valid_event_name(name)) {
                     return Err(PublishError::BadEventName);
                 }
@@ -223,7 +223,21 @@ impl Core {
                 self.topics.check_publish(topic, event, now_us, new_held)?
             }
         };
-        let first = reserved.is_none() && !self.topics.contains(topic);
+        Ok((id, reserved.is_none() && !self.topics.contains(topic)))
+    }
+
+    /// Publishes through the durable log: see the module docs.
+    pub(crate) fn publish_durable(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<u64, PublishError> {
+        let now_us = unix_micros();
+        if self.store.is_none() {
+            return self.publish_now(topic, event, data, now_us, None);
+        }
+        let (id, first) = self.durable_next_id(topic, event, now_us)?;
         let published_ms = now_us / 1000;
         let ids = self.hook_ids(topic);
         let hooks = (!ids.is_empty()).then(|| {
