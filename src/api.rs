@@ -126,12 +126,21 @@ impl From<Response> for Reply {
     }
 }
 
+/// A bad query parameter is a `400 Bad Request` whose body names it
+/// (`since must be a non-negative integer`).
+impl From<crate::proto::http1::BadParam> for Reply {
+    fn from(e: crate::proto::http1::BadParam) -> Self {
+        Reply::Response(Response::text(400, format!("{e}\n")))
+    }
+}
+
 /// Accepting a WebSocket handshake.
 #[derive(Debug, Default, Clone)]
 pub struct WsAccept {
     pub(crate) protocol: Option<String>,
     pub(crate) subscribe: Option<(String, Option<u64>)>,
     pub(crate) max_message: Option<usize>,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl WsAccept {
@@ -155,6 +164,14 @@ impl WsAccept {
     /// Override the server's maximum message size for this connection (close 1009 above it).
     pub fn max_message(mut self, bytes: usize) -> Self {
         self.max_message = Some(bytes);
+        self
+    }
+    /// Adds a header field to the `101 Switching Protocols` answer, after the handshake's
+    /// own fields (e.g. `Set-Cookie`). Names or values that cannot be written in a header
+    /// (a line break, a colon in the name) are left out with a warning, like every other
+    /// extra header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
         self
     }
 }

@@ -76,7 +76,8 @@ pub use api::{
     WebhookInfo, WebhookOutcome, WebhookStats, WsAccept, WsConnect,
 };
 pub use config::{Config, Fsync};
-pub use proto::http1::{Request, Response};
+pub use proto::http1::{form_pairs, BadParam, Request, Response};
 pub use proto::server::{CloseReason, ConnKind, Message, SlowPolicy, TlsFailure};
 pub use proto::topic::PublishError;
+pub use proto::webhook::Outcome;
 pub use server::{App, Ctx, Handle, Server};

@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
                 hs.key,
                 hs.protocols.first().copied(),
                 answer.as_deref(),
+                &[],
             );
             assert!(out.starts_with(b"HTTP/1.1 101 ") && out.ends_with(b"\r\n\r\n"));
             let head_end = out.windows(4).position(|w| w == b"\r\n\r\n");

@@ -419,7 +419,9 @@ impl Core {
             max_message_bytes: acc.max_message.unwrap_or(self.config.ws_max_message),
         };
         let protocol = acc.protocol.as_deref();
-        self.with_conn(i, |c, env| c.accept_ws(req, protocol, limits, env)) == Some(true)
+        self.with_conn(i, |c, env| {
+            c.accept_ws(req, protocol, &acc.headers, limits, env)
+        }) == Some(true)
     }
 
     /// Subscribes an open WebSocket to `topic`, replaying the kept events after `since`.

@@ -52,6 +52,7 @@ mod chunked;
 mod client;
 mod date;
 mod head;
+mod params;
 mod query;
 mod reader;
 mod request;
@@ -61,10 +62,13 @@ pub use chunked::{ChunkedDecoder, MAX_CHUNK_LINE};
 pub use client::{ClientResponse, ResponseReader};
 pub(crate) use date::civil_from_days;
 pub use date::{http_date, parse_http_date};
+pub use params::BadParam;
 pub use query::form_pairs;
 pub use reader::RequestReader;
 pub use request::Request;
-pub use response::{reason_phrase, write_chunk, write_last_chunk, write_stream_head, Response};
+pub use response::{
+    reason_phrase, write_chunk, write_extra_fields, write_last_chunk, write_stream_head, Response,
+};
 
 use std::fmt;
 

@@ -217,6 +217,25 @@ impl Response {
     }
 }
 
+/// Writes header fields an application added to a handshake answer (`101 Switching
+/// Protocols`): each filtered like every other field, and the ones the handshake itself
+/// owns (framing, `Connection`, `Upgrade`, `Sec-WebSocket-*`) left out with a debug line.
+pub fn write_extra_fields(out: &mut Vec<u8>, headers: &[(String, String)]) {
+    for (name, value) in headers {
+        let owned = is_framing(name)
+            || name.eq_ignore_ascii_case("connection")
+            || name.eq_ignore_ascii_case("upgrade")
+            || name
+                .get(..14)
+                .is_some_and(|p| p.eq_ignore_ascii_case("sec-websocket-"));
+        if owned {
+            log::debug!("dropped handshake header field {name:?} given by the application");
+            continue;
+        }
+        write_field(out, name, value);
+    }
+}
+
 fn is_framing(name: &str) -> bool {
     name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
 }

@@ -185,6 +185,7 @@ impl ServerConn {
         &mut self,
         req: &Request,
         protocol: Option<&str>,
+        extra: &[(String, String)],
         limits: ws::WsLimits,
         env: &mut Env<'_>,
     ) -> bool {
@@ -234,7 +235,7 @@ impl ServerConn {
             .flatten();
         let answer = agreed.map(|a| a.response());
         env.out.append(160, |out| {
-            ws::write_accept_response(out, hs.key, protocol, answer.as_deref())
+            ws::write_accept_response(out, hs.key, protocol, answer.as_deref(), extra)
         });
         // A slow reader's Close must follow the 101, not replace it.
         env.out.seal();

@@ -169,7 +169,7 @@ impl H {
     /// Upgrades to a WebSocket: reads the handshake, accepts it, and checks the 101.
     fn upgrade(&mut self) {
         let req = self.request(WS_HANDSHAKE);
-        assert!(self.call(|c, env| c.accept_ws(&req, None, WsLimits::default(), env)));
+        assert!(self.call(|c, env| c.accept_ws(&req, None, &[], WsLimits::default(), env)));
         assert_eq!(self.conn.kind(), ConnKind::WebSocket);
         same(self.out.to_vec(), ACCEPT_101);
     }
@@ -1170,7 +1170,7 @@ fn eof_without_a_close_frame_is_1006() {
 fn a_refused_handshake_is_answered_and_stays_http() {
     let mut h = H::new();
     let req = h.request(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n");
-    assert!(!h.call(|c, env| c.accept_ws(&req, None, WsLimits::default(), env)));
+    assert!(!h.call(|c, env| c.accept_ws(&req, None, &[], WsLimits::default(), env)));
     assert_eq!(h.conn.kind(), ConnKind::Http);
     let reason = "unsupported Sec-WebSocket-Version (only 13)";
     same(
@@ -1344,8 +1344,8 @@ fn assert_silent(h: &mut H) {
     assert_eq!(h.call(|c, env| c.read_http(GET, env)), (0, None));
     assert!(!h.respond(&Response::new(200)));
     assert!(!h.call(|c, env| c.respond_shared(&Response::new(200), &body, env)));
-    h.call(|c, env| c.accept_ws(&req, None, WsLimits::default(), env));
-    h.call(|c, env| c.accept_ws(&ws_req, None, WsLimits::default(), env));
+    h.call(|c, env| c.accept_ws(&req, None, &[], WsLimits::default(), env));
+    h.call(|c, env| c.accept_ws(&ws_req, None, &[], WsLimits::default(), env));
     h.call(|c, env| c.start_sse(EVENT_STREAM, b"retry: 1\n\n", env));
     assert!(!h.call(|c, env| c.park(Duration::from_secs(1), env)));
     assert!(!h.call(|c, env| c.sse_send(b"data: x\n\n", env)));
@@ -1543,7 +1543,7 @@ const WS_DEFLATE_HANDSHAKE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: we
 fn websocket_deflate_is_negotiated_without_context_takeover_and_used() {
     let mut h = H::new();
     let req = h.request(WS_DEFLATE_HANDSHAKE);
-    assert!(h.call(|c, env| c.accept_ws(&req, None, WsLimits::default(), env)));
+    assert!(h.call(|c, env| c.accept_ws(&req, None, &[], WsLimits::default(), env)));
     same(
         h.take(),
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
@@ -1574,7 +1574,7 @@ fn websocket_deflate_can_be_refused_by_config() {
     cfg.ws_deflate = false;
     let mut h = H::with(cfg);
     let req = h.request(WS_DEFLATE_HANDSHAKE);
-    assert!(h.call(|c, env| c.accept_ws(&req, None, WsLimits::default(), env)));
+    assert!(h.call(|c, env| c.accept_ws(&req, None, &[], WsLimits::default(), env)));
     same(h.take(), ACCEPT_101);
     assert_eq!(h.conn.transport(), Transport::WebSocket);
     // RSV1 is then an error.

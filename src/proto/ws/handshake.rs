@@ -227,12 +227,15 @@ pub fn accept_key(key: &str) -> String {
 /// a token; anything else (which could inject header fields) is left out of the response.
 /// `extensions` is the `Sec-WebSocket-Extensions` answer (§9.1), e.g.
 /// [`Agreed::response`](super::extensions::Agreed::response); a value with CR or LF is
-/// left out.
+/// left out. `extra` are the application's own fields (a cookie, say), written by
+/// [`write_extra_fields`](crate::proto::http1::write_extra_fields), which leaves out the
+/// ones the handshake owns.
 pub fn write_accept_response(
     out: &mut Vec<u8>,
     key: &str,
     protocol: Option<&str>,
     extensions: Option<&str>,
+    extra: &[(String, String)],
 ) {
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\n\
@@ -252,6 +255,7 @@ pub fn write_accept_response(
         out.extend_from_slice(e.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    crate::proto::http1::write_extra_fields(out, extra);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -487,7 +491,7 @@ mod tests {
     #[test]
     fn accept_response_bytes() {
         let mut out = Vec::new();
-        write_accept_response(&mut out, KEY, Some("chat"), None);
+        write_accept_response(&mut out, KEY, Some("chat"), None, &[]);
         assert_eq!(
             out,
             b"HTTP/1.1 101 Switching Protocols\r\n\
@@ -497,7 +501,7 @@ mod tests {
               Sec-WebSocket-Protocol: chat\r\n\r\n"
         );
         out.clear();
-        write_accept_response(&mut out, KEY, None, None);
+        write_accept_response(&mut out, KEY, None, None, &[]);
         assert!(out.ends_with(b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"));
         out.clear();
         write_accept_response(
@@ -505,6 +509,7 @@ mod tests {
             KEY,
             Some("x\r\nSet-Cookie: a=b"),
             Some("y\r\nA: b"),
+            &[],
         );
         assert!(!out.windows(10).any(|w| w == b"Set-Cookie"));
         assert!(!out.windows(4).any(|w| w == b"A: b"));
@@ -514,11 +519,28 @@ mod tests {
             Default::default(),
         )
         .unwrap();
-        write_accept_response(&mut out, KEY, None, Some(&agreed.response()));
+        write_accept_response(&mut out, KEY, None, Some(&agreed.response()), &[]);
         assert!(out.ends_with(
             b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
               Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
               client_no_context_takeover\r\n\r\n"
+        ));
+        // The application's own fields come last; the handshake's own and broken ones
+        // are left out.
+        out.clear();
+        let extra = [
+            ("Set-Cookie", "s=1; HttpOnly"),
+            ("sec-websocket-accept", "forged"),
+            ("Connection", "close"),
+            ("Content-Length", "0"),
+            ("X-Bad", "a\r\nB: c"),
+            ("Bad Name", "v"),
+        ]
+        .map(|(n, v)| (n.to_owned(), v.to_owned()));
+        write_accept_response(&mut out, KEY, None, None, &extra);
+        assert!(out.ends_with(
+            b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+              Set-Cookie: s=1; HttpOnly\r\n\r\n"
         ));
     }
 }
