@@ -105,6 +105,7 @@ enum Note {
 /// What the loop calls when something happens: the application's side, implemented by
 /// every [`App`](crate::App). Each call gets the driver's state to act on.
 pub(crate) trait Handler {
+    fn as_any(&mut self) -> &mut dyn std::any::Any;
     fn request(&mut self, core: &mut Core, conn: ConnId, req: &Request) -> Reply;
     fn ws_open(&mut self, core: &mut Core, conn: ConnId);
     fn ws_message(&mut self, core: &mut Core, conn: ConnId, msg: Message<'_>);
@@ -121,11 +122,17 @@ pub(crate) trait Handler {
     );
 }
 
+/// A job for the loop thread that needs the application too.
+pub(crate) type AppJob = Box<dyn FnOnce(&mut dyn std::any::Any, &mut Core) + Send>;
+
 /// What another thread asks the loop to do (through a [`Handle`](crate::Handle) or the
 /// resolver thread).
 pub(crate) enum Command {
     /// Run this on the loop thread.
     Run(Box<dyn FnOnce(&mut Core) + Send>),
+    /// Run this on the loop thread with the application (as `Any`, for the caller to
+    /// downcast to its own type).
+    RunApp(AppJob),
     /// The resolver thread's answer to request `n`.
     Resolved(u64, Result<Vec<SocketAddr>, String>),
     /// The store's writer thread reports.
@@ -371,6 +378,7 @@ impl<H: Handler> Driver<H> {
         while let Ok(cmd) = self.core.rx.try_recv() {
             match cmd {
                 Command::Run(f) => f(&mut self.core),
+                Command::RunApp(f) => f(self.handler.as_any(), &mut self.core),
                 Command::Resolved(n, result) => self.core.resolved(n, result),
                 Command::Stored(report) => self.core.stored(report),
             }

@@ -4,12 +4,14 @@
 //! loop. Code running inside the loop never uses this: callbacks get a
 //! [`Ctx`](crate::Ctx) that acts directly.
 
+use std::any::Any;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
 use mio::Waker;
 
 use super::ctx::Ctx;
+use super::App;
 use crate::api::{ConnId, ConnectError, WsConnect};
 use crate::driver::{Command, Core};
 
@@ -130,6 +132,22 @@ impl Handle {
     /// Runs `f` on the loop thread with a context: anything a callback can do.
     pub fn run(&self, f: impl FnOnce(&mut Ctx<'_>) + Send + 'static) -> bool {
         self.send(f)
+    }
+
+    /// Runs `f` on the loop thread with the application and a context, e.g. for a worker
+    /// thread to update the app's state and publish in one step. `A` must be the type the
+    /// [`Server`](crate::Server) was built with; when it is not, `f` is not run and an
+    /// error is logged (the `Handle` does not know its server's type, so this cannot be
+    /// checked when compiling).
+    pub fn run_app<A: App>(&self, f: impl FnOnce(&mut A, &mut Ctx<'_>) + Send + 'static) -> bool {
+        let job = move |app: &mut dyn Any, core: &mut Core| match app.downcast_mut::<A>() {
+            Some(app) => f(app, &mut Ctx::new(core)),
+            None => log::error!(
+                "Handle::run_app: the server's application is not a {}",
+                std::any::type_name::<A>()
+            ),
+        };
+        self.tx.send(Command::RunApp(Box::new(job))).is_ok() && self.waker.wake().is_ok()
     }
 
     /// Stops the server gracefully: stop accepting, flush what is queued (bounded by the

@@ -23,7 +23,10 @@ use crate::proto::server::{ConnKind, Message};
 use crate::proto::topic::PublishError;
 
 /// The application: the loop calls these methods. Only `on_request` is required.
-pub trait App {
+///
+/// An application owns its state (`'static`): the loop keeps it for as long as it runs,
+/// and [`Handle::run_app`] reaches it from other threads by its type.
+pub trait App: 'static {
     /// A complete HTTP request arrived on `conn`. Answer it with a [`Reply`].
     fn on_request(&mut self, cx: &mut Ctx<'_>, conn: ConnId, req: &Request) -> Reply;
 
@@ -83,6 +86,9 @@ pub trait App {
 
 /// Every application is the loop's handler: each event becomes its callback, with a [`Ctx`].
 impl<A: App> Handler for A {
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
     fn request(&mut self, core: &mut Core, conn: ConnId, req: &Request) -> Reply {
         self.on_request(&mut Ctx::new(core), conn, req)
     }
@@ -168,6 +174,12 @@ impl<A: App> Server<A> {
         let r = f(&mut d.handler, &mut Ctx::new(&mut d.core));
         d.after_step();
         r
+    }
+
+    /// Arms a timer before (or between) runs: [`App::on_timer`] is called with `tag` once
+    /// `after` has passed, as with [`Ctx::set_timer`].
+    pub fn set_timer(&mut self, after: std::time::Duration, tag: u64) -> TimerId {
+        self.with_ctx(|_, cx| cx.set_timer(after, tag))
     }
 
     /// Runs the loop until the server is stopped (through [`Handle::stop`] or
