@@ -79,23 +79,19 @@ fn token68(t: &str) -> bool {
         })
 }
 
-/// Whether `given` equals `expected`, in time that depends only on the length of
-/// `expected` (every byte is compared; a length mismatch is folded into the result, not
-/// returned early), so response times do not tell an attacker how much of a guess was
-/// right. Tokens longer than [`MAX_TOKEN_LEN`] are never equal.
+/// Whether `given` equals `expected`, in time that does not depend on where they differ
+/// or on their lengths: both are hashed with SHA-256 and the digests compared with
+/// `subtle`'s constant-time equality, so response times do not tell an attacker how much
+/// of a guess was right, nor how long the token is. Tokens longer than [`MAX_TOKEN_LEN`]
+/// are never equal.
 pub fn token_eq(given: &str, expected: &str) -> bool {
-    let (g, e) = (given.as_bytes(), expected.as_bytes());
-    if g.len() > MAX_TOKEN_LEN || e.len() > MAX_TOKEN_LEN {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    if given.len() > MAX_TOKEN_LEN || expected.len() > MAX_TOKEN_LEN {
         return false;
     }
-    let mut diff = u8::from(g.len() != e.len());
-    for (i, &b) in e.iter().enumerate() {
-        // Past the end of `given`, compare against a byte that cannot make it equal: the
-        // length difference already decided the result.
-        let x = g.get(i).copied().unwrap_or(!b);
-        diff |= x ^ b;
-    }
-    std::hint::black_box(diff) == 0
+    let (g, e) = (Sha256::digest(given), Sha256::digest(expected));
+    g.as_slice().ct_eq(e.as_slice()).into()
 }
 
 /// Checks the token of `req` against `expected` (`None`: nothing required).
