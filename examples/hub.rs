@@ -52,21 +52,21 @@ use std::time::Duration;
 
 use access::{Class, OriginCheck, Policy};
 
-use pushwire::proto::http1::form_pairs;
 use pushwire::proto::json;
 use pushwire::proto::resp::RedisUrl;
 use pushwire::proto::topic::valid_topic;
 use pushwire::proto::webhook::{verify, Host, Schedule, Secret, Url, DEFAULT_TOLERANCE};
 use pushwire::{
-    App, CloseInfo, Config, ConnId, Ctx, EventsQuery, Fsync, Message, Park, PublishError,
-    PublishTicket, Publishing, Reply, Request, Response, Server, SseStream, WebhookError, WsAccept,
+    form_pairs, App, CloseInfo, Config, ConnId, Ctx, EventsQuery, Fsync, Message, Park,
+    PublishError, PublishTicket, Publishing, Reply, Request, Response, Server, SseStream,
+    WebhookError, WsAccept,
 };
 
 /// The largest text message a WebSocket client may publish (HUB-NOTES: 1 MiB, else 1009).
 const WS_MAX_MESSAGE: usize = 1 << 20;
 /// Default and largest long-poll wait.
-const POLL_DEFAULT: u64 = 30;
-const POLL_MAX: u64 = 120;
+const POLL_DEFAULT: Duration = Duration::from_secs(30);
+const POLL_MAX: Duration = Duration::from_secs(120);
 
 struct Hub {
     /// Tokens and allowed origins.
@@ -167,18 +167,6 @@ fn bad_request(msg: &str) -> Reply {
     Response::text(400, format!("{msg}\n")).into()
 }
 
-/// `?name=N` as a number: missing means 0; anything but digits is a 400.
-fn number_param(req: &Request, name: &str) -> Result<Option<u64>, Reply> {
-    match req.query_param(name) {
-        None => Ok(None),
-        Some(v) if v.is_empty() => Ok(None),
-        Some(v) => v
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|_| bad_request(&format!("{name} must be a non-negative integer"))),
-    }
-}
-
 impl Hub {
     fn publish(&mut self, cx: &mut Ctx<'_>, conn: ConnId, topic: &str, req: &Request) -> Reply {
         // One of our own webhook deliveries coming back (through a proxy, another name of
@@ -217,18 +205,19 @@ impl Hub {
     }
 
     fn events(&self, cx: &Ctx<'_>, topic: &str, req: &Request) -> Reply {
-        let since = match number_param(req, "since") {
+        let since = match req.number_param("since") {
             Ok(s) => s.unwrap_or(0),
-            Err(r) => return r,
+            Err(e) => return e.into(),
         };
         let _ = cx;
         EventsQuery::new(topic, since, 100).into()
     }
 
     fn websocket(&mut self, conn: ConnId, topic: &str, req: &Request) -> Reply {
-        let since = match number_param(req, "since") {
+        // `?since=` (or Last-Event-ID, ?last_event_id=, for symmetry with SSE).
+        let since = match req.resume_cursor() {
             Ok(s) => s,
-            Err(r) => return r,
+            Err(e) => return e.into(),
         };
         // Without a publish token every client may publish: nothing to remember per
         // connection (an idle subscriber costs the hub nothing beyond the library's slot).
@@ -243,26 +232,23 @@ impl Hub {
     }
 
     fn sse(&self, topic: &str, req: &Request) -> Reply {
-        // Last-Event-ID wins over ?last_event_id=; a non-numeric value means "start live".
-        let last = match req.header_str("last-event-id") {
-            Some(h) => h.trim().parse::<u64>().ok(),
-            None => req
-                .query_param("last_event_id")
-                .and_then(|v| v.parse::<u64>().ok()),
-        };
-        Reply::Sse(SseStream::new(topic).resume_after(last))
+        // Last-Event-ID wins over ?last_event_id=, then ?since=; a non-numeric id means
+        // "start live", a non-numeric since is a 400.
+        match req.resume_cursor() {
+            Ok(last) => Reply::Sse(SseStream::new(topic).resume_after(last)),
+            Err(e) => e.into(),
+        }
     }
 
     fn poll(&self, topic: &str, req: &Request) -> Reply {
-        let since = match number_param(req, "since") {
+        let since = match req.number_param("since") {
             Ok(s) => s.unwrap_or(0),
-            Err(r) => return r,
+            Err(e) => return e.into(),
         };
-        let timeout = match number_param(req, "timeout") {
-            Ok(t) => t.unwrap_or(POLL_DEFAULT).min(POLL_MAX),
-            Err(r) => return r,
-        };
-        Reply::Park(Park::new(topic, since, Duration::from_secs(timeout)))
+        match req.poll_timeout(POLL_DEFAULT, POLL_MAX) {
+            Ok(timeout) => Reply::Park(Park::new(topic, since, timeout)),
+            Err(e) => e.into(),
+        }
     }
 
     fn stats(&self, cx: &Ctx<'_>) -> Reply {

@@ -1,0 +1,219 @@
+//! The library's conveniences over real loopback sockets: extra headers on every kind of
+//! push answer, the request's resume cursor and poll timeout, `Handle::run_app`, and a
+//! timer armed before `run`.
+
+mod util;
+
+use std::io::Read;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use pushwire::{
+    App, Config, ConnId, Ctx, Handle, Park, Reply, Request, Response, Server, SseStream, TimerId,
+    WsAccept,
+};
+use util::*;
+
+#[derive(Default)]
+struct Conv {
+    /// What a worker thread wrote through `Handle::run_app`.
+    notes: Vec<String>,
+    /// The tags of the timers that fired.
+    fired: Vec<u64>,
+}
+
+impl App for Conv {
+    fn on_request(&mut self, _cx: &mut Ctx<'_>, _conn: ConnId, req: &Request) -> Reply {
+        let cors = ("Access-Control-Allow-Origin", "https://app.example");
+        match req.path() {
+            "/ws" => match req.resume_cursor() {
+                Ok(since) => Reply::WebSocket(
+                    WsAccept::new()
+                        .subscribe("t", since)
+                        .header("Set-Cookie", "seen=1; HttpOnly")
+                        .header(cors.0, cors.1)
+                        .header("Sec-WebSocket-Accept", "forged"),
+                ),
+                Err(e) => e.into(),
+            },
+            "/sse" => match req.resume_cursor() {
+                Ok(last) => Reply::Sse(
+                    SseStream::new("t")
+                        .resume_after(last)
+                        .header(cors.0, cors.1),
+                ),
+                Err(e) => e.into(),
+            },
+            "/poll" => {
+                let since = match req.number_param("since") {
+                    Ok(s) => s.unwrap_or(0),
+                    Err(e) => return e.into(),
+                };
+                let max = Duration::from_secs(2);
+                match req.poll_timeout(Duration::from_millis(300), max) {
+                    Ok(t) => Reply::Park(Park::new("t", since, t).header(cors.0, cors.1)),
+                    Err(e) => e.into(),
+                }
+            }
+            "/state" => {
+                let body = format!("notes={:?} fired={:?}", self.notes, self.fired);
+                Response::text(200, body).into()
+            }
+            _ => Response::text(404, "").into(),
+        }
+    }
+
+    fn on_timer(&mut self, _cx: &mut Ctx<'_>, _t: TimerId, tag: u64) {
+        self.fired.push(tag);
+    }
+}
+
+fn spawn() -> (std::net::SocketAddr, Handle, thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel();
+    let th = thread::spawn(move || {
+        let mut server = Server::bind("127.0.0.1:0", Config::new(), Conv::default()).unwrap();
+        // Armed before the loop runs: it fires once the loop does.
+        server.set_timer(Duration::from_millis(20), 7);
+        tx.send((server.local_addr(), server.handle())).unwrap();
+        server.run().unwrap();
+    });
+    let (addr, handle) = rx.recv().unwrap();
+    (addr, handle, th)
+}
+
+fn publish(handle: &Handle, data: &str) -> u64 {
+    let (tx, rx) = mpsc::channel();
+    let data = data.to_owned();
+    assert!(handle.run(move |cx| tx.send(cx.publish("t", None, &data).unwrap()).unwrap()));
+    rx.recv_timeout(Duration::from_secs(5)).unwrap()
+}
+
+/// Polls `/state` until it holds `want` (5 s at most).
+fn wait_state(addr: std::net::SocketAddr, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let state = get(addr, "/state").text();
+        if state.contains(want) || Instant::now() > deadline {
+            return state;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn extra_headers_reach_the_websocket_sse_and_poll_answers() {
+    let (addr, handle, th) = spawn();
+    let first = publish(&handle, "one");
+    publish(&handle, "two");
+
+    // WebSocket: the app's fields in the 101, the handshake's own field not overridden;
+    // ?since= replays through the resume cursor.
+    let (mut ws, resp) = WsClient::try_open(addr, &format!("/ws?since={first}"), "");
+    assert_eq!(resp.status, 101);
+    assert_eq!(resp.header("set-cookie"), Some("seen=1; HttpOnly"));
+    assert_eq!(
+        resp.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let accepts: Vec<_> = resp
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("sec-websocket-accept"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(accepts.len(), 1, "{accepts:?}");
+    assert_ne!(accepts[0], "forged");
+    assert!(ws.recv_text().contains("\"data\":\"two\""));
+
+    // A bad since is a 400 naming it, from the library's BadParam.
+    let (_, resp) = WsClient::try_open(addr, "/ws?since=x", "");
+    assert_eq!(resp.status, 400);
+    assert_eq!(resp.text(), "since must be a non-negative integer\n");
+
+    // SSE: Last-Event-ID wins over ?since=.
+    let mut s = connect(addr);
+    std::io::Write::write_all(
+        &mut s,
+        format!("GET /sse?since=0 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: {first}\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while !String::from_utf8_lossy(&got).contains("data: two") && Instant::now() < deadline {
+        let mut b = [0u8; 4096];
+        if let Ok(n) = s.read(&mut b) {
+            got.extend_from_slice(&b[..n]);
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("\r\nAccess-Control-Allow-Origin: https://app.example\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("data: two") && !text.contains("data: one"),
+        "{text}"
+    );
+
+    // Long poll: the timeout from ?timeout= (clamped), the header on the empty answer.
+    let t0 = Instant::now();
+    let r = get(addr, &format!("/poll?since={}&timeout=999", first + 1));
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert!(r.text().contains("\"events\":[]"), "{}", r.text());
+    assert!(
+        t0.elapsed() >= Duration::from_secs(2),
+        "clamped to 2 s, not shorter"
+    );
+    assert_eq!(get(addr, "/poll?timeout=soon").status, 400);
+
+    assert!(handle.stop());
+    th.join().unwrap();
+}
+
+#[test]
+fn run_app_reaches_the_application_and_a_timer_armed_before_run_fires() {
+    let (addr, handle, th) = spawn();
+    assert!(wait_state(addr, "fired=[7]").contains("fired=[7]"));
+
+    let worker = {
+        let handle = handle.clone();
+        thread::spawn(move || {
+            for i in 0..3 {
+                assert!(handle.run_app(move |app: &mut Conv, cx| {
+                    app.notes.push(format!("n{i}"));
+                    cx.publish("t", None, &format!("from the worker {i}"))
+                        .unwrap();
+                }));
+            }
+        })
+    };
+    worker.join().unwrap();
+    let state = wait_state(addr, "n2");
+    assert!(state.contains(r#"notes=["n0", "n1", "n2"]"#), "{state}");
+
+    // The wrong type: not run (and logged), the server carries on.
+    struct Other;
+    impl App for Other {
+        fn on_request(&mut self, _: &mut Ctx<'_>, _: ConnId, _: &Request) -> Reply {
+            Response::text(500, "").into()
+        }
+    }
+    assert!(handle.run_app(|_: &mut Other, cx| {
+        cx.publish("t", None, "never").unwrap();
+    }));
+    let (tx, rx) = mpsc::channel();
+    assert!(handle.run(move |cx| tx.send(cx.events("t", 0, 100).events.len()).unwrap()));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 3);
+
+    assert!(handle.stop());
+    th.join().unwrap();
+}
