@@ -122,6 +122,12 @@ pub struct ConnSettings {
     pub ws_deflate: bool,
     /// ... with context takeover, when the client allows it.
     pub ws_deflate_takeover: bool,
+    /// Send a Ping to a WebSocket peer that sent nothing for this long (`None` or zero:
+    /// never; see [`ws_mode`](self) keepalive).
+    pub ws_ping_interval: Option<Duration>,
+    /// After such a Ping, how long the peer has to send anything before the connection is
+    /// closed with 1001 ([`CloseReason::PingTimeout`]).
+    pub ws_ping_timeout: Duration,
 }
 
 impl Default for ConnSettings {
@@ -137,6 +143,8 @@ impl Default for ConnSettings {
             linger: Duration::from_secs(2),
             ws_deflate: true,
             ws_deflate_takeover: false,
+            ws_ping_interval: Some(Duration::from_secs(30)),
+            ws_ping_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -214,6 +222,19 @@ enum Deadline {
     Linger,
     /// A dial's connect timeout.
     Dial,
+    /// An open WebSocket's keepalive: send a Ping at this deadline, unless input arrived
+    /// meanwhile. Input does not move the deadline (that would re-arm the driver's timer
+    /// for every message): it records `slack_ms`, how much later the Ping is now due, and
+    /// the deadline moves on by that when it fires. `seq` numbers the Pings.
+    Ping {
+        slack_ms: u32,
+        seq: u16,
+    },
+    /// A Ping (number `seq`) was sent: close with 1001 at this deadline, unless input
+    /// arrives first.
+    Pong {
+        seq: u16,
+    },
 }
 
 /// One server-side connection: HTTP/1.1, then perhaps a WebSocket, an SSE stream or a
@@ -232,6 +253,9 @@ pub struct ServerConn {
     slow: bool,
     /// The peer ended its side (half-close) while an answer was still owed to it.
     peer_eof: bool,
+    /// The WebSocket was closed because its peer did not answer a Ping in time: however
+    /// the close then ends, the connection finished with [`CloseReason::PingTimeout`].
+    ping_timed_out: bool,
     /// The head of the owed long poll's answer, when it has header fields of its own.
     poll_head: Option<Rc<Response>>,
 }
@@ -260,6 +284,7 @@ impl ServerConn {
             done: None,
             slow: false,
             peer_eof: false,
+            ping_timed_out: false,
             poll_head: None,
         };
         c.set_timer(env, Deadline::Idle, env.cfg.idle_timeout);
@@ -296,7 +321,10 @@ impl ServerConn {
 
     /// `Some(why)` once the connection is over: drop the socket now.
     pub fn finished(&self) -> Option<CloseReason> {
-        self.done
+        match self.done {
+            Some(_) if self.ping_timed_out => Some(CloseReason::PingTimeout),
+            done => done,
+        }
     }
 
     /// True once (then false): the slow-reader policy ended this connection, through a
@@ -411,6 +439,13 @@ impl ServerConn {
                 }
                 self.arm_heartbeat(env);
             }
+            Deadline::Ping { slack_ms, seq } if slack_ms > 0 => {
+                // Input arrived since the deadline was set: the Ping is due later.
+                let later = at + Duration::from_millis(u64::from(slack_ms));
+                self.timer = Some((later, Deadline::Ping { slack_ms: 0, seq }));
+            }
+            Deadline::Ping { seq, .. } => self.send_keepalive_ping(seq, env),
+            Deadline::Pong { seq } => self.ping_timeout(seq, env),
             Deadline::WsClose => self.done = Some(CloseReason::CloseTimeout),
             Deadline::Dial => self.done = Some(CloseReason::ConnectTimeout),
             Deadline::Linger if self.closing == Closing::AfterFlush && queued < self.out_mark => {

@@ -30,7 +30,7 @@ const ANSWER: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r
     Sec-WebSocket-Protocol: v1\r\n";
 
 fn read_dial(h: &mut H, bytes: &[u8]) -> (usize, bool) {
-    h.call(|c, _| c.read_dial(bytes, 6))
+    h.call(|c, env| c.read_dial(bytes, env))
 }
 
 #[test]
