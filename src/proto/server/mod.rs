@@ -38,6 +38,10 @@
 //!   application handles a message; a send or close from inside the callback goes through
 //!   the sending half that stays here, so a Close takes effect at once and frames already
 //!   buffered behind it are discarded, never delivered (§5.5.1, §7.1.2).
+//! * **Keepalive** (RFC 6455 §5.5.2, §5.5.3): a WebSocket peer quiet for the ping interval
+//!   gets a Ping (`ping` and its number in 4 hex digits); any input answers it. Nothing
+//!   within the ping timeout: Close 1001 "ping timeout", the close timeout drops a peer that
+//!   ignores it too, and the connection ends as [`CloseReason::PingTimeout`].
 //! * **Dialed WebSockets** (RFC 6455 §4.1, `dial.rs`): a connection the application opens
 //!   starts with its upgrade request queued and one deadline for connect, TLS and the
 //!   handshake; once the `101` checks out it is a WebSocket like the others, in the client
@@ -123,7 +127,7 @@ pub struct ConnSettings {
     /// ... with context takeover, when the client allows it.
     pub ws_deflate_takeover: bool,
     /// Send a Ping to a WebSocket peer that sent nothing for this long (`None` or zero:
-    /// never; see [`ws_mode`](self) keepalive).
+    /// never; see the [module docs](self), keepalive).
     pub ws_ping_interval: Option<Duration>,
     /// After such a Ping, how long the peer has to send anything before the connection is
     /// closed with 1001 ([`CloseReason::PingTimeout`]).
@@ -253,8 +257,7 @@ pub struct ServerConn {
     slow: bool,
     /// The peer ended its side (half-close) while an answer was still owed to it.
     peer_eof: bool,
-    /// The WebSocket was closed because its peer did not answer a Ping in time: however
-    /// the close then ends, the connection finished with [`CloseReason::PingTimeout`].
+    /// Closed for an unanswered Ping: it ends as [`CloseReason::PingTimeout`], however.
     ping_timed_out: bool,
     /// The head of the owed long poll's answer, when it has header fields of its own.
     poll_head: Option<Rc<Response>>,
