@@ -280,6 +280,9 @@ pub struct Stats {
     pub redis_publishes: u64,
     /// With a Redis backplane: stream reads sent (following a topic, catching up).
     pub redis_reads: u64,
+    /// WebSockets closed because the peer answered no keepalive Ping in time
+    /// ([`CloseReason::PingTimeout`](crate::CloseReason::PingTimeout)).
+    pub ws_ping_timeouts: u64,
 }
 
 /// A host-name resolver for webhook URLs: blocking is fine, it runs off the loop thread.

@@ -85,6 +85,8 @@ pub enum Fsync {
 /// | `ws_deflate_takeover` | false | with `true`, context takeover when the client allows it: its own compressor and decompressor per connection (about 420 KiB together, measured in `benches/DEFLATE-FIGURES.md`) |
 /// | `high_water` | 1 MiB queued per connection | [`SlowPolicy`]; reading pauses for HTTP/WebSocket input |
 /// | `ws_close_timeout` | 5 s | after our close frame, wait this long for the peer's |
+/// | `ws_ping_interval` | 30 s | a WebSocket peer (accepted or dialed) that sent nothing for this long gets a Ping (`None` or zero: never) |
+/// | `ws_ping_timeout` | 30 s | no input within this after that Ping: close 1001 "ping timeout", `on_close` gets `CloseReason::PingTimeout` |
 /// | `sse_heartbeat` | 15 s | a `: heartbeat` comment on idle streams (zero: none) |
 /// | `sse_retry` | none | a `retry:` field at the start of each stream |
 /// | `poll_batch` | 100 events | per long-poll answer; the client follows `next` |
@@ -220,6 +222,17 @@ impl Config {
         slow_policy: SlowPolicy => conn.slow_policy);
     setter!(/// How long to wait for the peer's close frame after sending ours.
         ws_close_timeout: Duration => conn.ws_close_timeout);
+    setter!(/// Send a WebSocket Ping to a peer that sent nothing for this long, accepted and
+        /// dialed ([`Ctx::connect_ws`](crate::Ctx::connect_ws)) WebSockets alike (30 s by
+        /// default). Any input counts as alive, not only the Pong. `None`, or a zero
+        /// interval, turns the keepalive off: a half-open peer is then found only when a
+        /// write fails.
+        ws_ping_interval: Option<Duration> => conn.ws_ping_interval);
+    setter!(/// After a keepalive Ping, how long the peer has to send anything (30 s by
+        /// default) before the connection is closed with 1001 "ping timeout"; the close
+        /// timeout then drops a peer that does not answer that Close either. `on_close`
+        /// gets [`CloseReason::PingTimeout`](crate::CloseReason::PingTimeout).
+        ws_ping_timeout: Duration => conn.ws_ping_timeout);
     setter!(/// Interval of SSE heartbeat comments (zero: no heartbeats).
         sse_heartbeat: Duration => conn.sse_heartbeat);
     setter!(/// `retry:` value (milliseconds) sent at the start of each SSE stream.

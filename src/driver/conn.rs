@@ -398,6 +398,9 @@ impl Core {
         c.rbuf.clear();
         c.rbuf.release_if_empty();
         debug!("{} closed: {why}", c.id);
+        if why == CloseReason::PingTimeout {
+            self.stats.ws_ping_timeouts += 1;
+        }
         if let Some(failure) = c.proto.dial_failure() {
             // A TLS failure in rustls's own words (e.g. which certificate check failed).
             let failure = c.stream.failure_detail().unwrap_or(failure);

@@ -145,7 +145,7 @@ impl<H: Handler> Driver<H> {
         };
         let id = c.id;
         let mut rbuf = std::mem::take(&mut c.rbuf);
-        let step = core.with_conn(i, |p, env| p.read_dial(rbuf.pending(), env.codec.level()));
+        let step = core.with_conn(i, |p, env| p.read_dial(rbuf.pending(), env));
         rbuf.consume(step.map_or(usize::MAX, |s| s.0));
         let Some(c) = conn::slot(&mut self.core.slots, i) else {
             return false;

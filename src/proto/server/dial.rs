@@ -148,8 +148,10 @@ impl ServerConn {
     /// WebSocket is now open (the rest of `buf` is then WebSocket input). `(0, false)`:
     /// more input is needed. A refused answer ends the connection
     /// ([`CloseReason::HandshakeFailed`], the cause in [`dial_failure`](Self::dial_failure)).
-    /// `level` is the compression level of a compressor of its own (context takeover).
-    pub fn read_dial(&mut self, buf: &[u8], level: u32) -> (usize, bool) {
+    /// A compressor of its own (context takeover) works at `env.codec`'s level; the
+    /// keepalive Ping starts to run from `env.now`.
+    pub fn read_dial(&mut self, buf: &[u8], env: &mut Env<'_>) -> (usize, bool) {
+        let level = env.codec.level();
         let Mode::Dialing(d) = &mut self.mode else {
             return (0, false);
         };
@@ -190,7 +192,7 @@ impl ServerConn {
             recv: Some(Box::new(recv)),
             send,
         };
-        self.timer = None;
+        self.arm_ping(env);
         (head_len, true)
     }
 }

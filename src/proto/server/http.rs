@@ -254,7 +254,7 @@ impl ServerConn {
             recv: Some(Box::new(recv)),
             send,
         };
-        self.timer = None;
+        self.arm_ping(env);
         true
     }
 

@@ -38,6 +38,10 @@
 //!   application handles a message; a send or close from inside the callback goes through
 //!   the sending half that stays here, so a Close takes effect at once and frames already
 //!   buffered behind it are discarded, never delivered (§5.5.1, §7.1.2).
+//! * **Keepalive** (RFC 6455 §5.5.2, §5.5.3): a WebSocket peer quiet for the ping interval
+//!   gets a Ping (`ping` and its number in 4 hex digits); any input answers it. Nothing
+//!   within the ping timeout: Close 1001 "ping timeout", the close timeout drops a peer that
+//!   ignores it too, and the connection ends as [`CloseReason::PingTimeout`].
 //! * **Dialed WebSockets** (RFC 6455 §4.1, `dial.rs`): a connection the application opens
 //!   starts with its upgrade request queued and one deadline for connect, TLS and the
 //!   handshake; once the `101` checks out it is a WebSocket like the others, in the client
@@ -122,6 +126,12 @@ pub struct ConnSettings {
     pub ws_deflate: bool,
     /// ... with context takeover, when the client allows it.
     pub ws_deflate_takeover: bool,
+    /// Send a Ping to a WebSocket peer that sent nothing for this long (`None` or zero:
+    /// never; see the [module docs](self), keepalive).
+    pub ws_ping_interval: Option<Duration>,
+    /// After such a Ping, how long the peer has to send anything before the connection is
+    /// closed with 1001 ([`CloseReason::PingTimeout`]).
+    pub ws_ping_timeout: Duration,
 }
 
 impl Default for ConnSettings {
@@ -137,6 +147,8 @@ impl Default for ConnSettings {
             linger: Duration::from_secs(2),
             ws_deflate: true,
             ws_deflate_takeover: false,
+            ws_ping_interval: Some(Duration::from_secs(30)),
+            ws_ping_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -214,6 +226,19 @@ enum Deadline {
     Linger,
     /// A dial's connect timeout.
     Dial,
+    /// An open WebSocket's keepalive: send a Ping at this deadline, unless input arrived
+    /// meanwhile. Input does not move the deadline (that would re-arm the driver's timer
+    /// for every message): it records `slack_ms`, how much later the Ping is now due, and
+    /// the deadline moves on by that when it fires. `seq` numbers the Pings.
+    Ping {
+        slack_ms: u32,
+        seq: u16,
+    },
+    /// A Ping (number `seq`) was sent: close with 1001 at this deadline, unless input
+    /// arrives first.
+    Pong {
+        seq: u16,
+    },
 }
 
 /// One server-side connection: HTTP/1.1, then perhaps a WebSocket, an SSE stream or a
@@ -232,6 +257,8 @@ pub struct ServerConn {
     slow: bool,
     /// The peer ended its side (half-close) while an answer was still owed to it.
     peer_eof: bool,
+    /// Closed for an unanswered Ping: it ends as [`CloseReason::PingTimeout`], however.
+    ping_timed_out: bool,
     /// The head of the owed long poll's answer, when it has header fields of its own.
     poll_head: Option<Rc<Response>>,
 }
@@ -260,6 +287,7 @@ impl ServerConn {
             done: None,
             slow: false,
             peer_eof: false,
+            ping_timed_out: false,
             poll_head: None,
         };
         c.set_timer(env, Deadline::Idle, env.cfg.idle_timeout);
@@ -296,7 +324,10 @@ impl ServerConn {
 
     /// `Some(why)` once the connection is over: drop the socket now.
     pub fn finished(&self) -> Option<CloseReason> {
-        self.done
+        match self.done {
+            Some(_) if self.ping_timed_out => Some(CloseReason::PingTimeout),
+            done => done,
+        }
     }
 
     /// True once (then false): the slow-reader policy ended this connection, through a
@@ -411,6 +442,13 @@ impl ServerConn {
                 }
                 self.arm_heartbeat(env);
             }
+            Deadline::Ping { slack_ms, seq } if slack_ms > 0 => {
+                // Input arrived since the deadline was set: the Ping is due later.
+                let later = at + Duration::from_millis(u64::from(slack_ms));
+                self.timer = Some((later, Deadline::Ping { slack_ms: 0, seq }));
+            }
+            Deadline::Ping { seq, .. } => self.send_keepalive_ping(seq, env),
+            Deadline::Pong { seq } => self.ping_timeout(seq, env),
             Deadline::WsClose => self.done = Some(CloseReason::CloseTimeout),
             Deadline::Dial => self.done = Some(CloseReason::ConnectTimeout),
             Deadline::Linger if self.closing == Closing::AfterFlush && queued < self.out_mark => {

@@ -33,6 +33,10 @@ pub enum CloseReason {
     /// A dialed WebSocket's handshake answer was refused (its cause:
     /// [`ServerConn::dial_failure`](super::ServerConn::dial_failure)).
     HandshakeFailed,
+    /// A WebSocket peer sent nothing for the ping interval and then nothing within the
+    /// ping timeout after our Ping: we closed it with 1001 (and, as a half-open peer does
+    /// not answer that Close, dropped it after the close timeout).
+    PingTimeout,
 }
 
 /// Why a TLS session failed, in a byte (a [`CloseReason`] stays small for every
@@ -100,6 +104,7 @@ impl std::fmt::Display for CloseReason {
             CloseReason::Tls(why) => write!(f, "tls: {why}"),
             CloseReason::ConnectTimeout => f.write_str("not connected within the connect timeout"),
             CloseReason::HandshakeFailed => f.write_str("the WebSocket handshake failed"),
+            CloseReason::PingTimeout => f.write_str("no answer to our ping in time"),
         }
     }
 }

@@ -1586,3 +1586,6 @@ fn websocket_deflate_can_be_refused_by_config() {
 
 #[path = "tests/dial.rs"]
 mod dial;
+
+#[path = "tests/keepalive.rs"]
+mod keepalive;

@@ -1,13 +1,50 @@
 //! The WebSocket and broadcast side of a [`ServerConn`]: the split halves, sends, the
-//! closing handshake and the slow-reader decision.
+//! closing handshake, the keepalive and the slow-reader decision.
+//!
+//! # Keepalive
+//!
+//! A half-open peer (its host gone, a NAT entry dropped) sends nothing and never closes;
+//! without a check it is found only when a write fails, which may be never on a quiet
+//! connection. So an open WebSocket, accepted or dialed, whose peer sent nothing for
+//! [`ws_ping_interval`](super::ConnSettings::ws_ping_interval) gets a Ping (RFC 6455
+//! §5.5.2; 8 bytes, `ping` and the Ping's number in 4 hex digits, masked in the client
+//! role). Any input from the peer counts as alive: the Pong (§5.5.3), any other frame, or
+//! part of one. Pongs are not matched against Pings: "A Pong frame MAY be sent
+//! unsolicited" (§5.5.3), and one answering an older Ping is input like another. If
+//! nothing arrives within [`ws_ping_timeout`](super::ConnSettings::ws_ping_timeout) of
+//! the Ping, the connection is closed with 1001 "ping timeout"; a half-open peer does not
+//! answer that Close either, so the close timeout then drops it. However the close ends,
+//! the connection finishes with [`CloseReason::PingTimeout`](super::CloseReason::PingTimeout).
+//!
+//! ```text
+//!   open --(interval without input)--> Ping sent --(input)--> open
+//!                                          \--(timeout)--> Close 1001 --> closing
+//! ```
+//!
+//! The keepalive uses the connection's one deadline ([`Deadline::Ping`]); input does not
+//! move it, so a busy connection does not re-arm the driver's timer per message: it only
+//! notes by how much the Ping is now later due, and the deadline moves on once, when it
+//! fires.
 
 use std::rc::Rc;
 
-use super::{Closing, Deadline, Env, Message, Mode, ServerConn, SlowPolicy};
+use std::time::Duration;
+
+use super::{deadline, CloseReason, Closing, Deadline, Env, Message, Mode, ServerConn, SlowPolicy};
 use crate::proto::fanout::{self, Transport};
 use crate::proto::http1;
 use crate::proto::topic::Page;
 use crate::proto::ws::{self, close_code, OpCode};
+
+/// The payload of keepalive Ping number `seq`: `ping` and `seq` in 4 lowercase hex digits.
+pub(super) fn ping_payload(seq: u16) -> [u8; 8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut p = *b"ping0000";
+    for (i, b) in p[4..].iter_mut().enumerate() {
+        *b = HEX[usize::from(seq >> (12 - 4 * i) & 0xf)];
+    }
+    p
+}
 
 /// What became of a broadcast offered to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +119,9 @@ impl ServerConn {
         if self.ws_input_done() {
             return (buf.len(), None);
         }
+        if !buf.is_empty() {
+            self.ws_alive(env);
+        }
         let Mode::Ws { send, .. } = &mut self.mode else {
             return (buf.len(), None);
         };
@@ -128,6 +168,71 @@ impl ServerConn {
             self.start_closing(env);
         }
         (n, msg)
+    }
+
+    /// The keepalive interval, `None` when it is off (unset or zero).
+    fn ping_interval(env: &Env<'_>) -> Option<Duration> {
+        env.cfg.ws_ping_interval.filter(|d| !d.is_zero())
+    }
+
+    /// Arms the keepalive of a WebSocket that just opened (or whose peer just answered).
+    pub(super) fn arm_ping(&mut self, env: &Env<'_>) {
+        self.arm_ping_seq(0, env);
+    }
+
+    fn arm_ping_seq(&mut self, seq: u16, env: &Env<'_>) {
+        self.timer = Self::ping_interval(env).map(|every| {
+            let what = Deadline::Ping { slack_ms: 0, seq };
+            (deadline(env.now, every), what)
+        });
+    }
+
+    /// Input arrived from the peer: it is alive. While a Ping is due, the deadline stays
+    /// and the slack says how much later the Ping is now due (rounded up to the
+    /// millisecond); while a Ping waits for an answer, the next Ping is due an interval
+    /// from now.
+    fn ws_alive(&mut self, env: &Env<'_>) {
+        match self.timer {
+            Some((at, Deadline::Ping { seq, .. })) => {
+                let Some(every) = Self::ping_interval(env) else {
+                    return;
+                };
+                let later = deadline(env.now, every).saturating_duration_since(at);
+                let ms = later.as_nanos().div_ceil(1_000_000);
+                let slack_ms = u32::try_from(ms).unwrap_or(u32::MAX);
+                self.timer = Some((at, Deadline::Ping { slack_ms, seq }));
+            }
+            Some((_, Deadline::Pong { seq })) => {
+                log::trace!("ws peer alive after ping {seq}");
+                self.arm_ping_seq(seq, env);
+            }
+            _ => {}
+        }
+    }
+
+    /// The peer sent nothing for the ping interval: sends Ping number `seq + 1` and waits
+    /// the ping timeout for input.
+    pub(super) fn send_keepalive_ping(&mut self, seq: u16, env: &mut Env<'_>) {
+        if !self.ws_open() {
+            return;
+        }
+        let Mode::Ws { send, .. } = &mut self.mode else {
+            return;
+        };
+        let seq = seq.wrapping_add(1);
+        let payload = ping_payload(seq);
+        env.out.append(16, |out| send.send_ping(out, &payload));
+        log::trace!("ws keepalive ping {seq} sent");
+        self.set_timer(env, Deadline::Pong { seq }, env.cfg.ws_ping_timeout);
+    }
+
+    /// Nothing arrived within the ping timeout after Ping `seq`: close with 1001.
+    pub(super) fn ping_timeout(&mut self, seq: u16, env: &mut Env<'_>) {
+        log::debug!("ws peer did not answer ping {seq}: closing with 1001");
+        self.ping_timed_out = true;
+        if !self.close_ws(env, close_code::GOING_AWAY, "ping timeout") {
+            self.done = Some(CloseReason::PingTimeout);
+        }
     }
 
     /// Sends one WebSocket frame (text, binary or ping) to this connection alone.

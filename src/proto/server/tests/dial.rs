@@ -30,7 +30,7 @@ const ANSWER: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r
     Sec-WebSocket-Protocol: v1\r\n";
 
 fn read_dial(h: &mut H, bytes: &[u8]) -> (usize, bool) {
-    h.call(|c, _| c.read_dial(bytes, 6))
+    h.call(|c, env| c.read_dial(bytes, env))
 }
 
 #[test]
@@ -61,7 +61,8 @@ fn the_request_is_queued_at_once_and_the_deadline_runs() {
     let head = ANSWER.len() + 2;
     assert_eq!(read_dial(&mut h, &whole), (head, true));
     assert!(!h.conn.dialing());
-    assert_eq!(h.conn.poll_timeout(), None);
+    // Open: the keepalive runs (the default interval, 30 s).
+    assert_eq!(h.conn.poll_timeout(), Some(h.now + Duration::from_secs(30)));
     assert_eq!(h.conn.dial_failure(), None);
     // The frames after the head are the WebSocket's; the server's are unmasked.
     assert_eq!(h.ws_feed(&whole[head..]), [Msg::Text("hi".into())]);
@@ -165,4 +166,46 @@ fn the_deadline_eof_and_a_stop_fail_the_dial() {
     assert!(read_dial(&mut h, &answer).1);
     h.eof();
     assert_eq!(h.conn.dial_failure(), None);
+}
+
+#[test]
+fn a_dialed_websocket_pings_a_quiet_server_masked_and_closes_it_masked() {
+    let mut h = dialed(false);
+    h.take();
+    let mut answer = ANSWER.to_vec();
+    answer.extend_from_slice(b"\r\n");
+    assert!(read_dial(&mut h, &answer).1);
+    let opened = h.now;
+    assert_eq!(
+        h.conn.poll_timeout(),
+        Some(opened + Duration::from_secs(30))
+    );
+    h.expire();
+    // A client masks its Ping like any frame (RFC 6455 §5.3).
+    let out = h.take();
+    assert_eq!(&out[..2], &[0x89, 0x88]);
+    let key = &out[2..6];
+    let payload: Vec<u8> = out[6..]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ key[i % 4])
+        .collect();
+    same(payload, b"ping0001");
+    assert_eq!(
+        h.conn.poll_timeout(),
+        Some(opened + Duration::from_secs(60))
+    );
+    // No answer: the masked Close 1001.
+    h.expire();
+    let out = h.take();
+    assert_eq!(&out[..2], &[0x88, 0x8e]);
+    let key = &out[2..6];
+    let body: Vec<u8> = out[6..]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ key[i % 4])
+        .collect();
+    same(body, b"\x03\xe9ping timeout");
+    h.expire();
+    assert_eq!(h.conn.finished(), Some(CloseReason::PingTimeout));
 }
