@@ -72,7 +72,7 @@ pub mod tls;
 
 pub use api::{
     CloseInfo, ConnId, ConnectError, EventPage, EventsQuery, Park, PublishTicket, Publishing,
-    Reply, Resolver, SseStream, Stats, StoredEvent, TimerId, WebhookCreated, WebhookError,
+    RemoveTopicError, Reply, Resolver, SseStream, Stats, StoredEvent, TimerId, TopicInfo, TopicSubscribers, WebhookCreated, WebhookError,
     WebhookInfo, WebhookOutcome, WebhookStats, WsAccept, WsConnect,
 };
 pub use config::{Config, Fsync};
