@@ -5,8 +5,8 @@ use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use crate::api::{
-    ConnId, ConnectError, EventPage, Publishing, RemoveTopicError, Stats, TimerId, TopicInfo, WebhookCreated, WebhookError,
-    WebhookInfo, WebhookStats, WsConnect,
+    ConnId, ConnectError, EventPage, Publishing, RemoveTopicError, Stats, TimerId, TopicInfo,
+    WebhookCreated, WebhookError, WebhookInfo, WebhookStats, WsConnect,
 };
 use crate::driver::{Core, SubKey};
 use crate::proto::fanout::WsFrames;
