@@ -3,6 +3,8 @@
 //! and go, the JSON has exactly its shape, a delete ends each kind of subscriber, and with
 //! a data directory a deleted topic stays deleted across a restart.
 
+#[path = "util/redis.rs"]
+mod redis_server;
 mod util;
 
 use std::io::Write;
@@ -238,4 +240,28 @@ fn a_deleted_topic_stays_deleted_after_a_restart() {
     );
     drop(hub);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn with_a_redis_backplane_removal_is_refused() {
+    let redis = redis_server::RedisServer::start();
+    let hub = start_hub(&["--redis", &redis.url()]);
+    let a = hub.addr;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut r = post(a, "/topics/shared", "x");
+    while r.status != 201 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100)); // Redis links coming up
+        r = post(a, "/topics/shared", "x");
+    }
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = delete(a, "/topics/shared");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (501, "topics cannot be removed with a Redis backplane\n")
+    );
+    assert_eq!(
+        post(a, "/topics/shared", "y").status,
+        201,
+        "nothing removed"
+    );
 }
