@@ -42,6 +42,8 @@
 mod access;
 #[path = "hub/batch.rs"]
 mod batch;
+#[path = "hub/metrics.rs"]
+mod metrics;
 #[path = "hub/tls.rs"]
 mod tls;
 #[path = "hub/upstream.rs"]
@@ -104,6 +106,7 @@ enum Route<'a> {
     Health,
     Index,
     Stats,
+    Metrics,
     Topic(&'a str),
     TopicEvents(&'a str),
     TopicWs(&'a str),
@@ -121,6 +124,7 @@ fn route(path: &str) -> Route<'_> {
         "/healthz" => return Route::Health,
         "/" => return Route::Index,
         "/stats" => return Route::Stats,
+        "/metrics" => return Route::Metrics,
         "/hooks/receive" => return Route::HooksReceive,
         _ => {}
     }
@@ -425,8 +429,12 @@ fn class(route: &Route<'_>, method: &str) -> Class {
         Route::Health | Route::Index | Route::HooksReceive | Route::BadTopic | Route::NotFound => {
             Class::Open
         }
-        Route::Stats | Route::TopicWebhooks(_) | Route::TopicWebhook(..) => Class::Admin,
+        Route::Stats | Route::Metrics | Route::TopicWebhooks(_) | Route::TopicWebhook(..) => {
+            Class::Admin
+        }
         Route::Topic(_) if method == "POST" || method == "OPTIONS" => Class::Publish,
+        Route::Topic(_) if method == "GET" || method == "HEAD" => Class::Subscribe,
+        Route::Topic(_) if method == "DELETE" => Class::Admin,
         Route::Topic(_) => Class::Open, // 405 anyway
         Route::TopicEvents(_) | Route::TopicWs(_) | Route::TopicSse(_) | Route::TopicPoll(_) => {
             Class::Subscribe
@@ -562,8 +570,31 @@ impl Hub {
             Route::Health if get => Response::text(200, "ok").into(),
             Route::Index if get => Response::html(200, INDEX_HTML).into(),
             Route::Stats if get => self.stats(cx),
+            Route::Metrics if get => {
+                let hub = metrics::HubCounts {
+                    received: self.received,
+                    bad_signature: self.bad_signature,
+                };
+                let body = metrics::render(&cx.stats(), &cx.webhook_stats(), &hub);
+                Response::new(200)
+                    .header("Content-Type", metrics::CONTENT_TYPE)
+                    .header("Cache-Control", "no-store")
+                    .body(body)
+                    .into()
+            }
             Route::Topic(t) if req.method == "POST" => self.publish(cx, conn, t, req),
-            Route::Topic(_) => method_not_allowed("POST"),
+            Route::Topic(t) if get => match cx.topic_info(t) {
+                Some(info) => Response::json(200, info.to_json())
+                    .header("Cache-Control", "no-store")
+                    .into(),
+                None => Response::text(404, "no such topic\n").into(),
+            },
+            Route::Topic(t) if req.method == "DELETE" => match cx.remove_topic(t) {
+                Ok(true) => Response::new(204).into(),
+                Ok(false) => Response::text(404, "no such topic\n").into(),
+                Err(e) => Response::text(e.status(), format!("{e}\n")).into(),
+            },
+            Route::Topic(_) => method_not_allowed("GET, HEAD, POST, DELETE"),
             Route::TopicEvents(t) if get => self.events(cx, t, req),
             Route::TopicWs(t) if req.method == "GET" => self.websocket(conn, t, req),
             Route::TopicWs(_) => method_not_allowed("GET"),

@@ -273,6 +273,17 @@ pub struct Stats {
     /// Bytes of topic history kept, across topics (a gauge, within the total history
     /// budget plus one event).
     pub history_bytes: usize,
+    /// The history budget across topics (`max_total_bytes`), for `history_bytes`.
+    pub history_max_bytes: usize,
+    /// Topics that exist (a gauge).
+    pub topics: usize,
+    /// The topic limit (`max_topics`).
+    pub max_topics: usize,
+    /// The connection limit (`max_connections`).
+    pub max_connections: usize,
+    /// Bytes queued for output across connections, not yet written (a gauge; summed over
+    /// the open connections when asked, O(connections)).
+    pub output_queued_bytes: usize,
     /// With a Redis backplane: both links to Redis are up (a gauge; `false` without one).
     pub redis_ready: bool,
     /// With a Redis backplane: publish scripts sent to Redis (one round trip each; a
@@ -569,3 +580,86 @@ impl fmt::Display for ConnectError {
 }
 
 impl std::error::Error for ConnectError {}
+
+/// What a topic has now, as [`Ctx::topic_info`](crate::Ctx::topic_info) tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    /// The topic's name.
+    pub topic: String,
+    /// The id of its last event (0 when nothing was published to it).
+    pub last_id: u64,
+    /// The oldest kept id, `None` when it keeps no event.
+    pub oldest_id: Option<u64>,
+    /// Its subscribers by transport.
+    pub subscribers: TopicSubscribers,
+    /// Webhook endpoints registered for it (disabled ones included).
+    pub webhooks: usize,
+}
+
+/// A topic's subscribers by transport (part of [`TopicInfo`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicSubscribers {
+    /// WebSocket connections subscribed (closing ones until they are gone).
+    pub websocket: usize,
+    /// Open SSE streams.
+    pub sse: usize,
+    /// Parked long polls.
+    pub parked: usize,
+}
+
+impl TopicInfo {
+    /// The hub's JSON: `{"topic":"t","last_id":N,"oldest_id":M,"subscribers":{"websocket":a,
+    /// "sse":b,"parked":c},"webhooks":K}` (`oldest_id` is `null` when no event is kept).
+    pub fn to_json(&self) -> Vec<u8> {
+        use crate::proto::json;
+        let mut out = Vec::with_capacity(160 + self.topic.len());
+        out.extend_from_slice(b"{\"topic\":");
+        json::write_str(&mut out, &self.topic);
+        out.extend_from_slice(b",\"last_id\":");
+        json::write_u64(&mut out, self.last_id);
+        out.extend_from_slice(b",\"oldest_id\":");
+        match self.oldest_id {
+            Some(id) => json::write_u64(&mut out, id),
+            None => out.extend_from_slice(b"null"),
+        }
+        let s = &self.subscribers;
+        for (name, n) in [
+            (&b",\"subscribers\":{\"websocket\":"[..], s.websocket),
+            (b",\"sse\":", s.sse),
+            (b",\"parked\":", s.parked),
+            (b"},\"webhooks\":", self.webhooks),
+        ] {
+            out.extend_from_slice(name);
+            json::write_u64(&mut out, n as u64);
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// Why [`Ctx::remove_topic`](crate::Ctx::remove_topic) refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveTopicError {
+    /// A Redis backplane is configured: the topic's stream in Redis is shared with the
+    /// other servers, which would go on serving it, so removal is not offered there.
+    Backplane,
+}
+
+impl RemoveTopicError {
+    /// The HTTP status to answer with: 501 (not implemented with a backplane).
+    pub fn status(self) -> u16 {
+        501
+    }
+}
+
+impl fmt::Display for RemoveTopicError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RemoveTopicError::Backplane => {
+                f.write_str("topics cannot be removed with a Redis backplane")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RemoveTopicError {}

@@ -72,8 +72,9 @@ pub mod tls;
 
 pub use api::{
     CloseInfo, ConnId, ConnectError, EventPage, EventsQuery, Park, PublishTicket, Publishing,
-    Reply, Resolver, SseStream, Stats, StoredEvent, TimerId, WebhookCreated, WebhookError,
-    WebhookInfo, WebhookOutcome, WebhookStats, WsAccept, WsConnect,
+    RemoveTopicError, Reply, Resolver, SseStream, Stats, StoredEvent, TimerId, TopicInfo,
+    TopicSubscribers, WebhookCreated, WebhookError, WebhookInfo, WebhookOutcome, WebhookStats,
+    WsAccept, WsConnect,
 };
 pub use config::{Config, Fsync};
 pub use proto::http1::{form_pairs, BadParam, Request, Response};

@@ -21,7 +21,7 @@ use crate::proto::timer::TimerKey;
 #[derive(Debug)]
 pub(super) struct ConnSlot {
     gen: u32,
-    conn: Option<Conn>,
+    pub(super) conn: Option<Conn>,
 }
 
 /// The I/O facts of one connection, and its core.

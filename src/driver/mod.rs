@@ -29,6 +29,7 @@ mod input;
 mod pubsub;
 mod redis;
 mod store;
+mod topics;
 mod transport;
 mod webhook;
 

@@ -1034,6 +1034,27 @@ mod tests {
     }
 
     #[test]
+    fn remove_frees_the_slot_the_bytes_and_the_expiry_index() {
+        let ttl = Duration::from_secs(60);
+        let mut t = Topics::new(limits(100, 100, 2));
+        t.publish("a", None, "xxx", SEC).unwrap();
+        t.publish("b", None, "yy", 2 * SEC).unwrap();
+        assert!(!t.remove("nope"));
+        assert!(t.remove("a"));
+        assert!(!t.remove("a"), "gone already");
+        assert_eq!((t.len(), t.total_bytes(), t.last_id("a")), (1, 2, 0));
+        assert_eq!(t.oldest_id("a"), None);
+        check_index(&t);
+        // Nothing of it is left to expire: b is the next one due.
+        assert_eq!(t.next_expiry(ttl), Some(62 * SEC));
+        assert_eq!(t.expire(100 * SEC, ttl, |_| false), names(&["b"]));
+        // Its slot is free, and a publish starts a new log at the clock.
+        assert_eq!(t.publish("a", None, "z", 5 * SEC).unwrap().id, 5 * SEC);
+        t.publish("c", None, "z", 5 * SEC).unwrap();
+        check_index(&t);
+    }
+
+    #[test]
     fn a_topic_published_after_it_expired_starts_a_new_log_and_old_cursors_get_a_gap() {
         let ttl = Duration::from_secs(3600);
         let t0 = 1_764_620_000_000_000; // 2025-12-01, in microseconds

@@ -5,8 +5,8 @@ use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use crate::api::{
-    ConnId, ConnectError, EventPage, Publishing, Stats, TimerId, WebhookCreated, WebhookError,
-    WebhookInfo, WebhookStats, WsConnect,
+    ConnId, ConnectError, EventPage, Publishing, RemoveTopicError, Stats, TimerId, TopicInfo,
+    WebhookCreated, WebhookError, WebhookInfo, WebhookStats, WsConnect,
 };
 use crate::driver::{Core, SubKey};
 use crate::proto::fanout::WsFrames;
@@ -284,6 +284,25 @@ impl<'a> Ctx<'a> {
             .count()
     }
 
+    /// What `topic` has now: its last and oldest kept ids, its subscribers by transport
+    /// and its webhook count; `None` when it has no history, no subscriber and no webhook.
+    /// Costs O(the topic's subscribers).
+    pub fn topic_info(&self, topic: &str) -> Option<TopicInfo> {
+        self.core.topic_info(topic)
+    }
+
+    /// Removes `topic`: its history and its webhooks go, its SSE streams are ended, its
+    /// parked polls answered `404 topic removed`, a WebSocket that followed only it is
+    /// closed with 1000 `topic removed` (one following other topics too gets the text
+    /// message `{"removed":"TOPIC"}` and stays). With a data directory the removal
+    /// survives a restart; in [`Fsync::Always`](crate::Fsync::Always) mode a response
+    /// from the `on_request` that removed waits for its fsync. `Ok(false)` for an unknown
+    /// topic (as [`Ctx::topic_info`] tells it). With a Redis backplane:
+    /// [`RemoveTopicError::Backplane`], nothing removed.
+    pub fn remove_topic(&mut self, topic: &str) -> Result<bool, RemoveTopicError> {
+        self.core.remove_topic(topic)
+    }
+
     /// Calls `tag`'s [`App::on_timer`](crate::App::on_timer) after `after`.
     pub fn set_timer(&mut self, after: Duration, tag: u64) -> TimerId {
         TimerId(self.core.set_timer(after, tag))
@@ -304,6 +323,11 @@ impl<'a> Ctx<'a> {
             websocket: c[3],
             store_held: self.core.store_held(),
             history_bytes: self.core.topics.total_bytes(),
+            history_max_bytes: self.core.topics.limits().max_total_bytes,
+            topics: self.core.topics.len(),
+            max_topics: self.core.topics.limits().max_topics,
+            max_connections: self.core.max_connections(),
+            output_queued_bytes: self.core.output_queued_bytes(),
             redis_ready: self.core.bp_ready(),
             redis_publishes: self.core.bp_sent().0,
             redis_reads: self.core.bp_sent().1,

@@ -107,6 +107,23 @@ impl Store {
         self.reserved.contains_key(topic)
     }
 
+    /// `topic` was removed: its held publishes (written before the removal's record, so
+    /// a restart drops them with the topic) will not enter the history when their fsync
+    /// comes; their replies still go out (the events existed, then the topic went).
+    pub(crate) fn forget_topic(&mut self, topic: &str) {
+        self.reserved.remove(topic);
+        for (_, op) in &mut self.pending {
+            let held = match op {
+                Op::Publish(p) => &*p.topic == topic,
+                Op::Batch(b) => &*b.first.topic == topic,
+                _ => false,
+            };
+            if held {
+                *op = Op::Barrier;
+            }
+        }
+    }
+
     /// Whether a publish now must wait for the writer.
     fn holds(&self) -> bool {
         self.mode == Fsync::Always || self.failing || !self.reserved.is_empty()

@@ -22,7 +22,7 @@
 //! | 9 | [`Record::TopicFirst`] | the first id of a topic's log, for the gap rule of [`Topics::restore`](crate::proto::topic::Topics::restore) (a read from `since = 0` reports a gap only when the oldest kept id is above it): compaction drops the events before the oldest kept one, so without this record a trimmed history would look complete after a compaction |
 //! | 10 | [`Record::TopicRange`] | a topic's ids continue above `last_id`: written at a start after an unclean stop with fsync at an interval (the log may lack events that were answered), so the ids that may have been handed out are never reused, and clients resuming from them get a gap; compaction writes it for a topic whose last id is above its newest kept event |
 //! | 11 | [`Record::Group`] | records that take effect together or not at all: the writer puts each publish (its topic's first id, its event, its outbox entry) in one group, so a write a crash cut short never leaves an event served without the webhook messages it was queued with; a batch publish is one group too (the first id, then each event followed by its outbox entry), so a crash keeps all of a batch or none of it |
-//! | 12 | [`Record::TopicDropped`] | a topic expired ([`Topics::expire`](crate::proto::topic::Topics::expire): idle, no subscriber, no webhook): recovery forgets it, so compaction drops its history, and its next event starts a new log with its own first id (type 9); without it a restart would bring the topic back and take the slot it freed |
+//! | 12 | [`Record::TopicDropped`] | a topic expired ([`Topics::expire`](crate::proto::topic::Topics::expire): idle, no subscriber, no webhook) or was removed ([`Ctx::remove_topic`](crate::Ctx::remove_topic), after a type 4 record per webhook endpoint of it): recovery forgets it, so compaction drops its history, and its next event starts a new log with its own first id (type 9); without it a restart would bring the topic back and take the slot it freed |
 //!
 //! **The writer's contract for type 9.** When a topic's log begins (the first event of a
 //! topic the log does not hold yet), the writer appends `TopicFirst { topic, first_id }`
@@ -45,6 +45,10 @@
 //! first of a new log and gets its `TopicFirst` as any first event does. The drop needs
 //! no fsync of its own: a drop lost in a crash brings the topic back at the restart, to
 //! expire again later.
+//! A removal ([`Ctx::remove_topic`](crate::Ctx::remove_topic)) writes the same record,
+//! followed by an fsync barrier in `always` mode (the request that removed is answered
+//! once it is durable); publishes to the topic already written before it are dropped
+//! with it at recovery, as they never enter the history in memory either.
 //!
 //! Some things are deliberately not recorded:
 //!

@@ -18,6 +18,22 @@ impl Topics {
         }
     }
 
+    /// Removes `topic` and its kept history now, whatever its activity (an application
+    /// deleting it); `false` when it does not exist. Its slot under
+    /// [`HistoryLimits::max_topics`](super::HistoryLimits::max_topics) is free again and a
+    /// publish to it later starts a new log at the clock, as after an expiry.
+    pub fn remove(&mut self, topic: &str) -> bool {
+        let Some((name, _)) = self.topics.get_key_value(topic) else {
+            return false;
+        };
+        let name = Rc::clone(name);
+        self.unindex(&name);
+        if let Some(t) = self.topics.remove(&name) {
+            self.by_activity.remove(&(t.active_us, Rc::clone(&name)));
+        }
+        true
+    }
+
     /// Drops every topic idle for `ttl` or longer at `now_us` (Unix microseconds) for
     /// which `live(name)` is false, and returns their names, longest idle first (see
     /// "Expiry" in the module docs). `live` is asked only about the topics due, and a
