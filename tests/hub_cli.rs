@@ -29,8 +29,8 @@ fn help_lists_every_flag_on_stdout() {
     // Every row of the table (`flag(` or `many(` and then its name, maybe on the next
     // line) is in the help.
     let mut n = 0;
-    let mut rows = src.split("flag(").chain(src.split("many(")).skip(1);
-    while let Some(part) = rows.next() {
+    let rows = src.split("flag(").chain(src.split("many(")).skip(1);
+    for part in rows {
         let name = part
             .trim_start()
             .strip_prefix('"')
@@ -67,7 +67,8 @@ fn version() {
 
 #[test]
 fn bad_arguments_get_one_line_and_exit_2() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case<'_>] = &[
         (
             &["--port", "1"],
             &[],
