@@ -42,6 +42,8 @@
 mod access;
 #[path = "hub/batch.rs"]
 mod batch;
+#[path = "hub/cli.rs"]
+mod cli;
 #[path = "hub/metrics.rs"]
 mod metrics;
 #[path = "hub/tls.rs"]
@@ -55,14 +57,14 @@ use std::time::Duration;
 use access::{Class, OriginCheck, Policy};
 
 use pushwire::proto::json;
-use pushwire::proto::resp::RedisUrl;
 use pushwire::proto::topic::valid_topic;
-use pushwire::proto::webhook::{verify, Host, Schedule, Secret, Url, DEFAULT_TOLERANCE};
+use pushwire::proto::webhook::{verify, Host, Secret, Url, DEFAULT_TOLERANCE};
 use pushwire::{
-    form_pairs, App, CloseInfo, Config, ConnId, Ctx, EventsQuery, Fsync, Message, Park,
-    PublishError, PublishTicket, Publishing, Reply, Request, Response, Server, SseStream,
-    WebhookError, WsAccept,
+    form_pairs, App, CloseInfo, ConnId, Ctx, EventsQuery, Message, Park, PublishError,
+    PublishTicket, Publishing, Reply, Request, Response, Server, SseStream, WebhookError,
+    WsAccept,
 };
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// The largest text message a WebSocket client may publish (HUB-NOTES: 1 MiB, else 1009).
 const WS_MAX_MESSAGE: usize = 1 << 20;
@@ -639,24 +641,7 @@ impl log::Log for StderrLog {
     fn flush(&self) {}
 }
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: hub [--addr HOST:PORT] [--history-events N] [--history-bytes N]\n\
-         \x20          [--header-timeout SECS] [--idle-timeout SECS] [--allow-origin ORIGIN]...\n\
-         \x20          [--sse-heartbeat SECS] [--sse-retry MS] [--max-connections N]\n\
-         \x20          [--webhook-allow-private] [--data-dir DIR] [--fsync always|interval]\n\
-         \x20          [--webhook-schedule S1,S2,...] [--webhook-timeout SECS]\n\
-         \x20          [--publish-token T] [--subscribe-token T] [--admin-token T]\n\
-         \x20          [--max-topics N] [--history-total-bytes N] [--topic-ttl SECS]\n\
-         \x20          [--webhook-queue-bytes N] [--webhook-total-bytes N] [--webhook-max-per-topic N]\n\
-         \x20          [--tls-addr HOST:PORT --tls-cert FILE --tls-key FILE] [--webhook-ca FILE]...\n\
-         \x20          [--redis redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]] [--redis-prefix P] [--redis-claim-timeout SECS]\n\
-         \x20          [--upstream TOPIC=ws://HOST:PORT/PATH]... [--no-deflate] [--max-batch N]"
-    );
-    std::process::exit(2)
-}
-
-fn main() -> std::io::Result<()> {
+fn main() {
     let level = match std::env::var("PUSHWIRE_LOG").as_deref() {
         Ok("trace") => log::LevelFilter::Trace,
         Ok("debug") => log::LevelFilter::Debug,
@@ -667,113 +652,39 @@ fn main() -> std::io::Result<()> {
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
 
-    let mut addr = "127.0.0.1:8080".to_owned();
-    // The built-in receiver is the one webhook target allowed at the hub's own address:
-    // a webhook to one of its publish routes would be a loop.
-    let mut config = Config::new().webhook_self_path(Some("/hooks/receive".into()));
-    let mut hub = Hub {
-        policy: Policy::default(),
+    let args = std::env::args_os().skip(1).collect();
+    let o = match cli::parse(args, |k| std::env::var(k).ok()) {
+        Ok(cli::Outcome::Run(o)) => o,
+        Ok(cli::Outcome::Print(text)) => {
+            print!("{text}");
+            return;
+        }
+        Err(e) => {
+            eprintln!("pushwire hub: {e}");
+            std::process::exit(2);
+        }
+    };
+    for var in cli::unknown_vars() {
+        eprintln!("WARN  {var} is not a hub setting (see --help); ignored");
+    }
+    let hub = Hub {
+        policy: o.policy,
         ws_publishers: HashSet::new(),
         received: 0,
         bad_signature: 0,
         publishing: HashMap::new(),
         later_headers: HashMap::new(),
-        upstreams: upstream::Upstreams::default(),
-        max_batch: batch::DEFAULT_MAX_BATCH,
+        upstreams: o.upstreams,
+        max_batch: o.max_batch,
     };
-    let mut tls = tls::TlsArgs::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if tls.take(&flag, || args.next().unwrap_or_else(|| usage())) {
-            continue;
-        }
-        let mut value = || args.next().unwrap_or_else(|| usage());
-        let num = |v: String| v.parse::<u64>().unwrap_or_else(|_| usage());
-        match flag.as_str() {
-            "--addr" => addr = value(),
-            "--history-events" => config = config.history_events(num(value()) as usize),
-            "--history-bytes" => config = config.history_bytes(num(value()) as usize),
-            "--header-timeout" => config = config.header_timeout(Duration::from_secs(num(value()))),
-            "--idle-timeout" => config = config.idle_timeout(Duration::from_secs(num(value()))),
-            "--allow-origin" => hub.policy.allow_origin(value()),
-            "--publish-token" => hub.policy.publish = Some(value()),
-            "--subscribe-token" => hub.policy.subscribe = Some(value()),
-            "--admin-token" => hub.policy.admin = Some(value()),
-            "--sse-retry" => config = config.sse_retry(Some(num(value()))),
-            "--max-connections" => config = config.max_connections(num(value()) as usize),
-            "--max-topics" => config = config.max_topics(num(value()) as usize),
-            "--history-total-bytes" => config = config.history_total_bytes(num(value()) as usize),
-            "--topic-ttl" => config = config.topic_ttl(Duration::from_secs(num(value()))),
-            "--webhook-queue-bytes" => config = config.webhook_queue_bytes(num(value()) as usize),
-            "--webhook-total-bytes" => config = config.webhook_total_bytes(num(value()) as usize),
-            "--webhook-max-per-topic" => {
-                config = config.webhook_max_per_topic(num(value()) as usize)
-            }
-            "--webhook-allow-private" => config = config.webhook_allow_private(true),
-            "--webhook-schedule" => {
-                let secs: Result<Vec<f64>, _> = value()
-                    .split(',')
-                    .map(|v| v.trim().parse::<f64>())
-                    .collect();
-                let schedule = secs
-                    .ok()
-                    .and_then(|s| Schedule::from_secs(&s).ok())
-                    .unwrap_or_else(|| usage());
-                config = config.webhook_schedule(schedule);
-            }
-            "--webhook-timeout" => {
-                let secs: f64 = value().parse().unwrap_or_else(|_| usage());
-                if !(secs > 0.0 && secs < 3600.0) {
-                    usage();
-                }
-                config = config.webhook_timeout(Duration::from_secs_f64(secs));
-            }
-            "--data-dir" => config = config.data_dir(value()),
-            "--no-deflate" => config = config.ws_deflate(false),
-            "--max-batch" => hub.max_batch = (num(value()) as usize).max(1),
-            "--upstream" => match upstream::parse(&value()) {
-                Ok((topic, url)) => hub.upstreams.add(topic, url),
-                Err(e) => {
-                    eprintln!("pushwire hub: {e}");
-                    std::process::exit(2);
-                }
-            },
-            "--redis" => match RedisUrl::parse(&value()) {
-                Ok(url) => config = config.redis(url),
-                Err(e) => {
-                    eprintln!("pushwire hub: --redis: {e}");
-                    std::process::exit(2);
-                }
-            },
-            "--redis-prefix" => config = config.redis_prefix(value()),
-            "--redis-claim-timeout" => {
-                config = config.redis_claim_timeout(Duration::from_secs(num(value())))
-            }
-            "--fsync" => {
-                let mode = match value().as_str() {
-                    "always" => Fsync::Always,
-                    "interval" => Fsync::Interval,
-                    _ => usage(),
-                };
-                config = config.fsync(mode);
-            }
-            "--sse-heartbeat" => {
-                let secs: f64 = value().parse().unwrap_or_else(|_| usage());
-                if !(secs > 0.0 && secs < 86_400.0) {
-                    usage();
-                }
-                config = config.sse_heartbeat(Duration::from_secs_f64(secs));
-            }
-            _ => usage(),
-        }
-    }
-    let config = tls.config(config);
-    let mut server = match Server::bind(addr.as_str(), config, hub) {
+    let fail = |what: String| -> ! {
+        eprintln!("pushwire hub: {what}");
+        std::process::exit(1)
+    };
+    let config = o.tls.config(o.config);
+    let mut server = match Server::bind(o.addr.as_str(), config, hub) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("pushwire hub: {e}");
-            std::process::exit(1);
-        }
+        Err(e) => fail(bind_error(&o.addr, &e)),
     };
     let local = server.local_addr();
     if !local.ip().is_loopback() && !server.app().policy.any_token() {
@@ -782,13 +693,53 @@ fn main() -> std::io::Result<()> {
              subscribe, and manage webhooks (see --publish-token, --subscribe-token, --admin-token)"
         );
     }
-    let tls_addr = tls.listen(&mut server);
+    let tls_addr = o.tls.listen(&mut server);
+    let stop_timeout = o.stop_timeout;
+    let signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])
+        .unwrap_or_else(|e| fail(format!("cannot listen for signals: {e}")));
+    server
+        .add_source(signals, move |_hub, cx, signals| {
+            for signal in signals.pending() {
+                let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+                if cx.is_stopping() {
+                    log::info!("stopping now ({name} again)");
+                    cx.stop_now();
+                    continue;
+                }
+                let s = cx.stats();
+                let hooks = cx.webhook_stats().in_flight;
+                log::info!(
+                    "stopping ({name}): {} connections, {hooks} webhook attempts, waiting up to {} s",
+                    s.http + s.websocket + s.sse + s.parked,
+                    stop_timeout.as_secs_f64()
+                );
+                cx.stop();
+            }
+        })
+        .unwrap_or_else(|e| fail(format!("cannot listen for signals: {e}")));
     server.with_ctx(|hub, cx| hub.upstreams.start(cx));
     println!("pushwire hub listening on http://{local}");
     if let Some(a) = tls_addr {
         println!("pushwire hub listening on https://{a}");
     }
-    server.run()
+    match server.run() {
+        Ok(()) => log::info!("stopped"),
+        Err(e) => fail(format!("the event loop failed: {e}")),
+    }
+}
+
+/// One line for a failed start: `cannot listen on ADDR: address already in use`; errors
+/// that are not the socket's (the data directory, Redis) name their cause themselves.
+fn bind_error(addr: &str, e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => format!("cannot listen on {addr}: address already in use"),
+        ErrorKind::AddrNotAvailable => format!("cannot listen on {addr}: address not available"),
+        _ if std::net::ToSocketAddrs::to_socket_addrs(addr).is_err() => {
+            format!("cannot listen on {addr}: {e}")
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// The secrets of the registrations whose URL points at this hub itself, on its plain or

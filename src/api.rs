@@ -393,6 +393,8 @@ pub struct WebhookStats {
     pub endpoints_disabled: u64,
     /// Body bytes of the messages not yet at their outcome, per endpoint summed (gauge).
     pub queued_bytes: u64,
+    /// Attempts running now (gauge): what a graceful stop waits for.
+    pub in_flight: u64,
 }
 
 /// One kept event of a topic, as [`Ctx::events`](crate::Ctx::events) returns it.

@@ -39,7 +39,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
 
-use log::debug;
+use log::{debug, info};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
@@ -61,6 +61,11 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// The TLS listener, when there is one.
 const TLS_LISTENER: Token = Token(usize::MAX - 3);
+/// The tokens of the application's own event sources ([`Driver::add_source`]): above the
+/// webhook clients' range start, below the fixed tokens, matched before both.
+const SOURCE_BASE: usize = usize::MAX - 4096;
+/// Most application event sources on one loop.
+const MAX_SOURCES: usize = 1024;
 /// Bytes read from one connection per readiness event before the others get a turn.
 const READ_BUDGET: usize = 1 << 20;
 
@@ -170,6 +175,8 @@ pub(crate) struct Core {
     notes: Vec<Note>,
     pub(crate) stats: Stats,
     stopping: Option<Instant>,
+    /// The stop is immediate ([`Core::stop_now`]): nothing more is waited for.
+    stop_now: bool,
     /// The `Date` header value and the second it was made for.
     date: (u64, String),
     rx: Receiver<Command>,
@@ -191,10 +198,15 @@ pub(crate) struct Core {
     dials: std::collections::HashMap<ConnId, dial::Pending>,
 }
 
+/// What an application event source's readiness runs: its callback, with the source.
+type SourceFn<H> = Box<dyn FnMut(&mut H, &mut Core)>;
+
 /// The loop: the driver's state and the handler it calls.
 pub(crate) struct Driver<H: Handler> {
     pub(crate) core: Core,
     pub(crate) handler: H,
+    /// The application's own event sources, by token minus [`SOURCE_BASE`].
+    sources: Vec<SourceFn<H>>,
 }
 
 impl<H: Handler> Driver<H> {
@@ -252,6 +264,7 @@ impl<H: Handler> Driver<H> {
             notes: Vec::new(),
             stats: Stats::default(),
             stopping: None,
+            stop_now: false,
             date: (0, String::new()),
             rx,
             tx,
@@ -274,7 +287,38 @@ impl<H: Handler> Driver<H> {
         core.redis_start();
         core.backplane_start();
         debug!("listening on {local_addr}");
-        Ok(Driver { core, handler })
+        Ok(Driver {
+            core,
+            handler,
+            sources: Vec::new(),
+        })
+    }
+
+    /// Registers `source` for readable events on the loop; every readiness event runs
+    /// `f` (which owns the source) on the loop thread, followed by the usual end of step.
+    pub(crate) fn add_source<S>(
+        &mut self,
+        mut source: S,
+        mut f: impl FnMut(&mut H, &mut Core, &mut S) + 'static,
+    ) -> io::Result<()>
+    where
+        S: mio::event::Source + 'static,
+    {
+        let n = self.sources.len();
+        if n >= MAX_SOURCES {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!("at most {MAX_SOURCES} event sources per server"),
+            ));
+        }
+        self.core.poll.registry().register(
+            &mut source,
+            Token(SOURCE_BASE + n),
+            Interest::READABLE,
+        )?;
+        self.sources
+            .push(Box::new(move |h, core| f(h, core, &mut source)));
+        Ok(())
     }
 
     /// Runs the loop until the server is stopped and every connection is closed or the
@@ -284,7 +328,16 @@ impl<H: Handler> Driver<H> {
         loop {
             self.core.tick();
             if let Some(deadline) = self.core.stopping {
-                if self.core.live == 0 || self.core.now >= deadline {
+                let hooks = self.core.hooks.reg.engine().stats().in_flight;
+                let done = self.core.live == 0 && hooks == 0;
+                if done || self.core.now >= deadline {
+                    if !done && !self.core.stop_now {
+                        info!(
+                            "stop timeout passed: dropping {} connections and {hooks} webhook \
+                             attempts",
+                            self.core.live
+                        );
+                    }
                     self.core.store_closing();
                     self.core.shutdown_hooks();
                     self.core.redis_shutdown();
@@ -308,6 +361,11 @@ impl<H: Handler> Driver<H> {
                     LISTENER => self.core.accept(false),
                     TLS_LISTENER => self.core.accept(true),
                     WAKER => self.drain_commands(),
+                    Token(t) if (SOURCE_BASE..SOURCE_BASE + MAX_SOURCES).contains(&t) => {
+                        if let Some(f) = self.sources.get_mut(t - SOURCE_BASE) {
+                            f(&mut self.handler, &mut self.core);
+                        }
+                    }
                     redis::COMMAND_TOKEN => self.core.redis_ready(redis::Role::Command),
                     redis::SUBSCRIBER_TOKEN => self.core.redis_ready(redis::Role::Subscriber),
                     Token(t) if t >= CLIENT_BASE => self.core.hook_client_event(t - CLIENT_BASE),
@@ -436,22 +494,46 @@ impl Core {
         next.map(|d| d.saturating_duration_since(self.now) + std::time::Duration::from_micros(999))
     }
 
-    /// Stops gracefully: no new connections; every open one finishes politely.
+    /// Stops gracefully: no new connections and no new webhook attempts; every open
+    /// connection finishes politely and the attempts in flight run to their results, all
+    /// bounded by the stop timeout.
     pub(crate) fn stop(&mut self) {
         if self.stopping.is_some() {
             return;
         }
         debug!("stopping: no new connections; flushing and closing the open ones");
         self.stopping = Some(deadline(self.now, self.config.stop_timeout));
+        self.stop_listening();
+        for i in 0..self.slots.len() {
+            self.stop_conn(i);
+        }
+    }
+
+    /// Stops at once: the loop ends at its next turn, dropping every connection without
+    /// flushing and aborting the webhook attempts in flight (with a data directory their
+    /// messages stay pending for the next start); the store is still closed cleanly. Also
+    /// cuts a graceful stop short.
+    pub(crate) fn stop_now(&mut self) {
+        debug!("stopping now");
+        self.stop_now = true;
+        self.stopping = Some(self.now);
+        self.stop_listening();
+    }
+
+    /// Whether a stop was asked for.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.is_some()
+    }
+
+    /// Accepts no more connections and starts no more webhook attempts.
+    fn stop_listening(&mut self) {
         for mut l in [self.listener.take(), self.tls_listener.take()]
             .into_iter()
             .flatten()
         {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        for i in 0..self.slots.len() {
-            self.stop_conn(i);
-        }
+        self.hooks.reg.engine_mut().stop_starting();
     }
 
     /// Connection `i` finishes politely because the server is stopping (again harmless:

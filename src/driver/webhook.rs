@@ -155,6 +155,7 @@ impl Hooks {
             attempts: s.attempts,
             endpoints_disabled: s.endpoints_disabled,
             queued_bytes: s.queued_bytes,
+            in_flight: s.in_flight,
         }
     }
 
@@ -371,10 +372,12 @@ impl Core {
         self.drive_hooks();
     }
 
-    /// The server stops: every message still queued, retrying or in flight gets its one
-    /// outcome now (failed: "endpoint removed") instead of vanishing silently.
+    /// The server stops: the attempts still in flight (the stop timeout passed, or the
+    /// stop is immediate) are aborted, then every message still queued or waiting for a
+    /// retry gets its one outcome now (failed: "server stopped") instead of vanishing
+    /// silently. With a data directory these outcomes are not recorded (the store is
+    /// closing): the messages are delivered after the next start.
     pub(crate) fn shutdown_hooks(&mut self) {
-        self.hooks.reg.remove_all(self.now);
         for n in self.hooks.resolving.keys().copied().collect::<Vec<_>>() {
             if let Some((job, ..)) = self.hooks.resolving.remove(&n) {
                 self.finish_attempt(job.attempt(), AttemptResult::Io("server stopped".into()));
@@ -390,6 +393,7 @@ impl Core {
                 self.finish_attempt(attempt, result);
             }
         }
+        self.hooks.reg.remove_all(self.now, "server stopped");
         self.drive_hooks();
     }
 

@@ -394,8 +394,32 @@ impl<'a> Ctx<'a> {
         self.core.hooks.stats()
     }
 
-    /// Stops the server gracefully (see [`Handle::stop`](crate::Handle::stop)).
+    /// Stops the server gracefully: no new connections and no new webhook attempts;
+    /// WebSockets are closed with 1001, SSE streams ended with their last chunk, parked
+    /// long polls answered with the empty page (`next` = their `since`), answers still
+    /// owed go out with `Connection: close`, and webhook attempts in flight run to their
+    /// results. [`Server::run`](crate::Server::run) returns once all that is done or the
+    /// stop timeout ([`Config::stop_timeout`](crate::Config::stop_timeout)) passed; what is
+    /// left then is dropped. Webhook messages not delivered fail with "server stopped",
+    /// except with a data directory, which keeps them for the next start (same
+    /// `webhook-id`). Calling it again changes nothing.
     pub fn stop(&mut self) {
         self.core.stop();
+    }
+
+    /// Stops the server at once (e.g. on a second Ctrl-C): [`Server::run`](crate::Server::run)
+    /// returns at the loop's next turn, dropping every connection without flushing what is
+    /// queued and aborting the webhook attempts in flight. The data directory, if any, is
+    /// still closed cleanly: what was acknowledged is on disk, and pending webhook
+    /// messages are delivered after the next start. Also cuts a graceful
+    /// [`stop`](Self::stop) short.
+    pub fn stop_now(&mut self) {
+        self.core.stop_now();
+    }
+
+    /// Whether the server is stopping (a [`stop`](Self::stop) or
+    /// [`stop_now`](Self::stop_now) was called).
+    pub fn is_stopping(&self) -> bool {
+        self.core.is_stopping()
     }
 }

@@ -182,6 +182,58 @@ impl<A: App> Server<A> {
         self.with_ctx(|_, cx| cx.set_timer(after, tag))
     }
 
+    /// Puts another event source on the server's loop: `f` runs on the loop thread, with
+    /// the application, a context and the source, whenever `source` is readable. A
+    /// signal listener (`signal_hook_mio::v1_0::Signals`), a `mio::net::UdpSocket` or a
+    /// `mio::unix::pipe::Receiver` can join the loop this way, with no thread of its own.
+    ///
+    /// The source is registered for readable events only (at tokens of a range the server
+    /// reserves; at most 1,024 sources per server), and mio's events are edge-triggered:
+    /// `f` must drain the source (read until `WouldBlock`, or take every pending signal),
+    /// or it may not be called again. What `f` queues through the context is sent at the
+    /// end of the step, as from any callback. The source lives as long as the server;
+    /// sources keep being served during a graceful stop, so a second signal can still
+    /// [`stop_now`](Ctx::stop_now).
+    ///
+    /// ```no_run
+    /// # use pushwire::{App, Config, ConnId, Ctx, Reply, Request, Response, Server};
+    /// # struct Hello;
+    /// # impl App for Hello {
+    /// #     fn on_request(&mut self, _: &mut Ctx<'_>, _: ConnId, _: &Request) -> Reply {
+    /// #         Response::text(200, "hello\n").into()
+    /// #     }
+    /// # }
+    /// let mut server = Server::bind("127.0.0.1:0", Config::new(), Hello)?;
+    /// // SIGINT and SIGTERM (signal-hook and signal-hook-mio, its `support-v1_0`
+    /// // feature): the first stops gracefully, a second at once.
+    /// use signal_hook::consts::{SIGINT, SIGTERM};
+    /// let signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
+    /// server.add_source(signals, |_app, cx, signals| {
+    ///     for _signal in signals.pending() {
+    ///         if cx.is_stopping() {
+    ///             cx.stop_now();
+    ///         } else {
+    ///             cx.stop();
+    ///         }
+    ///     }
+    /// })?;
+    /// server.run()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn add_source<S>(
+        &mut self,
+        source: S,
+        mut f: impl FnMut(&mut A, &mut Ctx<'_>, &mut S) + 'static,
+    ) -> io::Result<()>
+    where
+        S: mio::event::Source + 'static,
+    {
+        self.driver
+            .add_source(source, move |app: &mut A, core: &mut Core, s: &mut S| {
+                f(app, &mut Ctx::new(core), s)
+            })
+    }
+
     /// Runs the loop until the server is stopped (through [`Handle::stop`] or
     /// [`Ctx::stop`]) and every connection is closed or the stop timeout passed.
     pub fn run(&mut self) -> io::Result<()> {

@@ -498,13 +498,14 @@ impl Registry {
         }
     }
 
-    /// Removes every endpoint (the server stops): every message gets its outcome, which
-    /// still names its endpoint's topic and public id.
-    pub fn remove_all(&mut self, now: Instant) {
+    /// Removes every endpoint (the server stops): every message gets its outcome, failed
+    /// with `error` unless an attempt in flight delivers it, which still names its
+    /// endpoint's topic and public id.
+    pub fn remove_all(&mut self, now: Instant, error: &str) {
         let ids: Vec<EndpointId> = self.engine.endpoints().map(|(id, _)| id).collect();
         for id in ids {
             self.retire(id);
-            self.engine.remove_endpoint(id, now);
+            self.engine.remove_endpoint_because(id, now, error);
         }
     }
 
@@ -765,7 +766,7 @@ mod tests {
         // Shutting down: outcomes still name their registration.
         let reg = r.add("t", "http://example.com/c", None, &[4; 32]).unwrap();
         r.publish("t", &[reg.endpoint], &ev, 0, t);
-        r.remove_all(t);
+        r.remove_all(t, "server stopped");
         let Some(HookAction::Finished { id, topic, .. }) = r.poll_action(t, 9) else {
             panic!("its outcome")
         };

@@ -69,6 +69,10 @@
 //! once; an attempt still in flight finishes its message when its result comes: delivered
 //! on a 2xx, otherwise failed with "endpoint removed", never retried.
 //!
+//! When the server stops, [`Engine::stop_starting`] lets the attempts in flight finish
+//! and starts no new one: the messages still ready or waiting are the driver's to keep (a
+//! durable outbox) or fail.
+//!
 //! Latency in [`Outcome::Delivered`] runs from [`Engine::enqueue`] to the successful
 //! result. Jitter for retries comes from the caller as a uniform number in `0..1`.
 //!
@@ -193,6 +197,8 @@ pub struct Engine {
     out: VecDeque<Action>,
     next_id: u64,
     stats: EngineStats,
+    /// The server is stopping ([`Engine::stop_starting`]): no attempt starts any more.
+    stopping: bool,
 }
 
 impl Engine {
@@ -211,6 +217,7 @@ impl Engine {
             out: VecDeque::new(),
             next_id: 0,
             stats: EngineStats::default(),
+            stopping: false,
         }
     }
 
@@ -272,6 +279,12 @@ impl Engine {
     /// now as failed with "endpoint removed"; each attempt in flight finishes its message
     /// when its result is reported (delivered on 2xx, else "endpoint removed").
     pub fn remove_endpoint(&mut self, id: EndpointId, now: Instant) -> bool {
+        self.remove_endpoint_because(id, now, "endpoint removed")
+    }
+
+    /// [`Engine::remove_endpoint`], its ready and waiting messages failing with `error`
+    /// (e.g. "server stopped").
+    pub fn remove_endpoint_because(&mut self, id: EndpointId, now: Instant, error: &str) -> bool {
         let Some(ep) = self.endpoints.remove(&id) else {
             return false;
         };
@@ -280,7 +293,7 @@ impl Engine {
             self.probe_timers.remove(&(at, id));
         }
         for mid in ep.ready.iter().chain(ep.waiting.iter()) {
-            self.drop_pending(*mid, "endpoint removed");
+            self.drop_pending(*mid, error);
         }
         true
     }
@@ -461,6 +474,16 @@ impl Engine {
         }
     }
 
+    /// The server is stopping: from now on no attempt starts (no first attempt, no retry,
+    /// no probe), while the attempts in flight run to their results, which are handled as
+    /// usual (a failed one goes back to waiting for a retry that will not come in this
+    /// process). The driver waits for [`EngineStats::in_flight`] to reach zero, bounded
+    /// by its stop timeout; what is left then is its to settle (a durable log keeps the
+    /// messages for the next start, otherwise they fail). There is no way back.
+    pub fn stop_starting(&mut self) {
+        self.stopping = true;
+    }
+
     /// Counters and gauges.
     pub fn stats(&self) -> EngineStats {
         self.stats
@@ -477,7 +500,8 @@ impl Engine {
 
     fn try_start(&mut self, endpoint: EndpointId, now: Instant) -> Option<Action> {
         let ep = self.endpoints.get_mut(&endpoint)?;
-        if ep.info.disabled
+        if self.stopping
+            || ep.info.disabled
             || ep.in_flight >= self.config.max_in_flight_per_endpoint
             || ep.ready.is_empty()
         {

@@ -992,3 +992,29 @@ fn thousand_messages_to_ten_endpoints_finish_once() {
 
 mod budget;
 mod restore;
+
+#[test]
+fn a_stop_lets_attempts_in_flight_finish_and_starts_no_more() {
+    let config = EngineConfig {
+        max_in_flight_per_endpoint: 2,
+        ..EngineConfig::default()
+    };
+    // Each attempt takes 1 s; the first answers 200, the second 500.
+    let mut results = vec![status(200), status(500)].into_iter();
+    let responder = move |_: &Started| (secs(1), results.next().unwrap_or(status(200)));
+    let mut sim = Sim::new(config, Box::new(responder));
+    let ep = sim.add();
+    let m: Vec<MessageId> = (0..4).map(|i| sim.publish(ep, &format!("m{i}"))).collect();
+    sim.run_for(Duration::from_millis(500));
+    assert_eq!(sim.engine.stats().in_flight, 2);
+    sim.engine.stop_starting();
+    sim.run_for(secs(3600));
+    // The two running attempts ended as usual: one delivered, one back to waiting (its
+    // retry recorded for a durable log); the other two never started.
+    assert_eq!(sim.started.len(), 2);
+    assert_eq!(sim.outcome(m[0]), &delivered(1, 1));
+    assert_eq!(sim.retrying.len(), 1);
+    let st = sim.engine.stats();
+    assert_eq!((st.in_flight, st.retrying, st.queued), (0, 1, 2));
+    sim.engine.check_invariants();
+}
