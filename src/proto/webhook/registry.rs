@@ -663,6 +663,7 @@ mod tests {
             id: 1,
             event: None,
             data: "x".into(),
+            json: false,
             published_ms: 0,
         };
         assert_eq!(r.publish("t", &[a, b], &ev, 0, t), 2);
@@ -735,6 +736,7 @@ mod tests {
             id: 1,
             event: None,
             data: "x".into(),
+            json: false,
             published_ms: 0,
         };
         for _ in 0..3 {
