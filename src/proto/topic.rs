@@ -156,7 +156,7 @@ pub struct TopicEvent {
     pub event: Option<Box<str>>,
     /// The payload, any UTF-8 text (with `json`, one JSON value, as published).
     pub data: Box<str>,
-    /// `data` is a JSON text (RFC 8259, checked by [`crate::proto::json::check`] when
+    /// `data` is a JSON text (RFC 8259, checked by [`crate::proto::json::check()`] when
     /// published): the JSON encoders (WebSocket, long-poll, `/events`, webhooks) write
     /// it as the value itself, not as a string. SSE writes data as it is either way.
     pub json: bool,
@@ -339,7 +339,7 @@ impl Topics {
     }
 
     /// [`Topics::publish`] of an event whose [`TopicEvent::json`] flag is `json`. The
-    /// table does not check the JSON: the caller did ([`crate::proto::json::check`]).
+    /// table does not check the JSON: the caller did ([`crate::proto::json::check()`]).
     pub fn publish_as(
         &mut self,
         topic: &str,

@@ -151,7 +151,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Publishes a JSON event: like [`Ctx::publish`], but `data` must be exactly one JSON
-    /// value (RFC 8259, nested at most 64 deep; see [`crate::proto::json::check`]), and
+    /// value (RFC 8259, nested at most 64 deep; see [`crate::proto::json::check()`]), and
     /// the JSON transports carry it as that value, not as a string: WebSocket messages,
     /// long-poll and `/events` pages and webhook bodies read
     /// `{"id":1,"event":null,"data":{"msg":"hi"}}`. SSE sends the text as it is either

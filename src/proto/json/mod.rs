@@ -3,7 +3,7 @@
 //!
 //! The hub never needs to build a value from JSON: what it writes has a fixed shape, and a
 //! JSON event's data (published with `Ctx::publish_json`, or `Content-Type:
-//! application/json` at the hub) is checked once by [`check`] and then copied verbatim, so
+//! application/json` at the hub) is checked once by [`check()`] and then copied verbatim, so
 //! a small writer and a validator beat a dependency. Strings are written per RFC 8259 §7: "All Unicode
 //! characters may be placed within the quotation marks, except for the characters that
 //! MUST be escaped: quotation mark, reverse solidus, and the control characters (U+0000

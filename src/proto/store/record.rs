@@ -54,7 +54,7 @@ pub enum Record {
         published_ms: u64,
         /// The payload.
         data: String,
-        /// `data` is one JSON value ([`crate::proto::json::check`]): written as type 13,
+        /// `data` is one JSON value ([`crate::proto::json::check()`]): written as type 13,
         /// which has the same layout as type 1. Type 1 records (and every log written
         /// before type 13 existed) are text events.
         json: bool,
