@@ -187,19 +187,25 @@ impl Hub {
             )
             .into();
         }
-        match batch::kind(req) {
-            batch::Kind::Single => {}
+        let json = match batch::kind(req) {
+            batch::Kind::Single => false,
+            batch::Kind::Json => true,
             batch::Kind::Batch => return self.publish_batch(cx, conn, topic, req),
-            batch::Kind::BadCharset => {
-                return Response::text(415, "application/x-ndjson is UTF-8: charset=utf-8\n").into()
-            }
-        }
+            batch::Kind::BadCharset(msg) => return Response::text(415, format!("{msg}\n")).into(),
+        };
         let Ok(data) = std::str::from_utf8(&req.body) else {
             return bad_request("the event data (request body) must be UTF-8 text");
         };
         let event = req.query_param("event");
         let event = event.as_deref().filter(|e| !e.is_empty());
-        match cx.publish_async(topic, event, data) {
+        // `Content-Type: application/json`: checked (400 naming the byte and the cause) and
+        // published as a JSON event; any other type is text.
+        let published = if json {
+            cx.publish_json_async(topic, event, data)
+        } else {
+            cx.publish_async(topic, event, data)
+        };
+        match published {
             Ok(Publishing::Done(id)) => created(topic, Ok(id)).into(),
             Ok(Publishing::Pending(t)) => {
                 self.publishing

@@ -406,6 +406,8 @@ pub struct StoredEvent {
     pub name: Option<String>,
     /// Its data.
     pub data: String,
+    /// `data` is one JSON value, published with [`Ctx::publish_json`](crate::Ctx::publish_json).
+    pub json: bool,
 }
 
 /// Kept events after a cursor, with the gap rule's verdict; see
@@ -434,6 +436,7 @@ impl EventPage {
                     id: e.id,
                     name: e.event.as_deref().map(str::to_owned),
                     data: e.data.to_string(),
+                    json: e.json,
                 })
                 .collect(),
             gap: page.gap,
@@ -443,7 +446,8 @@ impl EventPage {
         }
     }
 
-    /// The page as the hub's JSON: `{"events":[{"id":N,"event":...,"data":"..."}],"next":M,"gap":false}`.
+    /// The page as the hub's JSON: `{"events":[{"id":N,"event":...,"data":"..."}],"next":M,"gap":false}`
+    /// (a JSON event's `data` is its value: `"data":{"msg":"hi"}`).
     pub fn to_json(&self) -> Vec<u8> {
         use crate::proto::json;
         let mut out =
@@ -461,7 +465,11 @@ impl EventPage {
                 None => out.extend_from_slice(b"null"),
             }
             out.extend_from_slice(b",\"data\":");
-            json::write_str(&mut out, &e.data);
+            if e.json {
+                out.extend_from_slice(e.data.as_bytes());
+            } else {
+                json::write_str(&mut out, &e.data);
+            }
             out.push(b'}');
         }
         out.extend_from_slice(b"],\"next\":");

@@ -68,6 +68,7 @@ fn ev(id: u64, event: Option<&str>, data: &str) -> TopicEvent {
         id,
         event: event.map(Into::into),
         data: data.into(),
+        json: false,
         published_ms: 0,
     }
 }
@@ -254,4 +255,53 @@ fn with_a_data_dir_a_batch_survives_a_restart_and_one_too_large_is_refused_whole
     assert!(h.stop());
     th.join().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The library's JSON entry points: `publish_json`, `publish_batch_json`, the handle's
+/// `publish_json`; invalid JSON names the item, the byte and the cause and stores
+/// nothing; `events()` exposes the kind.
+#[test]
+fn json_publishes_through_the_library() {
+    use pushwire::proto::json::{Cause, JsonError};
+    let (_addr, h, th) = spawn(Config::new());
+    let id = on_loop(&h, |cx| cx.publish_json("t", None, r#"{"a":1}"#)).unwrap();
+    let bad = on_loop(&h, |cx| cx.publish_json("t", None, "{\"a\" 1}"));
+    let err = PublishError::InvalidJson {
+        item: None,
+        error: JsonError {
+            at: 5,
+            cause: Cause::ExpectedColon,
+        },
+    };
+    assert_eq!(bad, Err(err));
+    assert_eq!(err.status(), 400);
+    assert_eq!(err.to_string(), "invalid JSON at byte 5: expected ':'");
+    let bad = on_loop(&h, |cx| cx.publish_batch_json("t", None, ["1", "[1,]"]));
+    let Err(e) = bad else { panic!("{bad:?}") };
+    assert_eq!(
+        e.to_string(),
+        "item 1: invalid JSON at byte 3: expected a value"
+    );
+    assert_eq!(on_loop(&h, |cx| cx.last_id("t")), id);
+    let ids = on_loop(&h, |cx| cx.publish_batch_json("t", None, ["1", "\"s\""])).unwrap();
+    assert_eq!(ids, id + 1..=id + 2);
+    assert!(h.publish_json("t", None, "[true]"));
+    assert!(h.publish("t", None, "[text]"));
+    let page = on_loop(&h, move |cx| cx.events("t", id - 1, 10));
+    let got: Vec<(&str, bool)> = page.events.iter().map(|e| (&*e.data, e.json)).collect();
+    assert_eq!(
+        got,
+        [
+            (r#"{"a":1}"#, true),
+            ("1", true),
+            ("\"s\"", true),
+            ("[true]", true),
+            ("[text]", false)
+        ]
+    );
+    let json = String::from_utf8(page.to_json()).unwrap();
+    assert!(json.contains(r#""data":"s"},{"id""#), "{json}");
+    assert!(json.contains(r#""data":"[text]"}"#), "{json}");
+    h.stop();
+    th.join().unwrap();
 }

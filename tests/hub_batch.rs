@@ -51,7 +51,8 @@ fn created_ids(r: &Resp, topic: &str) -> Vec<u64> {
     ids
 }
 
-/// `(id, event, data)` of every kept event of `topic` after `since`.
+/// `(id, event, data)` of every kept event of `topic` after `since`; `data` is the JSON
+/// value as `/events` writes it (NDJSON lines are JSON events: their value itself).
 fn events(addr: SocketAddr, topic: &str, since: u64) -> Vec<(u64, String, String)> {
     let r = get(addr, &format!("/topics/{topic}/events?since={since}"));
     assert_eq!(r.status, 200);
@@ -67,28 +68,27 @@ fn events(addr: SocketAddr, topic: &str, since: u64) -> Vec<(u64, String, String
         } else {
             rest[1..rest[1..].find('"').unwrap() + 1].to_owned()
         };
-        let at = rest.find("\"data\":\"").unwrap() + 8;
+        // The data as the JSON value written (a JSON event's value, a text event's string).
+        let at = rest.find("\"data\":").unwrap() + 7;
         rest = &rest[at..];
-        let mut data = String::new();
-        let mut chars = rest.char_indices();
-        while let Some((i, c)) = chars.next() {
+        let (mut depth, mut in_str, mut esc, mut end) = (0, false, false, rest.len());
+        for (i, c) in rest.char_indices() {
             match c {
-                '\\' => {
-                    let (_, e) = chars.next().unwrap();
-                    data.push(match e {
-                        'n' => '\n',
-                        'r' => '\r',
-                        't' => '\t',
-                        other => other,
-                    });
-                }
-                '"' => {
-                    rest = &rest[i..];
+                _ if esc => esc = false,
+                '\\' if in_str => esc = true,
+                '"' => in_str = !in_str,
+                _ if in_str => {}
+                '{' | '[' => depth += 1,
+                '}' | ']' | ',' if depth == 0 => {
+                    end = i;
                     break;
                 }
-                c => data.push(c),
+                '}' | ']' => depth -= 1,
+                _ => {}
             }
         }
+        let data = rest[..end].to_owned();
+        rest = &rest[end..];
         out.push((id, event, data));
     }
     out
@@ -137,7 +137,7 @@ fn a_batch_is_answered_with_its_ids_and_every_line_is_an_event() {
     assert_eq!(r.status, 201);
     let id = util::json_u64(&r.text(), "id").unwrap();
     assert!(r.text().contains("\"id\":"));
-    assert_eq!(events(a, "b", id - 1)[0].2, "a\nb\n");
+    assert_eq!(events(a, "b", id - 1)[0].2, "\"a\\nb\\n\"");
 }
 
 #[test]
@@ -172,6 +172,30 @@ fn a_bad_line_refuses_the_whole_batch_and_stores_nothing() {
             "line 3: empty line",
         ),
         ("application/x-ndjson", b"\n", 400, "line 1: empty line"),
+        (
+            "application/x-ndjson",
+            b"1\n{a}\n",
+            400,
+            "line 2: invalid JSON at byte 1: expected a string member name",
+        ),
+        (
+            "application/x-ndjson",
+            b"[1,]\n",
+            400,
+            "line 1: invalid JSON at byte 3: expected a value",
+        ),
+        (
+            "application/json; charset=latin1",
+            b"1",
+            415,
+            "application/json is UTF-8: charset=utf-8",
+        ),
+        (
+            "application/json",
+            b"{\"msg\" 1}",
+            400,
+            "invalid JSON at byte 7: expected ':'",
+        ),
         (
             "application/x-ndjson",
             b"",
@@ -254,7 +278,7 @@ fn subscribers_on_every_transport_get_the_whole_batch_in_order() {
         let text = ws.recv_text();
         assert_eq!(
             text,
-            format!("{{\"id\":{id},\"event\":\"tick\",\"data\":\"{{\\\"i\\\":{k}}}\"}}")
+            format!("{{\"id\":{id},\"event\":\"tick\",\"data\":{{\"i\":{k}}}}}")
         );
     }
     let last_sse = format!("id: {}\n", ids[n - 1]);

@@ -2,9 +2,12 @@
 //! event per line, all or nothing.
 //!
 //! Each line (ended by LF or CRLF; a last line without a newline counts) is one event's
-//! data, taken as it is: the hub does not parse it as JSON (the project has no JSON
-//! reader; NDJSON producers write one JSON text per line, and a subscriber receives the
-//! line as it was sent). A line must be UTF-8 and not empty: an empty line (two newlines
+//! data: one JSON text, as the NDJSON spec says, checked like a single
+//! `application/json` publish (RFC 8259, nested at most 64 deep) and published as a JSON
+//! event, so the JSON transports carry it as a value (`"data":{"n":1}`) and SSE as the
+//! line as it was sent. A line that is not JSON refuses the batch with 400
+//! `line N: invalid JSON at byte B: ...` (B counted from the line's start). A line must
+//! be UTF-8 and not empty: an empty line (two newlines
 //! in a row, or a blank line in the middle) refuses the batch with 400 naming it, so that
 //! a stray blank line never becomes an event of its own. The newline after the last line
 //! ends it and adds none. At most `--max-batch` lines (1000 by default): above it 413.
@@ -23,35 +26,42 @@ pub const DEFAULT_MAX_BATCH: usize = 1000;
 
 /// What the request's `Content-Type` says about a publish.
 pub enum Kind {
-    /// One event: the body.
+    /// One text event: the body.
     Single,
-    /// NDJSON: a batch.
+    /// `application/json`: one JSON event, the body checked as JSON.
+    Json,
+    /// NDJSON: a batch of JSON events.
     Batch,
-    /// NDJSON with a charset other than UTF-8: 415.
-    BadCharset,
+    /// JSON or NDJSON with a charset other than UTF-8: 415 with this message.
+    BadCharset(&'static str),
 }
 
-/// The publish kind of `req`: `application/x-ndjson` (any case), with parameters allowed
-/// (`charset` must then be `utf-8`), is a batch; every other type is a single publish.
+/// The publish kind of `req`: `application/x-ndjson` (any case) is a batch,
+/// `application/json` one JSON event, both with parameters allowed (`charset` must then be
+/// `utf-8`: RFC 8259 §8.1); every other type (or none) is a single text publish.
 pub fn kind(req: &Request) -> Kind {
     let Some(ct) = req.header_str("content-type") else {
         return Kind::Single;
     };
     let mut parts = ct.split(';');
     let media = parts.next().unwrap_or("").trim();
-    if !media.eq_ignore_ascii_case("application/x-ndjson") {
+    let (kind, bad) = if media.eq_ignore_ascii_case("application/x-ndjson") {
+        (Kind::Batch, "application/x-ndjson is UTF-8: charset=utf-8")
+    } else if media.eq_ignore_ascii_case("application/json") {
+        (Kind::Json, "application/json is UTF-8: charset=utf-8")
+    } else {
         return Kind::Single;
-    }
+    };
     for p in parts {
         let Some((name, value)) = p.split_once('=') else {
             continue;
         };
         let value = value.trim().trim_matches('"');
         if name.trim().eq_ignore_ascii_case("charset") && !value.eq_ignore_ascii_case("utf-8") {
-            return Kind::BadCharset;
+            return Kind::BadCharset(bad);
         }
     }
-    Kind::Batch
+    kind
 }
 
 /// Why a batch body was refused: the status and the message.
@@ -79,7 +89,12 @@ pub fn lines(body: &[u8], max: usize) -> Result<Vec<&str>, Refused> {
             return Err(Refused(400, format!("line {n}: empty line")));
         }
         match std::str::from_utf8(line) {
-            Ok(text) => out.push(text),
+            Ok(text) => {
+                if let Err(e) = json::check(line) {
+                    return Err(Refused(400, format!("line {n}: {e}")));
+                }
+                out.push(text)
+            }
             Err(e) => {
                 let at = e.valid_up_to() + 1;
                 return Err(Refused(400, format!("line {n}: not UTF-8 (byte {at})")));
@@ -125,7 +140,7 @@ impl Hub {
         let n = datas.len();
         let event = req.query_param("event");
         let event = event.as_deref().filter(|e| !e.is_empty());
-        match cx.publish_batch_async(topic, event, &datas) {
+        match cx.publish_batch_json_async(topic, event, &datas) {
             Ok(Publishing::Done(first)) => created(topic, Ok(first..=first + n as u64 - 1)).into(),
             Ok(Publishing::Pending(t)) => {
                 let waiting = Waiting::Batch(conn, topic.to_owned(), n);

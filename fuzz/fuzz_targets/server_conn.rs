@@ -215,7 +215,8 @@ impl Harness {
                     id: 7,
                     event: None,
                     data: "shared event".into(),
-                    published_ms: 0,
+                    json: false,
+        published_ms: 0,
                 },
                 chunked,
             )

@@ -473,6 +473,7 @@ impl Core {
             id: a.id,
             event: a.event.map(Into::into),
             data: data.into(),
+            json: false, // not carried through Redis yet
             published_ms: a.published_ms,
         };
         let now_us = super::store::unix_micros();

@@ -27,11 +27,12 @@ impl Core {
         topic: &str,
         event: Option<&str>,
         data: &str,
+        json: bool,
     ) -> Result<u64, PublishError> {
         if self.bp.is_some() {
             return Err(PublishError::NeedsAsync);
         }
-        self.publish_durable(topic, event, data)
+        self.publish_durable(topic, event, data, json)
     }
 
     /// Publishes an event now: into the topic log, to every subscriber, to the webhook
@@ -41,10 +42,11 @@ impl Core {
         topic: &str,
         event: Option<&str>,
         data: &str,
+        json: bool,
         now_us: u64,
         prepared: Option<Prepared>,
     ) -> Result<u64, PublishError> {
-        let ev = self.topics.publish(topic, event, data, now_us)?;
+        let ev = self.topics.publish_as(topic, event, data, json, now_us)?;
         self.arm_expiry();
         self.stats.published += 1;
         trace!("publish {topic:?} id {} ({} bytes)", ev.id, ev.data.len());
@@ -60,11 +62,12 @@ impl Core {
         topic: &str,
         event: Option<&str>,
         datas: &[&str],
+        json: bool,
     ) -> Result<RangeInclusive<u64>, PublishError> {
         if self.bp.is_some() {
             return Err(PublishError::NeedsAsync);
         }
-        self.publish_durable_batch(topic, event, datas)
+        self.publish_durable_batch(topic, event, datas, json)
     }
 
     /// Publishes a batch now, all or nothing ([`Topics::publish_batch`]): every event
@@ -79,10 +82,13 @@ impl Core {
         topic: &str,
         event: Option<&str>,
         datas: &[&str],
+        json: bool,
         now_us: u64,
         prepared: Vec<Option<Prepared>>,
     ) -> Result<RangeInclusive<u64>, PublishError> {
-        let evs = self.topics.publish_batch(topic, event, datas, now_us)?;
+        let evs = self
+            .topics
+            .publish_batch_as(topic, event, datas, json, now_us)?;
         self.arm_expiry();
         self.stats.published += evs.len() as u64;
         let ids = batch_ids(evs[0].id, evs.len());

@@ -320,6 +320,7 @@ mod tests {
             id,
             event: None,
             data: data.into(),
+            json: false,
             published_ms: 0,
         }
     }

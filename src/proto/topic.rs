@@ -154,8 +154,12 @@ pub struct TopicEvent {
     pub id: u64,
     /// TopicEvent name (SSE `event:` field); `None` for the default (`message`).
     pub event: Option<Box<str>>,
-    /// The payload, any UTF-8 text.
+    /// The payload, any UTF-8 text (with `json`, one JSON value, as published).
     pub data: Box<str>,
+    /// `data` is a JSON text (RFC 8259, checked by [`crate::proto::json::check()`] when
+    /// published): the JSON encoders (WebSocket, long-poll, `/events`, webhooks) write
+    /// it as the value itself, not as a string. SSE writes data as it is either way.
+    pub json: bool,
     /// When it was published, Unix milliseconds (the webhook body's `timestamp`; the
     /// durable log records it too). Not counted by [`TopicEvent::bytes`].
     pub published_ms: u64,
@@ -322,12 +326,26 @@ impl Topics {
     /// `event` is the event name; pass `None` for the default (an empty `?event=` is no
     /// name: map it to `None` before calling, `Some("")` is refused). `now_us` is the
     /// current Unix time in microseconds: a new topic's first id (see the module docs).
-    /// Everything is validated before anything changes.
+    /// Everything is validated before anything changes. The event is a text event: see
+    /// [`Topics::publish_as`] for a JSON one.
     pub fn publish(
         &mut self,
         topic: &str,
         event: Option<&str>,
         data: &str,
+        now_us: u64,
+    ) -> Result<Rc<TopicEvent>, PublishError> {
+        self.publish_as(topic, event, data, false, now_us)
+    }
+
+    /// [`Topics::publish`] of an event whose [`TopicEvent::json`] flag is `json`. The
+    /// table does not check the JSON: the caller did ([`crate::proto::json::check()`]).
+    pub fn publish_as(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        data: &str,
+        json: bool,
         now_us: u64,
     ) -> Result<Rc<TopicEvent>, PublishError> {
         if !valid_topic(topic) {
@@ -367,6 +385,7 @@ impl Topics {
             id: t.last_id,
             event: event.map(Into::into),
             data: data.into(),
+            json,
             published_ms: now_us / 1000,
         });
         t.push(Rc::clone(&ev), self.limits);
@@ -628,6 +647,7 @@ mod tests {
                 id: 6,
                 event: Some("n".into()),
                 data: "data".into(),
+                json: false,
                 published_ms: 0,
             }
         );
@@ -1295,6 +1315,7 @@ mod tests {
             id,
             event: name.map(Into::into),
             data: data.into(),
+            json: false,
             published_ms: id * 10,
         }
     }
@@ -1576,12 +1597,14 @@ mod tests {
                 name: Some("up".into()),
                 published_ms: 1_000,
                 data: "a".into(),
+                json: false,
             },
             StoredEvent {
                 id: 8,
                 name: None,
                 published_ms: 2_000,
                 data: "b".into(),
+                json: false,
             },
         ];
         let mut t = Topics::new(HistoryLimits::default());
@@ -1594,12 +1617,14 @@ mod tests {
                 id: 7,
                 event: Some("up".into()),
                 data: "a".into(),
+                json: false,
                 published_ms: 1_000,
             },
             TopicEvent {
                 id: 8,
                 event: None,
                 data: "b".into(),
+                json: false,
                 published_ms: 2_000,
             },
         ];

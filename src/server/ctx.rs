@@ -42,7 +42,7 @@ impl<'a> Ctx<'a> {
         event: Option<&str>,
         data: &str,
     ) -> Result<u64, PublishError> {
-        self.core.publish(topic, event, data)
+        self.core.publish(topic, event, data, false)
     }
 
     /// Publishes like [`Ctx::publish`] without a backplane ([`Publishing::Done`] with the
@@ -58,7 +58,7 @@ impl<'a> Ctx<'a> {
         event: Option<&str>,
         data: &str,
     ) -> Result<Publishing, PublishError> {
-        let sent = self.core.publish_async(topic, event, data, true)?;
+        let sent = self.core.publish_async(topic, event, data, false, true)?;
         sent.ok_or(PublishError::BackplaneDown) // unreachable: a ticket is always made
     }
 
@@ -91,7 +91,7 @@ impl<'a> Ctx<'a> {
     {
         let items: Vec<I::Item> = datas.into_iter().collect();
         let datas: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
-        self.core.publish_batch(topic, event, &datas)
+        self.core.publish_batch(topic, event, &datas, false)
     }
 
     /// [`Ctx::publish_batch`] as [`Ctx::publish_async`] publishes one event: without a
@@ -112,7 +112,9 @@ impl<'a> Ctx<'a> {
     {
         let items: Vec<I::Item> = datas.into_iter().collect();
         let datas: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
-        let sent = self.core.publish_batch_async(topic, event, &datas, true)?;
+        let sent = self
+            .core
+            .publish_batch_async(topic, event, &datas, false, true)?;
         sent.ok_or(PublishError::BackplaneDown) // unreachable: a ticket is always made
     }
 
@@ -122,9 +124,13 @@ impl<'a> Ctx<'a> {
         topic: &str,
         event: Option<&str>,
         datas: &[&str],
+        json: bool,
     ) -> Result<(), PublishError> {
+        if json {
+            check_items(datas)?;
+        }
         self.core
-            .publish_batch_async(topic, event, datas, false)
+            .publish_batch_async(topic, event, datas, json, false)
             .map(drop)
     }
 
@@ -134,8 +140,87 @@ impl<'a> Ctx<'a> {
         topic: &str,
         event: Option<&str>,
         data: &str,
+        json: bool,
     ) -> Result<(), PublishError> {
-        self.core.publish_async(topic, event, data, false).map(drop)
+        if json {
+            check_one(data)?;
+        }
+        self.core
+            .publish_async(topic, event, data, json, false)
+            .map(drop)
+    }
+
+    /// Publishes a JSON event: like [`Ctx::publish`], but `data` must be exactly one JSON
+    /// value (RFC 8259, nested at most 64 deep; see [`crate::proto::json::check()`]), and
+    /// the JSON transports carry it as that value, not as a string: WebSocket messages,
+    /// long-poll and `/events` pages and webhook bodies read
+    /// `{"id":1,"event":null,"data":{"msg":"hi"}}`. SSE sends the text as it is either
+    /// way. The kind is kept in the history and in the data directory.
+    ///
+    /// Errors: [`PublishError::InvalidJson`] (with the byte and the cause; nothing is
+    /// published), then those of [`Ctx::publish`].
+    pub fn publish_json(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<u64, PublishError> {
+        check_one(data)?;
+        self.core.publish(topic, event, data, true)
+    }
+
+    /// [`Ctx::publish_json`] as [`Ctx::publish_async`] publishes text. Through a Redis
+    /// backplane the event is checked here, but other hubs (and this one) receive it as a
+    /// text event: the Redis entries do not carry the kind yet.
+    pub fn publish_json_async(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<Publishing, PublishError> {
+        check_one(data)?;
+        let sent = self.core.publish_async(topic, event, data, true, true)?;
+        sent.ok_or(PublishError::BackplaneDown) // unreachable: a ticket is always made
+    }
+
+    /// [`Ctx::publish_batch`] of JSON events: every item must be one JSON value; the
+    /// first that is not refuses the whole batch with [`PublishError::InvalidJson`] and
+    /// its index (`item: Some(i)`, 0-based).
+    pub fn publish_batch_json<I>(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        datas: I,
+    ) -> Result<RangeInclusive<u64>, PublishError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let items: Vec<I::Item> = datas.into_iter().collect();
+        let datas: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+        check_items(&datas)?;
+        self.core.publish_batch(topic, event, &datas, true)
+    }
+
+    /// [`Ctx::publish_batch_json`] as [`Ctx::publish_batch_async`] publishes text (with
+    /// the backplane caveat of [`Ctx::publish_json_async`]).
+    pub fn publish_batch_json_async<I>(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        datas: I,
+    ) -> Result<Publishing, PublishError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let items: Vec<I::Item> = datas.into_iter().collect();
+        let datas: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+        check_items(&datas)?;
+        let sent = self
+            .core
+            .publish_batch_async(topic, event, &datas, true, true)?;
+        sent.ok_or(PublishError::BackplaneDown) // unreachable: a ticket is always made
     }
 
     fn ws_send(&mut self, conn: ConnId, opcode: OpCode, payload: &[u8]) -> bool {
@@ -422,4 +507,21 @@ impl<'a> Ctx<'a> {
     pub fn is_stopping(&self) -> bool {
         self.core.is_stopping()
     }
+}
+
+/// Checks one JSON publish's data.
+fn check_one(data: &str) -> Result<(), PublishError> {
+    crate::proto::json::check(data.as_bytes())
+        .map_err(|error| PublishError::InvalidJson { item: None, error })
+}
+
+/// Checks every item of a JSON batch; the first bad one names its index.
+fn check_items(datas: &[&str]) -> Result<(), PublishError> {
+    for (i, d) in datas.iter().enumerate() {
+        crate::proto::json::check(d.as_bytes()).map_err(|error| PublishError::InvalidJson {
+            item: Some(i),
+            error,
+        })?;
+    }
+    Ok(())
 }

@@ -50,9 +50,19 @@ impl Handle {
     /// Use [`Handle::run`] with [`Ctx::publish`](crate::Ctx::publish) to see the result.
     /// With a Redis backplane it goes through Redis; a failure there is logged too.
     pub fn publish(&self, topic: &str, event: Option<&str>, data: &str) -> bool {
+        self.publish_kind(topic, event, data, false)
+    }
+
+    /// Publishes a JSON event ([`Ctx::publish_json`](crate::Ctx::publish_json)); invalid
+    /// JSON and other refusals are logged.
+    pub fn publish_json(&self, topic: &str, event: Option<&str>, data: &str) -> bool {
+        self.publish_kind(topic, event, data, true)
+    }
+
+    fn publish_kind(&self, topic: &str, event: Option<&str>, data: &str, json: bool) -> bool {
         let (topic, event, data) = (topic.to_owned(), event.map(str::to_owned), data.to_owned());
         self.send(move |cx| {
-            if let Err(e) = cx.publish_detached(&topic, event.as_deref(), &data) {
+            if let Err(e) = cx.publish_detached(&topic, event.as_deref(), &data, json) {
                 log::warn!("publish to {topic:?} from a handle failed: {e}");
             }
         })
@@ -66,11 +76,30 @@ impl Handle {
         I: IntoIterator,
         I::Item: Into<String>,
     {
+        self.publish_batch_kind(topic, event, datas, false)
+    }
+
+    /// Publishes a batch of JSON events
+    /// ([`Ctx::publish_batch_json`](crate::Ctx::publish_batch_json)), all or nothing; a
+    /// refusal (an item that is not JSON, ...) is logged.
+    pub fn publish_batch_json<I>(&self, topic: &str, event: Option<&str>, datas: I) -> bool
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.publish_batch_kind(topic, event, datas, true)
+    }
+
+    fn publish_batch_kind<I>(&self, topic: &str, event: Option<&str>, datas: I, json: bool) -> bool
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
         let (topic, event) = (topic.to_owned(), event.map(str::to_owned));
         let datas: Vec<String> = datas.into_iter().map(Into::into).collect();
         self.send(move |cx| {
             let items: Vec<&str> = datas.iter().map(String::as_str).collect();
-            if let Err(e) = cx.publish_batch_detached(&topic, event.as_deref(), &items) {
+            if let Err(e) = cx.publish_batch_detached(&topic, event.as_deref(), &items, json) {
                 log::warn!("batch publish to {topic:?} from a handle failed: {e}");
             }
         })

@@ -377,6 +377,7 @@ impl Core {
                 id: e.id,
                 event: e.event.map(Into::into),
                 data: String::from_utf8_lossy(&e.data).into(),
+                json: false, // not carried through Redis yet
                 published_ms: e.published_ms,
             };
             let mut body = Vec::new();

@@ -29,17 +29,24 @@ impl Core {
     /// Publishes, through the backplane when there is one. `async_ok`: the caller takes
     /// [`Publishing::Pending`] (a ticket is made for it, and its outcome is reported);
     /// otherwise the outcome is only logged and `None` comes back for a publish sent.
+    ///
+    /// `json`: the data is a checked JSON value. The Redis entries do not carry the flag
+    /// yet: through a backplane a JSON event reaches subscribers as a text event.
     pub(crate) fn publish_async(
         &mut self,
         topic: &str,
         event: Option<&str>,
         data: &str,
+        json: bool,
         async_ok: bool,
     ) -> Result<Option<Publishing>, PublishError> {
         if self.bp.is_none() {
             return self
-                .publish(topic, event, data)
+                .publish(topic, event, data, json)
                 .map(|id| Some(Publishing::Done(id)));
+        }
+        if json {
+            debug!("backplane: JSON publish to {topic:?} goes to Redis as text");
         }
         self.publish_redis(topic, event, vec![data.into()], async_ok)
     }
@@ -51,11 +58,12 @@ impl Core {
         topic: &str,
         event: Option<&str>,
         datas: &[&str],
+        json: bool,
         async_ok: bool,
     ) -> Result<Option<Publishing>, PublishError> {
         if self.bp.is_none() {
             return self
-                .publish_batch(topic, event, datas)
+                .publish_batch(topic, event, datas, json)
                 .map(|ids| Some(Publishing::Done(*ids.start())));
         }
         if datas.is_empty() {

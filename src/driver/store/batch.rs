@@ -39,10 +39,11 @@ impl Core {
         topic: &str,
         event: Option<&str>,
         datas: &[&str],
+        json: bool,
     ) -> Result<RangeInclusive<u64>, PublishError> {
         let now_us = unix_micros();
         if self.store.is_none() {
-            return self.publish_batch_now(topic, event, datas, now_us, Vec::new());
+            return self.publish_batch_now(topic, event, datas, json, now_us, Vec::new());
         }
         if datas.is_empty() {
             return Err(PublishError::EmptyBatch);
@@ -66,6 +67,7 @@ impl Core {
                 name: event.map(Into::into),
                 published_ms,
                 data: (*data).into(),
+                json,
             });
             if endpoints.is_empty() {
                 hooks.push(None);
@@ -75,6 +77,7 @@ impl Core {
                 id,
                 event: event.map(Into::into),
                 data: (*data).into(),
+                json,
                 published_ms,
             };
             let (wid, body) = self.hooks.reg.prepare(topic, &ev, published_ms);
@@ -99,7 +102,7 @@ impl Core {
         let holds = s.holds();
         let seq = s.send(&records, true)?;
         if !holds {
-            return self.publish_batch_now(topic, event, datas, now_us, hooks);
+            return self.publish_batch_now(topic, event, datas, json, now_us, hooks);
         }
         let ids = batch_ids(first, datas.len());
         s.reserved.insert(topic.into(), *ids.end());
@@ -109,6 +112,7 @@ impl Core {
                 topic: topic.into(),
                 event: event.map(Into::into),
                 data: datas[0].into(),
+                json,
                 now_us,
                 id: first,
                 hooks: hooks.next().flatten(),
@@ -134,7 +138,7 @@ impl Core {
         hooks.push(p.hooks);
         hooks.extend(rest_hooks);
         let (topic, event) = (&*p.topic, p.event.as_deref());
-        match self.publish_batch_now(topic, event, &datas, p.now_us, hooks) {
+        match self.publish_batch_now(topic, event, &datas, p.json, p.now_us, hooks) {
             Ok(ids) if *ids.start() == p.id && ids.clone().count() == datas.len() => {}
             other => log::error!("store: held batch {} of {topic:?} became {other:?}", p.id),
         }
@@ -154,6 +158,7 @@ mod tests {
             name: Some("up".into()),
             published_ms: 7,
             data: data.into(),
+            json: false,
         };
         let records = vec![
             Record::TopicFirst {

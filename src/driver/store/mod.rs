@@ -51,6 +51,8 @@ pub(crate) struct HeldPublish {
     topic: Box<str>,
     event: Option<Box<str>>,
     data: Box<str>,
+    /// The events are JSON ([`TopicEvent::json`]).
+    json: bool,
     now_us: u64,
     id: u64,
     hooks: Option<Prepared>,
@@ -249,10 +251,11 @@ impl Core {
         topic: &str,
         event: Option<&str>,
         data: &str,
+        json: bool,
     ) -> Result<u64, PublishError> {
         let now_us = unix_micros();
         if self.store.is_none() {
-            return self.publish_now(topic, event, data, now_us, None);
+            return self.publish_now(topic, event, data, json, now_us, None);
         }
         let (id, first) = self.durable_next_id(topic, event, now_us)?;
         let published_ms = now_us / 1000;
@@ -262,6 +265,7 @@ impl Core {
                 id,
                 event: event.map(Into::into),
                 data: data.into(),
+                json,
                 published_ms,
             };
             let (wid, body) = self.hooks.reg.prepare(topic, &ev, published_ms);
@@ -278,6 +282,7 @@ impl Core {
             name: event.map(Into::into),
             published_ms,
             data: data.into(),
+            json,
         });
         if let Some((wid, body, ids)) = &hooks {
             let mut endpoints: Vec<u64> = ids.iter().map(|e| e.as_u64()).collect();
@@ -300,13 +305,14 @@ impl Core {
         let holds = s.holds();
         let seq = s.send(&records, true)?;
         if !holds {
-            return self.publish_now(topic, event, data, now_us, hooks);
+            return self.publish_now(topic, event, data, json, now_us, hooks);
         }
         s.reserved.insert(topic.into(), id);
         let held = HeldPublish {
             topic: topic.into(),
             event: event.map(Into::into),
             data: data.into(),
+            json,
             now_us,
             id,
             hooks,
@@ -424,7 +430,7 @@ impl Core {
                         s.reserved.remove(&p.topic);
                     }
                     let (topic, event) = (&*p.topic, p.event.as_deref());
-                    match self.publish_now(topic, event, &p.data, p.now_us, p.hooks) {
+                    match self.publish_now(topic, event, &p.data, p.json, p.now_us, p.hooks) {
                         Ok(id) if id == p.id => {}
                         other => {
                             error!("store: held publish {} of {topic:?} became {other:?}", p.id)

@@ -53,6 +53,7 @@ fn event(id: u64, data: &str) -> Record {
         name: None,
         published_ms: 1,
         data: data.into(),
+        json: false,
     }
 }
 

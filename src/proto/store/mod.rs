@@ -23,6 +23,7 @@
 //! | 10 | [`Record::TopicRange`] | a topic's ids continue above `last_id`: written at a start after an unclean stop with fsync at an interval (the log may lack events that were answered), so the ids that may have been handed out are never reused, and clients resuming from them get a gap; compaction writes it for a topic whose last id is above its newest kept event |
 //! | 11 | [`Record::Group`] | records that take effect together or not at all: the writer puts each publish (its topic's first id, its event, its outbox entry) in one group, so a write a crash cut short never leaves an event served without the webhook messages it was queued with; a batch publish is one group too (the first id, then each event followed by its outbox entry), so a crash keeps all of a batch or none of it |
 //! | 12 | [`Record::TopicDropped`] | a topic expired ([`Topics::expire`](crate::proto::topic::Topics::expire): idle, no subscriber, no webhook) or was removed ([`Ctx::remove_topic`](crate::Ctx::remove_topic), after a type 4 record per webhook endpoint of it): recovery forgets it, so compaction drops its history, and its next event starts a new log with its own first id (type 9); without it a restart would bring the topic back and take the slot it freed |
+//! | 13 | [`Record::Event`] with `json` | a publish of a JSON event ([`TopicEvent::json`](crate::proto::topic::TopicEvent::json)): the layout of type 1, a type of its own so that logs written before it (type 1 only) read as they did, as text events, and a restart keeps JSON as JSON |
 //!
 //! **The writer's contract for type 9.** When a topic's log begins (the first event of a
 //! topic the log does not hold yet), the writer appends `TopicFirst { topic, first_id }`
@@ -104,6 +105,7 @@
 //! 10 TopicRange     topic: str16 | last_id: u64
 //! 11 Group          (type: u8 | len: u32 | payload of that type) x 2 or more, no group inside
 //! 12 TopicDropped   topic: str16
+//! 13 JsonEvent      the layout of 1 Event; data must be one JSON value (RFC 8259)
 //! ```
 //!
 //! Decoding is strict, so that every record has exactly one encoding: topics must be

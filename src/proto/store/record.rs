@@ -36,12 +36,13 @@ mod ty {
     pub const TOPIC_RANGE: u8 = 10;
     pub const GROUP: u8 = 11;
     pub const TOPIC_DROPPED: u8 = 12;
+    pub const JSON_EVENT: u8 = 13;
 }
 
 /// One entry of the log. See the module docs for why each kind exists and its layout.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
-    /// An event was published to a topic (type 1).
+    /// An event was published to a topic (type 1; type 13 for a JSON event).
     Event {
         /// The topic (a [`valid_topic`] name).
         topic: String,
@@ -53,6 +54,10 @@ pub enum Record {
         published_ms: u64,
         /// The payload.
         data: String,
+        /// `data` is one JSON value ([`crate::proto::json::check()`]): written as type 13,
+        /// which has the same layout as type 1. Type 1 records (and every log written
+        /// before type 13 existed) are text events.
+        json: bool,
     },
     /// A webhook was registered (type 2).
     WebhookAdded {
@@ -186,6 +191,8 @@ pub enum RecordError {
     TooLarge(usize),
     /// A group holds fewer than two records, or a group.
     BadGroup,
+    /// A JSON event's data is not one JSON value.
+    BadJson,
 }
 
 impl fmt::Display for RecordError {
@@ -208,6 +215,7 @@ impl fmt::Display for RecordError {
             RecordError::FieldTooLong => f.write_str("field longer than its length prefix"),
             RecordError::TooLarge(n) => write!(f, "record of {n} bytes is over the maximum"),
             RecordError::BadGroup => f.write_str("a group of fewer than two records, or nested"),
+            RecordError::BadJson => f.write_str("JSON event whose data is not JSON"),
         }
     }
 }
@@ -218,7 +226,8 @@ impl Record {
     /// The record's type byte.
     pub fn type_byte(&self) -> u8 {
         match self {
-            Record::Event { .. } => ty::EVENT,
+            Record::Event { json: false, .. } => ty::EVENT,
+            Record::Event { json: true, .. } => ty::JSON_EVENT,
             Record::WebhookAdded { .. } => ty::WEBHOOK_ADDED,
             Record::WebhookDisabled { .. } => ty::WEBHOOK_DISABLED,
             Record::WebhookRemoved { .. } => ty::WEBHOOK_REMOVED,
@@ -237,11 +246,24 @@ impl Record {
     pub fn validate(&self) -> Result<(), RecordError> {
         match self {
             Record::Event {
-                topic, id, name, ..
+                topic,
+                id,
+                name,
+                data,
+                json,
+                ..
             } => {
                 check_topic(topic)?;
                 if *id == 0 {
                     return Err(RecordError::ZeroEventId);
+                }
+                // Any depth: the publisher's limit was applied when it was published.
+                let any_depth = crate::proto::json::Limits {
+                    max_depth: data.len(),
+                    max_bytes: usize::MAX,
+                };
+                if *json && crate::proto::json::check_with(data.as_bytes(), any_depth).is_err() {
+                    return Err(RecordError::BadJson);
                 }
                 match name {
                     Some(n) if !valid_event_name(n) => Err(RecordError::BadEventName),
@@ -342,6 +364,7 @@ impl Record {
                 name,
                 published_ms,
                 data,
+                json: _,
             } => {
                 put_str16(out, topic)?;
                 out.extend_from_slice(&id.to_le_bytes());
@@ -438,7 +461,7 @@ impl Record {
     pub fn decode(ty: u8, payload: &[u8]) -> Result<Record, RecordError> {
         let mut r = Reader(payload);
         let record = match ty {
-            ty::EVENT => {
+            ty::EVENT | ty::JSON_EVENT => {
                 let topic = r.str16()?;
                 let id = r.u64()?;
                 let name = r.str16()?;
@@ -450,6 +473,7 @@ impl Record {
                     name: Some(name).filter(|n| !n.is_empty()),
                     published_ms,
                     data,
+                    json: ty == ty::JSON_EVENT,
                 }
             }
             ty::WEBHOOK_ADDED => {

@@ -21,6 +21,8 @@ pub struct StoredEvent {
     pub published_ms: u64,
     /// The payload.
     pub data: String,
+    /// `data` is one JSON value (see [`TopicEvent::json`]).
+    pub json: bool,
 }
 
 impl StoredEvent {
@@ -31,6 +33,7 @@ impl StoredEvent {
             id: self.id,
             event: self.name.as_deref().map(Into::into),
             data: self.data.as_str().into(),
+            json: self.json,
             published_ms: self.published_ms,
         }
     }
@@ -41,6 +44,7 @@ impl StoredEvent {
             id: self.id,
             event: self.name.map(String::into_boxed_str),
             data: self.data.into_boxed_str(),
+            json: self.json,
             published_ms: self.published_ms,
         }
     }
@@ -270,12 +274,14 @@ impl Recovered {
                 name,
                 published_ms,
                 data,
+                json,
             } => {
                 let event = StoredEvent {
                     id,
                     name,
                     published_ms,
                     data,
+                    json,
                 };
                 self.apply_event(topic, event)
             }
@@ -506,6 +512,7 @@ impl Recovered {
                 name: e.name.clone(),
                 published_ms: e.published_ms,
                 data: e.data.clone(),
+                json: e.json,
             });
             let newest = t.events.back().map_or(t.first_id - 1, |e| e.id);
             let range = (t.last_id > newest).then(|| Record::TopicRange {

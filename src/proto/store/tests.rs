@@ -29,6 +29,7 @@ fn event(topic: &str, id: u64, data: &str) -> Record {
         name: None,
         published_ms: 1_000 + id,
         data: data.into(),
+        json: false,
     }
 }
 
@@ -69,6 +70,7 @@ fn one_of_each() -> Vec<Record> {
             name: Some("e".into()),
             published_ms: 2,
             data: "hi".into(),
+            json: false,
         },
         added(3, "t"),
         Record::WebhookDisabled { endpoint: 3 },
@@ -179,6 +181,7 @@ fn round_trips() {
         name: None,
         published_ms: u64::MAX,
         data: long,
+        json: false,
     });
     records.push(first("a.b_c-D9", u64::MAX));
     records.push(Record::WebhookAdded {
@@ -217,6 +220,7 @@ fn encode_refuses_invalid_records_and_leaves_out_alone() {
         name: Some(name.into()),
         published_ms: 0,
         data: String::new(),
+        json: false,
     };
     bad(named(""), RecordError::BadEventName);
     bad(named("a b"), RecordError::BadEventName);
@@ -248,7 +252,8 @@ fn decode_table() {
     let ok_done = [&[1, 0, b'm'][..], &[2, 0, 0, 0, 0, 0, 0, 0]].concat();
     let cases: &[(u8, &[u8], RecordError)] = &[
         (0, &[], RecordError::UnknownType(0)),
-        (13, &[], RecordError::UnknownType(13)),
+        (14, &[], RecordError::UnknownType(14)),
+        (13, &[], RecordError::Truncated),
         (0xff, &[], RecordError::UnknownType(0xff)),
         // TopicDropped: empty, a topic length past the end, a byte after the topic, an
         // empty or bad topic, a topic not UTF-8.
@@ -649,6 +654,7 @@ fn replay_keeps_what_the_topic_table_kept() {
                     name: None,
                     published_ms: ev.published_ms,
                     data,
+                    json: false,
                 });
             }
             Err(PublishError::TooManyTopics) => refused += 1,
@@ -1156,4 +1162,47 @@ fn a_group_applies_as_its_records_would() {
             },
         ]);
     }
+}
+
+/// A JSON event is type 13 with type 1's layout; its data must be JSON; a type 1 record
+/// (every log written before type 13) reads as a text event.
+#[test]
+fn json_events_are_type_13_and_old_events_stay_text() {
+    let ev = |data: &str, json| Record::Event {
+        topic: "t".into(),
+        id: 7,
+        name: None,
+        published_ms: 9,
+        data: data.into(),
+        json,
+    };
+    let (mut text, mut json) = (Vec::new(), Vec::new());
+    ev("{\"a\":1}", false).encode(&mut text, 1 << 20).unwrap();
+    ev("{\"a\":1}", true).encode(&mut json, 1 << 20).unwrap();
+    assert_eq!(text[8], 1);
+    assert_eq!(json[8], 13);
+    // Same payload bytes; only the type (and so the checksum) differs.
+    assert_eq!(text[9..], json[9..]);
+    assert_eq!(Record::decode(1, &text[9..]), Ok(ev("{\"a\":1}", false)));
+    assert_eq!(Record::decode(13, &json[9..]), Ok(ev("{\"a\":1}", true)));
+    // Not JSON: refused when encoding and when decoding.
+    let mut out = Vec::new();
+    assert_eq!(
+        ev("{a:1}", true).encode(&mut out, 1 << 20),
+        Err(RecordError::BadJson)
+    );
+    assert!(out.is_empty());
+    let mut bad = Vec::new();
+    ev("{a:1}", false).encode(&mut bad, 1 << 20).unwrap();
+    assert_eq!(Record::decode(13, &bad[9..]), Err(RecordError::BadJson));
+    // Recovery keeps the kind, and so does compaction.
+    let mut state = Recovered::new(crate::proto::topic::HistoryLimits::default());
+    state.apply(ev("[1,2]", true)).unwrap();
+    let t = &state.topics()["t"];
+    assert!(t.events[0].json);
+    assert!(t.events[0].to_topic_event().json);
+    let mut compacted = Vec::new();
+    state.compact(&mut compacted, 1 << 20).unwrap();
+    let again = scan(&compacted, 1 << 20);
+    assert!(again.records.iter().any(|(_, r)| *r == ev("[1,2]", true)));
 }

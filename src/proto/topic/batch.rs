@@ -22,6 +22,19 @@ impl Topics {
         datas: &[S],
         now_us: u64,
     ) -> Result<Vec<Rc<TopicEvent>>, PublishError> {
+        self.publish_batch_as(topic, event, datas, false, now_us)
+    }
+
+    /// [`Topics::publish_batch`] of events whose [`TopicEvent::json`] flag is `json`
+    /// (checked by the caller).
+    pub fn publish_batch_as<S: AsRef<str>>(
+        &mut self,
+        topic: &str,
+        event: Option<&str>,
+        datas: &[S],
+        json: bool,
+        now_us: u64,
+    ) -> Result<Vec<Rc<TopicEvent>>, PublishError> {
         if datas.is_empty() {
             return Err(PublishError::EmptyBatch);
         }
@@ -29,7 +42,7 @@ impl Topics {
         self.check_publish(topic, event, now_us, 0)?;
         datas
             .iter()
-            .map(|d| self.publish(topic, event, d.as_ref(), now_us))
+            .map(|d| self.publish_as(topic, event, d.as_ref(), json, now_us))
             .collect()
     }
 }

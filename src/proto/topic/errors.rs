@@ -5,6 +5,14 @@ use std::fmt;
 /// Why a publish was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PublishError {
+    /// A JSON publish whose data is not one JSON value (RFC 8259), or nests deeper than
+    /// the limit: where and why.
+    InvalidJson {
+        /// For a batch, the 0-based index of the first bad item; `None` for one publish.
+        item: Option<usize>,
+        /// The checker's verdict: byte position and cause.
+        error: crate::proto::json::JsonError,
+    },
     /// The topic name is not 1-128 bytes of `[A-Za-z0-9._-]`, or is `.` or `..`.
     BadTopic,
     /// The event name is not 1-64 bytes of visible ASCII (0x21-0x7E).
@@ -31,7 +39,10 @@ impl PublishError {
     /// over the durable log's record limit (a batch: all of it in one record), 503 while the disk is behind.
     pub fn status(self) -> u16 {
         match self {
-            PublishError::BadTopic | PublishError::BadEventName | PublishError::EmptyBatch => 400,
+            PublishError::BadTopic
+            | PublishError::BadEventName
+            | PublishError::EmptyBatch
+            | PublishError::InvalidJson { .. } => 400,
             PublishError::TooManyTopics => 507,
             PublishError::TooLarge => 413,
             PublishError::StoreBusy | PublishError::BackplaneDown => 503,
@@ -39,9 +50,12 @@ impl PublishError {
         }
     }
 
-    /// A short static reason, suitable for a response body.
+    /// A short static reason, suitable for a response body (for
+    /// [`PublishError::InvalidJson`] only "invalid JSON": its `Display` names the byte
+    /// and the cause).
     pub fn reason(self) -> &'static str {
         match self {
+            PublishError::InvalidJson { .. } => "invalid JSON",
             PublishError::BadTopic => {
                 "bad topic name: use 1-128 characters of A-Z a-z 0-9 . _ - (not . or ..)"
             }
@@ -133,8 +147,17 @@ impl fmt::Display for RestoreError {
 impl std::error::Error for RestoreError {}
 
 impl fmt::Display for PublishError {
+    /// The reason; for invalid JSON the checker's message (`invalid JSON at byte 7:
+    /// expected ':'`), after `item N: ` for an item of a batch.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.reason())
+        match self {
+            PublishError::InvalidJson { item: None, error } => write!(f, "{error}"),
+            PublishError::InvalidJson {
+                item: Some(i),
+                error,
+            } => write!(f, "item {i}: {error}"),
+            e => f.write_str(e.reason()),
+        }
     }
 }
 

@@ -185,6 +185,7 @@ mod append_tests {
             id,
             event: None,
             data: format!("e{id}").into(),
+            json: false,
             published_ms: 5,
         }
     }

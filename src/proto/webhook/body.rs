@@ -52,7 +52,7 @@ pub fn webhook_body(out: &mut Vec<u8>, topic: &str, ev: &TopicEvent, published_m
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"data\":");
-    json::write_str(out, &ev.data);
+    json::write_data(out, ev);
     out.extend_from_slice(b"}}");
 }
 
@@ -82,6 +82,7 @@ mod tests {
             id: 7,
             event: Some("note".into()),
             data: "a\"b".into(),
+            json: false,
             published_ms: 0,
         };
         assert_eq!(
@@ -92,6 +93,7 @@ mod tests {
             id: 1,
             event: None,
             data: "".into(),
+            json: false,
             published_ms: 0,
         };
         assert_eq!(
@@ -101,11 +103,27 @@ mod tests {
     }
 
     #[test]
+    fn json_event_body_carries_the_value() {
+        let ev = TopicEvent {
+            id: 3,
+            event: None,
+            data: r#"{"msg":"hi"}"#.into(),
+            json: true,
+            published_ms: 0,
+        };
+        assert_eq!(
+            body("t", &ev, 0),
+            r#"{"type":"message","timestamp":"1970-01-01T00:00:00.000Z","data":{"topic":"t","id":3,"event":null,"data":{"msg":"hi"}}}"#
+        );
+    }
+
+    #[test]
     fn appends_to_what_is_there() {
         let ev = TopicEvent {
             id: 2,
             event: None,
             data: "x".into(),
+            json: false,
             published_ms: 0,
         };
         let mut out = b"prefix".to_vec();

@@ -664,6 +664,7 @@ mod tests {
             id: 1,
             event: None,
             data: "x".into(),
+            json: false,
             published_ms: 0,
         };
         assert_eq!(r.publish("t", &[a, b], &ev, 0, t), 2);
@@ -736,6 +737,7 @@ mod tests {
             id: 1,
             event: None,
             data: "x".into(),
+            json: false,
             published_ms: 0,
         };
         for _ in 0..3 {

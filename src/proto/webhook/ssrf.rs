@@ -26,7 +26,7 @@
 //! `::a.b.c.d`, SIIT's `::ffff:0:a.b.c.d`, NAT64's well-known prefix `64:ff9b::/96`
 //! (RFC 6052) and 6to4's `2002:AABB:CCDD::/48` (RFC 3056).
 //!
-//! [`check`] applies a [`Policy`]: public addresses pass; loopback, private, CGNAT and
+//! [`check()`] applies a [`Policy`]: public addresses pass; loopback, private, CGNAT and
 //! unique-local pass only with `allow_private`; link-local, multicast, broadcast,
 //! unspecified and reserved never pass, except an exact `SocketAddr` in the allow list (the
 //! hub's own listening address).
@@ -194,7 +194,7 @@ fn classify_v6(ip: Ipv6Addr) -> AddrClass {
     }
 }
 
-/// Which destinations [`check`] lets through.
+/// Which destinations [`check()`] lets through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     /// Also allow loopback, private (RFC 1918), CGNAT and IPv6 unique-local destinations.

@@ -1,7 +1,10 @@
-//! The few JSON documents the hub writes (RFC 8259), output only.
+//! The few JSON documents the hub writes (RFC 8259), and a validator for the ones it is
+//! given.
 //!
-//! The hub never needs to parse JSON, and what it writes has a fixed shape, so a small
-//! writer beats a dependency. Strings are written per RFC 8259 §7: "All Unicode
+//! The hub never needs to build a value from JSON: what it writes has a fixed shape, and a
+//! JSON event's data (published with `Ctx::publish_json`, or `Content-Type:
+//! application/json` at the hub) is checked once by [`check()`] and then copied verbatim, so
+//! a small writer and a validator beat a dependency. Strings are written per RFC 8259 §7: "All Unicode
 //! characters may be placed within the quotation marks, except for the characters that
 //! MUST be escaped: quotation mark, reverse solidus, and the control characters (U+0000
 //! through U+001F)." Beyond that, U+2028 and U+2029 are escaped too: they are legal in JSON
@@ -11,9 +14,15 @@
 //!
 //! Shapes:
 //!
-//! * [`write_event`] writes `{"id":1,"event":null,"data":"..."}`
+//! * [`write_event`] writes `{"id":1,"event":null,"data":"..."}`; for a JSON event
+//!   ([`TopicEvent::json`]) `data` is the event's JSON value as published:
+//!   `{"id":1,"event":null,"data":{"msg":"hi"}}`
 //! * [`write_page`] writes `{"events":[...],"next":M,"gap":false}` (long-poll and `/events`)
 //! * [`write_gap`] writes `{"gap":true,"oldest":N}` (the WebSocket gap notice)
+
+pub mod check;
+
+pub use check::{check, check_with, Cause, JsonError, Limits};
 
 use super::topic::{Page, TopicEvent};
 
@@ -91,8 +100,18 @@ pub fn write_event(out: &mut Vec<u8>, ev: &TopicEvent) {
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"data\":");
-    write_str(out, &ev.data);
+    write_data(out, ev);
     out.push(b'}');
+}
+
+/// Appends an event's data as a JSON value: a JSON event's text as it is (it was checked
+/// when published), a text event's as a quoted string.
+pub fn write_data(out: &mut Vec<u8>, ev: &TopicEvent) {
+    if ev.json {
+        out.extend_from_slice(ev.data.as_bytes());
+    } else {
+        write_str(out, &ev.data);
+    }
 }
 
 /// Appends a page of events: `{"events":[...],"next":M,"gap":false}`.
@@ -262,6 +281,7 @@ mod tests {
                     id: 1,
                     event: None,
                     data: "hi".into(),
+                    json: false,
                     published_ms: 0,
                 },
                 r#"{"id":1,"event":null,"data":"hi"}"#,
@@ -271,6 +291,7 @@ mod tests {
                     id: 42,
                     event: Some("up".into()),
                     data: "a\"b\nc".into(),
+                    json: false,
                     published_ms: 0,
                 },
                 r#"{"id":42,"event":"up","data":"a\"b\nc"}"#,
@@ -280,6 +301,7 @@ mod tests {
                     id: 3,
                     event: None,
                     data: "".into(),
+                    json: false,
                     published_ms: 0,
                 },
                 r#"{"id":3,"event":null,"data":""}"#,
@@ -298,12 +320,14 @@ mod tests {
             id: 4,
             event: None,
             data: "x".into(),
+            json: false,
             published_ms: 0,
         });
         let b = Rc::new(TopicEvent {
             id: 5,
             event: Some("e".into()),
             data: "y".into(),
+            json: false,
             published_ms: 0,
         });
         let table = [
@@ -346,6 +370,50 @@ mod tests {
             write_page(&mut out, &page);
             assert_eq!(String::from_utf8(out).unwrap(), want);
         }
+    }
+
+    #[test]
+    fn json_event_data_is_the_value_itself() {
+        let mut ev = TopicEvent {
+            id: 9,
+            event: None,
+            data: r#"{"msg":"hi","n":[1,2]}"#.into(),
+            json: true,
+            published_ms: 0,
+        };
+        let mut out = Vec::new();
+        write_event(&mut out, &ev);
+        assert_eq!(
+            out,
+            br#"{"id":9,"event":null,"data":{"msg":"hi","n":[1,2]}}"#
+        );
+        // The same text as a text event stays a string.
+        ev.json = false;
+        out.clear();
+        write_event(&mut out, &ev);
+        assert_eq!(
+            out,
+            br#"{"id":9,"event":null,"data":"{\"msg\":\"hi\",\"n\":[1,2]}"}"#
+        );
+        // A page mixes both, and stays valid JSON.
+        let page = Page {
+            events: vec![
+                Rc::new(TopicEvent {
+                    json: true,
+                    data: " 5 ".into(),
+                    ..ev.clone()
+                }),
+                Rc::new(ev),
+            ],
+            gap: false,
+            next: 9,
+            oldest: 9,
+            more: false,
+        };
+        out.clear();
+        write_page(&mut out, &page);
+        assert!(out.starts_with(br#"{"events":[{"id":9,"event":null,"data": 5 },"#));
+        assert_eq!(check(&out), Ok(()));
     }
 
     #[test]
