@@ -61,8 +61,7 @@ use pushwire::proto::topic::valid_topic;
 use pushwire::proto::webhook::{verify, Host, Secret, Url, DEFAULT_TOLERANCE};
 use pushwire::{
     form_pairs, App, CloseInfo, ConnId, Ctx, EventsQuery, Message, Park, PublishError,
-    PublishTicket, Publishing, Reply, Request, Response, Server, SseStream, WebhookError,
-    WsAccept,
+    PublishTicket, Publishing, Reply, Request, Response, Server, SseStream, WebhookError, WsAccept,
 };
 use signal_hook::consts::{SIGINT, SIGTERM};
 

@@ -227,7 +227,7 @@ pub const FLAGS: &[Flag] = &[
         "ping a WebSocket peer silent for this long (0: never)",
         |o, v| {
             let d = match v.parse::<f64>() {
-                Ok(s) if s == 0.0 => None,
+                Ok(0.0) => None,
                 Ok(s) if s > 0.0 && s < 86_400.0 => Some(Duration::from_secs_f64(s)),
                 _ => return Err(format!("expected seconds, 0 to 86400, got {v:?}")),
             };
