@@ -69,6 +69,7 @@ fn write_dataset(cfg: &Cfg, dir: &Path) -> Result<u64, String> {
                 name: None,
                 published_ms: base_ms + i as u64,
                 data: event_data(t, i, cfg.data_bytes),
+                json: false,
             }
             .encode(&mut buf, DEFAULT_MAX_RECORD)
             .map_err(|e| format!("encode: {e:?}"))?;
