@@ -183,6 +183,9 @@ impl Harness {
                     // takeover in one variant.
                     ws_deflate: true,
                     ws_deflate_takeover: v == 2,
+                    // Keepalive Pings while idle; no Pong within the timeout closes.
+                    ws_ping_interval: Some(ms(60)),
+                    ws_ping_timeout: ms(30),
                 };
                 let lim = WsLimits {
                     max_frame_bytes: 8 + scale,
@@ -424,7 +427,15 @@ impl Harness {
             _ => None,
         };
         let limits = self.ws_limits;
-        if self.conn.accept_ws(req, protocol, limits, env!(self)) {
+        // Extra response fields on one path (those the handshake owns are dropped).
+        let extra = match path {
+            "/wsq" => vec![
+                ("Set-Cookie".to_owned(), "a=1".to_owned()),
+                ("Upgrade".to_owned(), "not-this".to_owned()),
+            ],
+            _ => Vec::new(),
+        };
+        if self.conn.accept_ws(req, protocol, &extra, limits, env!(self)) {
             self.upgraded = true;
             // on_ws_open: a greeting.
             self.conn.ws_send(OpCode::Text, b"hello", env!(self));

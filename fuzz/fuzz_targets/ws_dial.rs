@@ -62,7 +62,7 @@ fuzz_target!(|input: &[u8]| {
     for piece in wire.chunks(step) {
         buf.extend_from_slice(piece);
         if conn.dialing() {
-            let (n, open) = conn.read_dial(&buf, 6);
+            let (n, open) = conn.read_dial(&buf, env!());
             assert!(n <= buf.len());
             buf.drain(..n);
             if !open {
