@@ -8,9 +8,10 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
+use pushwire::proto::backplane::hooks::parse_entries;
 use pushwire::proto::backplane::{
-    parse_publish_reply, parse_range, publish_command, range_command, Announced, BackplaneError,
-    Keys, Publish,
+    parse_publish_reply, parse_range, publish_batch_command, publish_command, range_command,
+    Announced, BackplaneError, Keys, Publish, PublishBatch,
 };
 use pushwire::proto::resp::{Command, Limits, Parser, Value};
 
@@ -134,6 +135,7 @@ fn the_publish_script_assigns_ids_stores_and_announces() {
         topic: "t",
         event,
         data,
+        json: false,
         published_ms: 1_700_000_000_123,
         max_events: 3,
     };
@@ -202,6 +204,7 @@ fn topics_are_independent_and_keys_carry_a_prefix() {
         topic,
         event: None,
         data: b"x",
+        json: false,
         published_ms: 1,
         max_events: 10,
     };
@@ -245,4 +248,82 @@ fn topics_are_independent_and_keys_carry_a_prefix() {
             "two:{t}:seq"
         ]
     );
+}
+
+/// The kind of an event (JSON or text) goes through both scripts: into the pub/sub
+/// payload, the stream entry and the webhook outbox entry, for named and unnamed events.
+#[test]
+fn json_events_keep_their_kind_through_both_scripts() {
+    let redis = Redis::start();
+    let keys = Keys::default();
+    let mut c = redis.client();
+    let mut sub = redis.client();
+    sub.send(&Command::new("SUBSCRIBE").arg(keys.channel("j")));
+    sub.reply();
+    // One webhook endpoint on the topic, so the scripts write outbox entries too.
+    c.call(&Command::new("SADD").arg(keys.topic_hooks("j")).arg("7"));
+    let one = |data: &'static [u8], event, json| Publish {
+        topic: "j",
+        event,
+        data,
+        json,
+        published_ms: 5,
+        max_events: 100,
+    };
+    c.publish(&keys, &one(br#"{"msg":"hi"}"#, None, true));
+    c.publish(&keys, &one(b"[1]", Some("up"), true));
+    c.publish(&keys, &one(b"plain", None, false));
+    let datas: [&[u8]; 2] = [b"2", b"{}"];
+    let batch = PublishBatch {
+        topic: "j",
+        event: Some("b"),
+        datas: &datas,
+        json: true,
+        published_ms: 6,
+        max_events: 100,
+    };
+    let mut reply = c.call(&publish_batch_command(&keys, &batch, false));
+    if matches!(parse_publish_reply(&reply), Err(BackplaneError::NoScript)) {
+        reply = c.call(&publish_batch_command(&keys, &batch, true));
+    }
+    parse_publish_reply(&reply).unwrap();
+
+    let want = [
+        (&br#"{"msg":"hi"}"#[..], None, true),
+        (b"[1]", Some("up"), true),
+        (b"plain", None, false),
+        (b"2", Some("b"), true),
+        (b"{}", Some("b"), true),
+    ];
+    let kinds = |evs: &[Announced]| -> Vec<(Vec<u8>, Option<String>, bool)> {
+        evs.iter()
+            .map(|e| (e.data.clone(), e.event.clone(), e.json))
+            .collect()
+    };
+    let want: Vec<_> = want
+        .iter()
+        .map(|(d, e, j)| (d.to_vec(), e.map(String::from), *j))
+        .collect();
+    let mut live = Vec::new();
+    for _ in 0..want.len() {
+        let Value::Array(msg) = sub.reply() else {
+            panic!()
+        };
+        live.push(Announced::decode(msg[2].as_bytes().unwrap()).unwrap());
+    }
+    assert_eq!(kinds(&live), want, "pub/sub");
+    let stored = parse_range(&c.call(&range_command(&keys, "j", 0, 100))).unwrap();
+    assert_eq!(kinds(&stored), want, "stream");
+    let outbox = c.call(&Command::new("XRANGE").arg(keys.outbox()).arg("-").arg("+"));
+    // XRANGE answers the entries themselves; parse_entries reads XREADGROUP's shape.
+    let read = Value::Array(vec![Value::Array(vec![
+        Value::BulkString(keys.outbox().into_bytes()),
+        outbox,
+    ])]);
+    let (entries, _) = parse_entries(&read).unwrap();
+    let got: Vec<_> = entries
+        .iter()
+        .map(|e| (e.data.clone(), e.event.clone(), e.json))
+        .collect();
+    assert_eq!(got, want, "outbox");
 }

@@ -1,8 +1,11 @@
 //! JSON as JSON (issue 16 point 3): a `Content-Type: application/json` publish to the hub
 //! example (a real process on loopback) reaches WebSocket, long-poll, `/events` and a
 //! webhook receiver as the JSON value itself, SSE as its text; invalid JSON is 400 with
-//! the byte and the cause; text publishes are unchanged; a data directory keeps the kind.
+//! the byte and the cause; text publishes are unchanged; a data directory keeps the kind;
+//! hubs sharing a Redis carry the kind through pub/sub, the stream and the webhook outbox.
 
+#[path = "util/redis.rs"]
+mod redis_server;
 mod util;
 
 use std::io::{Read, Write};
@@ -240,4 +243,91 @@ fn a_restart_with_a_data_dir_keeps_json_as_json() {
     assert_eq!(page, want);
     drop(hub);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Three hubs on one real `redis-server`: a JSON publish (and a JSON batch) on hub A
+/// reaches a WebSocket on hub B live (pub/sub), an `/events` read on hub C, which had
+/// never followed the topic (the stream), and the webhook receiver (the outbox, delivered
+/// by whichever hub takes the entry) as the value; a text publish stays a string.
+#[test]
+fn json_events_keep_their_kind_across_hubs_sharing_redis() {
+    let redis = redis_server::RedisServer::start();
+    let url = redis.url();
+    let start = || {
+        let hub = start_hub(&["--redis", &url, "--webhook-allow-private"]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !get(hub.addr, "/stats")
+            .text()
+            .contains("\"redis\":{\"ready\":true")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the hub's redis links never came up"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+        hub
+    };
+    let (a, b, c) = (start(), start(), start());
+    let (rx_addr, bodies) = receiver();
+    let form = format!("url=http://{rx_addr}/in");
+    let r = post_typed(
+        a.addr,
+        "/topics/rj/webhooks",
+        "application/x-www-form-urlencoded",
+        form.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut ws = WsClient::open(b.addr, "/topics/rj/ws", "");
+    thread::sleep(Duration::from_millis(300)); // B follows the topic, the hubs know the hook
+
+    let value = r#"{"msg":"hi"}"#;
+    let id = publish_json(a.addr, "rj", value);
+    let want = format!(r#"{{"id":{id},"event":null,"data":{value}}}"#);
+    assert_eq!(ws.recv_text(), want, "live, through pub/sub");
+    let body = bodies.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(
+        body.ends_with(&format!(r#""id":{id},"event":null,"data":{value}}}}}"#)),
+        "through the outbox: {body}"
+    );
+    let r = post_typed(
+        a.addr,
+        "/topics/rj?event=n",
+        "application/x-ndjson",
+        b"[1]\n{\"k\":true}\n",
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let batch = [
+        format!(r#"{{"id":{},"event":"n","data":[1]}}"#, id + 1),
+        format!(r#"{{"id":{},"event":"n","data":{{"k":true}}}}"#, id + 2),
+    ];
+    assert_eq!(ws.recv_text(), batch[0], "a JSON batch, live");
+    assert_eq!(ws.recv_text(), batch[1]);
+    let r = util::post(a.addr, "/topics/rj", value);
+    assert_eq!(r.status, 201);
+    let text = format!(
+        r#"{{"id":{},"event":null,"data":"{{\"msg\":\"hi\"}}"}}"#,
+        id + 3
+    );
+    assert_eq!(ws.recv_text(), text, "text stays a string");
+
+    let page = get(c.addr, &format!("/topics/rj/events?since={}", id - 1)).text();
+    assert_eq!(
+        page,
+        format!(
+            r#"{{"events":[{want},{},{},{text}],"next":{},"gap":false}}"#,
+            batch[0],
+            batch[1],
+            id + 3
+        ),
+        "from the stream, on a hub that never followed the topic"
+    );
+    for _ in 0..2 {
+        let body = bodies.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(body.contains(r#""event":"n","data":"#), "{body}");
+        assert!(
+            !body.contains(r#""data":"["#),
+            "a batch item as a value: {body}"
+        );
+    }
 }

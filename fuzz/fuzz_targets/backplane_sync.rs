@@ -15,6 +15,7 @@ fn ev(id: u64, size: usize) -> Announced {
         published_ms: 0,
         event: None,
         data: vec![b'x'; size],
+        json: false,
     }
 }
 

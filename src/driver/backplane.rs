@@ -469,11 +469,12 @@ impl Core {
                 String::from_utf8_lossy(e.as_bytes()).into_owned()
             }
         };
+        let json = a.json && json_or_warn(topic, a.id, &data);
         let ev = TopicEvent {
             id: a.id,
             event: a.event.map(Into::into),
             data: data.into(),
-            json: false, // not carried through Redis yet
+            json,
             published_ms: a.published_ms,
         };
         let now_us = super::store::unix_micros();
@@ -483,6 +484,21 @@ impl Core {
                 self.fan_out(topic, ev);
             }
             Err(e) => warn!("backplane: event {} of {topic:?} not kept: {e}", a.id),
+        }
+    }
+}
+
+/// Whether an event that Redis says is JSON really is one: data from Redis is checked
+/// again (another program may have written the keys), and one that is not is delivered as
+/// text, with a warning, never as a broken value spliced into JSON bodies.
+pub(super) fn json_or_warn(topic: &str, id: u64, data: &str) -> bool {
+    match crate::proto::json::check(data.as_bytes()) {
+        Ok(()) => true,
+        Err(e) => {
+            warn!(
+                "backplane: event {id} of {topic:?} is marked JSON but is not ({e}): sent as text"
+            );
+            false
         }
     }
 }

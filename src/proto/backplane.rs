@@ -26,14 +26,16 @@
 //!
 //! # The pub/sub payload
 //!
-//! `<id> SP <published_ms> SP <event-length or "-"> SP <event bytes><data bytes>`: three
-//! decimal fields, the event name (length-prefixed, `-` when there is none), then the data
-//! to the end. Binary-safe; decoded by [`Announced::decode`].
+//! `<id> SP <published_ms>[j] SP <event-length or "-"> SP <event bytes><data bytes>`: three
+//! decimal fields (the published time followed by `j` when the data is a JSON value), the
+//! event name (length-prefixed, `-` when there is none), then the data to the end.
+//! Binary-safe; decoded by [`Announced::decode`].
 //!
 //! # Stream entries
 //!
 //! `XRANGE` answers `[[entry-id, [field, value, ...]], ...]`; an entry has the fields `e`
-//! (event name, absent when none), `d` (data) and `t` (published, unix milliseconds).
+//! (event name, absent when none), `d` (data), `t` (published, unix milliseconds) and `j`
+//! (`1` when the data is a JSON value, absent for text).
 //! [`parse_range`] reads them, [`range_command`] asks for the events after a cursor
 //! (an exclusive start, `(0-N`, Redis 6.2 or later).
 
@@ -45,8 +47,8 @@ use super::resp::{Command, Value};
 
 /// The publish script. `KEYS[1]` the counter, `KEYS[2]` the stream, `KEYS[3]` the set of
 /// the topic's webhook endpoints, `KEYS[4]` the webhook outbox stream; `ARGV[1]` the
-/// stream's `MAXLEN`, `ARGV[2]` the event name (`""` with `ARGV[3]` = `"0"`: none),
-/// `ARGV[3]` `"1"` when there is an event name, `ARGV[4]` the data, `ARGV[5]` the
+/// stream's `MAXLEN`, `ARGV[2]` the event name (`""` when there is none), `ARGV[3]` the
+/// event's kind ([`kind_flag`]: bit 0 named, bit 1 JSON), `ARGV[4]` the data, `ARGV[5]` the
 /// published time (unix ms), `ARGV[6]` the channel, `ARGV[7]` the topic, `ARGV[8]` the
 /// outbox's wake-up channel. Replies with the new id.
 pub const PUBLISH_SCRIPT: &str = r#"local id = redis.call('INCR', KEYS[1])
@@ -56,12 +58,22 @@ if id == 1 then
   redis.call('SET', KEYS[1], string.format('%d', id))
 end
 local sid = string.format('%d', id)
-if ARGV[3] == '1' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], '0-' .. sid, 'e', ARGV[2], 'd', ARGV[4], 't', ARGV[5])
-  redis.call('PUBLISH', ARGV[6], sid .. ' ' .. ARGV[5] .. ' ' .. #ARGV[2] .. ' ' .. ARGV[2] .. ARGV[4])
+local named = ARGV[3] == '1' or ARGV[3] == '3'
+local f = {'d', ARGV[4], 't', ARGV[5]}
+local stamp = ARGV[5]
+if ARGV[3] == '2' or ARGV[3] == '3' then
+  table.insert(f, 'j')
+  table.insert(f, '1')
+  stamp = stamp .. 'j'
+end
+if named then
+  table.insert(f, 'e')
+  table.insert(f, ARGV[2])
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], '0-' .. sid, unpack(f))
+  redis.call('PUBLISH', ARGV[6], sid .. ' ' .. stamp .. ' ' .. #ARGV[2] .. ' ' .. ARGV[2] .. ARGV[4])
 else
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], '0-' .. sid, 'd', ARGV[4], 't', ARGV[5])
-  redis.call('PUBLISH', ARGV[6], sid .. ' ' .. ARGV[5] .. ' - ' .. ARGV[4])
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], '0-' .. sid, unpack(f))
+  redis.call('PUBLISH', ARGV[6], sid .. ' ' .. stamp .. ' - ' .. ARGV[4])
 end
 local hooks = redis.call('SMEMBERS', KEYS[3])
 for _, h in ipairs(hooks) do
@@ -77,6 +89,28 @@ return id
 pub fn script_sha1() -> String {
     let digest = Sha1::digest(PUBLISH_SCRIPT.as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The scripts' kind argument: `"0"` a text event without a name, `"1"` a named text
+/// event, `"2"` a JSON event without a name, `"3"` a named JSON event. Outbox entries keep
+/// it as their `n` field.
+pub fn kind_flag(named: bool, json: bool) -> &'static str {
+    match (named, json) {
+        (false, false) => "0",
+        (true, false) => "1",
+        (false, true) => "2",
+        (true, true) => "3",
+    }
+}
+
+/// Reads a kind argument back: (named, JSON). Anything else is a text event without a name.
+pub fn parse_kind_flag(flag: &[u8]) -> (bool, bool) {
+    match flag {
+        b"1" => (true, false),
+        b"2" => (false, true),
+        b"3" => (true, true),
+        _ => (false, false),
+    }
 }
 
 /// A reply or payload that does not have the expected shape.
@@ -188,6 +222,8 @@ pub struct Publish<'a> {
     pub event: Option<&'a str>,
     /// The data.
     pub data: &'a [u8],
+    /// The data is a checked JSON value (delivered as a value, not a string).
+    pub json: bool,
     /// When it was published, unix milliseconds.
     pub published_ms: u64,
     /// The history limit: the stream's `MAXLEN`.
@@ -208,7 +244,7 @@ pub fn publish_command(keys: &Keys, p: &Publish<'_>, with_source: bool) -> Comma
         .arg(keys.outbox())
         .arg(p.max_events.max(1).to_string())
         .arg(p.event.unwrap_or(""))
-        .arg(if p.event.is_some() { "1" } else { "0" })
+        .arg(kind_flag(p.event.is_some(), p.json))
         .arg(p.data)
         .arg(p.published_ms.to_string())
         .arg(keys.channel(p.topic))
@@ -244,6 +280,8 @@ pub struct Announced {
     pub event: Option<String>,
     /// The data.
     pub data: Vec<u8>,
+    /// The data is a JSON value (published as JSON).
+    pub json: bool,
 }
 
 /// Takes a decimal field and its trailing space.
@@ -264,7 +302,8 @@ pub(crate) fn decimal(text: &[u8], what: &'static str) -> Result<u64, BackplaneE
 impl Announced {
     /// Encodes the pub/sub payload (what the script builds; see the module docs).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = format!("{} {} ", self.id, self.published_ms).into_bytes();
+        let j = if self.json { "j" } else { "" };
+        let mut out = format!("{} {}{j} ", self.id, self.published_ms).into_bytes();
         match &self.event {
             Some(e) => {
                 out.extend_from_slice(format!("{} ", e.len()).as_bytes());
@@ -297,11 +336,16 @@ impl Announced {
         if id == 0 {
             return Err(BackplaneError::Payload("id"));
         }
+        let (ms, json) = match ms.strip_suffix(b"j") {
+            Some(ms) => (ms, true),
+            None => (ms, false),
+        };
         Ok(Announced {
             id,
             published_ms: decimal(ms, "published time")?,
             event,
             data: data.to_vec(),
+            json,
         })
     }
 }
@@ -357,6 +401,7 @@ pub fn parse_range(reply: &Value) -> Result<Vec<Announced>, BackplaneError> {
             published_ms: 0,
             event: None,
             data: Vec::new(),
+            json: false,
         };
         for pair in fields.chunks(2) {
             let [k, v] = pair else {
@@ -373,6 +418,7 @@ pub fn parse_range(reply: &Value) -> Result<Vec<Announced>, BackplaneError> {
                     ev.event = Some(name.to_owned());
                 }
                 b"d" => ev.data = v.to_vec(),
+                b"j" => ev.json = v == b"1",
                 b"t" => {
                     ev.published_ms =
                         decimal(v, "published time").map_err(|_| BackplaneError::Shape("t"))?

@@ -170,8 +170,9 @@ impl<'a> Ctx<'a> {
     }
 
     /// [`Ctx::publish_json`] as [`Ctx::publish_async`] publishes text. Through a Redis
-    /// backplane the event is checked here, but other hubs (and this one) receive it as a
-    /// text event: the Redis entries do not carry the kind yet.
+    /// backplane the event is checked here, before it is sent, and its kind travels with
+    /// it: every hub (this one too) delivers it as a JSON value, from pub/sub, from the
+    /// stream's history and in webhook bodies from the outbox.
     pub fn publish_json_async(
         &mut self,
         topic: &str,
@@ -202,8 +203,8 @@ impl<'a> Ctx<'a> {
         self.core.publish_batch(topic, event, &datas, true)
     }
 
-    /// [`Ctx::publish_batch_json`] as [`Ctx::publish_batch_async`] publishes text (with
-    /// the backplane caveat of [`Ctx::publish_json_async`]).
+    /// [`Ctx::publish_batch_json`] as [`Ctx::publish_batch_async`] publishes text (through
+    /// a backplane the kind travels with the events, as for [`Ctx::publish_json_async`]).
     pub fn publish_batch_json_async<I>(
         &mut self,
         topic: &str,

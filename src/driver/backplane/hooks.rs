@@ -373,11 +373,13 @@ impl Core {
                 continue;
             }
             b.hooks.held.insert(wid.clone(), e.entry.clone());
+            let data = String::from_utf8_lossy(&e.data);
+            let json = e.json && super::json_or_warn(&e.topic, e.id, &data);
             let ev = TopicEvent {
                 id: e.id,
                 event: e.event.map(Into::into),
-                data: String::from_utf8_lossy(&e.data).into(),
-                json: false, // not carried through Redis yet
+                data: data.into(),
+                json,
                 published_ms: e.published_ms,
             };
             let mut body = Vec::new();

@@ -20,6 +20,8 @@ pub(in crate::driver) struct PendingPublish {
     event: Option<String>,
     /// The data of each event (one for a single publish).
     datas: Vec<String>,
+    /// Every event's data is a checked JSON value.
+    json: bool,
     published_ms: u64,
     /// Sent with the script's source (after `NOSCRIPT`).
     eval: bool,
@@ -30,8 +32,8 @@ impl Core {
     /// [`Publishing::Pending`] (a ticket is made for it, and its outcome is reported);
     /// otherwise the outcome is only logged and `None` comes back for a publish sent.
     ///
-    /// `json`: the data is a checked JSON value. The Redis entries do not carry the flag
-    /// yet: through a backplane a JSON event reaches subscribers as a text event.
+    /// `json`: the data is a JSON value the caller checked; the Redis entries carry the
+    /// kind, so every server delivers it as a value.
     pub(crate) fn publish_async(
         &mut self,
         topic: &str,
@@ -45,10 +47,7 @@ impl Core {
                 .publish(topic, event, data, json)
                 .map(|id| Some(Publishing::Done(id)));
         }
-        if json {
-            debug!("backplane: JSON publish to {topic:?} goes to Redis as text");
-        }
-        self.publish_redis(topic, event, vec![data.into()], async_ok)
+        self.publish_redis(topic, event, vec![data.into()], json, async_ok)
     }
 
     /// [`Core::publish_async`] for a batch: without a backplane [`Publishing::Done`] with
@@ -70,7 +69,7 @@ impl Core {
             return Err(PublishError::EmptyBatch);
         }
         let datas = datas.iter().map(|d| (*d).to_owned()).collect();
-        self.publish_redis(topic, event, datas, async_ok)
+        self.publish_redis(topic, event, datas, json, async_ok)
     }
 
     /// Sends events to Redis (checked first: nothing is sent for a bad name).
@@ -79,6 +78,7 @@ impl Core {
         topic: &str,
         event: Option<&str>,
         datas: Vec<String>,
+        json: bool,
         async_ok: bool,
     ) -> Result<Option<Publishing>, PublishError> {
         if !valid_topic(topic) {
@@ -97,6 +97,7 @@ impl Core {
             topic: topic.into(),
             event: event.map(Into::into),
             datas,
+            json,
             published_ms: unix_ms(),
             eval: false,
         };
@@ -114,6 +115,7 @@ impl Core {
                     topic: &pending.topic,
                     event: pending.event.as_deref(),
                     data: data.as_bytes(),
+                    json: pending.json,
                     published_ms: pending.published_ms,
                     max_events: b.max_events,
                 };
@@ -125,6 +127,7 @@ impl Core {
                     topic: &pending.topic,
                     event: pending.event.as_deref(),
                     datas: &datas,
+                    json: pending.json,
                     published_ms: pending.published_ms,
                     max_events: b.max_events,
                 };

@@ -23,8 +23,8 @@ use crate::proto::resp::Command;
 
 /// The batch publish script. `KEYS` as [`PUBLISH_SCRIPT`](super::PUBLISH_SCRIPT)'s (the
 /// counter, the stream, the topic's webhook endpoints, the outbox); `ARGV[1]` the
-/// stream's `MAXLEN`, `ARGV[2]` the event name (`""` with `ARGV[3]` = `"0"`: none),
-/// `ARGV[3]` `"1"` when there is a name, `ARGV[4]` the published time (unix ms),
+/// stream's `MAXLEN`, `ARGV[2]` the event name (`""` when there is none), `ARGV[3]` the
+/// events' kind ([`kind_flag`](super::kind_flag)), `ARGV[4]` the published time (unix ms),
 /// `ARGV[5]` the channel, `ARGV[6]` the topic, `ARGV[7]` the outbox's wake-up channel,
 /// `ARGV[8]` and on: the events' data, in order. Replies with the first id.
 pub const BATCH_SCRIPT: &str = r#"local n = #ARGV - 7
@@ -38,15 +38,28 @@ else
 end
 local first = last - n + 1
 local hooks = redis.call('SMEMBERS', KEYS[3])
+local named = ARGV[3] == '1' or ARGV[3] == '3'
+local json = ARGV[3] == '2' or ARGV[3] == '3'
+local stamp = ARGV[4]
+if json then
+  stamp = stamp .. 'j'
+end
 for i = 1, n do
   local sid = string.format('%d', first + i - 1)
   local d = ARGV[7 + i]
-  if ARGV[3] == '1' then
-    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], '0-' .. sid, 'e', ARGV[2], 'd', d, 't', ARGV[4])
-    redis.call('PUBLISH', ARGV[5], sid .. ' ' .. ARGV[4] .. ' ' .. #ARGV[2] .. ' ' .. ARGV[2] .. d)
+  local f = {'d', d, 't', ARGV[4]}
+  if json then
+    table.insert(f, 'j')
+    table.insert(f, '1')
+  end
+  if named then
+    table.insert(f, 'e')
+    table.insert(f, ARGV[2])
+    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], '0-' .. sid, unpack(f))
+    redis.call('PUBLISH', ARGV[5], sid .. ' ' .. stamp .. ' ' .. #ARGV[2] .. ' ' .. ARGV[2] .. d)
   else
-    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], '0-' .. sid, 'd', d, 't', ARGV[4])
-    redis.call('PUBLISH', ARGV[5], sid .. ' ' .. ARGV[4] .. ' - ' .. d)
+    redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[1], '0-' .. sid, unpack(f))
+    redis.call('PUBLISH', ARGV[5], sid .. ' ' .. stamp .. ' - ' .. d)
   end
   for _, h in ipairs(hooks) do
     redis.call('XADD', KEYS[4], '*', 'h', h, 'o', ARGV[6], 'i', sid, 'n', ARGV[3], 'e', ARGV[2], 'd', d, 't', ARGV[4])
@@ -73,6 +86,8 @@ pub struct PublishBatch<'a> {
     pub event: Option<&'a str>,
     /// The events' data, in order (at least one).
     pub datas: &'a [&'a [u8]],
+    /// Every event's data is a checked JSON value.
+    pub json: bool,
     /// When they were published, unix milliseconds.
     pub published_ms: u64,
     /// The history limit: the stream's `MAXLEN`.
@@ -95,7 +110,7 @@ pub fn publish_batch_command(keys: &Keys, p: &PublishBatch<'_>, with_source: boo
         .arg(keys.outbox())
         .arg(p.max_events.max(1).to_string())
         .arg(p.event.unwrap_or(""))
-        .arg(if p.event.is_some() { "1" } else { "0" })
+        .arg(super::kind_flag(p.event.is_some(), p.json))
         .arg(p.published_ms.to_string())
         .arg(keys.channel(p.topic))
         .arg(p.topic)
@@ -118,6 +133,7 @@ mod tests {
             topic: "t",
             event: Some("up"),
             datas: &datas,
+            json: false,
             published_ms: 1700000000123,
             max_events: 1000,
         };

@@ -15,8 +15,8 @@
 //! # The outbox
 //!
 //! The publish script adds one entry per endpoint of the topic, in the same atomic step as
-//! the event: fields `h` endpoint id, `o` topic, `i` event id, `n` `1` when there is an
-//! event name, `e` the name, `d` the data, `t` published (unix ms). Each server reads new
+//! the event: fields `h` endpoint id, `o` topic, `i` event id, `n` the event's kind
+//! ([`kind_flag`](super::kind_flag): bit 0 named, bit 1 JSON), `e` the name, `d` the data, `t` published (unix ms). Each server reads new
 //! entries with `XREADGROUP GROUP pushwire <its name> ... >`, which hands every entry to
 //! exactly one consumer; the entry stays pending (owned by that server) until its final
 //! outcome, then `XACK` and `XDEL`. A server refreshes its entries' idle time with
@@ -89,6 +89,8 @@ pub struct OutboxEntry {
     pub event: Option<String>,
     /// The data.
     pub data: Vec<u8>,
+    /// The data is a JSON value.
+    pub json: bool,
     /// Published, unix ms.
     pub published_ms: u64,
 }
@@ -252,6 +254,7 @@ fn parse_fields(entry: &str, fields: &[Value]) -> Option<OutboxEntry> {
         id: 0,
         event: None,
         data: Vec::new(),
+        json: false,
         published_ms: 0,
     };
     let mut named = false;
@@ -263,7 +266,7 @@ fn parse_fields(entry: &str, fields: &[Value]) -> Option<OutboxEntry> {
             b"h" => e.endpoint = decimal(v, "h").ok()?,
             b"o" => e.topic = String::from_utf8(v.to_vec()).ok()?,
             b"i" => e.id = decimal(v, "i").ok()?,
-            b"n" => named = v == b"1",
+            b"n" => (named, e.json) = super::parse_kind_flag(v),
             b"e" => name = String::from_utf8(v.to_vec()).ok()?,
             b"d" => e.data = v.to_vec(),
             b"t" => e.published_ms = decimal(v, "t").ok()?,
@@ -336,6 +339,7 @@ mod tests {
                 id: 9,
                 event: Some("ev".into()),
                 data: b"x".to_vec(),
+                json: false,
                 published_ms: 3,
             }]
         );
@@ -350,6 +354,29 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(gone, vec!["6-0".to_string()]);
         assert_eq!(parse_entries(&Value::Null).unwrap().0.len(), 0);
+        // The kind flag: 2 is a JSON event without a name, 3 a named one.
+        for (flag, event, json) in [
+            ("2", None, true),
+            ("3", Some("ev"), true),
+            ("0", None, false),
+        ] {
+            let e = entry(
+                "7-0",
+                &[
+                    "h", "1", "o", "t", "i", "9", "n", flag, "e", "ev", "d", "[]",
+                ],
+            );
+            let (got, _) = parse_entries(&Value::Array(vec![Value::Array(vec![
+                bulk("pushwire:hooks:out"),
+                Value::Array(vec![e]),
+            ])]))
+            .unwrap();
+            assert_eq!(
+                (got[0].event.as_deref(), got[0].json),
+                (event, json),
+                "{flag}"
+            );
+        }
         assert!(parse_entries(&Value::Error(b"NOGROUP x".to_vec())).is_err());
         assert!(parse_entries(&Value::Integer(3)).is_err());
     }

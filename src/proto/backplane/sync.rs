@@ -262,6 +262,7 @@ mod tests {
             published_ms: 1,
             event: None,
             data: format!("d{id}").into_bytes(),
+            json: false,
         }
     }
 

@@ -41,6 +41,7 @@ fn publish_commands_exactly() {
         topic: "t",
         event: Some("greet"),
         data: b"hi",
+        json: false,
         published_ms: 1700000000123,
         max_events: 1000,
     };
@@ -62,6 +63,30 @@ fn publish_commands_exactly() {
     assert!(text.starts_with("*15\r\n$4\r\nEVAL\r\n"), "{text}");
     assert!(text.contains("$0\r\n\r\n$1\r\n0\r\n$2\r\nhi\r\n"), "{text}");
     assert!(text.contains(PUBLISH_SCRIPT));
+    // A JSON event: the kind is 2 without a name, 3 with one.
+    let json = Publish { json: true, ..none };
+    let text = String::from_utf8(publish_command(&k, &json, false).to_bytes()).unwrap();
+    assert!(text.contains("$0\r\n\r\n$1\r\n2\r\n$2\r\nhi\r\n"), "{text}");
+    let named = Publish { json: true, ..p };
+    let text = String::from_utf8(publish_command(&k, &named, false).to_bytes()).unwrap();
+    assert!(
+        text.contains("$5\r\ngreet\r\n$1\r\n3\r\n$2\r\nhi\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn kind_flags_round_trip() {
+    for named in [false, true] {
+        for json in [false, true] {
+            let flag = kind_flag(named, json);
+            assert_eq!(parse_kind_flag(flag.as_bytes()), (named, json), "{flag}");
+        }
+    }
+    // What older servers wrote ("0"/"1") reads the same; anything else is plain text.
+    assert_eq!(parse_kind_flag(b"1"), (true, false));
+    assert_eq!(parse_kind_flag(b"x"), (false, false));
+    assert_eq!(parse_kind_flag(b""), (false, false));
 }
 
 #[test]
@@ -96,18 +121,35 @@ fn payloads_round_trip_and_bad_ones_are_named() {
             published_ms: 1796181760108,
             event: Some("greet".into()),
             data: b"hello world".to_vec(),
+            json: false,
         },
         Announced {
             id: 5,
             published_ms: 0,
             event: None,
             data: b"- 3 tricky\r\n\0".to_vec(),
+            json: false,
         },
         Announced {
             id: 6,
             published_ms: 1,
             event: Some(String::new()),
             data: Vec::new(),
+            json: false,
+        },
+        Announced {
+            id: 7,
+            published_ms: 1796181760109,
+            event: None,
+            data: br#"{"msg":"hi"}"#.to_vec(),
+            json: true,
+        },
+        Announced {
+            id: 8,
+            published_ms: 2,
+            event: Some("up".into()),
+            data: b"[1,2]".to_vec(),
+            json: true,
         },
     ];
     for a in &cases {
@@ -118,6 +160,8 @@ fn payloads_round_trip_and_bad_ones_are_named() {
         cases[0].encode(),
         b"1796181760108698 1796181760108 5 greethello world"
     );
+    assert_eq!(cases[3].encode(), br#"7 1796181760109j - {"msg":"hi"}"#);
+    assert_eq!(cases[4].encode(), b"8 2j 2 up[1,2]");
     assert_eq!(cases[1].encode(), b"5 0 - - 3 tricky\r\n\0");
     for (bad, why) in [
         (&b""[..], "id"),
@@ -154,6 +198,7 @@ fn range_commands_and_replies() {
     let reply = Value::Array(vec![
         entry(b"0-42", &[b"e", b"greet", b"d", b"hi", b"t", b"1700"]),
         entry(b"0-43", &[b"d", b"", b"t", b"1701", b"x", b"ignored"]),
+        entry(b"0-44", &[b"d", b"{}", b"t", b"1702", b"j", b"1"]),
     ]);
     assert_eq!(
         parse_range(&reply),
@@ -162,13 +207,22 @@ fn range_commands_and_replies() {
                 id: 42,
                 published_ms: 1700,
                 event: Some("greet".into()),
-                data: b"hi".to_vec()
+                data: b"hi".to_vec(),
+                json: false,
             },
             Announced {
                 id: 43,
                 published_ms: 1701,
                 event: None,
-                data: Vec::new()
+                data: Vec::new(),
+                json: false,
+            },
+            Announced {
+                id: 44,
+                published_ms: 1702,
+                event: None,
+                data: b"{}".to_vec(),
+                json: true,
             },
         ])
     );
