@@ -217,3 +217,26 @@ fn run_app_reaches_the_application_and_a_timer_armed_before_run_fires() {
     assert!(handle.stop());
     th.join().unwrap();
 }
+
+#[test]
+fn stop_now_from_a_handle_drops_connections_without_answering() {
+    let (addr, handle, th) = spawn();
+    let id = publish(&handle, "before");
+    // A parked poll: a graceful stop would answer it with the empty page; stop_now drops it.
+    let mut s = connect(addr);
+    let req = format!("GET /poll?since={id}&timeout=60 HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::io::Write::write_all(&mut s, req.as_bytes()).unwrap();
+    thread::sleep(Duration::from_millis(300)); // parked
+    assert!(handle.stop_now());
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || tx.send(th.join().is_ok()).unwrap());
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)),
+        Ok(true),
+        "run returned"
+    );
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+}

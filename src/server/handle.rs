@@ -185,4 +185,11 @@ impl Handle {
     pub fn stop(&self) -> bool {
         self.send(|cx| cx.stop())
     }
+
+    /// Stops the server at once ([`Ctx::stop_now`](crate::Ctx::stop_now)): connections are
+    /// closed without flushing, [`Server::run`](crate::Server::run) returns. Also ends a
+    /// graceful stop already under way (what a second signal does in the hub).
+    pub fn stop_now(&self) -> bool {
+        self.send(|cx| cx.stop_now())
+    }
 }
