@@ -207,3 +207,20 @@ pub fn render(s: &Stats, w: &WebhookStats, hub: &HubCounts) -> String {
     );
     m.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_and_label_values_are_escaped() {
+        let mut m = Writer(String::new());
+        m.family("x_total", "counter", "a \\ b\nc \"q\"");
+        m.sample("x_total", &[("k", "a\\b\"c\nd"), ("j", "plain")], 7);
+        assert_eq!(
+            m.0,
+            "# HELP x_total a \\\\ b\\nc \"q\"\n# TYPE x_total counter\n\
+             x_total{k=\"a\\\\b\\\"c\\nd\",j=\"plain\"} 7\n"
+        );
+    }
+}
