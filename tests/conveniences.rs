@@ -1,6 +1,7 @@
 //! The library's conveniences over real loopback sockets: extra headers on every kind of
-//! push answer, the request's resume cursor and poll timeout, `Handle::run_app`, and a
-//! timer armed before `run`.
+//! push answer, the request's resume cursor and poll timeout, `Handle::run_app`, a
+//! timer armed before `run`, `Handle::stop_now`, and a topic removed under a WebSocket
+//! that follows two topics.
 
 mod util;
 
@@ -21,6 +22,8 @@ struct Conv {
     notes: Vec<String>,
     /// The tags of the timers that fired.
     fired: Vec<u64>,
+    /// The WebSockets opened, in order.
+    opened: Vec<ConnId>,
 }
 
 impl App for Conv {
@@ -66,6 +69,10 @@ impl App for Conv {
 
     fn on_timer(&mut self, _cx: &mut Ctx<'_>, _t: TimerId, tag: u64) {
         self.fired.push(tag);
+    }
+
+    fn on_ws_open(&mut self, _cx: &mut Ctx<'_>, conn: ConnId) {
+        self.opened.push(conn);
     }
 }
 
@@ -239,4 +246,55 @@ fn stop_now_from_a_handle_drops_connections_without_answering() {
     let mut got = Vec::new();
     let _ = s.read_to_end(&mut got);
     assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+}
+
+/// A WebSocket on two topics hears `{"removed":"T"}` when one is removed and stays open
+/// for the other; removing its last topic closes it with 1000 "topic removed".
+#[test]
+fn removing_one_of_a_websockets_topics_tells_it_and_keeps_it_open() {
+    let (addr, handle, th) = spawn();
+    let mut ws = WsClient::open(addr, "/ws", "");
+    let (tx, rx) = mpsc::channel();
+    let on_u = move |app: &mut Conv, cx: &mut Ctx<'_>| {
+        let conn = *app.opened.last().expect("the WebSocket opened");
+        tx.send(cx.subscribe(conn, "u", None)).unwrap();
+    };
+    // on_ws_open may run just after the handshake's answer: try until it has.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut subscribed = false;
+    while !subscribed && Instant::now() < deadline {
+        let on_u = on_u.clone();
+        assert!(handle.run_app(move |app: &mut Conv, cx| {
+            if !app.opened.is_empty() {
+                on_u(app, cx);
+            }
+        }));
+        subscribed = rx.recv_timeout(Duration::from_millis(200)).unwrap_or(false);
+    }
+    assert!(subscribed, "subscribed to u");
+    let (done, removed) = mpsc::channel();
+    assert!(handle.run(move |cx| {
+        let first = cx.publish("u", None, "on u").unwrap();
+        done.send((first, cx.remove_topic("u"))).unwrap();
+    }));
+    let (first, r) = removed.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(r, Ok(true));
+    assert_eq!(
+        ws.recv_text(),
+        format!(r#"{{"id":{first},"event":null,"data":"on u"}}"#)
+    );
+    assert_eq!(ws.recv_text(), r#"{"removed":"u"}"#);
+    // Still on t.
+    let id = publish(&handle, "still here");
+    assert_eq!(
+        ws.recv_text(),
+        format!(r#"{{"id":{id},"event":null,"data":"still here"}}"#)
+    );
+    assert!(handle.run(|cx| assert_eq!(cx.remove_topic("t"), Ok(true))));
+    let f = ws.recv().expect("a close frame");
+    assert_eq!(f.opcode, 8);
+    assert_eq!(&f.payload[..2], &1000u16.to_be_bytes());
+    assert_eq!(&f.payload[2..], b"topic removed");
+    assert!(handle.stop());
+    th.join().unwrap();
 }
