@@ -353,7 +353,8 @@ fn a_batch_through_the_redis_backplane_reaches_the_other_hub_whole() {
     );
     assert_eq!(ids.len(), 60);
     for (k, id) in ids.iter().enumerate() {
-        let want = format!("{{\"id\":{id},\"event\":\"e\",\"data\":\"{{\\\"r\\\":{k}}}\"}}");
+        // JSON lines stay JSON on the other hub: the kind travels with the event.
+        let want = format!("{{\"id\":{id},\"event\":\"e\",\"data\":{{\"r\":{k}}}}}");
         assert_eq!(ws.recv_text(), want);
     }
     // Both hubs read the batch back from Redis; a refused one stores nothing there.
