@@ -58,9 +58,12 @@
 //! roots and any added with `Config::webhook_tls`; see the `tls` module.
 //!
 //! `examples/hub.rs` puts all of it together, and `examples/echo.rs` is the Autobahn testee.
+//!
+//! To learn the protocols themselves, byte by byte, read the [`guide`].
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod guide;
 pub mod proto;
 
 mod api;
