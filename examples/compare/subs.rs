@@ -211,11 +211,9 @@ impl Session for WsSession {
 impl WsSession {
     fn frames(&mut self, on: &mut dyn FnMut(u64, u64, u64)) -> io::Result<()> {
         let mut reply = Vec::new();
-        loop {
-            let Some((h, len)) = parse_header(&self.buf).map_err(|e| io::Error::other(e.reason))?
-            else {
-                break;
-            };
+        while let Some((h, len)) =
+            parse_header(&self.buf).map_err(|e| io::Error::other(e.reason))?
+        {
             let end = len + h.payload_len as usize;
             if self.buf.len() < end {
                 break;
