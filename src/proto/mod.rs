@@ -16,6 +16,7 @@ pub mod server;
 pub mod sse;
 pub mod store;
 pub mod subs;
+pub mod tap;
 pub mod timer;
 pub mod topic;
 pub mod webhook;

@@ -62,6 +62,7 @@ pub use chunked::{ChunkedDecoder, MAX_CHUNK_LINE};
 pub use client::{ClientResponse, ResponseReader};
 pub(crate) use date::civil_from_days;
 pub use date::{http_date, parse_http_date};
+pub(crate) use head::{content_length, transfer_coding, Coding, HeadScan};
 pub use params::BadParam;
 pub use query::form_pairs;
 pub use reader::RequestReader;
