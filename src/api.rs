@@ -494,7 +494,7 @@ impl EventPage {
 /// | `max_message` | the server's `ws_max_message` (and `ws_max_frame` for frames) |
 /// | `timeout` | 10 s for TCP connect, TLS and the handshake together |
 ///
-/// `wss://` is verified with the roots of [`Config::webhook_tls`](crate::Config::webhook_tls)
+/// `wss://` is verified with the roots of `Config::webhook_tls` (with the `tls` feature)
 /// (the Mozilla roots by default).
 #[derive(Debug, Clone)]
 pub struct WsConnect {
