@@ -10,6 +10,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::transport::Stream;
+use super::wire::WireKey;
 use super::{Core, Note, SubKey, TimerEv};
 use crate::api::{CloseInfo, ConnId};
 use crate::proto::inbuf::InBuf;
@@ -143,6 +144,9 @@ impl Core {
         out: OutQueue,
     ) {
         let kind = proto.kind();
+        if let Some(w) = &mut self.wire {
+            w.open_conn(i, id, proto.dial_url().is_some());
+        }
         self.slots[i].conn = Some(Conn {
             stream,
             id,
@@ -304,6 +308,9 @@ impl Core {
                 Ok(0) => result = Err(io::ErrorKind::WriteZero),
                 Ok(k) => {
                     trace!("{} wrote {k} bytes", c.id);
+                    if let Some(w) = &mut self.wire {
+                        w.wrote(WireKey::Conn(i), &c.out, k);
+                    }
                     c.out.advance(k);
                     continue;
                 }
@@ -397,6 +404,9 @@ impl Core {
         let _ = self.poll.registry().deregister(&mut c.stream.tcp);
         c.rbuf.clear();
         c.rbuf.release_if_empty();
+        if let Some(w) = &mut self.wire {
+            w.close(WireKey::Conn(i));
+        }
         debug!("{} closed: {why}", c.id);
         if why == CloseReason::PingTimeout {
             self.stats.ws_ping_timeouts += 1;

@@ -5,10 +5,12 @@ use std::io;
 
 use log::{debug, trace};
 
+use super::wire::WireKey;
 use super::{conn, Driver, Handler, READ_BUDGET};
 use crate::api::Reply;
 use crate::proto::http1::Request;
 use crate::proto::server::ConnKind;
+use crate::proto::tap::Dir;
 
 impl<H: Handler> Driver<H> {
     /// Reads from connection `i` until `WouldBlock`, its budget, or the core wants no more.
@@ -42,6 +44,11 @@ impl<H: Handler> Driver<H> {
                 Ok(Some((n, room))) => {
                     c.rbuf.filled(n);
                     trace!("{} read {n} bytes", c.id);
+                    if let Some(w) = &mut core.wire {
+                        let got = c.rbuf.pending();
+                        let new = &got[got.len().saturating_sub(n)..];
+                        w.saw(WireKey::Conn(i), Dir::Right, new);
+                    }
                     // A short read from a plain socket emptied its receive queue: more
                     // bytes will raise a new readiness edge, so the read that would only
                     // say WouldBlock is skipped. Not after the peer's FIN was reported

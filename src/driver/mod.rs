@@ -32,6 +32,7 @@ mod store;
 mod topics;
 mod transport;
 mod webhook;
+mod wire;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -196,6 +197,8 @@ pub(crate) struct Core {
     pub(crate) codec: crate::proto::ws::deflate::Codec,
     /// Dials waiting for their host name to resolve.
     dials: std::collections::HashMap<ConnId, dial::Pending>,
+    /// The decoded wire log, when `pushwire::wire` is enabled at trace level.
+    pub(crate) wire: Option<wire::WireLog>,
 }
 
 /// What an application event source's readiness runs: its callback, with the source.
@@ -277,6 +280,7 @@ impl<H: Handler> Driver<H> {
             redis,
             bp,
             codec: crate::proto::ws::deflate::Codec::with_levels(level.0, level.1),
+            wire: wire::WireLog::if_enabled(),
             dials: Default::default(),
         };
         if let Some(state) = recovered {

@@ -14,7 +14,9 @@ use mio::{Interest, Token};
 use super::tls;
 use super::{rearm, unix_millis, HookSocket, CLIENT_BASE, MAX_IDLE_PER_ADDR};
 use crate::driver::transport::Stream;
+use crate::driver::wire::WireKey;
 use crate::driver::{Core, TimerEv};
+use crate::proto::tap::Dir;
 use crate::proto::timer::TimerKey as RawTimer;
 use crate::proto::webhook::{AttemptResult, ClientConn, ClientEvent, ClientPhase, HookJob, Host};
 
@@ -98,6 +100,9 @@ impl Core {
         }
         let how = if tls.is_some() { " (TLS)" } else { "" };
         debug!("webhook: connecting to {addr}{how} (client {idx})");
+        if let Some(w) = &mut self.wire {
+            w.open_hook(idx);
+        }
         let slot = &mut self.hooks.sockets[idx];
         slot.0 = slot.0.wrapping_add(1);
         let gen = slot.0;
@@ -143,6 +148,9 @@ impl Core {
             }
         }
         self.hooks.free.push(idx);
+        if let Some(w) = &mut self.wire {
+            w.close(WireKey::Hook(idx));
+        }
         trace!("webhook: client {idx} to {} closed", s.addr);
     }
 
@@ -247,7 +255,12 @@ impl Core {
         while s.writable && !s.conn.pending().is_empty() {
             match s.stream.write(s.conn.pending()) {
                 Ok(0) => return s.conn.on_error("connection closed while writing".into()),
-                Ok(n) => s.conn.wrote(n),
+                Ok(n) => {
+                    if let Some(w) = &mut self.wire {
+                        w.saw(WireKey::Hook(idx), Dir::Left, &s.conn.pending()[..n]);
+                    }
+                    s.conn.wrote(n)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => s.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return s.conn.on_error(io_failure(&s.stream, "write", &e)),
@@ -271,6 +284,9 @@ impl Core {
                 Ok(n) => {
                     // A short read emptied the receive queue: the next byte is a new edge.
                     s.readable = !(plain && n < tmp.len());
+                    if let Some(w) = &mut self.wire {
+                        w.saw(WireKey::Hook(idx), Dir::Right, &tmp[..n]);
+                    }
                     s.conn.on_read(&tmp[..n], now, unix_millis() / 1000)
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -177,6 +177,14 @@ impl Tap {
         }
     }
 
+    /// A tap whose lines start with `label` instead of `#conn` (the hub's own log labels
+    /// them with the connection's id).
+    pub fn with_label(label: impl Into<String>, client: Dir) -> Tap {
+        let mut tap = Tap::new(0, client);
+        tap.label = label.into();
+        tap
+    }
+
     /// Turns the annotated hexdump after each line on or off.
     pub fn set_hex(&mut self, on: bool) {
         self.hex = on;
