@@ -36,7 +36,8 @@
 //! (ids from Redis, every hub delivers every event, resume on any hub; see the README's
 //! "Several hubs" section).
 //!
-//! Set `PUSHWIRE_LOG=debug` (or `trace`) to watch what crosses the wire.
+//! Set `PUSHWIRE_LOG=debug` (or `trace`) to watch what crosses the wire; `PUSHWIRE_LOG=wire`
+//! shows only the decoded wire lines (one per HTTP message, WebSocket frame or SSE event).
 
 #[path = "hub/access.rs"]
 mod access;
@@ -631,12 +632,17 @@ impl Hub {
 
 const INDEX_HTML: &str = include_str!("hub/index.html");
 
-/// A minimal logger for the example: `PUSHWIRE_LOG=debug` prints to stderr.
-struct StderrLog;
+/// A minimal logger for the example: `PUSHWIRE_LOG=debug` prints to stderr;
+/// `PUSHWIRE_LOG=wire` prints the decoded wire lines (target `pushwire::wire`) and warnings.
+struct StderrLog {
+    wire_only: std::sync::atomic::AtomicBool,
+}
 
 impl log::Log for StderrLog {
     fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        let wire_only = self.wire_only.load(std::sync::atomic::Ordering::Relaxed);
         m.level() <= log::max_level()
+            && (!wire_only || m.level() <= log::Level::Warn || m.target() == "pushwire::wire")
     }
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) {
@@ -647,13 +653,21 @@ impl log::Log for StderrLog {
 }
 
 fn main() {
+    static LOGGER: StderrLog = StderrLog {
+        wire_only: std::sync::atomic::AtomicBool::new(false),
+    };
     let level = match std::env::var("PUSHWIRE_LOG").as_deref() {
         Ok("trace") => log::LevelFilter::Trace,
+        Ok("wire") => {
+            LOGGER
+                .wire_only
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            log::LevelFilter::Trace
+        }
         Ok("debug") => log::LevelFilter::Debug,
         Ok("info") => log::LevelFilter::Info,
         _ => log::LevelFilter::Warn,
     };
-    static LOGGER: StderrLog = StderrLog;
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
 

@@ -470,8 +470,9 @@ pub fn help() -> String {
          Every option can also come from the environment: --history-events 500 is\n\
          PUSHWIRE_HISTORY_EVENTS=500; a switch takes 1/true/0/false; a repeatable option (...)\n\
          takes a list separated by commas or spaces. The command line wins. PUSHWIRE_LOG=\n\
-         info|debug|trace sets the log level (default: warnings). SIGINT/SIGTERM stop\n\
-         gracefully (bounded by --stop-timeout); a second signal stops at once.\n\nOptions:\n",
+         info|debug|trace sets the log level (default: warnings); wire shows the decoded\n\
+         wire lines only. SIGINT/SIGTERM stop gracefully (bounded by --stop-timeout); a\n\
+         second signal stops at once.\n\nOptions:\n",
         env!("CARGO_PKG_VERSION")
     );
     for f in FLAGS {
