@@ -24,7 +24,8 @@
 //! or not) into events, shows what it cannot parse as `RAW` lines, and with `--hex` adds an
 //! annotated hexdump of each unit. It never alters the stream: the bytes are forwarded as
 //! they came, and the decoder is handed a copy of exactly what was forwarded. The lines go
-//! to stdout (flushed after each batch), diagnostics to stderr.
+//! to stdout (flushed after each batch; a reader of stdout slower than the traffic slows
+//! the proxy down with it), diagnostics to stderr.
 //!
 //! The decoding is [`pushwire::proto::tap::Tap`], built on the crate's own sans-IO parsers;
 //! this file is all the I/O there is. That the same parsers run here, driven by a proxy
@@ -356,7 +357,9 @@ impl Pair {
     /// Side `i` ended and all it sent was forwarded: half-close the other side, tell the tap.
     fn pass_eof(&mut self, i: usize, out: &mut String) {
         let side = &self.sides[i];
-        if !side.read_done || side.passed_on || !side.pending.is_empty() {
+        // (A client that ends before the upstream answered the connect waits for it: the
+        // EOF is passed on as a half-close once there is a socket to shut.)
+        if !self.connected || !side.read_done || side.passed_on || !side.pending.is_empty() {
             return;
         }
         self.sides[i].passed_on = true;

@@ -437,3 +437,20 @@ fn bad_flags_get_one_line_and_exit_2() {
         assert!(help.contains(flag), "{flag}:\n{help}");
     }
 }
+
+#[test]
+fn an_upstream_that_refuses_closes_the_client_and_the_tap_goes_on() {
+    // A port nothing listens on: bound, then closed.
+    let gone = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut tap = Wiretap::start(gone, &[]);
+    for _ in 0..3 {
+        let mut s = connect(tap.addr);
+        let _ = s.write_all(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(is_closed(&mut s));
+    }
+    assert!(tap.alive());
+    assert!(tap.lines("").is_empty(), "{:?}", tap.lines(""));
+}
