@@ -57,6 +57,7 @@ const TURN: usize = 64;
 /// (upstream).
 const LISTENER: Token = Token(0);
 
+/// `--help`.
 const USAGE: &str = "\
 usage: wiretap --upstream HOST:PORT [--listen HOST:PORT] [--hex]
 
@@ -462,6 +463,8 @@ fn accept(
     }
 }
 
+/// Reads the flags, binds the listener, runs the loop; exits 2 on a bad flag, 1 on an
+/// error.
 fn main() {
     let args = parse_args(std::env::args().skip(1));
     let listen = match args
