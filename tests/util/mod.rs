@@ -23,9 +23,21 @@ pub fn example_bin(name: &str) -> PathBuf {
         let profile_release = dir.ends_with("release");
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "--quiet", "--example", name]);
-        // The test's own CARGO_MANIFEST_DIR would make build scripts (ring's) run again,
-        // and the outer `cargo test` rebuild after us.
-        cmd.env_remove("CARGO_MANIFEST_DIR");
+        // The variables cargo sets for the test itself (CARGO_MANIFEST_DIR, CARGO_PKG_NAME
+        // and the rest) would make build scripts that read them (ring's) run again, and the
+        // outer `cargo test` rebuild after us.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            let own = [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_CRATE_",
+                "CARGO_PRIMARY_",
+            ];
+            if own.iter().any(|p| k.starts_with(p)) {
+                cmd.env_remove(&*k);
+            }
+        }
         if profile_release {
             cmd.arg("--release");
         }
